@@ -1,0 +1,2 @@
+//! Examples of mesh, one binary each.
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! The `mesh` command.
+#![forbid(unsafe_code)]
+fn main() {}

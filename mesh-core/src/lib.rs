@@ -1,0 +1,11 @@
+//! mesh-core: the pure heart of mesh.
+//!
+//! - [`model`]: the config model (clusters, routes, inbound policy) in one immutable
+//!   [`model::Snapshot`].
+//! - [`config`]: diagnostics that name file, document, resource and field.
+//!
+//! Nothing here opens a socket; algorithms take an injected RNG and clock.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod model;

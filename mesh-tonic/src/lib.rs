@@ -1,0 +1,2 @@
+//! mesh-tonic
+#![forbid(unsafe_code)]
