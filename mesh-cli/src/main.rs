@@ -1,3 +1,19 @@
-//! The `mesh` command.
+//! The `mesh` command: check Istio config, explain where a request goes, mint certificates.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    match cli.run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mesh: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -3,13 +3,20 @@
 //! - [`model`]: the config model (clusters, routes, inbound policy) in one immutable
 //!   [`model::Snapshot`].
 //! - [`config`]: diagnostics that name file, document, resource and field.
+//! - [`istio`]: Istio resources from YAML files, translated into the model.
+//! - [`routing`]: which route a request takes.
+//! - [`Mesh`]: the live config, hot-swapped and read without locks.
 //! - [`Workload`], [`MeshSettings`], [`BuildContext`]: the point of view config is built from.
 //!
 //! Nothing here opens a socket; algorithms take an injected RNG and clock.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod istio;
+mod mesh;
 pub mod model;
+pub mod routing;
 mod workload;
 
+pub use mesh::{ConfigStatus, Mesh, MeshBuilder, MeshError, Rejection};
 pub use workload::{BuildContext, MeshSettings, Workload};

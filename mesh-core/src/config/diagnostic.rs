@@ -113,6 +113,13 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// A refusal with one error that has no file or field (an internal failure).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            diagnostics: vec![Diagnostic::error("", message)],
+        }
+    }
+
     /// The errors alone.
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.diagnostics.iter().filter(|d| d.is_error())

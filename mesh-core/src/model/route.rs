@@ -270,9 +270,15 @@ pub struct RetryOn {
 }
 
 /// A fraction expressed in parts per million, exact for Istio's percentages (`0.1` → 1,000).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
+/// Serializes as a percentage (`10.0`), as Istio writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Percent(u32);
+
+impl Serialize for Percent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.as_percent())
+    }
+}
 
 impl Percent {
     /// One million parts.
@@ -287,6 +293,11 @@ impl Percent {
         }
         // In range, so the product fits in u32.
         Some(Percent((p * 10_000.0).round() as u32))
+    }
+
+    /// As a percentage, 0.0 to 100.0.
+    pub fn as_percent(self) -> f64 {
+        f64::from(self.0) / 10_000.0
     }
 
     /// Parts per million.

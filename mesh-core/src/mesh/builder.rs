@@ -1,0 +1,119 @@
+//! Building a [`Mesh`] handle.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use super::Mesh;
+use super::watch::{ConfigLoader, FileSource};
+use crate::config::ConfigError;
+use crate::model::Snapshot;
+use crate::{BuildContext, MeshSettings, Workload};
+
+/// Why a [`Mesh`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// The initial config is invalid (there is no earlier good config to fall back to).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The config paths could not be watched.
+    #[error("cannot watch config path {path}: {source}")]
+    Watch {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+/// Configures and builds a [`Mesh`]; see [`Mesh::builder`].
+#[derive(Debug)]
+pub struct MeshBuilder {
+    context: BuildContext,
+    config_paths: Vec<PathBuf>,
+    debounce: Duration,
+    watch: bool,
+    loader: ConfigLoader,
+}
+
+impl Default for MeshBuilder {
+    fn default() -> Self {
+        Self {
+            context: BuildContext::default(),
+            config_paths: Vec::new(),
+            debounce: Duration::from_millis(100),
+            watch: true,
+            loader: ConfigLoader::istio(),
+        }
+    }
+}
+
+impl MeshBuilder {
+    /// The workload this process runs as.
+    pub fn workload(mut self, workload: Workload) -> Self {
+        self.context.workload = workload;
+        self
+    }
+
+    /// Mesh-wide settings (domain suffix, trust domain, root namespace).
+    pub fn settings(mut self, settings: MeshSettings) -> Self {
+        self.context.settings = settings;
+        self
+    }
+
+    /// Adds a file or directory of Istio YAML (directories are read recursively).
+    pub fn config_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_paths.push(path.into());
+        self
+    }
+
+    /// How long the files must be quiet after a change before they are reloaded (default
+    /// 100 ms), so a multi-file edit is applied once.
+    pub fn debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self
+    }
+
+    /// Whether to watch the config paths and reload on change (default true).
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn loader(mut self, loader: ConfigLoader) -> Self {
+        self.loader = loader;
+        self
+    }
+
+    /// Loads the config (refusing an invalid one), starts watching it, and returns the handle.
+    /// With no config paths, the mesh starts empty (for a config pushed by xDS or
+    /// [`Mesh::apply`]).
+    pub async fn build(self) -> Result<Mesh, MeshError> {
+        if self.config_paths.is_empty() {
+            return Ok(Mesh::new(self.context, Snapshot::empty(), Vec::new()));
+        }
+        let loader = self.loader.clone();
+        let initial = {
+            let (paths, context) = (self.config_paths.clone(), self.context.clone());
+            tokio::task::spawn_blocking(move || loader.load(&paths, &context))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ConfigError::internal(format!(
+                        "config loader panicked: {e}"
+                    )))
+                })?
+        };
+        if !self.watch {
+            return Ok(Mesh::new(self.context, initial, Vec::new()));
+        }
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let source = FileSource::new(self.config_paths, self.debounce, self.loader)?;
+        let mesh = Mesh::new(self.context, initial, vec![stop_tx]);
+        source.spawn(Arc::downgrade(&mesh.shared), stop_rx);
+        Ok(mesh)
+    }
+}
