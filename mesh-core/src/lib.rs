@@ -5,6 +5,7 @@
 //! - [`config`]: diagnostics that name file, document, resource and field.
 //! - [`istio`]: Istio resources from YAML files, translated into the model.
 //! - [`routing`]: which route a request takes.
+//! - [`telemetry`]: response flags and Istio metric names.
 //! - [`Mesh`]: the live config, hot-swapped and read without locks.
 //! - [`Workload`], [`MeshSettings`], [`BuildContext`]: the point of view config is built from.
 //!
@@ -16,6 +17,7 @@ pub mod istio;
 mod mesh;
 pub mod model;
 pub mod routing;
+pub mod telemetry;
 mod workload;
 
 pub use mesh::{ConfigStatus, Mesh, MeshBuilder, MeshError, Rejection};

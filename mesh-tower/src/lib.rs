@@ -1,2 +1,8 @@
-//! mesh-tower
+//! mesh-tower: mesh for hyper and axum apps.
+//!
+//! - [`client`]: the outbound `MeshClient`.
+//! - [`reply`]: the answers mesh gives itself, mapped to HTTP or gRPC in one place.
 #![forbid(unsafe_code)]
+
+pub mod client;
+pub mod reply;

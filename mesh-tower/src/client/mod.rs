@@ -1,0 +1,12 @@
+//! The outbound side: `MeshClient`, every outbound call through mesh's routing, balancing,
+//! resilience and mutual TLS.
+
+mod body;
+mod classify;
+mod connect;
+mod pool;
+mod prepare;
+mod replay;
+
+pub use body::MeshBody;
+pub use replay::{ReplayBody, ReplayError};

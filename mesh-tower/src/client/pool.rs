@@ -1,0 +1,212 @@
+//! Connections to one endpoint: one multiplexed HTTP/2 connection, or a keep-alive pool of
+//! HTTP/1.1 connections.
+//!
+//! Like Envoy, HTTP/2 endpoints get a single connection that carries every request (replaced when
+//! it closes or reaches `maxRequestsPerConnection`), and HTTP/1.1 endpoints get as many
+//! connections as there are concurrent requests, reused while they stay idle for less than the
+//! idle timeout. Connection counts are limited cluster-wide by the circuit breaker, not here.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::time::Instant;
+
+use super::connect::{ConnectError, Connected, Connector};
+
+/// The body every upstream request is sent with.
+pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Why a request could not be exchanged with the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SendError {
+    /// No connection could be made; the request was not sent.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The peer refused the stream before processing it (HTTP/2 REFUSED_STREAM, or a
+    /// connection that closed before the request went out); safe to retry.
+    #[error("request refused before processing: {0}")]
+    Refused(#[source] hyper::Error),
+    /// The stream or connection was reset after the request was sent.
+    #[error("upstream reset: {0}")]
+    Reset(#[source] hyper::Error),
+}
+
+/// Pool settings, from the cluster's connection-pool policy.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolSettings {
+    pub(crate) http2: bool,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) max_requests_per_connection: u32,
+}
+
+pub(crate) struct EndpointPool {
+    connector: Connector,
+    settings: PoolSettings,
+    h2: tokio::sync::Mutex<Option<Arc<H2Conn>>>,
+    h1_idle: Mutex<Vec<H1Conn>>,
+}
+
+struct H2Conn {
+    sender: http2::SendRequest<UpstreamBody>,
+    requests: AtomicU32,
+}
+
+struct H1Conn {
+    sender: http1::SendRequest<UpstreamBody>,
+    requests: u32,
+    idle_since: Instant,
+}
+
+impl EndpointPool {
+    pub(crate) fn new(connector: Connector, settings: PoolSettings) -> Self {
+        Self {
+            connector,
+            settings,
+            h2: tokio::sync::Mutex::new(None),
+            h1_idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sends one request on a pooled or new connection.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        if self.settings.http2 {
+            self.send_h2(request).await
+        } else {
+            self.send_h1(request).await
+        }
+    }
+
+    async fn send_h2(
+        &self,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let conn = self.h2_conn().await?;
+        let limit = self.settings.max_requests_per_connection;
+        let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if limit != 0 && n >= limit {
+            // This is the connection's last request; the next one opens a new connection.
+            let mut slot = self.h2.lock().await;
+            if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                *slot = None;
+            }
+        }
+        let mut sender = conn.sender.clone();
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok(response),
+            Err(mut e) => {
+                let sent = e.take_message().is_none();
+                Err(classify(e.into_error(), sent))
+            }
+        }
+    }
+
+    async fn h2_conn(&self) -> Result<Arc<H2Conn>, SendError> {
+        let mut slot = self.h2.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            if !conn.sender.is_closed() {
+                return Ok(conn.clone());
+            }
+        }
+        let Connected { io, .. } = self.connector.connect().await?;
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        let conn = Arc::new(H2Conn {
+            sender,
+            requests: AtomicU32::new(0),
+        });
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn send_h1(
+        self: &Arc<Self>,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let (mut sender, requests) = match self.checkout_h1() {
+            Some(conn) => (conn.sender, conn.requests),
+            None => {
+                let Connected { io, .. } = self.connector.connect().await?;
+                let (sender, connection) = http1::Builder::new()
+                    .handshake(TokioIo::new(io))
+                    .await
+                    .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+                    }
+                });
+                (sender, 0)
+            }
+        };
+        let result = sender.try_send_request(request).await;
+        let requests = requests + 1;
+        let limit = self.settings.max_requests_per_connection;
+        if result.is_ok() && (limit == 0 || requests < limit) {
+            // Ready again once this response's body has been read; checkout skips it until then.
+            self.lock_idle().push(H1Conn {
+                sender,
+                requests,
+                idle_since: Instant::now(),
+            });
+        }
+        result.map_err(|mut e| {
+            let sent = e.take_message().is_none();
+            classify(e.into_error(), sent)
+        })
+    }
+
+    fn checkout_h1(&self) -> Option<H1Conn> {
+        let mut idle = self.lock_idle();
+        let now = Instant::now();
+        let timeout = self.settings.idle_timeout;
+        idle.retain(|c| {
+            !c.sender.is_closed() && timeout.is_none_or(|t| now.duration_since(c.idle_since) < t)
+        });
+        let ready = idle.iter().position(|c| c.sender.is_ready())?;
+        Some(idle.swap_remove(ready))
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<H1Conn>> {
+        // The list is only pushed to and filtered; a panic cannot leave it torn.
+        self.h1_idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Sorts a hyper error into what retry policies understand.
+fn classify(error: hyper::Error, sent: bool) -> SendError {
+    if !sent || is_refused_stream(&error) {
+        SendError::Refused(error)
+    } else {
+        SendError::Reset(error)
+    }
+}
+
+fn is_refused_stream(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = e.source();
+    }
+    false
+}
