@@ -18,7 +18,11 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
-use super::connect::{ConnectError, Connected, Connector};
+use mesh_core::model::Cluster;
+use mesh_core::resilience::{CircuitBreaker, Overflow, Permit};
+use tokio::sync::Notify;
+
+use super::connect::{ConnectError, Connected, Connector, Io};
 
 /// The body every upstream request is sent with.
 pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -36,21 +40,40 @@ pub(crate) enum SendError {
     /// The stream or connection was reset after the request was sent.
     #[error("upstream reset: {0}")]
     Reset(#[source] hyper::Error),
+    /// A connection-pool limit is full (flag UO).
+    #[error(transparent)]
+    Overflow(#[from] Overflow),
 }
 
-/// Pool settings, from the cluster's connection-pool policy.
-#[derive(Clone, Debug)]
+/// Pool settings, from the cluster's protocol and connection-pool policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PoolSettings {
     pub(crate) http2: bool,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_requests_per_connection: u32,
+    pub(crate) connect_timeout: Duration,
+}
+
+impl PoolSettings {
+    pub(crate) fn for_cluster(cluster: &Cluster) -> Self {
+        let pool = &cluster.connection_pool;
+        Self {
+            http2: cluster.protocol.requires_h2() || pool.h2_upgrade,
+            idle_timeout: pool.idle_timeout,
+            max_requests_per_connection: pool.max_requests_per_connection,
+            connect_timeout: pool.connect_timeout,
+        }
+    }
 }
 
 pub(crate) struct EndpointPool {
     connector: Connector,
     settings: PoolSettings,
+    breaker: CircuitBreaker,
     h2: tokio::sync::Mutex<Option<Arc<H2Conn>>>,
     h1_idle: Mutex<Vec<H1Conn>>,
+    /// Signalled when an HTTP/1.1 connection may have become free.
+    released: Notify,
 }
 
 struct H2Conn {
@@ -65,13 +88,32 @@ struct H1Conn {
 }
 
 impl EndpointPool {
-    pub(crate) fn new(connector: Connector, settings: PoolSettings) -> Self {
+    pub(crate) fn new(connector: Connector, settings: PoolSettings, breaker: CircuitBreaker) -> Self {
         Self {
             connector,
             settings,
+            breaker,
             h2: tokio::sync::Mutex::new(None),
             h1_idle: Mutex::new(Vec::new()),
+            released: Notify::new(),
         }
+    }
+
+    pub(crate) fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
+    /// Tells a waiting request that a response finished, so its HTTP/1.1 connection is free.
+    pub(crate) fn release(&self) {
+        self.released.notify_one();
+    }
+
+    /// Opens a connection under the cluster's connection limit; the permit lives as long as
+    /// the connection's task.
+    async fn open(&self) -> Result<(Io, Permit), SendError> {
+        let permit = self.breaker.try_connection()?;
+        let Connected { io, .. } = self.connector.connect().await?;
+        Ok((io, permit))
     }
 
     /// Sends one request on a pooled or new connection.
@@ -117,7 +159,7 @@ impl EndpointPool {
                 return Ok(conn.clone());
             }
         }
-        let Connected { io, .. } = self.connector.connect().await?;
+        let (io, permit) = self.open().await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
@@ -128,6 +170,7 @@ impl EndpointPool {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
             }
+            drop(permit);
         });
         let conn = Arc::new(H2Conn {
             sender,
@@ -141,22 +184,7 @@ impl EndpointPool {
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, requests) = match self.checkout_h1() {
-            Some(conn) => (conn.sender, conn.requests),
-            None => {
-                let Connected { io, .. } = self.connector.connect().await?;
-                let (sender, connection) = http1::Builder::new()
-                    .handshake(TokioIo::new(io))
-                    .await
-                    .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-                    }
-                });
-                (sender, 0)
-            }
-        };
+        let (mut sender, requests) = self.h1_conn().await?;
         let result = sender.try_send_request(request).await;
         let requests = requests + 1;
         let limit = self.settings.max_requests_per_connection;
@@ -172,6 +200,44 @@ impl EndpointPool {
             let sent = e.take_message().is_none();
             classify(e.into_error(), sent)
         })
+    }
+
+    /// An idle connection, or a new one under the connection limit, or, at the limit, the
+    /// first one freed while this request waits as pending (bounded by `http1MaxPendingRequests`
+    /// and the connect timeout).
+    async fn h1_conn(&self) -> Result<(http1::SendRequest<UpstreamBody>, u32), SendError> {
+        let mut pending: Option<Permit> = None;
+        let deadline = Instant::now() + self.settings.connect_timeout;
+        loop {
+            let released = self.released.notified();
+            if let Some(conn) = self.checkout_h1() {
+                return Ok((conn.sender, conn.requests));
+            }
+            match self.open().await {
+                Ok((io, permit)) => {
+                    let (sender, connection) = http1::Builder::new()
+                        .handshake(TokioIo::new(io))
+                        .await
+                        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+                        }
+                        drop(permit);
+                    });
+                    return Ok((sender, 0));
+                }
+                Err(SendError::Overflow(overflow)) => {
+                    if pending.is_none() {
+                        pending = Some(self.breaker.try_pending()?);
+                    }
+                    if tokio::time::timeout_at(deadline, released).await.is_err() {
+                        return Err(SendError::Overflow(overflow));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn checkout_h1(&self) -> Option<H1Conn> {

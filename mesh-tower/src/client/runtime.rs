@@ -1,0 +1,164 @@
+//! Per-cluster runtime built from a snapshot: the balancer, the circuit breaker, outlier
+//! detection and the endpoints' connection pools.
+//!
+//! Built once per snapshot version, off the hot path of every request but the first after a
+//! swap. What must survive a swap does: endpoint stats (in-flight, EWMA, ejection) through the
+//! [`StatsRegistry`], breakers and pools by cluster name and address. Endpoints removed by a swap
+//! drain: requests holding their pool finish on it, and the pool closes when the last one ends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use mesh_core::balance::{Balancer, ClientLocality, ClusterState, StatsRegistry};
+use mesh_core::model::{Cluster, ClusterName, EndpointAddress, Snapshot};
+use mesh_core::resilience::{CircuitBreaker, OutlierDetector};
+use tokio::time::Instant;
+
+use super::connect::Connector;
+use super::pool::{EndpointPool, PoolSettings};
+
+/// Everything the client needs to call one cluster.
+pub(crate) struct ClusterRuntime {
+    pub(crate) cluster: Arc<Cluster>,
+    pub(crate) state: Arc<ClusterState>,
+    pub(crate) balancer: Balancer,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) outlier: Option<OutlierDetector>,
+    /// Parallel to `cluster.endpoints`.
+    pub(crate) pools: Box<[Arc<EndpointPool>]>,
+    last_sweep: Mutex<Instant>,
+}
+
+impl ClusterRuntime {
+    /// Runs outlier detection's interval sweep when it is due (lazily, on requests, so an idle
+    /// client runs no timers).
+    pub(crate) fn maybe_sweep(&self, now: Instant) {
+        let Some(outlier) = &self.outlier else { return };
+        let mut last = self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        if now.saturating_duration_since(*last) >= outlier.interval() {
+            *last = now;
+            drop(last);
+            for address in outlier.sweep(now) {
+                tracing::info!(cluster = %self.cluster.name, %address, "endpoint returned to service");
+            }
+        }
+    }
+}
+
+/// The runtime of every cluster of one snapshot version.
+pub(crate) struct Runtime {
+    pub(crate) version: String,
+    pub(crate) clusters: HashMap<ClusterName, Arc<ClusterRuntime>>,
+}
+
+/// Builds runtimes as snapshots change, carrying state across.
+pub(crate) struct Runtimes {
+    current: ArcSwap<Runtime>,
+    rebuild: Mutex<()>,
+    stats: StatsRegistry,
+    breakers: Mutex<HashMap<ClusterName, (Arc<Cluster>, CircuitBreaker)>>,
+    pools: Mutex<HashMap<(ClusterName, EndpointAddress), Arc<EndpointPool>>>,
+    locality: ClientLocality,
+}
+
+impl Runtimes {
+    pub(crate) fn new(locality: ClientLocality) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(Runtime { version: "\0unbuilt".into(), clusters: HashMap::new() }),
+            rebuild: Mutex::new(()),
+            stats: StatsRegistry::new(),
+            breakers: Mutex::new(HashMap::new()),
+            pools: Mutex::new(HashMap::new()),
+            locality,
+        }
+    }
+
+    /// The runtime for `snapshot`, building it if the snapshot is new.
+    pub(crate) fn get(&self, snapshot: &Snapshot) -> Arc<Runtime> {
+        let current = self.current.load_full();
+        if current.version == snapshot.version {
+            return current;
+        }
+        let _one_builder = self.rebuild.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.current.load_full();
+        if current.version == snapshot.version {
+            return current;
+        }
+        let next = Arc::new(self.build(snapshot, &current));
+        self.current.store(next.clone());
+        next
+    }
+
+    fn build(&self, snapshot: &Snapshot, previous: &Runtime) -> Runtime {
+        let now = Instant::now();
+        let mut clusters = HashMap::with_capacity(snapshot.clusters.len());
+        let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live_pools = HashMap::new();
+        for (name, cluster) in &snapshot.clusters {
+            if let Some(prev) = previous.clusters.get(name) {
+                if prev.cluster == *cluster {
+                    // Unchanged: keep everything, balancer included.
+                    for (endpoint, pool) in cluster.endpoints.iter().zip(prev.pools.iter()) {
+                        live_pools.insert((name.clone(), endpoint.address.clone()), pool.clone());
+                    }
+                    clusters.insert(name.clone(), prev.clone());
+                    continue;
+                }
+            }
+            let state = self.stats.cluster(name, now);
+            let balancer = match Balancer::new(cluster, &state, &self.locality, now) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Validation should have refused this; the cluster answers 503 UH instead.
+                    tracing::error!(cluster = %name, error = %e, "cannot balance cluster");
+                    continue;
+                }
+            };
+            let breaker = match breakers.get(name) {
+                Some((c, b)) if c.connection_pool == cluster.connection_pool && c.retry_budget == cluster.retry_budget => {
+                    b.clone()
+                }
+                _ => CircuitBreaker::new(&cluster.connection_pool, &cluster.retry_budget),
+            };
+            breakers.insert(name.clone(), (cluster.clone(), breaker.clone()));
+            let settings = PoolSettings::for_cluster(cluster);
+            let endpoint_pools: Box<[Arc<EndpointPool>]> = cluster
+                .endpoints
+                .iter()
+                .map(|endpoint| {
+                    let key = (name.clone(), endpoint.address.clone());
+                    let pool = match pools.get(&key) {
+                        Some(p) if p.settings() == &settings => p.clone(),
+                        _ => Arc::new(EndpointPool::new(
+                            Connector::new(endpoint.address.clone(), cluster.connection_pool.connect_timeout),
+                            settings.clone(),
+                            breaker.clone(),
+                        )),
+                    };
+                    live_pools.insert(key, pool.clone());
+                    pool
+                })
+                .collect();
+            let outlier = cluster.outlier.clone().map(|config| OutlierDetector::new(config, state.clone()));
+            clusters.insert(
+                name.clone(),
+                Arc::new(ClusterRuntime {
+                    cluster: cluster.clone(),
+                    state,
+                    balancer,
+                    breaker,
+                    outlier,
+                    pools: endpoint_pools,
+                    last_sweep: Mutex::new(now),
+                }),
+            );
+        }
+        // Forget what the snapshot no longer has; in-flight requests hold their own references.
+        *pools = live_pools;
+        breakers.retain(|name, _| snapshot.clusters.contains_key(name));
+        self.stats.retain(snapshot.clusters.keys());
+        Runtime { version: snapshot.version.clone(), clusters }
+    }
+}
