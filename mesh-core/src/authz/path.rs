@@ -25,6 +25,8 @@
 //! Matching stays case-sensitive, as in Istio: `/ADMIN` is a different path from `/admin`, and a
 //! policy that must cover both has to name both (or the application must treat them alike).
 
+use std::borrow::Cow;
+
 use thiserror::Error;
 
 /// Why a request path was refused. A server answers 400 Bad Request and does not call the
@@ -50,15 +52,17 @@ pub enum PathError {
 
 /// A normalised request target: the path the policy judges and the application receives, and the
 /// query as it arrived.
+///
+/// Borrows the input when it was already normal (the common case: no allocation).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct NormalizedPath {
+pub struct NormalizedPath<'a> {
     /// Path followed by `?query` when there was one.
-    full: String,
+    full: Cow<'a, str>,
     /// Length of the path part of `full`.
     path_len: usize,
 }
 
-impl NormalizedPath {
+impl<'a> NormalizedPath<'a> {
     /// The normalised path, without the query (what policies match on).
     pub fn path(&self) -> &str {
         &self.full[..self.path_len]
@@ -74,11 +78,29 @@ impl NormalizedPath {
     pub fn path_and_query(&self) -> &str {
         &self.full
     }
+
+    /// Whether normalisation changed the request target (the URI must then be rewritten).
+    pub fn is_changed(&self) -> bool {
+        matches!(self.full, Cow::Owned(_))
+    }
+
+    /// The normalised path followed by `?query`, by value.
+    pub fn into_path_and_query(self) -> Cow<'a, str> {
+        self.full
+    }
+
+    /// Detaches from the input.
+    pub fn into_owned(self) -> NormalizedPath<'static> {
+        NormalizedPath {
+            full: Cow::Owned(self.full.into_owned()),
+            path_len: self.path_len,
+        }
+    }
 }
 
 /// Normalises a request target in origin form (`/path?query`); see the module docs for exactly
 /// what is decoded, merged, removed and refused.
-pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
+pub fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
     if let Some(at) = raw.find('#') {
         return Err(PathError::Fragment(at));
     }
@@ -89,6 +111,12 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotOriginForm);
     }
+    if is_normal(path) {
+        return Ok(NormalizedPath {
+            full: Cow::Borrowed(raw),
+            path_len: path.len(),
+        });
+    }
     let decoded = decode(path)?;
     let mut full = remove_dot_segments(&decoded);
     let path_len = full.len();
@@ -96,7 +124,33 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath, PathError> {
         full.push('?');
         full.push_str(q);
     }
+    // Decoding can give back the input (`%25` stays `%25`): report it unchanged.
+    let full = if full == raw {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(full)
+    };
     Ok(NormalizedPath { full, path_len })
+}
+
+/// Whether `path` (starting with `/`) is already in normal form: only printable ASCII, no `%`
+/// or `\`, no empty segment before the last, no `.` or `..` segment. Such a path is what
+/// [`remove_dot_segments`] would produce from itself.
+fn is_normal(path: &str) -> bool {
+    if !path
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
+    {
+        return false;
+    }
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if segment == "." || segment == ".." || (segment.is_empty() && !last) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Step 1–3: validate, decode once, and turn every `\` into `/`.
@@ -239,6 +293,18 @@ mod tests {
     }
 
     #[test]
+    fn borrows_when_already_normal() {
+        for raw in ["/", "/a", "/a/b/", "/a/b?x=%2F&y=/../", "/a.b/..c/.d"] {
+            let n = normalize_path(raw).unwrap();
+            assert!(!n.is_changed(), "{raw}");
+            assert_eq!(n.path_and_query(), raw);
+        }
+        for raw in ["//a", "/a/./b", "/a/..", "/a/.", "/%41", "/a\\b", "/a//"] {
+            assert!(normalize_path(raw).unwrap().is_changed(), "{raw}");
+        }
+    }
+
+    #[test]
     fn parts() {
         let n = normalize_path("//a/./b?x=1&y").unwrap();
         assert_eq!(n.path(), "/a/b");
@@ -302,7 +368,8 @@ mod tests {
             prop_assert!(!path.contains('\\'), "{path}");
             prop_assert_eq!(once.query(), Some(query.as_str()));
             let twice = normalize_path(once.path_and_query()).unwrap();
-            prop_assert_eq!(&twice, &once);
+            prop_assert!(!twice.is_changed(), "{:?} changed again", once.path_and_query());
+            prop_assert_eq!(twice.path_and_query(), once.path_and_query());
         }
 
         #[test]
@@ -312,7 +379,7 @@ mod tests {
                 prop_assert!(!path.contains("//") && !path.contains("/./"));
                 prop_assert!(!path.contains("/../") && !path.contains('\\'));
                 let twice = normalize_path(once.path_and_query()).unwrap();
-                prop_assert_eq!(twice, once);
+                prop_assert_eq!(twice.path_and_query(), once.path_and_query());
             }
         }
     }

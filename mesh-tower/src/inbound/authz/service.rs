@@ -7,7 +7,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri};
-use mesh_core::authz::{AuthzRequest, HeaderLookup, NormalizedPath, evaluate, normalize_path};
+use mesh_core::authz::{AuthzRequest, HeaderLookup, evaluate, normalize_path};
 use mesh_core::model::Snapshot;
 use tower_service::Service;
 
@@ -95,16 +95,19 @@ impl<S, P: PeerInfo> Authz<S, P> {
     /// Normalises and rewrites the path, then evaluates the policies.
     fn authorize<B>(&self, req: &mut Request<B>) -> Result<(), Refusal> {
         let raw = req.uri().path_and_query().map_or("", PathAndQuery::as_str);
-        let normalized = match normalize_path(raw) {
-            Ok(n) => n,
+        let rewrite = match normalize_path(raw) {
+            Ok(n) => n.is_changed().then(|| n.into_path_and_query().into_owned()),
             Err(error) => {
                 tracing::debug!(target: "mesh::authz", %error, path = raw, "refusing request path");
                 return Err(Refusal::BadPath);
             }
         };
-        if normalized.path_and_query() != raw {
-            rewrite_path(req.uri_mut(), &normalized).ok_or(Refusal::BadPath)?;
+        if let Some(normalized) = rewrite {
+            rewrite_path(req.uri_mut(), normalized).ok_or(Refusal::BadPath)?;
         }
+        // From here on the URI holds the normalised path: the policy judges what the
+        // application will route on.
+        let path = req.uri().path();
 
         let peer = req.extensions().get::<P>();
         let principal = peer.and_then(P::principal);
@@ -119,7 +122,7 @@ impl<S, P: PeerInfo> Authz<S, P> {
             destination_port: local.map(|a| a.port()),
             authority: authority(req.uri(), req.headers()),
             method: req.method().as_str(),
-            path: normalized.path(),
+            path,
             sni: peer.and_then(P::sni),
             headers: &headers,
         };
@@ -175,9 +178,9 @@ impl<S, P: PeerInfo> Authz<S, P> {
 }
 
 /// Replaces the path and query of `uri`, keeping scheme and authority.
-fn rewrite_path(uri: &mut Uri, normalized: &NormalizedPath) -> Option<()> {
+fn rewrite_path(uri: &mut Uri, path_and_query: String) -> Option<()> {
     let mut parts = std::mem::take(uri).into_parts();
-    let bytes = Bytes::copy_from_slice(normalized.path_and_query().as_bytes());
+    let bytes = Bytes::from(path_and_query);
     parts.path_and_query = Some(PathAndQuery::from_maybe_shared(bytes).ok()?);
     *uri = Uri::from_parts(parts).ok()?;
     Some(())
