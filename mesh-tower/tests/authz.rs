@@ -16,8 +16,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::model::{
-    AuthzAction, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, IpBlock, Snapshot,
-    StringPattern,
+    AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, ConditionKey,
+    IpBlock, Snapshot, StringPattern,
 };
 use mesh_tower::inbound::authz::Audit;
 use mesh_tower::inbound::{AuthzLayer, LocalAddr, PeerInfo, RemoteAddr};

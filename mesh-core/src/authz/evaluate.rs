@@ -130,8 +130,11 @@ impl Matcher<'_, '_> {
     fn operation(&self, o: &AuthzOperation) -> bool {
         let req = self.req;
         let port = |ports: &[u16]| req.destination_port.map(|p| ports.contains(&p));
+        // No authority (HTTP/1.0 without `Host`) is absent, like a plaintext principal.
+        let has_authority = !req.authority.is_empty();
         either(&o.hosts, &o.not_hosts, |p| {
-            matches_ignore_case(p, req.authority) || matches_ignore_case(p, req.host())
+            has_authority
+                && (matches_ignore_case(p, req.authority) || matches_ignore_case(p, req.host()))
         }) && (o.ports.is_empty() || port(&o.ports).unwrap_or(self.unknown))
             && (o.not_ports.is_empty() || port(&o.not_ports).map_or(self.unknown, |m| !m))
             && either(&o.methods, &o.not_methods, |p| p.matches(req.method))

@@ -48,7 +48,8 @@ pub struct AuthzRequest<'a> {
     pub destination_ip: Option<IpAddr>,
     /// The local port the connection arrived on.
     pub destination_port: Option<u16>,
-    /// The request authority (`Host` or `:authority`) as sent, port included if there was one.
+    /// The request authority (`Host` or `:authority`) as sent, port included if there was one;
+    /// empty when the request had none.
     pub authority: &'a str,
     /// The method (`GET`; gRPC is always `POST`).
     pub method: &'a str,

@@ -396,6 +396,8 @@ fn hosts() {
         (&[], &["HTTPBIN.FOO"], "httpbin.foo", false),
         (&[], &["other"], "httpbin.foo:8000", true),
         (&["*"], &[], "x", true),
+        (&["*"], &[], "", false),
+        (&[], &["*"], "", true),
     ];
     for &(v, n, authority, want) in cases {
         assert_eq!(
