@@ -109,10 +109,16 @@ impl Server {
 
     /// Sends `GET <target>` byte for byte over HTTP/1.1; returns status and body.
     async fn get(&self, target: &str, host: &str) -> (u16, String) {
+        self.get_with(target, host, "").await
+    }
+
+    /// Like [`Server::get`], with extra header lines (each ending in `\r\n`).
+    async fn get_with(&self, target: &str, host: &str, headers: &str) -> (u16, String) {
         let exchange = async {
             let mut s = TcpStream::connect(self.addr).await.unwrap();
-            let head =
-                format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+            let head = format!(
+                "GET {target} HTTP/1.1\r\nHost: {host}\r\n{headers}Connection: close\r\n\r\n"
+            );
             s.write_all(head.as_bytes()).await.unwrap();
             let mut raw = Vec::new();
             s.read_to_end(&mut raw).await.unwrap();
@@ -288,6 +294,18 @@ async fn hosts_ports_and_audit() {
             AuthzAction::Audit,
             vec![paths(&["/public/*"])],
         ),
+        policy(
+            "foo/deny-canary",
+            AuthzAction::Deny,
+            vec![AuthzRule {
+                when: vec![AuthzCondition {
+                    key: ConditionKey::RequestHeader("x-env".into()),
+                    values: pats(&["canary"]),
+                    not_values: vec![],
+                }],
+                ..AuthzRule::default()
+            }],
+        ),
     ])));
     assert_eq!(server.get("/x", "BLOCKED.example:8000").await.0, 403);
     assert_eq!(server.get("/x", "blocked.example").await.0, 403);
@@ -297,6 +315,10 @@ async fn hosts_ports_and_audit() {
         (status, body.as_str()),
         (200, "/public/a audit=foo/audit-public")
     );
+    // Any value of a repeated header, whatever the case of its name.
+    let env = "x-env: dev\r\nX-Env: canary\r\n";
+    assert_eq!(server.get_with("/x", "h", env).await.0, 403);
+    assert_eq!(server.get_with("/x", "h", "X-ENV: dev\r\n").await.0, 200);
 }
 
 #[tokio::test]
