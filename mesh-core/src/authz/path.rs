@@ -373,6 +373,13 @@ mod tests {
         }
 
         #[test]
+        fn fast_path_agrees_with_full_normalisation(raw in tricky_path()) {
+            let full = remove_dot_segments(&decode(&raw).unwrap());
+            let fast = normalize_path(&raw).unwrap();
+            prop_assert_eq!(fast.path(), full.as_str());
+        }
+
+        #[test]
         fn any_ascii_input_is_refused_or_clean(raw in "/[ -~]{0,40}") {
             if let Ok(once) = normalize_path(&raw) {
                 let path = once.path();
