@@ -1,5 +1,6 @@
 //! mesh-core: the pure heart of mesh.
 //!
+//! - [`authz`]: AuthorizationPolicy evaluation and request-path normalisation.
 //! - [`model`]: the config model (clusters, routes, inbound policy) in one immutable
 //!   [`model::Snapshot`].
 //! - [`config`]: diagnostics that name file, document, resource and field.
@@ -12,6 +13,7 @@
 //! Nothing here opens a socket; algorithms take an injected RNG and clock.
 #![forbid(unsafe_code)]
 
+pub mod authz;
 pub mod config;
 pub mod istio;
 mod mesh;
