@@ -150,13 +150,15 @@ pub(crate) fn read_documents(
         let value: Value = match serde_saphyr::from_str(doc.text) {
             Ok(v) => v,
             Err(e) => {
+                let rendered = e.to_string();
+                let reason = yaml_reason(&rendered);
                 let message = match e.location() {
                     Some(loc) if loc.line() > 0 => format!(
-                        "malformed YAML at line {}: {}",
-                        loc.line() as usize + doc.first_line - 1,
-                        first_line_of(&e.to_string())
+                        "malformed YAML at line {}, column {}: {reason}",
+                        usize::try_from(loc.line()).unwrap_or(usize::MAX).saturating_add(doc.first_line - 1),
+                        loc.column()
                     ),
-                    _ => format!("malformed YAML: {}", first_line_of(&e.to_string())),
+                    _ => format!("malformed YAML: {reason}"),
                 };
                 diags.push(origin.diag(None, Severity::Error, "", message));
                 continue;
@@ -166,8 +168,18 @@ pub(crate) fn read_documents(
     }
 }
 
-fn first_line_of(s: &str) -> &str {
-    s.lines().next().unwrap_or(s).trim()
+/// serde-saphyr's message without its `error: line L column C:` prefix (the line is relative to
+/// the document; the caller reports it relative to the file).
+fn yaml_reason(rendered: &str) -> &str {
+    let first = rendered.lines().next().unwrap_or(rendered).trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim_start();
+    match first.strip_prefix("line ") {
+        Some(rest) => rest
+            .split_once(": ")
+            .filter(|(pos, _)| pos.contains("column"))
+            .map_or(first, |(_, reason)| reason),
+        None => first,
+    }
 }
 
 fn str_field<'v>(value: &'v Value, key: &str) -> Option<&'v str> {

@@ -85,12 +85,7 @@ fn decode_all(raw: Vec<RawResource>, diags: &mut Diagnostics) -> Decoded {
     let mut d = Decoded::default();
     for res in raw {
         if let Some(first) = seen.get(&res.resource) {
-            let message = format!(
-                "{} is defined twice: first at {}, again at {}",
-                res.resource,
-                first.describe(),
-                res.origin.describe()
-            );
+            let message = format!("defined twice: first at {}", first.describe());
             diags
                 .at(&res.origin, &res.resource)
                 .error("metadata.name", message);

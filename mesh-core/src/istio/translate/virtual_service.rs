@@ -52,10 +52,12 @@ fn check_destination(
     services: &BTreeMap<String, Service>,
     rules: &RuleIndex,
     ctx: &BuildContext,
+    warned: &mut Vec<String>,
     report: &mut super::super::diag::Reporter<'_>,
 ) {
     let service = services.get(&dest.host);
-    if service.is_none() {
+    if service.is_none() && !warned.contains(&dest.host) {
+        warned.push(dest.host.clone());
         report.warn(
             &dest.field.key("host"),
             format!(
@@ -85,13 +87,15 @@ fn check_destination(
             ),
         ),
         Some(_) => {}
-        None => report.warn(
+        None if service.is_some() => report.warn(
             &dest.field.key("subset"),
             format!(
                 "no DestinationRule defines subsets for {}; subset {subset:?} has no cluster",
                 dest.host
             ),
         ),
+        // The host's own warning says it all.
+        None => {}
     }
 }
 
@@ -129,14 +133,15 @@ pub(crate) fn compile_virtual_services(
             .enumerate()
             .filter_map(|(i, route)| http_route::compile_route(route, i, ns, ctx, &mut report))
             .collect();
+        let mut warned = Vec::new();
         for route in &routes {
             if let ActionSpec::Forward(dests) = &route.action {
                 for d in dests {
-                    check_destination(&d.dest, services, rules, ctx, &mut report);
+                    check_destination(&d.dest, services, rules, ctx, &mut warned, &mut report);
                 }
             }
             for m in &route.mirrors {
-                check_destination(&m.dest, services, rules, ctx, &mut report);
+                check_destination(&m.dest, services, rules, ctx, &mut warned, &mut report);
             }
         }
         if !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh") {
