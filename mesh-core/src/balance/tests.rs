@@ -1,0 +1,1 @@
+//! Cross-algorithm tests of the balancer.
