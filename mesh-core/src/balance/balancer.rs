@@ -258,7 +258,7 @@ impl Balancer {
                 least_request::pick(&health.candidates, &self.stats, &self.weights, rng)
             }
             (Table::None, Algorithm::PeakEwma) => {
-                peak_ewma::pick(&health.candidates, &self.stats, &self.weights, ctx.now, rng)
+                peak_ewma::pick(&health.candidates, &self.stats, ctx.now, rng)
             }
             (Table::None, _) => health.candidates.sample(rng),
         };

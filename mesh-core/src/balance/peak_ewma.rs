@@ -5,8 +5,9 @@
 //! <https://twitter.github.io/finagle/guide/Clients.html#power-of-two-choices-p2c-least-loaded>,
 //! <https://linkerd.io/2016/03/16/beyond-round-robin-load-balancing-for-latency/>. A slow
 //! endpoint is avoided as soon as one slow response is seen (the estimate jumps to the peak),
-//! and tried again as its estimate decays. Weights divide the cost, so a weight-2 endpoint is
-//! worth twice the load of a weight-1 one; candidates are drawn in proportion to weight.
+//! and tried again as its estimate decays. Weights decide how often an endpoint is drawn as a
+//! candidate (so with no load signal the split follows the weights); the cost alone decides
+//! between the two, the first draw on a tie.
 
 use std::sync::Arc;
 
@@ -21,7 +22,6 @@ use super::stats::EndpointStats;
 pub(crate) fn pick<R: Rng + ?Sized>(
     candidates: &WeightedSampler,
     stats: &[Arc<EndpointStats>],
-    weights: &[u32],
     now: Instant,
     rng: &mut R,
 ) -> Option<u32> {
@@ -30,11 +30,5 @@ pub(crate) fn pick<R: Rng + ?Sized>(
         return Some(a);
     }
     let cost = |i: u32| stats[i as usize].peak_ewma_cost(now);
-    let weight = |i: u32| f64::from(weights[i as usize].max(1));
-    // cost_b / w_b < cost_a / w_a, cross-multiplied.
-    if cost(b) * weight(a) < cost(a) * weight(b) {
-        Some(b)
-    } else {
-        Some(a)
-    }
+    if cost(b) < cost(a) { Some(b) } else { Some(a) }
 }

@@ -5,10 +5,13 @@
 //! hash is served by the first point at or after it, wrapping around. Removing an endpoint only
 //! moves the keys that landed on its points, about 1/N of them.
 //!
-//! Ring size follows Envoy
-//! (<https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto#config-cluster-v3-cluster-ringhashlbconfig>):
-//! scaled so the lightest endpoint gets at least `ceil(min_ring_size × its share)` points, capped
-//! at 8,388,608 entries. An ejected endpoint is skipped by walking on along the ring, which is
+//! Ring size follows Envoy's rule
+//! (<https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/cluster/v3/cluster.proto#config-cluster-v3-cluster-ringhashlbconfig>)
+//! that the lightest endpoint gets at least `ceil(min_ring_size × its share)` points and the
+//! ring at most 8,388,608, with one deliberate difference: that count is rounded up to a power
+//! of two (and the others scaled by weight from it), so that removing or adding one endpoint
+//! leaves the other endpoints' points unchanged and only about 1/N of the keys move, as Ketama
+//! promises. (Envoy rescales every endpoint's points when N changes, moving more keys.) An ejected endpoint is skipped by walking on along the ring, which is
 //! where its keys would land were the ring rebuilt without it.
 
 use std::fmt::Write as _;
@@ -48,28 +51,32 @@ impl Ring {
         } else {
             min_ring_size.min(MAX_RING_SIZE)
         };
-        let weight = |m: u32| weights.get(m as usize).copied().unwrap_or(1).max(1) as f64;
-        let sum: f64 = members.iter().map(|&m| weight(m)).sum();
-        let min_share = members
-            .iter()
-            .map(|&m| weight(m) / sum)
-            .fold(f64::INFINITY, f64::min);
-        let scale =
-            ((min_share * min_ring_size as f64).ceil() / min_share).min(MAX_RING_SIZE as f64);
-        let mut points = Vec::with_capacity(scale as usize + members.len());
+        let weight = |m: u32| u64::from(weights.get(m as usize).copied().unwrap_or(1).max(1));
+        let sum: u64 = members.iter().map(|&m| weight(m)).sum();
+        let lightest = members.iter().map(|&m| weight(m)).min().unwrap_or(1);
+        // Points of the lightest endpoint: its share of the minimum ring, rounded up to a power of
+        // two so that a small change in membership leaves every other endpoint's points as they
+        // were (only the removed endpoint's keys move).
+        let mut per_unit = (u128::from(min_ring_size) * u128::from(lightest))
+            .div_ceil(u128::from(sum))
+            .max(1)
+            .next_power_of_two() as u64;
+        // Stay under the maximum ring size by halving (heavy weight skews only).
+        while per_unit > 1 && points_for(members, &weight, lightest, per_unit) > MAX_RING_SIZE {
+            per_unit /= 2;
+        }
+        let mut points = Vec::with_capacity(
+            usize::try_from(points_for(members, &weight, lightest, per_unit)).unwrap_or(0),
+        );
         let mut key = String::new();
-        let (mut placed, mut target) = (0.0f64, 0.0f64);
         for &m in members {
-            target += scale * weight(m) / sum;
             let base = name(m);
-            let mut i = 0u64;
-            while placed < target {
+            let count = (per_unit * weight(m)).div_ceil(lightest).min(MAX_RING_SIZE);
+            for i in 0..count {
                 key.clear();
                 // Writing to a String cannot fail.
                 let _ = write!(key, "{base}_{i}");
                 points.push((hash_key(key.as_bytes()), m));
-                i += 1;
-                placed += 1.0;
             }
         }
         points.sort_unstable();
@@ -97,6 +104,14 @@ impl Ring {
     }
 }
 
+/// Total points when the lightest endpoint gets `per_unit`.
+fn points_for(members: &[u32], weight: &impl Fn(u32) -> u64, lightest: u64, per_unit: u64) -> u64 {
+    members
+        .iter()
+        .map(|&m| (per_unit * weight(m)).div_ceil(lightest))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +125,15 @@ mod tests {
         let ring = Ring::new(&[0, 1], &[1, 3], |m| m.to_string(), 1024);
         // The light one gets ceil(0.25 × 1024) = 256 points, the heavy one 768.
         assert_eq!(ring.len(), 1024);
+        // 10 or 9 endpoints: 103 or 114 points each, both rounded up to 128.
+        let ten: Vec<u32> = (0..10).collect();
+        assert_eq!(
+            Ring::new(&ten, &[1; 10], |m| m.to_string(), 1024).len(),
+            1280
+        );
+        assert_eq!(
+            Ring::new(&ten[..9], &[1; 10], |m| m.to_string(), 1024).len(),
+            1152
+        );
     }
 }

@@ -1,1 +1,0 @@
-//! Cross-algorithm tests of the balancer.
