@@ -7,6 +7,9 @@ mod connect;
 mod pool;
 mod prepare;
 mod replay;
+mod runtime;
+mod service;
 
 pub use body::MeshBody;
 pub use replay::{ReplayBody, ReplayError};
+pub use service::MeshClient;

@@ -88,7 +88,11 @@ struct H1Conn {
 }
 
 impl EndpointPool {
-    pub(crate) fn new(connector: Connector, settings: PoolSettings, breaker: CircuitBreaker) -> Self {
+    pub(crate) fn new(
+        connector: Connector,
+        settings: PoolSettings,
+        breaker: CircuitBreaker,
+    ) -> Self {
         Self {
             connector,
             settings,

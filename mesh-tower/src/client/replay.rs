@@ -106,15 +106,24 @@ impl<B> Clone for ReplayBody<B> {
 }
 
 /// Why a replay failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum ReplayError<E> {
     /// The caller's body failed.
-    #[error(transparent)]
     Inner(E),
     /// The body outgrew the replay buffer, so this replay cannot see all of it.
-    #[error("request body too large to replay")]
     Overflowed,
 }
+
+impl<E: std::fmt::Display> std::fmt::Display for ReplayError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplayError::Inner(e) => e.fmt(f),
+            ReplayError::Overflowed => f.write_str("request body too large to replay"),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for ReplayError<E> {}
 
 impl<B> Body for ReplayBody<B>
 where

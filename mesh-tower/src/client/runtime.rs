@@ -21,7 +21,6 @@ use super::pool::{EndpointPool, PoolSettings};
 /// Everything the client needs to call one cluster.
 pub(crate) struct ClusterRuntime {
     pub(crate) cluster: Arc<Cluster>,
-    pub(crate) state: Arc<ClusterState>,
     pub(crate) balancer: Balancer,
     pub(crate) breaker: CircuitBreaker,
     pub(crate) outlier: Option<OutlierDetector>,
@@ -35,7 +34,10 @@ impl ClusterRuntime {
     /// client runs no timers).
     pub(crate) fn maybe_sweep(&self, now: Instant) {
         let Some(outlier) = &self.outlier else { return };
-        let mut last = self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_sweep
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if now.saturating_duration_since(*last) >= outlier.interval() {
             *last = now;
             drop(last);
@@ -65,7 +67,10 @@ pub(crate) struct Runtimes {
 impl Runtimes {
     pub(crate) fn new(locality: ClientLocality) -> Self {
         Self {
-            current: ArcSwap::from_pointee(Runtime { version: "\0unbuilt".into(), clusters: HashMap::new() }),
+            current: ArcSwap::from_pointee(Runtime {
+                version: "\0unbuilt".into(),
+                clusters: HashMap::new(),
+            }),
             rebuild: Mutex::new(()),
             stats: StatsRegistry::new(),
             breakers: Mutex::new(HashMap::new()),
@@ -117,7 +122,10 @@ impl Runtimes {
                 }
             };
             let breaker = match breakers.get(name) {
-                Some((c, b)) if c.connection_pool == cluster.connection_pool && c.retry_budget == cluster.retry_budget => {
+                Some((c, b))
+                    if c.connection_pool == cluster.connection_pool
+                        && c.retry_budget == cluster.retry_budget =>
+                {
                     b.clone()
                 }
                 _ => CircuitBreaker::new(&cluster.connection_pool, &cluster.retry_budget),
@@ -132,7 +140,10 @@ impl Runtimes {
                     let pool = match pools.get(&key) {
                         Some(p) if p.settings() == &settings => p.clone(),
                         _ => Arc::new(EndpointPool::new(
-                            Connector::new(endpoint.address.clone(), cluster.connection_pool.connect_timeout),
+                            Connector::new(
+                                endpoint.address.clone(),
+                                cluster.connection_pool.connect_timeout,
+                            ),
                             settings.clone(),
                             breaker.clone(),
                         )),
@@ -141,12 +152,14 @@ impl Runtimes {
                     pool
                 })
                 .collect();
-            let outlier = cluster.outlier.clone().map(|config| OutlierDetector::new(config, state.clone()));
+            let outlier = cluster
+                .outlier
+                .clone()
+                .map(|config| OutlierDetector::new(config, state.clone()));
             clusters.insert(
                 name.clone(),
                 Arc::new(ClusterRuntime {
                     cluster: cluster.clone(),
-                    state,
                     balancer,
                     breaker,
                     outlier,
@@ -159,6 +172,9 @@ impl Runtimes {
         *pools = live_pools;
         breakers.retain(|name, _| snapshot.clusters.contains_key(name));
         self.stats.retain(snapshot.clusters.keys());
-        Runtime { version: snapshot.version.clone(), clusters }
+        Runtime {
+            version: snapshot.version.clone(),
+            clusters,
+        }
     }
 }

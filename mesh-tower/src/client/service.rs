@@ -9,8 +9,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,23 +18,23 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
+use mesh_core::Mesh;
 use mesh_core::balance::{ClientLocality, PickContext, WeightedPick};
-use mesh_core::model::{AbortStatus, Route, RouteAction, RetryPolicy};
+use mesh_core::model::{AbortStatus, RetryPolicy, Route, RouteAction};
 use mesh_core::resilience::{Backoff, Outcome};
 use mesh_core::routing::{self, RequestHeaders, RequestInfo};
 use mesh_core::telemetry::ResponseFlag;
-use mesh_core::Mesh;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::body::{EndOfStream, MeshBody};
-use super::classify::{endpoint_failure, should_retry, Attempt};
+use super::classify::{Attempt, endpoint_failure, should_retry};
 use super::pool::{SendError, UpstreamBody};
 use super::prepare;
 use super::replay::ReplayBody;
 use super::runtime::{ClusterRuntime, Runtimes};
-use crate::reply::{is_grpc, GrpcCode, LocalReply};
+use crate::reply::{GrpcCode, LocalReply, is_grpc};
 
 /// Request bodies up to this size are kept so the request can be retried or mirrored (Envoy's
 /// default per-request buffer limit is of the same order).
@@ -70,7 +70,9 @@ struct Inner {
 
 impl std::fmt::Debug for MeshClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MeshClient").field("workload", &self.inner.mesh.context().workload.name).finish()
+        f.debug_struct("MeshClient")
+            .field("workload", &self.inner.mesh.context().workload.name)
+            .finish()
     }
 }
 
@@ -84,9 +86,14 @@ impl MeshClient {
     /// `seed`, for reproducible tests.
     pub fn with_seed(mesh: Mesh, seed: u64) -> Self {
         let workload = &mesh.context().workload;
-        let locality = ClientLocality::new(workload.locality.clone(), workload.labels.clone());
+        let locality = ClientLocality::from(workload);
         Self {
-            inner: Arc::new(Inner { runtimes: Runtimes::new(locality), mesh, seed, requests: AtomicU64::new(0) }),
+            inner: Arc::new(Inner {
+                runtimes: Runtimes::new(locality),
+                mesh,
+                seed,
+                requests: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -136,14 +143,20 @@ impl Inner {
         B::Error: Into<BoxError>,
     {
         let grpc = is_grpc(&request);
-        let local = |flag, message: &str| LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc);
+        let local = |flag, message: &str| {
+            LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
+        };
         let mut rng = self.rng();
 
         let Some((authority, port)) = target(&request) else {
             return local(ResponseFlag::NoRoute, "request has no authority");
         };
         let snapshot = self.mesh.snapshot();
-        let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
         let info = RequestInfo {
             method: request.method().as_str(),
             authority: &authority,
@@ -158,9 +171,19 @@ impl Inner {
         let route = selected.route;
         let destinations = match &route.action {
             RouteAction::Forward(d) => d,
-            RouteAction::DirectResponse { status, body } => return direct(*status, body.as_deref()),
-            RouteAction::Redirect { path, authority: to, status } => {
-                return redirect(*status, to.as_deref().unwrap_or(&authority), path.as_deref().unwrap_or(&path_and_query));
+            RouteAction::DirectResponse { status, body } => {
+                return direct(*status, body.as_deref());
+            }
+            RouteAction::Redirect {
+                path,
+                authority: to,
+                status,
+            } => {
+                return redirect(
+                    *status,
+                    to.as_deref().unwrap_or(&authority),
+                    path.as_deref().unwrap_or(&path_and_query),
+                );
             }
         };
 
@@ -183,7 +206,10 @@ impl Inner {
         };
         let runtime = self.runtimes.get(&snapshot);
         let Some(cluster) = runtime.clusters.get(&destination.cluster).cloned() else {
-            return local(ResponseFlag::NoHealthyUpstream, "destination cluster not found");
+            return local(
+                ResponseFlag::NoHealthyUpstream,
+                "destination cluster not found",
+            );
         };
 
         // Prepare the upstream request once; attempts clone its replayable body.
@@ -211,11 +237,22 @@ impl Inner {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let attempts = self.attempts(&cluster, route, &parts, &body, &authority, &path_and_query, &mut rng);
+        let attempts = self.attempts(
+            &cluster,
+            route,
+            &parts,
+            &body,
+            &authority,
+            &path_and_query,
+            &mut rng,
+        );
         let mut response = match timeout {
             Some(t) => match tokio::time::timeout(t, attempts).await {
                 Ok(r) => r,
-                Err(_) => local(ResponseFlag::UpstreamRequestTimeout, "upstream request timeout"),
+                Err(_) => local(
+                    ResponseFlag::UpstreamRequestTimeout,
+                    "upstream request timeout",
+                ),
             },
             None => attempts.await,
         };
@@ -239,8 +276,13 @@ impl Inner {
     where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
-        let grpc = parts.headers.get(http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        let local = |flag, message: &str| LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc);
+        let grpc = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let local = |flag, message: &str| {
+            LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
+        };
         let _admitted = match cluster.breaker.try_request() {
             Ok(p) => p,
             Err(overflow) => return local(ResponseFlag::UpstreamOverflow, &overflow.to_string()),
@@ -249,6 +291,7 @@ impl Inner {
         let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
         let backoff = policy.map(Backoff::from_policy);
         let mut previous: Option<usize> = None;
+        // The current retry counts against the budget while it is in flight.
         let mut retry_permit = None;
         let mut attempt_no = 0;
         loop {
@@ -260,35 +303,51 @@ impl Inner {
             };
             previous = Some(index);
             let outcome = self
-                .attempt(cluster, index, parts, body.clone(), authority, path_and_query, policy, grpc)
+                .attempt(
+                    cluster,
+                    index,
+                    parts,
+                    body.clone(),
+                    authority,
+                    path_and_query,
+                    policy,
+                    grpc,
+                )
                 .await;
             let (attempt, result) = outcome;
             let last = attempt_no >= max_attempts;
-            let retryable = policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
+            let retryable =
+                policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
             if last || !retryable {
                 return result.unwrap_or_else(|flag| {
-                    let flag = if attempt_no > 1 && flag == ResponseFlag::UpstreamConnectionFailure {
+                    let flag = if attempt_no > 1 && flag == ResponseFlag::UpstreamConnectionFailure
+                    {
                         ResponseFlag::UpstreamRetryLimitExceeded
                     } else {
                         flag
                     };
-                    local(flag, "upstream connect error or disconnect/reset before headers")
+                    local(
+                        flag,
+                        "upstream connect error or disconnect/reset before headers",
+                    )
                 });
             }
             match cluster.breaker.try_retry() {
-                Ok(p) => retry_permit = Some(p),
+                Ok(p) => drop(retry_permit.replace(p)),
                 Err(overflow) => {
                     tracing::debug!(cluster = %cluster.cluster.name, %overflow, "retry not allowed");
                     metrics::counter!("mesh_retry_budget_exhausted_total", "cluster" => cluster.cluster.name.to_string())
                         .increment(1);
-                    return result.unwrap_or_else(|flag| local(flag, "upstream connect error; retry budget exhausted"));
+                    return result.unwrap_or_else(|flag| {
+                        local(flag, "upstream connect error; retry budget exhausted")
+                    });
                 }
             }
-            metrics::counter!("mesh_retries_total", "cluster" => cluster.cluster.name.to_string()).increment(1);
+            metrics::counter!("mesh_retries_total", "cluster" => cluster.cluster.name.to_string())
+                .increment(1);
             if let Some(backoff) = &backoff {
                 tokio::time::sleep(backoff.delay(attempt_no - 1, rng)).await;
             }
-            let _ = &retry_permit;
         }
     }
 
@@ -309,11 +368,25 @@ impl Inner {
     where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
-        let (Some(stats), Some(pool)) = (cluster.balancer.stats(index).cloned(), cluster.pools.get(index).cloned()) else {
-            return (Attempt::ConnectFailure, Err(ResponseFlag::NoHealthyUpstream));
+        let (Some(stats), Some(pool)) = (
+            cluster.balancer.stats(index).cloned(),
+            cluster.pools.get(index).cloned(),
+        ) else {
+            return (
+                Attempt::ConnectFailure,
+                Err(ResponseFlag::NoHealthyUpstream),
+            );
         };
-        let mut request = Request::from_parts(parts.clone(), UpstreamBody::new(body.map_err(|e| -> BoxError { Box::new(e) })));
-        prepare::set_target(&mut request, authority, path_and_query, pool.settings().http2);
+        let mut request = Request::from_parts(
+            parts.clone(),
+            UpstreamBody::new(body.map_err(|e| -> BoxError { Box::new(e) })),
+        );
+        prepare::set_target(
+            &mut request,
+            authority,
+            path_and_query,
+            pool.settings().http2,
+        );
         let start = Instant::now();
         let in_flight = stats.start(start);
         let send = pool.send(request);
@@ -343,10 +416,20 @@ impl Inner {
                 drop(in_flight);
                 let (attempt, flag) = match &error {
                     None => (Attempt::PerTryTimeout, ResponseFlag::UpstreamRequestTimeout),
-                    Some(SendError::Connect(_)) => (Attempt::ConnectFailure, ResponseFlag::UpstreamConnectionFailure),
-                    Some(SendError::Refused(_)) => (Attempt::RefusedStream, ResponseFlag::UpstreamConnectionFailure),
-                    Some(SendError::Reset(_)) => (Attempt::Reset, ResponseFlag::UpstreamConnectionTermination),
-                    Some(SendError::Overflow(_)) => (Attempt::ConnectFailure, ResponseFlag::UpstreamOverflow),
+                    Some(SendError::Connect(_)) => (
+                        Attempt::ConnectFailure,
+                        ResponseFlag::UpstreamConnectionFailure,
+                    ),
+                    Some(SendError::Refused(_)) => (
+                        Attempt::RefusedStream,
+                        ResponseFlag::UpstreamConnectionFailure,
+                    ),
+                    Some(SendError::Reset(_)) => {
+                        (Attempt::Reset, ResponseFlag::UpstreamConnectionTermination)
+                    }
+                    Some(SendError::Overflow(_)) => {
+                        (Attempt::ConnectFailure, ResponseFlag::UpstreamOverflow)
+                    }
                 };
                 if let Some(e) = &error {
                     tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
@@ -385,14 +468,26 @@ impl Inner {
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
         let mut rng = self.rng();
-        let Some(index) = pick_endpoint(&cluster, None, &mut rng, Instant::now()) else { return };
-        let (Some(pool), Some(stats)) = (cluster.pools.get(index).cloned(), cluster.balancer.stats(index).cloned()) else {
+        let Some(index) = pick_endpoint(&cluster, None, &mut rng, Instant::now()) else {
+            return;
+        };
+        let (Some(pool), Some(stats)) = (
+            cluster.pools.get(index).cloned(),
+            cluster.balancer.stats(index).cloned(),
+        ) else {
             return;
         };
         let authority = shadow_authority(authority);
-        let mut request =
-            Request::from_parts(parts.clone(), UpstreamBody::new(body.follower().map_err(|e| -> BoxError { Box::new(e) })));
-        prepare::set_target(&mut request, &authority, path_and_query, pool.settings().http2);
+        let mut request = Request::from_parts(
+            parts.clone(),
+            UpstreamBody::new(body.follower().map_err(|e| -> BoxError { Box::new(e) })),
+        );
+        prepare::set_target(
+            &mut request,
+            &authority,
+            path_and_query,
+            pool.settings().http2,
+        );
         tokio::spawn(async move {
             let in_flight = stats.start(Instant::now());
             match pool.send(request).await {
@@ -410,19 +505,33 @@ impl Inner {
 
 /// Picks an endpoint, avoiding the one the previous attempt used when another is available
 /// (Istio's `previous_hosts` retry predicate).
-fn pick_endpoint(cluster: &ClusterRuntime, previous: Option<usize>, rng: &mut SmallRng, now: Instant) -> Option<usize> {
+fn pick_endpoint(
+    cluster: &ClusterRuntime,
+    previous: Option<usize>,
+    rng: &mut SmallRng,
+    now: Instant,
+) -> Option<usize> {
     let ctx = PickContext::new(now);
     let first = cluster.balancer.pick(&ctx, rng)?;
     if previous != Some(first) || cluster.balancer.len() < 2 {
         return Some(first);
     }
-    (0..4).find_map(|_| cluster.balancer.pick(&ctx, rng).filter(|i| Some(*i) != previous)).or(Some(first))
+    (0..4)
+        .find_map(|_| {
+            cluster
+                .balancer
+                .pick(&ctx, rng)
+                .filter(|i| Some(*i) != previous)
+        })
+        .or(Some(first))
 }
 
 /// `host-shadow[:port]`, as Envoy names mirrored requests.
 fn shadow_authority(authority: &str) -> String {
     match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => format!("{host}-shadow:{port}"),
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            format!("{host}-shadow:{port}")
+        }
         _ => format!("{authority}-shadow"),
     }
 }
@@ -433,14 +542,22 @@ fn target<B>(request: &Request<B>) -> Option<(String, u16)> {
     let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
     let authority = match request.uri().authority() {
         Some(a) => a.clone(),
-        None => request.headers().get(http::header::HOST)?.to_str().ok()?.parse().ok()?,
+        None => request
+            .headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()?,
     };
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
     Some((authority.as_str().to_owned(), port))
 }
 
 fn direct(status: u16, body: Option<&str>) -> Response<MeshBody> {
-    let mut response = Response::new(body.map_or_else(MeshBody::empty, |b| MeshBody::full(Bytes::from(b.to_owned()))));
+    let mut response = Response::new(body.map_or_else(MeshBody::empty, |b| {
+        MeshBody::full(Bytes::from(b.to_owned()))
+    }));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     response
 }
@@ -448,7 +565,9 @@ fn direct(status: u16, body: Option<&str>) -> Response<MeshBody> {
 fn redirect(status: u16, authority: &str, path: &str) -> Response<MeshBody> {
     let mut response = direct(status, None);
     if let Ok(location) = http::HeaderValue::from_str(&format!("http://{authority}{path}")) {
-        response.headers_mut().insert(http::header::LOCATION, location);
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
     }
     response
 }
