@@ -120,16 +120,22 @@ impl EndpointPool {
         Ok((io, permit))
     }
 
-    /// Sends one request on a pooled or new connection.
+    /// Sends one request on a pooled or new connection: HTTP/2 when the cluster's protocol
+    /// requires it or the request is HTTP/2 (gRPC on a port declared HTTP), else HTTP/1.1.
     pub(crate) async fn send(
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        if self.settings.http2 {
+        if self.uses_http2(&request) {
             self.send_h2(request).await
         } else {
             self.send_h1(request).await
         }
+    }
+
+    /// Whether `request` goes out over HTTP/2.
+    pub(crate) fn uses_http2<B>(&self, request: &Request<B>) -> bool {
+        self.settings.http2 || request.version() == http::Version::HTTP_2
     }
 
     async fn send_h2(

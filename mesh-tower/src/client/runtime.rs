@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use mesh_core::balance::{Balancer, ClientLocality, ClusterState, StatsRegistry};
+use mesh_core::balance::{Balancer, ClientLocality, StatsRegistry};
 use mesh_core::model::{Cluster, ClusterName, EndpointAddress, Snapshot};
 use mesh_core::resilience::{CircuitBreaker, OutlierDetector};
 use tokio::time::Instant;

@@ -381,12 +381,8 @@ impl Inner {
             parts.clone(),
             UpstreamBody::new(body.map_err(|e| -> BoxError { Box::new(e) })),
         );
-        prepare::set_target(
-            &mut request,
-            authority,
-            path_and_query,
-            pool.settings().http2,
-        );
+        let http2 = pool.uses_http2(&request);
+        prepare::set_target(&mut request, authority, path_and_query, http2);
         let start = Instant::now();
         let in_flight = stats.start(start);
         let send = pool.send(request);
@@ -482,12 +478,8 @@ impl Inner {
             parts.clone(),
             UpstreamBody::new(body.follower().map_err(|e| -> BoxError { Box::new(e) })),
         );
-        prepare::set_target(
-            &mut request,
-            &authority,
-            path_and_query,
-            pool.settings().http2,
-        );
+        let http2 = pool.uses_http2(&request);
+        prepare::set_target(&mut request, &authority, path_and_query, http2);
         tokio::spawn(async move {
             let in_flight = stats.start(Instant::now());
             match pool.send(request).await {
