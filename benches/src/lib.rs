@@ -67,3 +67,89 @@ mod tests {
         }
     }
 }
+
+/// One service, `inventory`, on port 7000 with `endpoints` endpoints split across v1 and v2, a
+/// DestinationRule with those subsets, and a VirtualService with a header route and a 95/5 split:
+/// the hot path of a canary.
+pub fn canary_yaml(endpoints: usize) -> String {
+    let mut out = String::from(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: inventory, namespace: default}\nspec:\n  hosts: [inventory.default.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 7000, name: grpc, protocol: GRPC}]\n  endpoints:\n",
+    );
+    for e in 0..endpoints {
+        let _ = writeln!(
+            out,
+            "  - {{address: 10.{}.{}.{}, labels: {{app: inventory, version: v{}}}}}",
+            e / 65_536 % 256,
+            e / 256 % 256,
+            e % 256,
+            if e % 20 == 0 { 2 } else { 1 }
+        );
+    }
+    out.push_str(
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: inventory, namespace: default}\nspec:\n  host: inventory\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: inventory, namespace: default}\nspec:\n  hosts: [inventory]\n  http:\n  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: inventory, subset: v2}}]\n  - route:\n    - {destination: {host: inventory, subset: v1}, weight: 95}\n    - {destination: {host: inventory, subset: v2}, weight: 5}\n",
+    );
+    out
+}
+
+/// Everything one request's pick needs, built from [`canary_yaml`]: the snapshot and a balancer
+/// per cluster, as the client keeps them.
+pub struct PickFixture {
+    /// The snapshot.
+    pub snapshot: std::sync::Arc<mesh_core::model::Snapshot>,
+    /// Balancers by cluster.
+    pub balancers:
+        std::collections::HashMap<mesh_core::model::ClusterName, mesh_core::balance::Balancer>,
+}
+
+impl PickFixture {
+    /// Builds the fixture for `endpoints` endpoints.
+    pub fn new(endpoints: usize) -> Self {
+        use mesh_core::balance::{Balancer, ClientLocality, StatsRegistry};
+        let ctx = mesh_core::BuildContext::default();
+        let snapshot = mesh_core::istio::load_str("canary.yaml", &canary_yaml(endpoints), &ctx)
+            .expect("valid canary config");
+        let registry = StatsRegistry::new();
+        let now = tokio::time::Instant::now();
+        let balancers = snapshot
+            .clusters
+            .iter()
+            .map(|(name, cluster)| {
+                let state = registry.cluster(name, now);
+                let balancer = Balancer::new(cluster, &state, &ClientLocality::default(), now)
+                    .expect("balancer");
+                (name.clone(), balancer)
+            })
+            .collect();
+        Self {
+            snapshot: std::sync::Arc::new(snapshot),
+            balancers,
+        }
+    }
+
+    /// One request's pick: route match, weighted cluster, endpoint. Returns the endpoint index.
+    pub fn pick<R: rand::Rng>(
+        &self,
+        headers: &[(String, String)],
+        rng: &mut R,
+        now: tokio::time::Instant,
+    ) -> Option<usize> {
+        use mesh_core::balance::{PickContext, WeightedPick};
+        use mesh_core::model::RouteAction;
+        use mesh_core::routing::{RequestInfo, select};
+        let request = RequestInfo {
+            method: "POST",
+            authority: "inventory:7000",
+            path_and_query: "/shop.Inventory/Reserve",
+            port: 7000,
+            headers,
+        };
+        let selected = select(&self.snapshot, &request).ok()?;
+        let RouteAction::Forward(destinations) = &selected.route.action else {
+            return None;
+        };
+        let destination = WeightedPick::new(destinations).pick(rng)?;
+        self.balancers
+            .get(&destination.cluster)?
+            .pick(&PickContext::new(now), rng)
+    }
+}
