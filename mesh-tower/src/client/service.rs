@@ -34,7 +34,7 @@ use super::pool::{SendError, UpstreamBody};
 use super::prepare;
 use super::replay::ReplayBody;
 use super::runtime::{ClusterRuntime, Runtimes};
-use crate::reply::{GrpcCode, LocalReply, is_grpc};
+use crate::reply::{LocalReply, is_grpc};
 
 /// Request bodies up to this size are kept so the request can be retried or mirrored (Envoy's
 /// default per-request buffer limit is of the same order).
@@ -142,7 +142,7 @@ impl Inner {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let grpc = is_grpc(&request);
+        let grpc = is_grpc(request.headers());
         let local = |flag, message: &str| {
             LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
         };
@@ -276,10 +276,7 @@ impl Inner {
     where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
-        let grpc = parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        let grpc = is_grpc(&parts.headers);
         let local = |flag, message: &str| {
             LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
         };
@@ -567,20 +564,9 @@ fn redirect(status: u16, authority: &str, path: &str) -> Response<MeshBody> {
 fn fault_abort(status: &AbortStatus, grpc: bool) -> Response<MeshBody> {
     let reply = match *status {
         AbortStatus::Http(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            LocalReply {
-                status,
-                grpc_status: GrpcCode::from_http(status) as u16,
-                message: "fault filter abort".into(),
-                flag: Some(ResponseFlag::FaultInjected),
-            }
+            LocalReply::fault_abort(Some(StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)), None)
         }
-        AbortStatus::Grpc(code) => LocalReply {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            grpc_status: code,
-            message: "fault filter abort".into(),
-            flag: Some(ResponseFlag::FaultInjected),
-        },
+        AbortStatus::Grpc(code) => LocalReply::fault_abort(None, Some(code)),
     };
     reply.into_response(grpc)
 }

@@ -31,8 +31,8 @@ impl<B> AuthzBody<B> {
         }
     }
 
-    pub(super) fn local(data: &'static str) -> Self {
-        let data = (!data.is_empty()).then(|| Bytes::from_static(data.as_bytes()));
+    pub(super) fn local(data: Bytes) -> Self {
+        let data = (!data.is_empty()).then_some(data);
         Self {
             kind: Kind::Local { data },
         }

@@ -30,5 +30,4 @@ mod service;
 pub use body::AuthzBody;
 pub use future::ResponseFuture;
 pub use layer::AuthzLayer;
-pub use reject::LocalReply;
 pub use service::{Audit, Authz};

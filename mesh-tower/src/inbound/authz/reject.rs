@@ -1,9 +1,11 @@
-//! The local responses: one place that maps a refusal to HTTP and gRPC.
+//! Refusals of the authorization layer, answered through [`crate::reply`], the one place that
+//! maps mesh's own answers to HTTP and gRPC.
 
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{HeaderMap, Response, StatusCode};
+use bytes::Bytes;
+use http::Response;
 
 use super::body::AuthzBody;
+use crate::reply::LocalReply;
 
 /// Why a request is answered locally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,55 +16,12 @@ pub(super) enum Refusal {
     Denied,
 }
 
-/// gRPC's PERMISSION_DENIED.
-const GRPC_PERMISSION_DENIED: &str = "7";
-/// gRPC's INTERNAL, for a request gRPC itself would refuse as malformed.
-const GRPC_INTERNAL: &str = "13";
-/// Envoy's RBAC filter body, so clients and dashboards read a mesh denial the same way.
-const RBAC_DENIED: &str = "RBAC: access denied";
-const BAD_PATH: &str = "Bad Request: invalid request path";
-
-/// Whether the request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, …).
-pub(super) fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// The response for `refusal`; gRPC requests get a trailers-only response (HTTP 200 with
-/// `grpc-status` in the headers and no body), as the gRPC HTTP/2 protocol specifies.
+/// The response for `refusal`: HTTP 400/403, or for gRPC a trailers-only PERMISSION_DENIED /
+/// INTERNAL.
 pub(super) fn respond<B>(refusal: Refusal, grpc: bool) -> Response<AuthzBody<B>> {
-    let (status, grpc_status, message) = match refusal {
-        Refusal::BadPath => (StatusCode::BAD_REQUEST, GRPC_INTERNAL, BAD_PATH),
-        Refusal::Denied => (StatusCode::FORBIDDEN, GRPC_PERMISSION_DENIED, RBAC_DENIED),
+    let reply = match refusal {
+        Refusal::BadPath => LocalReply::invalid_path(),
+        Refusal::Denied => LocalReply::denied(),
     };
-    let mut response = if grpc {
-        let mut r = Response::new(AuthzBody::local(""));
-        let h = r.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        h.insert("grpc-status", HeaderValue::from_static(grpc_status));
-        h.insert("grpc-message", HeaderValue::from_static(message));
-        r
-    } else {
-        let mut r = Response::new(AuthzBody::local(message));
-        *r.status_mut() = status;
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        r
-    };
-    response.extensions_mut().insert(refusal_marker(refusal));
-    response
+    reply.into_response_with(grpc, |bytes: Bytes| AuthzBody::local(bytes))
 }
-
-/// Marks a locally answered response, so an access log can tell it from the application's.
-fn refusal_marker(refusal: Refusal) -> LocalReply {
-    LocalReply(match refusal {
-        Refusal::BadPath => "invalid_path",
-        Refusal::Denied => "rbac_access_denied",
-    })
-}
-
-/// Response extension: the response was written by the authorization layer, not the
-/// application; holds Envoy-style details (`rbac_access_denied`, `invalid_path`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LocalReply(pub &'static str);

@@ -13,7 +13,8 @@ use tower_service::Service;
 
 use super::body::AuthzBody;
 use super::future::ResponseFuture;
-use super::reject::{Refusal, is_grpc, respond};
+use super::reject::{Refusal, respond};
+use crate::reply::is_grpc;
 use crate::inbound::{LocalAddr, PeerInfo, RemoteAddr};
 
 /// Normalises the request path and enforces the workload's AuthorizationPolicies before calling
