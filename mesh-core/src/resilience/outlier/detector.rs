@@ -1,6 +1,5 @@
 //! The per-cluster detector: counts results, ejects, and returns endpoints at sweeps.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -110,6 +109,14 @@ impl OutlierDetector {
             false
         };
         let fired_5xx = bump(&host.consecutive_5xx, c.consecutive_5xx);
+        // As Envoy, a streak that reached its threshold starts over whether or not the ejection
+        // is allowed, so a refused endpoint is considered again after another full streak.
+        if gateway_fired {
+            reset(&host.consecutive_gateway);
+        }
+        if fired_5xx {
+            reset(&host.consecutive_5xx);
+        }
         if gateway_fired {
             self.eject(endpoint, EjectReason::ConsecutiveGatewayErrors, now)
         } else if fired_5xx {
@@ -186,7 +193,6 @@ impl OutlierDetector {
         drop(record);
         endpoint.outlier.reset_counters();
         endpoint.set_ejected(true);
-        debug_assert!(endpoint.outlier.consecutive_5xx.load(Ordering::Relaxed) == 0);
         Some(Ejection {
             address: endpoint.address().clone(),
             reason,
