@@ -184,3 +184,16 @@ fn ejection_state_survives_a_config_swap_and_removed_endpoints_are_ignored() {
     // Reports for the removed endpoint (requests still in flight) never eject it.
     assert!(!fail(&d2, &eps[1], 10, Outcome::Response(500), t0));
 }
+
+#[test]
+fn grpc_statuses_map_like_envoy() {
+    assert_eq!(Outcome::grpc(0), Outcome::Response(200));
+    assert_eq!(Outcome::grpc(14), Outcome::Response(503));
+    assert_eq!(Outcome::grpc(4), Outcome::Response(504));
+    assert_eq!(Outcome::grpc(13), Outcome::Response(500));
+    assert_eq!(Outcome::grpc(5), Outcome::Response(404));
+    let (t0, state, d) = setup(10, OutlierDetection::default());
+    let e = &state.endpoints()[0];
+    assert!(!fail(&d, e, 10, Outcome::grpc(5), t0));
+    assert!(fail(&d, e, 5, Outcome::grpc(14), t0));
+}
