@@ -177,7 +177,7 @@ impl Balancer {
                     .copied()
                     .filter(|&i| eligible[i as usize])
                     .collect();
-                let table = match algorithm {
+                match algorithm {
                     Algorithm::RoundRobin => Table::RoundRobin(RoundRobin::new(&usable, &weights)),
                     Algorithm::RingHash => {
                         Table::Ring(Ring::new(&usable, &weights, name, ring_size))
@@ -186,8 +186,7 @@ impl Balancer {
                         Table::Maglev(Maglev::new(&usable, &weights, name, table_size))
                     }
                     _ => Table::None,
-                };
-                table
+                }
             })
             .collect();
         let members: Box<[LevelMembers]> = members

@@ -25,9 +25,17 @@ const MAX_REHASH: u64 = 8;
 const EMPTY: u32 = u32::MAX;
 
 /// A Maglev lookup table over some endpoints.
-#[derive(Debug)]
 pub(crate) struct Maglev {
     table: Box<[u32]>,
+}
+
+impl std::fmt::Debug for Maglev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The table can hold millions of entries: show its size only.
+        f.debug_struct("Maglev")
+            .field("len", &self.table.len())
+            .finish()
+    }
 }
 
 impl Maglev {
@@ -126,12 +134,12 @@ pub(crate) fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
     let mut d = 3;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             return false;
         }
         d += 2;

@@ -15,6 +15,45 @@
 //!
 //! Everything takes its randomness from the caller (`&mut impl rand::Rng`) and its time as a
 //! parameter, so tests are seeded and deterministic.
+//!
+//! A request's life as the outbound client sees it:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mesh_core::balance::{Balancer, ClientLocality, ClusterState, PickContext};
+//! use mesh_core::resilience::{Outcome, OutlierDetector};
+//! # use mesh_core::model::*;
+//! # let cluster = Cluster {
+//! #     name: ClusterName::outbound("reviews.default.svc.cluster.local", 9080, None),
+//! #     service: ServiceKey { host: "reviews.default.svc.cluster.local".into(),
+//! #         namespace: "default".into(), port: 9080, subset: None },
+//! #     protocol: Protocol::Http, resolution: Resolution::Static,
+//! #     endpoints: (1..=3).map(|i| Endpoint {
+//! #         address: EndpointAddress::Socket(([10, 0, 0, i], 9080).into()),
+//! #         labels: Default::default(), weight: 1, locality: Locality::default(),
+//! #         identity: None, health: HealthStatus::Healthy }).collect(),
+//! #     lb: LbPolicy::LeastRequest, locality_lb: LocalityLbSetting::default(),
+//! #     tls: UpstreamTls::istio_mutual(), connection_pool: ConnectionPool::default(),
+//! #     outlier: Some(OutlierDetection::default()), retry_budget: RetryBudget::default(),
+//! # };
+//! use rand::SeedableRng;
+//! let now = tokio::time::Instant::now();
+//! let mut rng = rand::rngs::SmallRng::seed_from_u64(1);
+//!
+//! // Once per cluster version (the state outlives versions).
+//! let state = Arc::new(ClusterState::new(cluster.name.clone(), now));
+//! let balancer = Balancer::new(&cluster, &state, &ClientLocality::default(), now)?;
+//! let detector = OutlierDetector::new(cluster.outlier.clone().unwrap_or_default(), state.clone());
+//!
+//! // Per request.
+//! let index = balancer.pick(&PickContext::new(now), &mut rng).expect("healthy endpoints");
+//! let endpoint = &cluster.endpoints[index];
+//! let in_flight = balancer.stats(index).unwrap().start(now);
+//! // … send the request to `endpoint.address`, get a response …
+//! detector.report(in_flight.stats(), Outcome::Response(200), now);
+//! in_flight.finish(now);
+//! # Ok::<(), mesh_core::balance::BalancerError>(())
+//! ```
 
 mod balancer;
 mod ewma;

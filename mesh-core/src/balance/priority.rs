@@ -82,11 +82,10 @@ impl HealthView {
             .iter()
             .zip(&totals)
             .map(|(h, &t)| {
-                if t == 0 {
-                    0
-                } else {
-                    (OVERPROVISIONING * h.len() as u64 / t).min(100)
-                }
+                (OVERPROVISIONING * h.len() as u64)
+                    .checked_div(t)
+                    .unwrap_or(0)
+                    .min(100)
             })
             .collect();
         let total_availability = availability.iter().sum::<u64>().min(100);
@@ -115,11 +114,7 @@ impl HealthView {
             let eligible: Vec<Vec<u32>> = levels.iter().map(eligible_of).collect();
             let all: u64 = eligible.iter().map(|e| e.len() as u64).sum();
             for (p, members) in eligible.into_iter().enumerate() {
-                loads[p] = if all == 0 {
-                    0
-                } else {
-                    100 * members.len() as u64 / all
-                };
+                loads[p] = (100 * members.len() as u64).checked_div(all).unwrap_or(0);
                 views.push(LevelView {
                     panic: true,
                     candidates: WeightedSampler::new(members, hosts.weights),
@@ -132,9 +127,9 @@ impl HealthView {
                     loads[p] = a.min(left);
                     left -= loads[p];
                 }
-            } else if total_availability > 0 {
+            } else {
                 for (p, &a) in availability.iter().enumerate() {
-                    loads[p] = a * 100 / total_availability;
+                    loads[p] = (a * 100).checked_div(total_availability).unwrap_or(0);
                 }
             }
             for (p, healthy) in healthy.into_iter().enumerate() {

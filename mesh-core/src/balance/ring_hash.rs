@@ -26,10 +26,18 @@ pub(crate) const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
 const MAX_WALK: usize = 256;
 
 /// A hash ring over some endpoints.
-#[derive(Debug)]
 pub(crate) struct Ring {
     /// (point, endpoint index), sorted by point.
     points: Box<[(u64, u32)]>,
+}
+
+impl std::fmt::Debug for Ring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The table can hold millions of entries: show its size only.
+        f.debug_struct("Ring")
+            .field("len", &self.points.len())
+            .finish()
+    }
 }
 
 impl Ring {

@@ -17,10 +17,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 const MAX_SCHEDULE: u64 = 65_536;
 
 /// A precomputed round-robin schedule with its cursor.
-#[derive(Debug)]
 pub(crate) struct RoundRobin {
     schedule: Box<[u32]>,
     next: AtomicUsize,
+}
+
+impl std::fmt::Debug for RoundRobin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The table can hold millions of entries: show its size only.
+        f.debug_struct("RoundRobin")
+            .field("len", &self.schedule.len())
+            .finish()
+    }
 }
 
 impl RoundRobin {

@@ -27,7 +27,7 @@ pub(crate) struct ConfigLoader(Arc<LoadFn>);
 
 impl ConfigLoader {
     pub(crate) fn istio() -> Self {
-        Self(Arc::new(|paths, ctx| crate::istio::load_paths(paths, ctx)))
+        Self(Arc::new(crate::istio::load_paths::<PathBuf>))
     }
 
     #[cfg(test)]

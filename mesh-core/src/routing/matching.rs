@@ -16,20 +16,14 @@ fn block_matches<H: RequestHeaders + ?Sized>(m: &RouteMatch, request: &RequestIn
     if m.port.is_some_and(|port| port != request.port) {
         return false;
     }
-    if let Some(path) = &m.path {
-        if !path.matches(request.path(), m.ignore_uri_case) {
-            return false;
-        }
-    }
-    if let Some(method) = &m.method {
-        if !method.matches(request.method, false) {
-            return false;
-        }
-    }
-    if let Some(authority) = &m.authority {
-        if !authority.matches(request.authority, false) {
-            return false;
-        }
+    let fails = |matcher: &Option<crate::model::StringMatch>, value: &str, ignore_case: bool| {
+        matcher.as_ref().is_some_and(|m| !m.matches(value, ignore_case))
+    };
+    if fails(&m.path, request.path(), m.ignore_uri_case)
+        || fails(&m.method, request.method, false)
+        || fails(&m.authority, request.authority, false)
+    {
+        return false;
     }
     m.headers.iter().all(|h| header_matches(h, request.headers))
         && m.query.iter().all(|q| query_matches(q, request.query()))

@@ -563,9 +563,10 @@ fn redirect(status: u16, authority: &str, path: &str) -> Response<MeshBody> {
 
 fn fault_abort(status: &AbortStatus, grpc: bool) -> Response<MeshBody> {
     let reply = match *status {
-        AbortStatus::Http(code) => {
-            LocalReply::fault_abort(Some(StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)), None)
-        }
+        AbortStatus::Http(code) => LocalReply::fault_abort(
+            Some(StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)),
+            None,
+        ),
         AbortStatus::Grpc(code) => LocalReply::fault_abort(None, Some(code)),
     };
     reply.into_response(grpc)

@@ -74,20 +74,42 @@ impl LocalReply {
         use GrpcCode::{Cancelled, DeadlineExceeded, Unavailable, Unimplemented};
         let (status, grpc, details) = match flag {
             ResponseFlag::NoRoute => (StatusCode::NOT_FOUND, Unimplemented, "route_not_found"),
-            ResponseFlag::UpstreamRequestTimeout => {
-                (StatusCode::GATEWAY_TIMEOUT, DeadlineExceeded, "upstream_response_timeout")
+            ResponseFlag::UpstreamRequestTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                DeadlineExceeded,
+                "upstream_response_timeout",
+            ),
+            ResponseFlag::DownstreamConnectionTermination => (
+                StatusCode::BAD_REQUEST,
+                Cancelled,
+                "downstream_remote_disconnect",
+            ),
+            ResponseFlag::NoHealthyUpstream => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Unavailable,
+                "no_healthy_upstream",
+            ),
+            ResponseFlag::UpstreamOverflow => {
+                (StatusCode::SERVICE_UNAVAILABLE, Unavailable, "overflow")
             }
-            ResponseFlag::DownstreamConnectionTermination => {
-                (StatusCode::BAD_REQUEST, Cancelled, "downstream_remote_disconnect")
-            }
-            ResponseFlag::NoHealthyUpstream => (StatusCode::SERVICE_UNAVAILABLE, Unavailable, "no_healthy_upstream"),
-            ResponseFlag::UpstreamOverflow => (StatusCode::SERVICE_UNAVAILABLE, Unavailable, "overflow"),
-            ResponseFlag::FaultInjected | ResponseFlag::DelayInjected => {
-                (StatusCode::SERVICE_UNAVAILABLE, Unavailable, "fault_filter_abort")
-            }
-            _ => (StatusCode::SERVICE_UNAVAILABLE, Unavailable, "upstream_reset_before_response_started"),
+            ResponseFlag::FaultInjected | ResponseFlag::DelayInjected => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Unavailable,
+                "fault_filter_abort",
+            ),
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Unavailable,
+                "upstream_reset_before_response_started",
+            ),
         };
-        Self { status, grpc_status: grpc as u16, message: message.into(), flag: Some(flag), details }
+        Self {
+            status,
+            grpc_status: grpc as u16,
+            message: message.into(),
+            flag: Some(flag),
+            details,
+        }
     }
 
     /// A fault-injection abort with the configured status: an HTTP status (told to gRPC clients
@@ -136,7 +158,10 @@ impl LocalReply {
         let mut response = if grpc {
             let mut r = Response::new(body(Bytes::new()));
             let headers = r.headers_mut();
-            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
             headers.insert("grpc-status", HeaderValue::from(self.grpc_status));
             if let Ok(v) = HeaderValue::from_str(&percent_encode(&self.message)) {
                 headers.insert("grpc-message", v);
@@ -145,13 +170,18 @@ impl LocalReply {
         } else {
             let mut r = Response::new(body(Bytes::from(self.message)));
             *r.status_mut() = self.status;
-            r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            );
             r
         };
         if let Some(flag) = self.flag {
             response.extensions_mut().insert(flag);
         }
-        response.extensions_mut().insert(ResponseDetails(self.details));
+        response
+            .extensions_mut()
+            .insert(ResponseDetails(self.details));
         response
     }
 }

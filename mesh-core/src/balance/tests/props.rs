@@ -86,3 +86,59 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #[test]
+    fn weighted_pick_never_returns_a_zero_weight(weights in proptest::collection::vec(0u32..5, 0..8), seed in any::<u64>()) {
+        use crate::model::{ClusterName, HeaderMutation, WeightedCluster};
+        let routes: Vec<WeightedCluster> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| WeightedCluster {
+                cluster: ClusterName::new(i.to_string()),
+                weight,
+                request_headers: HeaderMutation::default(),
+                response_headers: HeaderMutation::default(),
+            })
+            .collect();
+        let pick = crate::balance::WeightedPick::new(&routes);
+        let mut rng = SmallRng::seed_from_u64(seed);
+        for _ in 0..20 {
+            match pick.pick(&mut rng) {
+                Some(c) => prop_assert!(c.weight > 0),
+                None => prop_assert!(weights.iter().all(|&w| w == 0)),
+            }
+        }
+    }
+
+    #[test]
+    fn round_robin_cycles_are_exact(weights in proptest::collection::vec(1u32..20, 1..12)) {
+        let endpoints = weights.iter().enumerate().map(|(i, &w)| endpoint(i, w, "")).collect();
+        let (_state, balancer) = build(&cluster(crate::model::LbPolicy::RoundRobin, endpoints), &ClientLocality::default());
+        let g = weights.iter().copied().fold(0, gcd);
+        let cycle: u32 = weights.iter().map(|w| w / g).sum();
+        let mut rng = SmallRng::seed_from_u64(0);
+        let ctx = PickContext::new(tokio::time::Instant::now());
+        let mut counts = vec![0u32; weights.len()];
+        for _ in 0..cycle * 3 {
+            counts[balancer.pick(&ctx, &mut rng).unwrap()] += 1;
+        }
+        for (i, &w) in weights.iter().enumerate() {
+            prop_assert_eq!(counts[i], 3 * w / g);
+        }
+    }
+
+    #[test]
+    fn backoff_stays_below_its_ceiling(base_ms in 1u64..100, max_ms in 1u64..2000, retry in 0u32..40, seed in any::<u64>()) {
+        use std::time::Duration;
+        let b = crate::resilience::Backoff::new(Duration::from_millis(base_ms), Duration::from_millis(max_ms));
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let ceiling = b.ceiling(retry);
+        prop_assert!(ceiling <= Duration::from_millis(max_ms.max(base_ms)));
+        prop_assert!(b.delay(retry, &mut rng) < ceiling);
+    }
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}

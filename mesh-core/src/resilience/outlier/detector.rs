@@ -1,6 +1,5 @@
 //! The per-cluster detector: counts results, ejects, and returns endpoints at sweeps.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,13 +12,35 @@ use crate::model::{EndpointAddress, OutlierDetection};
 /// What became of one request to an endpoint, as the detector counts it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The endpoint answered with this HTTP status (gRPC calls report the HTTP status of the
-    /// response, 200 for any grpc-status).
+    /// The endpoint answered with this HTTP status (for gRPC, see [`Outcome::grpc`]).
     Response(u16),
     /// A locally originated failure: connect failure, reset before a response, timeout.
     LocalFailure,
     /// A connection was established (resets local-origin failures when they are split).
     LocalSuccess,
+}
+
+impl Outcome {
+    /// The outcome of a gRPC call that ended with `grpc-status` `code`, mapped to an HTTP status
+    /// as Envoy's router does before outlier detection counts it (so `UNAVAILABLE` is a 503 and
+    /// `DEADLINE_EXCEEDED` a 504, both gateway errors; `INTERNAL` and `UNKNOWN` are 500).
+    pub fn grpc(code: u32) -> Self {
+        Outcome::Response(match code {
+            0 => 200,
+            1 => 499,
+            3 | 9 | 11 => 400,
+            4 => 504,
+            5 => 404,
+            6 | 10 => 409,
+            7 => 403,
+            8 => 429,
+            12 => 501,
+            14 => 503,
+            16 => 401,
+            // 2 UNKNOWN, 13 INTERNAL, 15 DATA_LOSS, and anything unknown.
+            _ => 500,
+        })
+    }
 }
 
 /// Which rule ejected an endpoint.
@@ -110,6 +131,14 @@ impl OutlierDetector {
             false
         };
         let fired_5xx = bump(&host.consecutive_5xx, c.consecutive_5xx);
+        // As Envoy, a streak that reached its threshold starts over whether or not the ejection
+        // is allowed, so a refused endpoint is considered again after another full streak.
+        if gateway_fired {
+            reset(&host.consecutive_gateway);
+        }
+        if fired_5xx {
+            reset(&host.consecutive_5xx);
+        }
         if gateway_fired {
             self.eject(endpoint, EjectReason::ConsecutiveGatewayErrors, now)
         } else if fired_5xx {
@@ -186,7 +215,6 @@ impl OutlierDetector {
         drop(record);
         endpoint.outlier.reset_counters();
         endpoint.set_ejected(true);
-        debug_assert!(endpoint.outlier.consecutive_5xx.load(Ordering::Relaxed) == 0);
         Some(Ejection {
             address: endpoint.address().clone(),
             reason,

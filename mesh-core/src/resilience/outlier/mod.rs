@@ -31,3 +31,6 @@ mod host;
 
 pub use detector::{EjectReason, Ejection, Outcome, OutlierDetector};
 pub(crate) use host::HostOutlier;
+
+#[cfg(test)]
+mod tests;

@@ -14,8 +14,8 @@ use tower_service::Service;
 use super::body::AuthzBody;
 use super::future::ResponseFuture;
 use super::reject::{Refusal, respond};
-use crate::reply::is_grpc;
 use crate::inbound::{LocalAddr, PeerInfo, RemoteAddr};
+use crate::reply::is_grpc;
 
 /// Normalises the request path and enforces the workload's AuthorizationPolicies before calling
 /// the inner service; see the [module docs](super).
