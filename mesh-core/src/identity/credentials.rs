@@ -289,7 +289,19 @@ fn verify_chain(
     now: UnixTime,
     provider: &CryptoProvider,
 ) -> Result<(), CredentialsError> {
-    let untrusted = |e: webpki::Error| CredentialsError::UntrustedChain(e.to_string());
+    let untrusted = |e: webpki::Error| {
+        CredentialsError::UntrustedChain(match e {
+            webpki::Error::UnknownIssuer => {
+                "no root in the bundle issued it (UnknownIssuer)".into()
+            }
+            webpki::Error::InvalidSignatureForPublicKey => {
+                "a signature does not verify: the issuer named in the chain is not the root in \
+                 the bundle, e.g. a different CA with the same name (InvalidSignatureForPublicKey)"
+                    .into()
+            }
+            other => format!("{other:?}"),
+        })
+    };
     let leaf = webpki::EndEntityCert::try_from(&chain[0]).map_err(untrusted)?;
     let algs = provider.signature_verification_algorithms.all;
     for usage in [
