@@ -1,5 +1,6 @@
 //! Loading credentials: every refusal has its own reason; every key encoding loads.
 #![cfg(feature = "certs")]
+#![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

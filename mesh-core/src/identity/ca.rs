@@ -66,10 +66,12 @@ pub struct IssuedIdentity {
 }
 
 impl IssuedIdentity {
-    /// Writes `cert-chain.pem`, `key.pem` (mode 0600) and `root-cert.pem` into `dir`, each
-    /// replaced atomically (written aside, then renamed), and returns their paths.
+    /// Writes `cert-chain.pem`, `key.pem` (mode 0600) and `root-cert.pem` into `dir` (created if
+    /// missing), each replaced atomically (written aside, then renamed), and returns their paths.
     pub fn write_istio_layout(&self, dir: impl AsRef<Path>) -> Result<IdentityFiles, CaError> {
-        let files = IdentityFiles::in_dir(dir.as_ref());
+        let dir = dir.as_ref();
+        create_dir(dir)?;
+        let files = IdentityFiles::in_dir(dir);
         write_file(&files.cert_chain, &self.cert_chain_pem, false)?;
         write_file(&files.key, &self.key_pem, true)?;
         write_file(&files.roots, &self.roots_pem, false)?;
@@ -221,10 +223,7 @@ impl CertificateAuthority {
     /// Saves the CA in `dir` (created if missing); the key gets mode 0600.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), CaError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
-            path: dir.to_owned(),
-            source,
-        })?;
+        create_dir(dir)?;
         write_file(&dir.join(Self::CA_CERT), &self.cert_pem, false)?;
         write_file(
             &dir.join(Self::CA_KEY),
@@ -334,6 +333,13 @@ fn trust_domain_of(cert_pem: &str) -> Result<String, CaError> {
         .ok_or_else(|| CaError::Load("CA subject has no O=<trust domain>".into()))?;
     SpiffeId::istio(org, "x", "x")?;
     Ok(org.to_owned())
+}
+
+fn create_dir(dir: &Path) -> Result<(), CaError> {
+    std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 fn read_file(path: &Path) -> Result<String, CaError> {

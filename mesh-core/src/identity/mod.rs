@@ -16,20 +16,28 @@
 mod ca;
 mod credentials;
 mod files;
+mod metrics;
 mod peer;
+mod source;
 mod spiffe;
 mod svid;
 mod time;
 mod tls;
 mod verify;
+mod watcher;
 
 #[cfg(feature = "certs")]
 pub use ca::{CaError, CertificateAuthority, IssueOptions, IssuedIdentity};
 pub use credentials::{Credentials, CredentialsError, RootInfo, provider};
 pub use files::IdentityFiles;
+pub use metrics::{CERTIFICATE_EXPIRY, ROTATION_ERRORS, ROTATIONS, record_expiry};
 pub use peer::PeerIdentity;
+pub use source::IdentitySource;
 pub use spiffe::{MAX_SPIFFE_ID_LEN, SpiffeId, SpiffeIdError};
 pub use svid::{SvidError, spiffe_id_of};
 pub use time::Timestamp;
 pub use tls::{ALPN_PROTOCOLS, Clock, TlsConfigError, TlsIdentity, system_clock};
 pub use verify::{ExpectedIdentities, PeerCertError};
+pub use watcher::{
+    DEFAULT_DEBOUNCE, IdentityWatcher, IdentityWatcherBuilder, RotationStatus, WatchError,
+};

@@ -58,6 +58,7 @@ impl std::fmt::Display for PeerIdentity {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -243,6 +243,7 @@ impl AsRef<str> for SpiffeId {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use SpiffeIdError as E;

@@ -336,6 +336,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
