@@ -67,6 +67,9 @@ fn describe_alert(alert: AlertDescription) -> String {
         AlertDescription::BadCertificate => "it rejected our certificate",
         AlertDescription::CertificateExpired => "it says our certificate has expired",
         AlertDescription::UnknownCA => "it does not trust the CA that signed our certificate",
+        AlertDescription::DecryptError => {
+            "a signature did not verify, e.g. our certificate is from another CA of the same name"
+        }
         AlertDescription::CertificateRequired => "it requires a client certificate",
         AlertDescription::HandshakeFailure => "no common TLS parameters",
         AlertDescription::NoApplicationProtocol => "no common ALPN protocol",
