@@ -167,3 +167,112 @@ impl ServerCertVerifier for TrustAnything {
 pub fn credentials(issued: &IssuedIdentity) -> Credentials {
     issued.credentials(UnixTime::now()).unwrap()
 }
+
+/// Lays `issued` out like a Kubernetes Secret volume (files are symlinks through `..data`) and
+/// swaps `..data` atomically, so a watcher never sees half an update.
+pub fn k8s_publish(dir: &std::path::Path, generation: u32, issued: &IssuedIdentity) {
+    use mesh_core::identity::IdentityFiles;
+    let target = format!("..gen_{generation}");
+    issued.write_istio_layout(dir.join(&target)).unwrap();
+    let tmp = dir.join("..data_tmp");
+    std::os::unix::fs::symlink(&target, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for name in [
+        IdentityFiles::CERT_CHAIN,
+        IdentityFiles::KEY,
+        IdentityFiles::ROOTS,
+    ] {
+        let link = dir.join(name);
+        if link.symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(format!("..data/{name}"), link).unwrap();
+        }
+    }
+}
+
+/// An axum app answering `/whoami` with the caller's principal (or `plaintext`) and
+/// `/mtls-only` only when the caller has a verified identity.
+pub fn app() -> axum::Router {
+    use axum::Extension;
+    use axum::extract::Request;
+    use axum::routing::get;
+    use mesh_core::identity::PeerIdentity;
+    axum::Router::new()
+        .route(
+            "/whoami",
+            get(|request: Request| async move {
+                request
+                    .extensions()
+                    .get::<PeerIdentity>()
+                    .map_or_else(|| "plaintext".to_owned(), |p| p.principal().to_owned())
+            }),
+        )
+        .route(
+            "/mtls-only",
+            get(|Extension(peer): Extension<PeerIdentity>| async move {
+                peer.spiffe_id().to_string()
+            }),
+        )
+}
+
+/// Serves [`app`] on 127.0.0.1 with `acceptor` in `mode`; accept errors are sent to the receiver.
+pub async fn spawn_server(
+    acceptor: mesh_tower::tls::TlsAcceptor,
+    mode: mesh_core::model::MtlsMode,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<mesh_tower::tls::TlsError>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (errors, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            let errors = errors.clone();
+            tokio::spawn(async move {
+                match acceptor.accept(socket, mode).await {
+                    Ok(accepted) => {
+                        let _ = mesh_tower::tls::serve_connection(accepted, app()).await;
+                    }
+                    Err(e) => {
+                        let _ = errors.send(e);
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+pub type H2 = hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>;
+
+/// An HTTP/2 client connection over `io`.
+pub async fn h2_client<IO>(io: IO) -> H2
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// GETs `path`; the status and body.
+pub async fn get(client: &mut H2, path: &str) -> Result<(u16, String), hyper::Error> {
+    use http_body_util::BodyExt;
+    client.ready().await?;
+    let request = http::Request::get(format!("http://reviews.default.svc.cluster.local{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = client.send_request(request).await?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
