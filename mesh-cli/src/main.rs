@@ -1,3 +1,18 @@
-//! The `mesh` command.
+//! The `mesh` command. Each subcommand lives in its own module under `commands/`.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    match commands::Cli::parse().run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mesh: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
