@@ -47,13 +47,18 @@ async fn expiry_gauges_and_rotation_error_counter() {
     // A refused rotation is counted; the identity in force does not change.
     let mut status = watcher.status();
     std::fs::write(dir.path().join(IdentityFiles::ROOTS), "").unwrap();
-    timeout(Duration::from_secs(10), status.changed()).await.unwrap().unwrap();
+    timeout(Duration::from_secs(10), status.changed())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         status.borrow().last_error.as_deref(),
         Some("root bundle holds no certificate")
     );
     assert!(
-        handle.render().contains("mesh_identity_rotation_errors_total 1"),
+        handle
+            .render()
+            .contains("mesh_identity_rotation_errors_total 1"),
         "{}",
         handle.render()
     );

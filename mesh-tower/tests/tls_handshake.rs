@@ -98,6 +98,46 @@ async fn trusted_peers_are_accepted_both_ways() {
 }
 
 #[tokio::test]
+async fn every_connection_is_a_full_handshake() {
+    // Resumption would skip certificate verification; after a root or policy change the skipped
+    // checks could have a different answer. Both ends refuse it, so the second connection
+    // between the same identities verifies again.
+    let ca = ca("cluster.local");
+    let server = identity(&ca, "default", "reviews");
+    let client = identity(&ca, "default", "productpage");
+    for _ in 0..2 {
+        let (client, server) = handshake(server.clone(), client.clone(), any()).await;
+        let (client, server) = (client.unwrap(), server.unwrap());
+        assert_eq!(
+            client.stream.get_ref().1.handshake_kind(),
+            Some(rustls::HandshakeKind::Full)
+        );
+        drop(server);
+    }
+    assert_eq!(server.server_config().send_tls13_tickets, 0);
+}
+
+#[tokio::test]
+async fn tls12_peers_are_accepted() {
+    let ca = ca("cluster.local");
+    let issued = ca.issue("default", "productpage", HOUR).unwrap();
+    let (c, s) = tcp_pair().await;
+    let acceptor = TlsAcceptor::new(identity(&ca, "default", "reviews"));
+    let raw = raw_client_with_versions(Some(&issued), &[&rustls::version::TLS12]);
+    let (client, server) =
+        tokio::join!(raw.connect(sni(), c), acceptor.accept(s, MtlsMode::Strict));
+    let client = client.unwrap();
+    assert_eq!(
+        client.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    assert_eq!(
+        server.unwrap().peer.unwrap().principal(),
+        "cluster.local/ns/default/sa/productpage"
+    );
+}
+
+#[tokio::test]
 async fn listed_identities_are_enforced() {
     let ca = ca("cluster.local");
     let reviews = id("spiffe://cluster.local/ns/default/sa/reviews");

@@ -38,6 +38,9 @@ use super::tls::{Clock, TlsConfigError, TlsIdentity, system_clock};
 /// Default quiet period before reloading.
 pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// A burst of events delays a reload by at most this many debounce periods.
+const MAX_DEBOUNCE_FACTOR: u32 = 20;
+
 /// Why the watcher could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -242,11 +245,15 @@ impl Task {
                 _ = &mut stop => return,
                 event = events.recv() => if event.is_none() { return },
             }
-            // Debounce: wait until no event arrived for `debounce`.
+            // Debounce: wait until no event arrived for `debounce`, but no longer than
+            // MAX_DEBOUNCE_FACTOR × `debounce` in all, so a directory that never goes quiet
+            // still gets its reloads.
+            let deadline = tokio::time::Instant::now() + self.debounce * MAX_DEBOUNCE_FACTOR;
             loop {
                 tokio::select! {
                     _ = &mut stop => return,
                     _ = tokio::time::sleep(self.debounce) => break,
+                    _ = tokio::time::sleep_until(deadline) => break,
                     event = events.recv() => if event.is_none() { return },
                 }
             }

@@ -95,8 +95,16 @@ pub fn raw_server(issued: &IssuedIdentity) -> tokio_rustls::TlsAcceptor {
 
 /// A TLS client presenting `issued` as is and trusting any server.
 pub fn raw_client(issued: Option<&IssuedIdentity>) -> tokio_rustls::TlsConnector {
+    raw_client_with_versions(issued, rustls::DEFAULT_VERSIONS)
+}
+
+/// [`raw_client`] limited to `versions`.
+pub fn raw_client_with_versions(
+    issued: Option<&IssuedIdentity>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::TlsConnector {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(TrustAnything));
