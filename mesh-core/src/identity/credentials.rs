@@ -145,7 +145,7 @@ impl Credentials {
             .map_err(|_| CredentialsError::KeyMismatch)?;
 
         let (_, leaf) =
-            X509Certificate::from_der(&chain[0]).map_err(|e| CredentialsError::Pem {
+            X509Certificate::from_der(leaf_der(&chain)?).map_err(|e| CredentialsError::Pem {
                 what: "certificate chain",
                 reason: format!("leaf certificate is not valid X.509: {e}"),
             })?;
@@ -249,6 +249,17 @@ fn parse_certs(
     Ok(certs)
 }
 
+fn no_leaf() -> CredentialsError {
+    CredentialsError::Pem {
+        what: "certificate chain",
+        reason: NO_ITEMS.into(),
+    }
+}
+
+fn leaf_der<'a>(chain: &'a [CertificateDer<'static>]) -> Result<&'a [u8], CredentialsError> {
+    chain.first().map(|c| c.as_ref()).ok_or_else(no_leaf)
+}
+
 fn pem_reason(e: rustls_pki_types::pem::Error) -> String {
     match e {
         rustls_pki_types::pem::Error::NoItemsFound => {
@@ -302,13 +313,14 @@ fn verify_chain(
             other => format!("{other:?}"),
         })
     };
-    let leaf = webpki::EndEntityCert::try_from(&chain[0]).map_err(untrusted)?;
+    let (leaf, intermediates) = chain.split_first().ok_or_else(no_leaf)?;
+    let leaf = webpki::EndEntityCert::try_from(leaf).map_err(untrusted)?;
     let algs = provider.signature_verification_algorithms.all;
     for usage in [
         webpki::KeyUsage::server_auth(),
         webpki::KeyUsage::client_auth(),
     ] {
-        leaf.verify_for_usage(algs, &roots.roots, &chain[1..], now, usage, None, None)
+        leaf.verify_for_usage(algs, &roots.roots, intermediates, now, usage, None, None)
             .map_err(untrusted)?;
     }
     Ok(())

@@ -15,9 +15,11 @@
 #[cfg(feature = "certs")]
 mod ca;
 mod credentials;
+mod expected;
 mod files;
 mod metrics;
 mod peer;
+mod peer_error;
 mod source;
 mod spiffe;
 mod svid;
@@ -29,15 +31,16 @@ mod watcher;
 #[cfg(feature = "certs")]
 pub use ca::{CaError, CertificateAuthority, IssueOptions, IssuedIdentity};
 pub use credentials::{Credentials, CredentialsError, RootInfo, provider};
+pub use expected::ExpectedIdentities;
 pub use files::IdentityFiles;
 pub use metrics::{CERTIFICATE_EXPIRY, ROTATION_ERRORS, ROTATIONS, record_expiry};
 pub use peer::PeerIdentity;
+pub use peer_error::PeerCertError;
 pub use source::IdentitySource;
 pub use spiffe::{MAX_SPIFFE_ID_LEN, SpiffeId, SpiffeIdError};
 pub use svid::{SvidError, spiffe_id_of};
 pub use time::Timestamp;
 pub use tls::{ALPN_PROTOCOLS, Clock, TlsConfigError, TlsIdentity, system_clock};
-pub use verify::{ExpectedIdentities, PeerCertError};
 pub use watcher::{
     DEFAULT_DEBOUNCE, IdentityWatcher, IdentityWatcherBuilder, RotationStatus, WatchError,
 };

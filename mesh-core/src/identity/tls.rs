@@ -24,7 +24,8 @@ use rustls::time_provider::{DefaultTimeProvider, TimeProvider};
 use rustls::{ClientConfig, ServerConfig, SignatureScheme};
 
 use super::credentials::{Credentials, provider};
-use super::verify::{ExpectedIdentities, SpiffeClientVerifier, SpiffeServerVerifier};
+use super::expected::ExpectedIdentities;
+use super::verify::{SpiffeClientVerifier, SpiffeServerVerifier};
 
 /// ALPN protocol IDs offered and accepted, in preference order.
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
