@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::peer_error::PeerCertError;
-use super::spiffe::SpiffeId;
+use super::spiffe::{SpiffeId, SpiffeIdError};
 
 /// The server identities a client accepts for one cluster.
 ///
@@ -28,7 +28,17 @@ impl ExpectedIdentities {
         Self { ids: ids.into() }
     }
 
-    /// The listed identities.
+    /// From the strings config carries: a DestinationRule's or ServiceEntry's `subjectAltNames`,
+    /// endpoints' service-account identities. Every entry must be a SPIFFE ID.
+    pub fn parse<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> Result<Self, SpiffeIdError> {
+        let ids = ids
+            .into_iter()
+            .map(|id| SpiffeId::parse(id.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::one_of(ids))
+    }
+
+    /// The listed identities, sorted.
     pub fn ids(&self) -> &[SpiffeId] {
         &self.ids
     }
@@ -38,7 +48,7 @@ impl ExpectedIdentities {
         if self.ids.is_empty() {
             return check_trust_domain(peer, local_trust_domain);
         }
-        if self.ids.contains(peer) {
+        if self.ids.binary_search(peer).is_ok() {
             Ok(())
         } else {
             Err(PeerCertError::IdentityNotExpected {
@@ -84,6 +94,22 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "peer identity spiffe://other.org/ns/a/sa/b is in trust domain \"other.org\"; expected \"cluster.local\""
+        );
+    }
+
+    #[test]
+    fn parses_config_strings() {
+        let want = ExpectedIdentities::parse([
+            "spiffe://cluster.local/ns/b/sa/b",
+            "spiffe://cluster.local/ns/a/sa/a",
+            "spiffe://cluster.local/ns/b/sa/b",
+        ])
+        .unwrap();
+        assert_eq!(want.ids().len(), 2);
+        assert_eq!(want.ids()[0].as_str(), "spiffe://cluster.local/ns/a/sa/a");
+        assert_eq!(
+            ExpectedIdentities::parse(["reviews.default.svc.cluster.local"]),
+            Err(SpiffeIdError::WrongScheme)
         );
     }
 
