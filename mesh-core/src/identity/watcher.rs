@@ -130,10 +130,8 @@ impl IdentityWatcherBuilder {
 
     /// Loads the identity, fails if it is unusable, then starts watching. Needs a tokio runtime.
     pub async fn start(self) -> Result<IdentityWatcher, WatchError> {
-        let contents = read_all(&self.files).await?;
-        let identity = Arc::new(build(&contents, &self.clock)?);
-        record_expiry(identity.credentials());
-
+        // Watch first, then read: a rotation landing in between is then seen as an event (and
+        // deduplicated if the read already got it) rather than missed.
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         let mut notify = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
             Ok(event) if is_change(&event.kind) => {
@@ -151,6 +149,9 @@ impl IdentityWatcherBuilder {
                 .watch(&dir, RecursiveMode::NonRecursive)
                 .map_err(|source| WatchError::Notify { path: dir, source })?;
         }
+        let contents = read_all(&self.files).await?;
+        let identity = Arc::new(build(&contents, &self.clock)?);
+        record_expiry(identity.credentials());
 
         let current = Arc::new(ArcSwap::new(identity.clone()));
         let (changes_tx, changes) = watch::channel(identity);
