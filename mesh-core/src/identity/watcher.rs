@@ -11,6 +11,9 @@
 //! - **Debounce.** The three files change one after another; reloading after each would see a new
 //!   certificate with the old key. Events are gathered until the directory has been quiet for
 //!   the debounce period, then the files are read once.
+//! - **Read until stable.** The three files are read one after another; a swap landing between
+//!   two reads would mix generations (a false refusal, or an old leaf with new roots). The files
+//!   are read again until two reads agree.
 //! - **Validate, then swap.** The new files are checked like the first ones ([`Credentials`]). A
 //!   bad rotation is refused, logged (`warn`) and counted (`mesh_identity_rotation_errors_total`);
 //!   the previous identity keeps serving. A good one replaces the [`TlsIdentity`] in an
@@ -40,6 +43,9 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// A burst of events delays a reload by at most this many debounce periods.
 const MAX_DEBOUNCE_FACTOR: u32 = 20;
+
+/// How many extra reads [`Task::read_stable`] makes before giving up until the next event.
+const STABLE_READ_ATTEMPTS: usize = 4;
 
 /// Why the watcher could not start.
 #[derive(Debug, thiserror::Error)]
@@ -263,7 +269,11 @@ impl Task {
     }
 
     async fn reload(&mut self) {
-        let contents = match read_all(&self.files).await {
+        let Some(read) = self.read_stable().await else {
+            // Still changing: the events that changed it will bring us back.
+            return;
+        };
+        let contents = match read {
             Ok(contents) => contents,
             Err(error) => return self.refuse(&error.into()),
         };
@@ -291,6 +301,26 @@ impl Task {
             }
             Err(error) => self.refuse(&error),
         }
+    }
+
+    /// Reads the three files until two reads in a row agree.
+    ///
+    /// The files are read one after another, so a swap (a `..data` rename, an editor's save)
+    /// that lands between two of the reads yields a certificate from one generation and a key or
+    /// bundle from another. Such a mix may fail validation (a false refusal) or, worse, pass it
+    /// (old leaf, new roots). Reading again and comparing detects the tear. `None` when the
+    /// files did not settle within a few attempts.
+    async fn read_stable(&self) -> Option<Result<Contents, CredentialsError>> {
+        let mut previous = read_all(&self.files).await;
+        for _ in 0..STABLE_READ_ATTEMPTS {
+            let next = read_all(&self.files).await;
+            match (&previous, &next) {
+                (Ok(a), Ok(b)) if a == b => return Some(next),
+                (Err(a), Err(b)) if a.to_string() == b.to_string() => return Some(next),
+                _ => previous = next,
+            }
+        }
+        None
     }
 
     fn refuse(&self, error: &RotationError) {
