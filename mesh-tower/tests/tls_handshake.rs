@@ -344,13 +344,16 @@ async fn raw_server_outcome(sans: &[&str]) -> TlsError {
 }
 
 async fn raw_client_outcome(sans: Option<&[&str]>) -> TlsError {
+    raw_client_outcome_in(sans, MtlsMode::Strict).await
+}
+
+async fn raw_client_outcome_in(sans: Option<&[&str]>, mode: MtlsMode) -> TlsError {
     let ca = ca("cluster.local");
     let bad = sans.map(|sans| with_uri_sans(&ca, sans));
     let (c, s) = tcp_pair().await;
     let acceptor = TlsAcceptor::new(identity(&ca, "default", "reviews"));
     let raw = raw_client(bad.as_ref());
-    let (_client, server) =
-        tokio::join!(raw.connect(sni(), c), acceptor.accept(s, MtlsMode::Strict));
+    let (_client, server) = tokio::join!(raw.connect(sni(), c), acceptor.accept(s, mode));
     server.unwrap_err()
 }
 
@@ -405,6 +408,22 @@ async fn client_without_certificate_is_refused() {
         err.to_string(),
         "TLS handshake failed: peer sent no certificates"
     );
+    // PERMISSIVE allows plaintext, but TLS on it is still mutual TLS.
+    let err = raw_client_outcome_in(None, MtlsMode::Permissive).await;
+    assert!(matches!(
+        err,
+        TlsError::Handshake(rustls::Error::NoCertificatesPresented)
+    ));
+}
+
+#[tokio::test]
+async fn client_that_sends_nothing_and_closes() {
+    let ca = ca("cluster.local");
+    let acceptor = TlsAcceptor::new(identity(&ca, "default", "reviews"));
+    let (c, s) = tcp_pair().await;
+    drop(c);
+    let err = acceptor.accept(s, MtlsMode::Permissive).await.unwrap_err();
+    assert!(matches!(err, TlsError::ClosedEarly), "{err}");
 }
 
 #[tokio::test]
