@@ -1,4 +1,4 @@
-//! The `mesh` command: check Istio config, explain where a request goes, mint certificates.
+//! The `mesh` command. Each subcommand lives in its own module under `commands/`.
 #![forbid(unsafe_code)]
 
 mod commands;
@@ -8,11 +8,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = commands::Cli::parse();
-    match cli.run() {
+    match commands::Cli::parse().run() {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("mesh: {e}");
+        Err(error) => {
+            eprintln!("mesh: {error}");
             ExitCode::from(2)
         }
     }

@@ -7,6 +7,7 @@
 //! - [`routing`]: which route a request takes.
 //! - [`balance`]: choosing an endpoint of a cluster, and a cluster of a route.
 //! - [`resilience`]: outlier detection, retry budgets, backoff, circuit breaking.
+//! - [`identity`]: SPIFFE IDs, workload credentials, mutual-TLS configs and their rotation.
 //! - [`authz`]: AuthorizationPolicy evaluation and request-path normalisation.
 //! - [`telemetry`]: response flags and Istio metric names.
 //! - [`Mesh`]: the live config, hot-swapped and read without locks.
@@ -18,6 +19,7 @@
 pub mod authz;
 pub mod balance;
 pub mod config;
+pub mod identity;
 pub mod istio;
 mod mesh;
 pub mod model;

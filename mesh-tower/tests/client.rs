@@ -1,7 +1,7 @@
 //! MeshClient against real axum backends on 127.0.0.1: splits, header routes, retries, budgets,
 //! outlier ejection, circuit breaking, faults, mirroring and config swaps under traffic.
 
-mod support;
+mod backends;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use mesh_core::telemetry::ResponseFlag;
 use mesh_tower::client::MeshClient;
-use support::{apply, backend, mesh, service_yaml};
+use backends::{apply, backend, mesh, service_yaml};
 use tower::ServiceExt;
 
 async fn get(
@@ -195,7 +195,7 @@ async fn connect_failures_are_503_uf() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let dead = support::Backend {
+    let dead = backends::Backend {
         addr: ([127, 0, 0, 1], port).into(),
         version: "v1".into(),
         hits: Default::default(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use mesh_core::{BuildContext, Workload, istio};
 
-use super::CommandError;
+use super::CliError as CommandError;
 
 /// Validate Istio resource files: exit 0 when valid (warnings printed), 1 when not.
 #[derive(Debug, Args)]

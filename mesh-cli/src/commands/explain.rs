@@ -11,7 +11,7 @@ use mesh_core::routing::{self, RequestInfo};
 use mesh_core::{BuildContext, Workload, istio};
 use serde_json::{Value, json};
 
-use super::CommandError;
+use super::CliError as CommandError;
 
 /// Print, as JSON, the route a request takes and every policy that applies to it.
 #[derive(Debug, Args)]

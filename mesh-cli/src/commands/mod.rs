@@ -1,5 +1,6 @@
-//! Subcommands, one module each.
+//! Command-line structure: one module per subcommand, dispatched from [`Cli::run`].
 
+mod certs;
 mod check;
 mod explain;
 
@@ -7,29 +8,36 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A service mesh you link in: tools for its config and identities.
+/// A command's failure (bad arguments, I/O), printed as `mesh: <error>` with exit status 2;
+/// answers such as "the config is invalid" are exit status 1 and not errors.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+/// mesh: a service mesh as a library. This tool checks, explains and equips its configuration.
 #[derive(Debug, Parser)]
 #[command(name = "mesh", version, about)]
-pub(crate) struct Cli {
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Validate Istio resource files: exit 0 when valid (warnings printed), 1 when not.
     Check(check::Check),
+    /// Print, as JSON, the route a request takes and every policy that applies to it.
     Explain(explain::Explain),
+    /// Development certificates: a CA and workload identities in Istio's file layout.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
 }
 
-/// A failure that is not the answer to the question asked (bad arguments, I/O).
-pub(crate) type CommandError = Box<dyn std::error::Error + Send + Sync>;
-
 impl Cli {
-    /// Runs the command; the exit code is part of the answer (`check`: 1 means invalid).
-    pub(crate) fn run(self) -> Result<ExitCode, CommandError> {
+    /// Runs the chosen command; the exit code is part of the answer.
+    pub fn run(self) -> Result<ExitCode, CliError> {
         match self.command {
             Command::Check(c) => c.run(),
             Command::Explain(c) => c.run(),
+            Command::Certs(command) => command.run().map(|()| ExitCode::SUCCESS),
         }
     }
 }
