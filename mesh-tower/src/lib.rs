@@ -3,8 +3,12 @@
 //! - [`client`]: the outbound `MeshClient`.
 //! - [`inbound`]: the layers a server puts in front of the application: authorization first.
 //! - [`reply`]: the answers mesh gives itself, mapped to HTTP or gRPC in one place.
+//! - [`telemetry`]: Istio's request metrics, the service graph and the access log.
+//! - [`trace`]: request ids and trace context propagation (W3C and B3).
+//! - [`admin`]: the admin endpoint (`/metrics`, `/config_dump`, `/clusters`, readiness, service map).
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod inbound;
 pub mod reply;
+pub mod telemetry;

@@ -6,14 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ResponseFlag;
 use crate::Workload;
 use crate::model::{ClusterName, ServiceKey};
 
 /// Which side reported a request (Istio's `reporter` label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reporter {
     /// The client side (`MeshClient`): `reporter="source"`.
