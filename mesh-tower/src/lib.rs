@@ -12,3 +12,4 @@ pub mod client;
 pub mod inbound;
 pub mod reply;
 pub mod telemetry;
+pub mod trace;

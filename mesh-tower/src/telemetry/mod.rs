@@ -19,8 +19,8 @@
 mod access_log;
 mod config_metrics;
 mod graph;
-mod request_metrics;
 mod prometheus;
+mod request_metrics;
 
 #[cfg(test)]
 mod tests;
@@ -36,8 +36,8 @@ pub use config_metrics::{
 pub use graph::{
     GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId, ServiceGraph, quantile,
 };
-pub use request_metrics::{DEFAULT_CAPACITY, LABEL_OVERFLOW_TOTAL, RequestMetrics};
 pub use prometheus::{install_prometheus, prometheus_builder};
+pub use request_metrics::{DEFAULT_CAPACITY, LABEL_OVERFLOW_TOTAL, RequestMetrics};
 
 /// Everything a finished request is recorded into. Cheap to clone: build one per process and
 /// give clones to the client and the server.
