@@ -8,6 +8,7 @@
 //! - [`admin`]: the admin endpoint (`/metrics`, `/config_dump`, `/clusters`, readiness, service map).
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod client;
 pub mod inbound;
 pub mod reply;

@@ -114,6 +114,9 @@ pub struct GraphData {
     pub edges: Vec<GraphEdge>,
     /// Every report, per reporter: what [`GraphData::merge`] adds up.
     pub reported: Vec<GraphEdge>,
+    /// Peers whose graph could not be fetched, with the reason.
+    #[serde(default)]
+    pub peer_errors: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -354,6 +357,7 @@ impl GraphData {
             nodes: nodes.into_values().collect(),
             edges: view.into_values().collect(),
             reported,
+            peer_errors: Vec::new(),
         }
     }
 
@@ -363,8 +367,10 @@ impl GraphData {
     pub fn merge(parts: impl IntoIterator<Item = GraphData>) -> GraphData {
         let mut instances: Vec<String> = Vec::new();
         let mut window_seconds: f64 = 0.0;
+        let mut peer_errors = Vec::new();
         let mut sums: BTreeMap<(String, &'static str), (GraphEdge, Counts)> = BTreeMap::new();
         for part in parts {
+            peer_errors.extend(part.peer_errors);
             if !part.instances.is_empty() && part.instances.iter().all(|i| instances.contains(i)) {
                 continue;
             }
@@ -401,7 +407,9 @@ impl GraphData {
                 edge(e.reporter, &src, &dst, &c, e.rps)
             })
             .collect();
-        Self::from_reported(instances, window_seconds, reported)
+        let mut merged = Self::from_reported(instances, window_seconds, reported);
+        merged.peer_errors = peer_errors;
+        merged
     }
 }
 
