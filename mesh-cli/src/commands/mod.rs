@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod top;
 
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ pub(crate) struct Cli {
 enum Command {
     Check(check::Check),
     Explain(explain::Explain),
+    Top(top::Top),
 }
 
 /// A failure that is not the answer to the question asked (bad arguments, I/O).
@@ -30,6 +32,7 @@ impl Cli {
         match self.command {
             Command::Check(c) => c.run(),
             Command::Explain(c) => c.run(),
+            Command::Top(c) => c.run(),
         }
     }
 }
