@@ -29,8 +29,10 @@ fn call(src: &PeerWorkload, dst: &PeerWorkload, code: u16) -> RequestRecord {
 
 fn admin(rt: &tokio::runtime::Runtime, graph: ServiceGraph) -> SocketAddr {
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind admin");
+        let addr = listener.local_addr().expect("admin address");
         let mesh = Mesh::from_snapshot(BuildContext::default(), Snapshot::empty());
         tokio::spawn(serve(mesh, listener, AdminState::new().graph(graph)));
         addr
