@@ -58,3 +58,12 @@ pub const LABEL_NAMES: [&str; LABEL_COUNT] = [
     "response_flags",
     "connection_security_policy",
 ];
+
+/// Counter `{result}`: configs applied or refused (emitted by `Mesh`).
+pub const CONFIG_RELOADS_TOTAL: &str = "mesh_config_reloads_total";
+/// Counter `{cluster}`: retries sent (emitted by the client).
+pub const RETRIES_TOTAL: &str = "mesh_retries_total";
+/// Counter `{cluster}`: retries not sent because the retry budget was spent.
+pub const RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "mesh_retry_budget_exhausted_total";
+/// Counter `{cluster}`: endpoints ejected by outlier detection.
+pub const OUTLIER_EJECTIONS_TOTAL: &str = "mesh_outlier_ejections_total";

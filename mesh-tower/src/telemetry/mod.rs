@@ -8,6 +8,8 @@
 //!   facade, handles cached per label set, bounded.
 //! - [`ServiceGraph`]: recent per-edge rates and latencies for the admin `/graph` and `mesh top`.
 //! - [`log_request`]: the access log, `tracing` target `mesh::access`.
+//! - [`request_protocol`], [`grpc_status`], [`peer_workload`], [`insert_peer_metadata`]: the
+//!   header facts a record needs, and Istio's metadata exchange.
 //! - [`record_config_metrics`]: mesh's own `mesh_config_*` gauges.
 //! - [`install_prometheus`] / [`prometheus_builder`]: an exporter with Istio's buckets.
 //!
@@ -19,6 +21,7 @@
 mod access_log;
 mod config_metrics;
 mod graph;
+mod headers;
 mod prometheus;
 mod request_metrics;
 
@@ -35,6 +38,10 @@ pub use config_metrics::{
 };
 pub use graph::{
     GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId, ServiceGraph, quantile,
+};
+pub use headers::{
+    grpc_status, insert_peer_metadata, peer_metadata_headers, peer_workload, remove_peer_metadata,
+    request_protocol,
 };
 pub use prometheus::{install_prometheus, prometheus_builder};
 pub use request_metrics::{DEFAULT_CAPACITY, LABEL_OVERFLOW_TOTAL, RequestMetrics};

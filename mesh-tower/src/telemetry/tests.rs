@@ -336,3 +336,44 @@ fn telemetry_records_everywhere() {
     assert_eq!(t.request_metrics().series(), 1);
     assert_eq!(t.service_graph().snapshot(Instant::now()).edges.len(), 1);
 }
+
+#[test]
+fn header_facts_and_metadata_exchange() {
+    use ::http::HeaderMap;
+    use mesh_core::telemetry::PeerMetadata;
+
+    let mut h = HeaderMap::new();
+    assert_eq!(request_protocol(&h), RequestProtocol::Http);
+    for (ct, proto) in [
+        ("application/grpc", RequestProtocol::Grpc),
+        ("application/grpc+proto", RequestProtocol::Grpc),
+        ("application/grpc;charset=utf-8", RequestProtocol::Grpc),
+        ("application/grpcx", RequestProtocol::Http),
+        ("application/json", RequestProtocol::Http),
+    ] {
+        h.insert("content-type", ct.parse().unwrap());
+        assert_eq!(request_protocol(&h), proto, "{ct}");
+    }
+    assert_eq!(grpc_status(&h), None);
+    h.insert("grpc-status", "14".parse().unwrap());
+    assert_eq!(grpc_status(&h), Some(14));
+
+    let me = Workload::new("shop", "frontend").labels([("app", "frontend"), ("version", "v1")]);
+    let (value, id) = peer_metadata_headers(
+        &PeerMetadata::from_workload(&me, "Kubernetes"),
+        "cluster.local",
+    )
+    .unwrap();
+    let mut req = HeaderMap::new();
+    insert_peer_metadata(&mut req, &value, &id);
+    assert_eq!(
+        req["x-envoy-peer-metadata-id"],
+        "sidecar~0.0.0.0~frontend.shop~shop.svc.cluster.local"
+    );
+    let peer = peer_workload(&req).unwrap();
+    assert_eq!(peer, workload("frontend", "v1"));
+    remove_peer_metadata(&mut req);
+    assert!(req.is_empty());
+    req.insert("x-envoy-peer-metadata", "%%%garbage".parse().unwrap());
+    assert_eq!(peer_workload(&req), None);
+}
