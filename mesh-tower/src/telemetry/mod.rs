@@ -1,7 +1,7 @@
 //! Recording finished requests: Istio's standard metrics, the service graph and the access log.
 //!
 //! The client (`reporter="source"`) and the server (`reporter="destination"`) each fill in a
-//! [`RequestRecord`](mesh_core::telemetry::RequestRecord) when a request ends and hand it to
+//! [`RequestRecord`] when a request ends and hand it to
 //! [`Telemetry::record`]; that is the whole API on the request path.
 //!
 //! - [`RequestMetrics`]: `istio_requests_total` and the three histograms through the `metrics`

@@ -377,3 +377,27 @@ fn header_facts_and_metadata_exchange() {
     req.insert("x-envoy-peer-metadata", "%%%garbage".parse().unwrap());
     assert_eq!(peer_workload(&req), None);
 }
+
+#[test]
+fn config_gauges_follow_the_mesh_status() {
+    use mesh_core::model::Snapshot;
+    use mesh_core::{BuildContext, Mesh, istio};
+
+    let ctx = BuildContext::default();
+    let mesh = Mesh::from_snapshot(ctx.clone(), Snapshot::empty());
+    let gauge = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap()
+    };
+    let text = render(|| record_config_metrics(&mesh));
+    assert_eq!(gauge(&text, CONFIG_REJECTED), 0.0);
+    assert_eq!(gauge(&text, CONFIG_APPLIED), 1.0);
+    assert!(gauge(&text, CONFIG_APPLIED_TIMESTAMP) > 1.7e9);
+    let bad = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n      weight: 50\n";
+    mesh.reject(istio::load_str("bad.yaml", bad, &ctx).unwrap_err());
+    let text = render(|| record_config_metrics(&mesh));
+    assert_eq!(gauge(&text, CONFIG_REJECTED), 1.0);
+    assert_eq!(gauge(&text, CONFIG_REJECTED_COUNT), 1.0);
+    assert_eq!(gauge(&text, CONFIG_CLUSTERS), 0.0);
+}
