@@ -3,6 +3,7 @@
 mod certs;
 mod check;
 mod explain;
+mod top;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ enum Command {
     /// Development certificates: a CA and workload identities in Istio's file layout.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// A live table of traffic per edge, read from mesh admin endpoints.
+    Top(top::Top),
 }
 
 impl Cli {
@@ -38,6 +41,7 @@ impl Cli {
             Command::Check(c) => c.run(),
             Command::Explain(c) => c.run(),
             Command::Certs(command) => command.run().map(|()| ExitCode::SUCCESS),
+            Command::Top(c) => c.run(),
         }
     }
 }

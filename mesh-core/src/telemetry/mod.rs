@@ -1,6 +1,30 @@
-//! Telemetry vocabulary shared by the client and server sides: Envoy's response flags, and
-//! (with the observability work) Istio's metric names and labels.
+//! Telemetry vocabulary shared by the client and server sides.
+//!
+//! - [`ResponseFlag`]: Envoy's response flags.
+//! - [`names`]: Istio's standard metric names, labels and histogram buckets.
+//! - [`RequestRecord`]: the facts of one finished request, filled in by the client or server.
+//! - [`request_labels`]: the bounded label set of a request ([`RequestLabels`]).
+//! - [`PeerMetadata`]: Istio's `x-envoy-peer-metadata` exchange, so each side learns the other's
+//!   workload.
+//!
+//! Recording (the `metrics` facade, the access log, the service graph) lives in
+//! `mesh_tower::telemetry`; this module is pure.
 
 mod flags;
+mod labels;
+pub mod names;
+mod peer_metadata;
+mod record;
+
+#[cfg(test)]
+mod tests;
 
 pub use flags::ResponseFlag;
+pub use labels::{MAX_NAME_LEN, MAX_PRINCIPAL_LEN, RequestLabels, bounded_name, request_labels};
+pub use peer_metadata::{
+    MAX_ENCODED_LEN, PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER, PeerMetadata, PeerMetadataError,
+};
+pub use record::{
+    CANONICAL_NAME_LABEL, CANONICAL_REVISION_LABEL, PeerWorkload, Reporter, RequestProtocol,
+    RequestRecord, SecurityPolicy,
+};

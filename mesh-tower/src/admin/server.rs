@@ -1,0 +1,179 @@
+//! The admin HTTP server: one plain-HTTP listener, a handful of read-only paths.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use mesh_core::Mesh;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use super::clusters::{ClusterStatus, record_endpoint_gauges};
+use super::config_dump::config_dump;
+use super::peers::PeerClient;
+use super::state::AdminState;
+use crate::telemetry::{GraphData, GraphWindow, record_config_metrics};
+
+const SERVICE_MAP: &str = include_str!("service_map.html");
+
+struct Shared {
+    mesh: Mesh,
+    state: AdminState,
+    peers: PeerClient,
+}
+
+/// Serves the admin endpoint on `listener` until the returned future is dropped:
+///
+/// | path | answer |
+/// | --- | --- |
+/// | `/` | the service map page (HTML, no external resources) |
+/// | `/graph` | this process' service graph merged with the peers' (`?local=1`: this process only) |
+/// | `/metrics` | Prometheus text (404 when no handle was given) |
+/// | `/config_dump` | serving config, its source, the last rejection, identity |
+/// | `/clusters` | endpoints per cluster with health, ejection, in-flight, EWMA |
+/// | `/healthz/ready` | 200 once config and identity are loaded, else 503 naming what is missing |
+///
+/// Accept errors (e.g. out of file descriptors) are logged and the loop goes on.
+pub async fn serve(mesh: Mesh, listener: TcpListener, state: AdminState) {
+    let shared = Arc::new(Shared {
+        mesh,
+        state,
+        peers: PeerClient::default(),
+    });
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            });
+            if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "admin: connection ended with an error");
+            }
+        });
+    }
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "admin paths are read-only\n",
+        );
+    }
+    let local_only = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "local=1"));
+    match req.uri().path() {
+        "/" => respond(StatusCode::OK, "text/html; charset=utf-8", SERVICE_MAP),
+        "/graph" => {
+            let local = local_graph(shared);
+            let graph = if local_only || shared.state.peers.is_empty() {
+                local
+            } else {
+                shared.peers.merged(local, &shared.state.peers).await
+            };
+            json(&graph)
+        }
+        "/metrics" => metrics(shared),
+        "/config_dump" => json(&config_dump(&shared.mesh, shared.state.identity.as_ref())),
+        "/clusters" => json(&clusters(shared)),
+        "/healthz/ready" => {
+            let missing = shared.state.readiness.missing();
+            if missing.is_empty() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {}\n", names.join(", ")),
+                )
+            }
+        }
+        _ => text(StatusCode::NOT_FOUND, "no such admin path\n"),
+    }
+}
+
+fn local_graph(shared: &Shared) -> GraphData {
+    match &shared.state.graph {
+        Some(g) => g.snapshot(Instant::now()),
+        None => GraphData {
+            window_seconds: {
+                let w = GraphWindow::default();
+                (w.slot * w.slots).as_secs_f64()
+            },
+            ..GraphData::default()
+        },
+    }
+}
+
+fn clusters(shared: &Shared) -> Vec<ClusterStatus> {
+    match &shared.state.clusters {
+        Some(source) => source.clusters(),
+        None => ClusterStatus::all_from_config(&shared.mesh.snapshot()),
+    }
+}
+
+fn metrics(shared: &Shared) -> Response<Full<Bytes>> {
+    let Some(handle) = &shared.state.prometheus else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "metrics are exported by the application's own recorder\n",
+        );
+    };
+    record_config_metrics(&shared.mesh);
+    record_endpoint_gauges(&clusters(shared));
+    handle.run_upkeep();
+    respond(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        handle.render(),
+    )
+}
+
+fn json(value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(body) => respond(StatusCode::OK, "application/json", body),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode: {e}\n"),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,83 @@
+//! What the admin endpoint serves besides the mesh handle: the readiness gate, the Prometheus
+//! handle, the identity and cluster sources, the service graph and the peers to merge.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Uri;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use super::clusters::ClusterStatsSource;
+use super::config_dump::IdentityDump;
+use super::ready::Readiness;
+use crate::telemetry::ServiceGraph;
+
+/// The admin endpoint's sources, built with consuming setters; every one is optional.
+#[derive(Clone, Default)]
+pub struct AdminState {
+    pub(super) readiness: Readiness,
+    pub(super) prometheus: Option<PrometheusHandle>,
+    pub(super) identity: Option<Arc<dyn IdentityDump>>,
+    pub(super) clusters: Option<Arc<dyn ClusterStatsSource>>,
+    pub(super) graph: Option<ServiceGraph>,
+    pub(super) peers: Vec<Uri>,
+}
+
+impl AdminState {
+    /// Nothing but a readiness gate with no part ready.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The readiness gate `/healthz/ready` reports (keep a clone to mark parts ready).
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// Renders `/metrics` from this handle (from
+    /// [`install_prometheus`](crate::telemetry::install_prometheus)). Without one, `/metrics`
+    /// answers 404: the application exports metrics its own way.
+    pub fn prometheus(mut self, handle: PrometheusHandle) -> Self {
+        self.prometheus = Some(handle);
+        self
+    }
+
+    /// Adds the `identity` section of `/config_dump`.
+    pub fn identity(mut self, identity: impl IdentityDump) -> Self {
+        self.identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// Where `/clusters` (and the `mesh_endpoints` gauges) get runtime endpoint state.
+    pub fn clusters(mut self, clusters: impl ClusterStatsSource) -> Self {
+        self.clusters = Some(Arc::new(clusters));
+        self
+    }
+
+    /// The service graph `/graph` serves (from
+    /// [`Telemetry::service_graph`](crate::telemetry::Telemetry::service_graph)).
+    pub fn graph(mut self, graph: ServiceGraph) -> Self {
+        self.graph = Some(graph);
+        self
+    }
+
+    /// Other admin endpoints (`http://host:port`) whose graphs `/graph` merges in.
+    pub fn peers(mut self, peers: impl IntoIterator<Item = Uri>) -> Self {
+        self.peers = peers.into_iter().collect();
+        self
+    }
+}
+
+impl fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminState")
+            .field("readiness", &self.readiness)
+            .field("prometheus", &self.prometheus.is_some())
+            .field("identity", &self.identity.is_some())
+            .field("clusters", &self.clusters.is_some())
+            .field("graph", &self.graph.is_some())
+            .field("peers", &self.peers)
+            .finish()
+    }
+}

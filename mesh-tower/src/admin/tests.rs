@@ -1,0 +1,438 @@
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use mesh_core::balance::ClusterState;
+use mesh_core::model::ServiceKey;
+use mesh_core::telemetry::{PeerWorkload, Reporter, RequestRecord};
+use mesh_core::{BuildContext, Mesh, Workload, istio};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use super::*;
+use crate::telemetry::{GraphData, ServiceGraph, Telemetry, install_prometheus};
+
+const CONFIG: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  endpoints:
+  - address: 10.0.0.1
+    labels: {version: v1}
+  - address: 10.0.0.2
+    labels: {version: v2}
+"#;
+
+const BAD_CONFIG: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews}
+      weight: 60
+    - destination: {host: reviews}
+      weight: 45
+"#;
+
+fn mesh() -> Mesh {
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_str("mesh/reviews.yaml", CONFIG, &ctx).unwrap();
+    Mesh::from_snapshot(ctx, snapshot)
+}
+
+/// The process-wide recorder: one per test binary, installed by the first test that needs it.
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| install_prometheus().unwrap()).clone()
+}
+
+async fn start(mesh: Mesh, state: AdminState) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(mesh, listener, state));
+    addr
+}
+
+async fn request(method: Method, addr: SocketAddr, path: &str) -> (StatusCode, String, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .body(Empty::new())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    let status = resp.status();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, ct, String::from_utf8(body.to_vec()).unwrap())
+}
+
+async fn get(addr: SocketAddr, path: &str) -> (StatusCode, String) {
+    let (s, _, b) = request(Method::GET, addr, path).await;
+    (s, b)
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let (status, ct, body) = request(Method::GET, addr, path).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    assert_eq!(ct, "application/json");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn workload(ns: &str, name: &str, version: &str) -> PeerWorkload {
+    PeerWorkload::from_workload(
+        &Workload::new(ns, name).labels([("app", name), ("version", version)]),
+        "Kubernetes",
+    )
+}
+
+fn call(src: &PeerWorkload, dst: &PeerWorkload, code: u16, ms: u64) -> RequestRecord {
+    let mut r = RequestRecord::new(Reporter::Source, SystemTime::now());
+    r.response_code = Some(code);
+    r.duration = Duration::from_millis(ms);
+    r.source = src.clone();
+    r.destination = dst.clone();
+    r.destination_service = Some(ServiceKey {
+        host: "reviews.default.svc.cluster.local".into(),
+        namespace: "default".into(),
+        port: 9080,
+        subset: None,
+    });
+    r
+}
+
+/// A sample line of the Prometheus text format: `name{k="v",…} value`.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A strict little parser of the text exposition format: every line is a comment (`# HELP`,
+/// `# TYPE` with a known type) or a well-formed sample; anything else fails the test.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            match parts.next() {
+                Some("HELP") => {}
+                Some("TYPE") => {
+                    let ty = parts.nth(1).unwrap();
+                    assert!(
+                        ["counter", "gauge", "histogram", "summary", "untyped"].contains(&ty),
+                        "{line}"
+                    );
+                }
+                _ => panic!("bad comment: {line}"),
+            }
+            continue;
+        }
+        let name_end = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(line.len());
+        let name = &line[..name_end];
+        assert!(
+            !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()),
+            "{line}"
+        );
+        let mut rest = &line[name_end..];
+        let mut labels = BTreeMap::new();
+        if let Some(inner) = rest.strip_prefix('{') {
+            let mut chars = inner.char_indices().peekable();
+            let mut key = String::new();
+            let end;
+            loop {
+                let (i, c) = chars
+                    .next()
+                    .unwrap_or_else(|| panic!("unterminated: {line}"));
+                match c {
+                    '}' if key.is_empty() => {
+                        end = i;
+                        break;
+                    }
+                    '=' => {
+                        assert_eq!(chars.next().map(|x| x.1), Some('"'), "{line}");
+                        let mut value = String::new();
+                        loop {
+                            match chars.next().unwrap().1 {
+                                '\\' => value.push(chars.next().unwrap().1),
+                                '"' => break,
+                                c => value.push(c),
+                            }
+                        }
+                        labels.insert(std::mem::take(&mut key), value);
+                        if chars.peek().map(|x| x.1) == Some(',') {
+                            chars.next();
+                        }
+                    }
+                    c if c.is_ascii_alphanumeric() || c == '_' => key.push(c),
+                    _ => panic!("bad label in {line}"),
+                }
+            }
+            rest = &inner[end + 1..];
+        }
+        let value = rest.trim_start_matches(' ');
+        let value = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+        };
+        out.push(Sample {
+            name: name.to_owned(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+#[tokio::test]
+async fn serves_every_path() {
+    let handle = prometheus();
+    let mesh = mesh();
+    let readiness = Readiness::new();
+    let telemetry = Telemetry::new();
+    let state = AdminState::new()
+        .readiness(readiness.clone())
+        .prometheus(handle)
+        .graph(telemetry.service_graph().clone())
+        .identity(|| serde_json::json!({"cert_expiry": "2026-12-01T00:00:00Z"}));
+    let addr = start(mesh.clone(), state).await;
+
+    let front = workload("default", "productpage", "v1");
+    let reviews = workload("default", "reviews", "v2");
+    for i in 0..20 {
+        telemetry.record(&call(&front, &reviews, if i < 2 { 503 } else { 200 }, 12));
+    }
+
+    // Readiness: 503 until both parts are in.
+    let (status, body) = get(addr, "/healthz/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, "not ready: config, identity\n");
+    readiness.set_ready(ReadyPart::Config, true);
+    let (status, body) = get(addr, "/healthz/ready").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: identity\n")
+    );
+    readiness.set_ready(ReadyPart::Identity, true);
+    assert_eq!(get(addr, "/healthz/ready").await.0, StatusCode::OK);
+
+    // /metrics parses, carries the Istio metrics and mesh's own.
+    let (status, ct, text) = request(Method::GET, addr, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("text/plain; version=0.0.4"));
+    let samples = parse_prometheus(&text);
+    let total: f64 = samples
+        .iter()
+        .filter(|s| {
+            s.name == "istio_requests_total"
+                && s.labels.get("source_workload").map(String::as_str) == Some("productpage")
+        })
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(total, 20.0);
+    let errors = samples
+        .iter()
+        .find(|s| {
+            s.name == "istio_requests_total"
+                && s.labels.get("response_code").map(String::as_str) == Some("503")
+        })
+        .unwrap();
+    assert_eq!(errors.value, 2.0);
+    assert_eq!(errors.labels.len(), 25);
+    let le_25: f64 = samples
+        .iter()
+        .filter(|s| {
+            s.name == "istio_request_duration_milliseconds_bucket"
+                && s.labels.get("le").map(String::as_str) == Some("25")
+                && s.labels.get("source_workload").map(String::as_str) == Some("productpage")
+        })
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(le_25, 20.0, "12 ms requests fall in Istio's 25 ms bucket");
+    let clusters = samples
+        .iter()
+        .find(|s| s.name == "mesh_config_clusters")
+        .unwrap();
+    assert_eq!(clusters.value, mesh.snapshot().clusters.len() as f64);
+    assert!(samples.iter().any(|s| s.name == "mesh_endpoints"
+        && s.labels.get("state").map(String::as_str) == Some("healthy")
+        && s.value == 2.0));
+
+    // /config_dump: the snapshot, and the identity section.
+    let dump = get_json(addr, "/config_dump").await;
+    assert_eq!(dump["version"], mesh.snapshot().version.as_str());
+    assert_eq!(dump["source"]["kind"], "files");
+    assert!(!dump["snapshot"]["clusters"].as_object().unwrap().is_empty());
+    assert_eq!(dump["status"]["last_rejection"], Value::Null);
+    assert_eq!(dump["identity"]["cert_expiry"], "2026-12-01T00:00:00Z");
+
+    // /clusters from config (no runtime source given).
+    let clusters = get_json(addr, "/clusters").await;
+    let all = clusters.as_array().unwrap();
+    let whole = all
+        .iter()
+        .find(|c| c["name"] == "outbound|9080||reviews.default.svc.cluster.local")
+        .unwrap();
+    assert_eq!(whole["endpoints"].as_array().unwrap().len(), 2);
+    assert_eq!(whole["endpoints"][0]["health"], "HEALTHY");
+    assert_eq!(whole["endpoints"][0]["in_flight"], Value::Null);
+
+    // /graph: one edge with its rates.
+    let graph: GraphData = serde_json::from_value(get_json(addr, "/graph").await).unwrap();
+    assert_eq!(graph.edges.len(), 1);
+    let e = &graph.edges[0];
+    assert_eq!(e.id, "default/productpage/v1->default/reviews/v2");
+    assert_eq!(e.requests, 20);
+    assert!((e.error_rate - 0.1).abs() < 1e-9);
+    assert!(e.p99_ms > 10.0 && e.p99_ms <= 25.0);
+
+    // The page, unknown paths, methods.
+    let (status, ct, page) = request(Method::GET, addr, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("text/html"));
+    assert!(page.contains("data-node") && page.contains("data-edge"));
+    assert!(page.contains("fetch(\"graph\""));
+    for external in ["src=\"http", "href=\"http", "<link", "@import", "src=\"//"] {
+        assert!(
+            !page.contains(external),
+            "the page loads nothing external: {external}"
+        );
+    }
+    assert_eq!(get(addr, "/nope").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        request(Method::POST, addr, "/config_dump").await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
+
+#[tokio::test]
+async fn config_dump_shows_the_last_rejection() {
+    let mesh = mesh();
+    let addr = start(mesh.clone(), AdminState::new()).await;
+    let err = istio::load_str("mesh/bad.yaml", BAD_CONFIG, mesh.context()).unwrap_err();
+    mesh.reject(err);
+    let dump = get_json(addr, "/config_dump").await;
+    assert_eq!(
+        dump["version"],
+        mesh.snapshot().version.as_str(),
+        "the good config serves"
+    );
+    assert_eq!(dump["status"]["rejected_total"], 1);
+    let diags = dump["status"]["last_rejection"]["diagnostics"]
+        .as_array()
+        .unwrap();
+    assert!(!diags.is_empty());
+    assert!(dump.to_string().contains("mesh/bad.yaml"), "{dump}");
+    assert!(dump.to_string().contains("105"), "{dump}");
+    assert_eq!(dump["identity"], Value::Null);
+    // No Prometheus handle: /metrics says the app exports them.
+    assert_eq!(get(addr, "/metrics").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn clusters_show_runtime_state_from_the_source() {
+    let mesh = mesh();
+    let snapshot = mesh.snapshot();
+    let cluster = snapshot
+        .clusters
+        .values()
+        .find(|c| c.endpoints.len() == 2)
+        .unwrap()
+        .clone();
+    let state = std::sync::Arc::new(ClusterState::new(cluster.name.clone(), Instant::now()));
+    state.update(&cluster.endpoints, Instant::now());
+    let busy = state.get(&cluster.endpoints[0].address).unwrap();
+    let guard = busy.start(Instant::now());
+    let source = {
+        let (cluster, state) = (cluster.clone(), state.clone());
+        move || vec![ClusterStatus::with_state(&cluster, &state, Instant::now())]
+    };
+    let addr = start(mesh, AdminState::new().clusters(source)).await;
+    let clusters = get_json(addr, "/clusters").await;
+    let eps = clusters[0]["endpoints"].as_array().unwrap();
+    assert_eq!(eps[0]["in_flight"], 1);
+    assert_eq!(eps[1]["in_flight"], 0);
+    assert_eq!(eps[0]["ejected"], false);
+    assert!(eps[0]["ewma_ms"].as_f64().is_some());
+    drop(guard);
+    let clusters = get_json(addr, "/clusters").await;
+    assert_eq!(clusters[0]["endpoints"][0]["in_flight"], 0);
+}
+
+#[tokio::test]
+async fn graph_merges_peers_and_names_failures() {
+    let front = workload("default", "productpage", "v1");
+    let reviews = workload("default", "reviews", "v2");
+    let ratings = workload("default", "ratings", "v1");
+    let (ga, gb) = (ServiceGraph::default(), ServiceGraph::default());
+    for _ in 0..10 {
+        ga.record(&call(&front, &reviews, 200, 5), Instant::now());
+        gb.record(&call(&reviews, &ratings, 500, 50), Instant::now());
+    }
+    // A port nothing listens on.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let b_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = b_listener.local_addr().unwrap();
+    let a_addr = start(
+        mesh(),
+        AdminState::new().graph(ga).peers([
+            format!("http://{b_addr}").parse::<Uri>().unwrap(),
+            format!("http://{dead}").parse::<Uri>().unwrap(),
+        ]),
+    )
+    .await;
+    // B lists A back: peers are asked for their local graph only, so this does not recurse.
+    let b_state = AdminState::new()
+        .graph(gb)
+        .peers([format!("http://{a_addr}").parse::<Uri>().unwrap()]);
+    tokio::spawn(serve(mesh(), b_listener, b_state));
+
+    let merged: GraphData = serde_json::from_value(get_json(a_addr, "/graph").await).unwrap();
+    assert_eq!(merged.instances.len(), 2);
+    assert_eq!(merged.nodes.len(), 3);
+    let ids: Vec<&str> = merged.edges.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "default/productpage/v1->default/reviews/v2",
+            "default/reviews/v2->default/ratings/v1"
+        ]
+    );
+    assert_eq!(merged.edges[1].error_rate, 1.0);
+    assert_eq!(merged.peer_errors.len(), 1);
+    assert!(merged.peer_errors[0].contains(&dead.to_string()));
+
+    let local: GraphData =
+        serde_json::from_value(get_json(a_addr, "/graph?local=1").await).unwrap();
+    assert_eq!(local.edges.len(), 1);
+    let from_b: GraphData = serde_json::from_value(get_json(b_addr, "/graph").await).unwrap();
+    assert_eq!(from_b.edges.len(), 2, "B merges A's local graph");
+}

@@ -1,0 +1,403 @@
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use mesh_core::Workload;
+use mesh_core::model::ServiceKey;
+use mesh_core::telemetry::{
+    PeerWorkload, Reporter, RequestProtocol, RequestRecord, ResponseFlag, request_labels,
+};
+use tokio::time::Instant;
+
+use super::*;
+
+fn workload(name: &str, version: &str) -> PeerWorkload {
+    PeerWorkload::from_workload(
+        &Workload::new("shop", name).labels([("app", name), ("version", version)]),
+        "Kubernetes",
+    )
+}
+
+fn record(reporter: Reporter, code: u16, ms: u64) -> RequestRecord {
+    let mut r = RequestRecord::new(reporter, SystemTime::UNIX_EPOCH);
+    r.method = "GET".into();
+    r.path = "/reviews/1?token=secret".into();
+    r.authority = "reviews:9080".into();
+    r.response_code = Some(code);
+    r.duration = Duration::from_millis(ms);
+    r.request_bytes = 10;
+    r.response_bytes = 2000;
+    r.source = workload("frontend", "v1");
+    r.destination = workload("reviews", "v2");
+    r.destination_service = Some(ServiceKey {
+        host: "reviews.shop.svc.cluster.local".into(),
+        namespace: "shop".into(),
+        port: 9080,
+        subset: None,
+    });
+    r
+}
+
+fn render(f: impl FnOnce()) -> String {
+    let recorder = prometheus_builder().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, f);
+    handle.render()
+}
+
+fn sample_lines<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .collect()
+}
+
+#[test]
+fn records_istio_metrics_for_both_reporters() {
+    let text = render(|| {
+        let m = RequestMetrics::default();
+        for reporter in [Reporter::Source, Reporter::Destination] {
+            let r = record(reporter, 200, 7);
+            m.record(&request_labels(&r), &r);
+            m.record(&request_labels(&r), &r);
+        }
+        assert_eq!(m.series(), 2);
+    });
+    let totals = sample_lines(&text, "istio_requests_total");
+    assert_eq!(totals.len(), 2, "{text}");
+    for l in &totals {
+        assert!(l.ends_with(" 2"), "{l}");
+        assert!(l.contains("destination_service_name=\"reviews\""), "{l}");
+        assert!(l.contains("source_workload=\"frontend\""), "{l}");
+        assert!(!l.contains("/reviews/1"), "no raw path in labels: {l}");
+    }
+    assert!(totals.iter().any(|l| l.contains("reporter=\"source\"")));
+    assert!(
+        totals
+            .iter()
+            .any(|l| l.contains("reporter=\"destination\""))
+    );
+    // Istio's buckets: 7 ms falls in le="10" and above, not in le="5".
+    let buckets = sample_lines(&text, "istio_request_duration_milliseconds_bucket");
+    assert!(
+        buckets
+            .iter()
+            .any(|l| l.contains("le=\"0.5\"") && l.ends_with(" 0"))
+    );
+    assert!(
+        buckets
+            .iter()
+            .any(|l| l.contains("le=\"5\"") && l.ends_with(" 0"))
+    );
+    assert!(
+        buckets
+            .iter()
+            .any(|l| l.contains("le=\"10\"") && l.ends_with(" 2"))
+    );
+    assert!(buckets.iter().any(|l| l.contains("le=\"3600000\"")));
+    let bytes = sample_lines(&text, "istio_response_bytes_bucket");
+    assert!(
+        bytes
+            .iter()
+            .any(|l| l.contains("le=\"1000\"") && l.ends_with(" 0"))
+    );
+    assert!(
+        bytes
+            .iter()
+            .any(|l| l.contains("le=\"10000\"") && l.ends_with(" 2"))
+    );
+    assert_eq!(sample_lines(&text, "istio_request_bytes_count").len(), 2);
+}
+
+/// 100,000 requests with distinct paths and authorities make one series, not 100,000.
+#[test]
+fn distinct_paths_and_authorities_do_not_grow_series() {
+    let text = render(|| {
+        let m = RequestMetrics::default();
+        for i in 0..100_000u32 {
+            let mut r = record(Reporter::Destination, 200, 1);
+            r.path = format!("/item/{i}?q={i}");
+            r.authority = format!("host-{i}.example:80");
+            m.record(&request_labels(&r), &r);
+        }
+        assert_eq!(m.series(), 1);
+    });
+    let totals = sample_lines(&text, "istio_requests_total");
+    assert_eq!(totals.len(), 1);
+    assert!(totals[0].ends_with(" 100000"), "{}", totals[0]);
+}
+
+/// A peer inventing a new workload name per request fills the cache once, then is recorded
+/// as `unknown`.
+#[test]
+fn peer_chosen_names_are_capped() {
+    let text = render(|| {
+        let m = RequestMetrics::with_capacity(50);
+        for i in 0..2_000u32 {
+            let mut r = record(Reporter::Destination, 200, 1);
+            r.source.name = Some(format!("w{i}"));
+            m.record(&request_labels(&r), &r);
+        }
+        assert_eq!(m.series(), 51);
+    });
+    assert_eq!(sample_lines(&text, "istio_requests_total").len(), 51);
+    let overflow = text
+        .lines()
+        .find(|l| l.starts_with(LABEL_OVERFLOW_TOTAL))
+        .unwrap();
+    assert!(overflow.ends_with(" 1950"), "{overflow}");
+    let unknown = sample_lines(&text, "istio_requests_total")
+        .into_iter()
+        .find(|l| l.contains("source_workload=\"unknown\""))
+        .unwrap();
+    assert!(unknown.ends_with(" 1950"), "{unknown}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn graph_rates_and_quantiles() {
+    let g = ServiceGraph::new(GraphWindow {
+        slot: Duration::from_secs(10),
+        slots: 6,
+    });
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for i in 0..100u64 {
+        let code = if i < 10 { 503 } else { 200 };
+        g.record(&record(Reporter::Source, code, 1 + i % 3), Instant::now());
+    }
+    for _ in 0..30 {
+        g.record(&record(Reporter::Destination, 200, 2), Instant::now());
+    }
+    let data = g.snapshot(Instant::now());
+    assert_eq!(data.nodes.len(), 2);
+    assert_eq!(data.nodes[0].id, "shop/frontend/v1");
+    assert_eq!(data.reported.len(), 2);
+    assert_eq!(data.edges.len(), 1);
+    let e = &data.edges[0];
+    assert_eq!(e.id, "shop/frontend/v1->shop/reviews/v2");
+    assert_eq!(e.reporter, Reporter::Source, "the source's report wins");
+    assert_eq!(e.requests, 100);
+    assert_eq!(e.errors, 10);
+    assert!((e.rps - 100.0 / 60.0).abs() < 1e-9, "{}", e.rps);
+    assert!((e.error_rate - 0.1).abs() < 1e-9);
+    // 1..=3 ms: all in the (1, 5] bucket except the 1 ms ones in (0.5, 1].
+    assert!(e.p50_ms > 1.0 && e.p50_ms <= 5.0, "{}", e.p50_ms);
+    assert!(e.p99_ms > e.p50_ms && e.p99_ms <= 5.0, "{}", e.p99_ms);
+    // After the window, the edge is gone.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let later = g.snapshot(Instant::now());
+    assert!(later.edges.is_empty());
+    assert!(later.nodes.is_empty());
+}
+
+#[test]
+fn quantile_interpolates_within_buckets() {
+    let mut b = vec![0u64; LATENCY_BUCKETS];
+    b[4] = 100; // (10, 25]
+    assert!((quantile(&b, 0.5) - 17.5).abs() < 1e-9);
+    assert_eq!(quantile(&[0; LATENCY_BUCKETS], 0.99), 0.0);
+    let mut over = vec![0u64; LATENCY_BUCKETS];
+    over[LATENCY_BUCKETS - 1] = 1;
+    assert_eq!(quantile(&over, 0.5), 3_600_000.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn graphs_merge_without_double_counting() {
+    let a = ServiceGraph::default();
+    let b = ServiceGraph::default();
+    let c = ServiceGraph::default();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..40 {
+        a.record(&record(Reporter::Source, 200, 3), Instant::now());
+    }
+    for _ in 0..60 {
+        b.record(&record(Reporter::Source, 500, 300), Instant::now());
+    }
+    // The server's view of the same calls, reported by a third process.
+    for _ in 0..100 {
+        c.record(&record(Reporter::Destination, 200, 1), Instant::now());
+    }
+    let (a, b, c) = (
+        a.snapshot(Instant::now()),
+        b.snapshot(Instant::now()),
+        c.snapshot(Instant::now()),
+    );
+    let merged = GraphData::merge([a.clone(), b, c, a.clone()]);
+    assert_eq!(merged.instances.len(), 3);
+    assert_eq!(merged.edges.len(), 1);
+    let e = &merged.edges[0];
+    assert_eq!(e.reporter, Reporter::Source);
+    assert_eq!(e.requests, 100, "a listed twice counts once");
+    assert_eq!(e.errors, 60);
+    assert!((e.rps - 100.0 / 60.0).abs() < 1e-9);
+    assert!(e.p99_ms > 250.0 && e.p99_ms <= 500.0, "{}", e.p99_ms);
+    assert_eq!(merged.reported.len(), 2);
+    // Round-trips through JSON (what peers exchange).
+    let json = serde_json::to_string(&merged).unwrap();
+    let back: GraphData = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.instances, merged.instances);
+    assert_eq!(back.reported.len(), merged.reported.len());
+    assert_eq!(back.edges[0].latency_buckets, e.latency_buckets);
+    assert!((back.edges[0].rps - e.rps).abs() < 1e-9);
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn access_log(mode: AccessLogMode, records: &[RequestRecord]) -> Vec<serde_json::Value> {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        for r in records {
+            log_request(mode, r);
+        }
+    });
+    let bytes = capture.0.lock().unwrap().clone();
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn access_log_records_what_an_auditor_asks_for() {
+    let mut r = record(Reporter::Destination, 200, 42);
+    r.start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_463_516_123);
+    r.path = "/a/../reviews//1?token=secret".into();
+    r.source_principal = Some("spiffe://cluster.local/ns/shop/sa/frontend".into());
+    r.request_id = Some("b0f7c7a4-0000-4000-8000-000000000001".into());
+    r.peer_address = Some("10.0.0.7:51234".into());
+    let events = access_log(AccessLogMode::All, &[r]);
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e["target"], ACCESS_LOG_TARGET);
+    assert_eq!(e["start_time"], "2025-11-30T00:45:16.123Z");
+    assert_eq!(e["method"], "GET");
+    assert_eq!(e["path"], "/reviews/1", "normalised, no query");
+    assert_eq!(e["authority"], "reviews:9080");
+    assert_eq!(e["status"], 200);
+    assert_eq!(e["duration_ms"], 42);
+    assert_eq!(e["bytes_received"], 10);
+    assert_eq!(e["bytes_sent"], 2000);
+    assert_eq!(e["response_flags"], "-");
+    assert_eq!(e["reporter"], "destination");
+    assert_eq!(
+        e["source_principal"],
+        "spiffe://cluster.local/ns/shop/sa/frontend"
+    );
+    assert_eq!(e["request_id"], "b0f7c7a4-0000-4000-8000-000000000001");
+    assert_eq!(e["peer_address"], "10.0.0.7:51234");
+    assert!(!e.to_string().contains("secret"));
+}
+
+#[test]
+fn access_log_modes() {
+    let ok = record(Reporter::Source, 200, 1);
+    let mut failed = record(Reporter::Source, 503, 1);
+    failed.response_flags = vec![ResponseFlag::NoHealthyUpstream];
+    failed.protocol = RequestProtocol::Grpc;
+    failed.grpc_status = Some(14);
+    let all = [ok.clone(), failed.clone()];
+    assert_eq!(access_log(AccessLogMode::Off, &all).len(), 0);
+    let errors = access_log(AccessLogMode::ErrorsOnly, &all);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["response_flags"], "UH");
+    assert_eq!(errors[0]["grpc_status"], 14);
+    assert_eq!(access_log(AccessLogMode::All, &all).len(), 2);
+}
+
+#[test]
+fn rfc3339_dates() {
+    assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+    assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000Z");
+}
+
+#[test]
+fn telemetry_records_everywhere() {
+    let t = Telemetry::new().access_log(AccessLogMode::Off);
+    let text = render(|| t.record(&record(Reporter::Source, 200, 1)));
+    assert_eq!(sample_lines(&text, "istio_requests_total").len(), 1);
+    assert_eq!(t.request_metrics().series(), 1);
+    assert_eq!(t.service_graph().snapshot(Instant::now()).edges.len(), 1);
+}
+
+#[test]
+fn header_facts_and_metadata_exchange() {
+    use ::http::HeaderMap;
+    use mesh_core::telemetry::PeerMetadata;
+
+    let mut h = HeaderMap::new();
+    assert_eq!(request_protocol(&h), RequestProtocol::Http);
+    for (ct, proto) in [
+        ("application/grpc", RequestProtocol::Grpc),
+        ("application/grpc+proto", RequestProtocol::Grpc),
+        ("application/grpc;charset=utf-8", RequestProtocol::Grpc),
+        ("application/grpcx", RequestProtocol::Http),
+        ("application/json", RequestProtocol::Http),
+    ] {
+        h.insert("content-type", ct.parse().unwrap());
+        assert_eq!(request_protocol(&h), proto, "{ct}");
+    }
+    assert_eq!(grpc_status(&h), None);
+    h.insert("grpc-status", "14".parse().unwrap());
+    assert_eq!(grpc_status(&h), Some(14));
+
+    let me = Workload::new("shop", "frontend").labels([("app", "frontend"), ("version", "v1")]);
+    let (value, id) = peer_metadata_headers(
+        &PeerMetadata::from_workload(&me, "Kubernetes"),
+        "cluster.local",
+    )
+    .unwrap();
+    let mut req = HeaderMap::new();
+    insert_peer_metadata(&mut req, &value, &id);
+    assert_eq!(
+        req["x-envoy-peer-metadata-id"],
+        "sidecar~0.0.0.0~frontend.shop~shop.svc.cluster.local"
+    );
+    let peer = peer_workload(&req).unwrap();
+    assert_eq!(peer, workload("frontend", "v1"));
+    remove_peer_metadata(&mut req);
+    assert!(req.is_empty());
+    req.insert("x-envoy-peer-metadata", "%%%garbage".parse().unwrap());
+    assert_eq!(peer_workload(&req), None);
+}
+
+#[test]
+fn config_gauges_follow_the_mesh_status() {
+    use mesh_core::model::Snapshot;
+    use mesh_core::{BuildContext, Mesh, istio};
+
+    let ctx = BuildContext::default();
+    let mesh = Mesh::from_snapshot(ctx.clone(), Snapshot::empty());
+    let gauge = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap()
+    };
+    let text = render(|| record_config_metrics(&mesh));
+    assert_eq!(gauge(&text, CONFIG_REJECTED), 0.0);
+    assert_eq!(gauge(&text, CONFIG_APPLIED), 1.0);
+    assert!(gauge(&text, CONFIG_APPLIED_TIMESTAMP) > 1.7e9);
+    let bad = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n      weight: 50\n";
+    mesh.reject(istio::load_str("bad.yaml", bad, &ctx).unwrap_err());
+    let text = render(|| record_config_metrics(&mesh));
+    assert_eq!(gauge(&text, CONFIG_REJECTED), 1.0);
+    assert_eq!(gauge(&text, CONFIG_REJECTED_COUNT), 1.0);
+    assert_eq!(gauge(&text, CONFIG_CLUSTERS), 0.0);
+}

@@ -1,0 +1,98 @@
+//! Trace and span ids: fixed-size byte arrays written as lowercase hex.
+
+use std::fmt;
+
+use rand::Rng;
+
+/// A 128-bit trace id; never all zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId(pub [u8; 16]);
+
+/// A 64-bit span id; never all zeros.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpanId(pub [u8; 8]);
+
+impl TraceId {
+    /// A random, non-zero trace id.
+    pub fn random(rng: &mut impl Rng) -> Self {
+        loop {
+            let id: [u8; 16] = rng.random();
+            if id != [0; 16] {
+                return Self(id);
+            }
+        }
+    }
+
+    /// Parses 32 lowercase hex digits (not all zero); with `allow_short`, also 16 digits
+    /// (B3's 64-bit ids, left-padded with zeros).
+    pub fn parse(s: &str, allow_short: bool) -> Option<Self> {
+        let mut id = [0u8; 16];
+        match s.len() {
+            32 => decode_hex(s, &mut id)?,
+            16 if allow_short => decode_hex(s, &mut id[8..])?,
+            _ => return None,
+        }
+        (id != [0; 16]).then_some(Self(id))
+    }
+}
+
+impl SpanId {
+    /// A random, non-zero span id.
+    pub fn random(rng: &mut impl Rng) -> Self {
+        loop {
+            let id: [u8; 8] = rng.random();
+            if id != [0; 8] {
+                return Self(id);
+            }
+        }
+    }
+
+    /// Parses 16 lowercase hex digits (not all zero).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut id = [0u8; 8];
+        if s.len() != 16 {
+            return None;
+        }
+        decode_hex(s, &mut id)?;
+        (id != [0; 8]).then_some(Self(id))
+    }
+}
+
+/// Decodes lowercase hex into `out` (exactly `2 * out.len()` digits).
+fn decode_hex(s: &str, out: &mut [u8]) -> Option<()> {
+    let b = s.as_bytes();
+    if b.len() != out.len() * 2 {
+        return None;
+    }
+    for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
+        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(())
+}
+
+pub(super) fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}

@@ -1,0 +1,44 @@
+//! `x-request-id`: one id per request, kept across every hop, as Envoy does, so logs of all
+//! services involved can be joined. Generated as a random UUID v4 when absent.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use rand::Rng;
+
+/// `x-request-id`.
+pub const X_REQUEST_ID: &str = "x-request-id";
+
+/// Longest incoming request id kept; longer ones are replaced.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A random UUID v4 (RFC 9562), lowercase hyphenated.
+pub fn uuid_v4(rng: &mut impl Rng) -> String {
+    let mut b: [u8; 16] = rng.random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The request's id: the incoming `x-request-id` if it is short printable ASCII, else a new
+/// UUID v4 written into `headers` (so the application sees the same id).
+pub fn ensure_request_id(headers: &mut HeaderMap, rng: &mut impl Rng) -> String {
+    if let Some(id) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id.bytes().all(|c| c.is_ascii_graphic())
+    {
+        return id.to_owned();
+    }
+    let id = uuid_v4(rng);
+    if let Ok(v) = HeaderValue::try_from(id.as_str()) {
+        headers.insert(HeaderName::from_static(X_REQUEST_ID), v);
+    }
+    id
+}

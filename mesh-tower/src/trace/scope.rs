@@ -1,0 +1,91 @@
+//! The request context of the inbound request being handled, in a task-local, so the outbound
+//! client continues the same trace and request id without the application passing them along.
+//!
+//! The server calls [`inbound`] on the request's headers and runs the handler inside
+//! [`scope`]; the client calls [`outbound`] on each outgoing request's headers. Work the handler
+//! spawns onto other tasks does not inherit the context (task-locals do not cross
+//! `tokio::spawn`); wrap such futures in [`scope`] with [`current`]`()` to carry it.
+
+use std::future::Future;
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+use rand::Rng;
+use tokio::task::futures::TaskLocalFuture;
+
+use super::context::TraceContext;
+use super::request_id::{X_REQUEST_ID, ensure_request_id};
+
+/// What is carried from an inbound request to the calls made while handling it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The inbound request's span (a child of the caller's, or a new trace's root).
+    pub trace: TraceContext,
+    /// `x-request-id`.
+    pub request_id: String,
+}
+
+impl RequestContext {
+    /// A `tracing` span carrying the ids, to enter for the request's duration.
+    pub fn span(&self) -> tracing::Span {
+        let parent = self.trace.parent_span_id.map(|p| p.to_string());
+        tracing::info_span!(
+            "mesh.request",
+            trace_id = %self.trace.trace_id,
+            span_id = %self.trace.span_id,
+            parent_span_id = parent.as_deref(),
+            request_id = %self.request_id,
+        )
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: RequestContext;
+}
+
+/// The server side: the context of an incoming request. Continues the caller's trace with a
+/// new span (or starts a trace), and makes sure `headers` carry an `x-request-id`.
+pub fn inbound(headers: &mut HeaderMap, rng: &mut impl Rng) -> RequestContext {
+    let trace = match TraceContext::extract(headers) {
+        Some(caller) => caller.child(rng),
+        None => TraceContext::new_root(rng),
+    };
+    RequestContext {
+        trace,
+        request_id: ensure_request_id(headers, rng),
+    }
+}
+
+/// Runs `f` with `ctx` as the current request context.
+pub fn scope<F: Future>(ctx: RequestContext, f: F) -> TaskLocalFuture<RequestContext, F> {
+    CURRENT.scope(ctx, f)
+}
+
+/// The current request context, inside [`scope`].
+pub fn current() -> Option<RequestContext> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+/// The client side: inside a handler, writes a child of the current context and the request id
+/// into an outgoing request's `headers` and returns it. Outside one, starts a new trace and
+/// request id for the call (an application's own background call is a trace of its own),
+/// keeping any `x-request-id` the application set.
+pub fn outbound(headers: &mut HeaderMap, rng: &mut impl Rng) -> RequestContext {
+    let ctx = match current() {
+        Some(parent) => {
+            if let Ok(v) = HeaderValue::try_from(parent.request_id.as_str()) {
+                headers.insert(HeaderName::from_static(X_REQUEST_ID), v);
+            }
+            RequestContext {
+                trace: parent.trace.child(rng),
+                request_id: parent.request_id,
+            }
+        }
+        None => RequestContext {
+            trace: TraceContext::new_root(rng),
+            request_id: ensure_request_id(headers, rng),
+        },
+    };
+    ctx.trace.inject(headers);
+    ctx
+}

@@ -1,0 +1,241 @@
+use http::HeaderMap;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::b3::{B3Context, format_single, parse_multi, parse_single};
+use super::w3c::{format_traceparent, parse_traceparent, valid_tracestate};
+use super::*;
+
+fn rng() -> StdRng {
+    StdRng::seed_from_u64(7)
+}
+
+fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, v.parse().unwrap());
+    }
+    h
+}
+
+const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[test]
+fn w3c_spec_vectors() {
+    let tp = parse_traceparent(TP).unwrap();
+    assert_eq!(tp.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(tp.parent_id.to_string(), "00f067aa0ba902b7");
+    assert!(tp.sampled);
+    assert_eq!(format_traceparent(tp.trace_id, tp.parent_id, true), TP);
+    let unsampled = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
+    assert!(!unsampled.unwrap().sampled);
+    // A future version may append fields.
+    assert!(
+        parse_traceparent(
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-will-be-like"
+        )
+        .is_some()
+    );
+    for invalid in [
+        "",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.x",
+        "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+        "0x-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+    ] {
+        assert_eq!(parse_traceparent(invalid), None, "{invalid}");
+    }
+    assert!(valid_tracestate("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"));
+    assert!(!valid_tracestate("no-equals-sign"));
+    assert!(!valid_tracestate(&"a=b,".repeat(40)));
+}
+
+#[test]
+fn b3_spec_vectors() {
+    let c = parse_single("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")
+        .unwrap();
+    assert_eq!(c.trace_id.to_string(), "80f198ee56343ba864fe8b2a57d3eff7");
+    assert_eq!(c.span_id.to_string(), "e457b5a2e4d86bd1");
+    assert_eq!(c.sampled, Some(true));
+    assert_eq!(c.parent_span_id.unwrap().to_string(), "05e3ac9a4f6e3b90");
+    assert_eq!(
+        format_single(&c),
+        "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90"
+    );
+    let short = parse_single("463ac35c9f6413ad-72b5a2e4d86bd1e4-d").unwrap();
+    assert_eq!(
+        short.trace_id.to_string(),
+        "0000000000000000463ac35c9f6413ad"
+    );
+    assert_eq!(short.sampled, Some(true), "debug implies sampled");
+    let no_sampling = parse_single("463ac35c9f6413ad-72b5a2e4d86bd1e4").unwrap();
+    assert_eq!(no_sampling.sampled, None);
+    for invalid in [
+        "0",
+        "1",
+        "d",
+        "463ac35c9f6413ad",
+        "463ac35c9f6413ad-72b5a2e4d86bd1e4-x",
+        "463ac35c9f6413ad-72b5a2e4d86bd1e4-1-05e3ac9a4f6e3b90-9",
+        "463ac35c9f6413a-72b5a2e4d86bd1e4-1",
+        "0000000000000000-72b5a2e4d86bd1e4-1",
+    ] {
+        assert_eq!(parse_single(invalid), None, "{invalid}");
+    }
+    let multi = parse_multi(&headers(&[
+        ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-parentspanid", "0020000000000001"),
+        ("x-b3-sampled", "0"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        multi,
+        B3Context {
+            trace_id: TraceId::parse("463ac35c9f6413ad48485a3953bb6124", false).unwrap(),
+            span_id: SpanId::parse("a2fb4a1d1a96d312").unwrap(),
+            parent_span_id: SpanId::parse("0020000000000001"),
+            sampled: Some(false),
+        }
+    );
+    let debug = parse_multi(&headers(&[
+        ("x-b3-traceid", "463ac35c9f6413ad"),
+        ("x-b3-spanid", "a2fb4a1d1a96d312"),
+        ("x-b3-flags", "1"),
+    ]))
+    .unwrap();
+    assert_eq!(debug.sampled, Some(true));
+    assert_eq!(
+        parse_multi(&headers(&[("x-b3-traceid", "463ac35c9f6413ad")])),
+        None
+    );
+}
+
+#[test]
+fn extract_prefers_w3c_then_b3_and_rejects_garbage() {
+    let h = headers(&[
+        ("traceparent", TP),
+        ("tracestate", "rojo=00f067aa0ba902b7"),
+        ("tracestate", "congo=t61rcWkgMzE"),
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"),
+    ]);
+    let c = TraceContext::extract(&h).unwrap();
+    assert_eq!(c.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        c.tracestate.as_deref(),
+        Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE")
+    );
+    let h = headers(&[
+        ("traceparent", "garbage"),
+        ("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0"),
+    ]);
+    let c = TraceContext::extract(&h).unwrap();
+    assert_eq!(c.trace_id.to_string(), "80f198ee56343ba864fe8b2a57d3eff7");
+    assert_eq!(c.sampled, Some(false));
+    assert_eq!(
+        TraceContext::extract(&headers(&[("traceparent", "00-x")])),
+        None
+    );
+    assert_eq!(TraceContext::extract(&HeaderMap::new()), None);
+}
+
+#[test]
+fn inject_writes_both_formats_and_round_trips() {
+    let mut r = rng();
+    let parent = TraceContext::extract(&headers(&[("traceparent", TP)])).unwrap();
+    let child = parent.child(&mut r);
+    assert_eq!(child.trace_id, parent.trace_id);
+    assert_ne!(child.span_id, parent.span_id);
+    assert_eq!(child.parent_span_id, Some(parent.span_id));
+    let mut out = headers(&[("b3", "stale"), ("x-b3-flags", "1")]);
+    child.inject(&mut out);
+    assert_eq!(
+        out["traceparent"],
+        format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", child.span_id).as_str()
+    );
+    assert_eq!(out["x-b3-traceid"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(out["x-b3-spanid"], child.span_id.to_string().as_str());
+    assert_eq!(out["x-b3-parentspanid"], "00f067aa0ba902b7");
+    assert_eq!(out["x-b3-sampled"], "1");
+    assert!(out.get("b3").is_none());
+    assert!(out.get("x-b3-flags").is_none());
+    let back = TraceContext::extract(&out).unwrap();
+    assert_eq!(back.trace_id, child.trace_id);
+    assert_eq!(back.span_id, child.span_id);
+    // B3 alone (no traceparent) reads the same context back too.
+    out.remove("traceparent");
+    let b3 = TraceContext::extract(&out).unwrap();
+    assert_eq!(b3.parent_span_id, Some(parent.span_id));
+}
+
+#[test]
+fn request_ids_are_uuid_v4_and_kept_when_sane() {
+    let mut r = rng();
+    let id = uuid_v4(&mut r);
+    assert_eq!(id.len(), 36);
+    let b = id.as_bytes();
+    assert_eq!([b[8], b[13], b[18], b[23]], [b'-'; 4]);
+    assert_eq!(b[14], b'4');
+    assert!(matches!(b[19], b'8' | b'9' | b'a' | b'b'));
+    assert_ne!(uuid_v4(&mut r), id);
+    let mut h = headers(&[("x-request-id", "abc-123")]);
+    assert_eq!(ensure_request_id(&mut h, &mut r), "abc-123");
+    let mut h = headers(&[("x-request-id", &"x".repeat(200))]);
+    let new = ensure_request_id(&mut h, &mut r);
+    assert_eq!(new.len(), 36);
+    assert_eq!(h["x-request-id"], new.as_str());
+    let mut h = HeaderMap::new();
+    let new = ensure_request_id(&mut h, &mut r);
+    assert_eq!(h["x-request-id"], new.as_str());
+}
+
+#[tokio::test]
+async fn handler_scope_carries_the_context_to_outbound_calls() {
+    let mut incoming = headers(&[("traceparent", TP), ("x-request-id", "req-1")]);
+    let ctx = inbound(&mut incoming, &mut rng());
+    assert_eq!(ctx.request_id, "req-1");
+    assert_eq!(
+        ctx.trace.parent_span_id.unwrap().to_string(),
+        "00f067aa0ba902b7"
+    );
+    let server_span = ctx.trace.span_id;
+    let outgoing = scope(ctx.clone(), async {
+        assert_eq!(current().as_ref(), Some(&ctx));
+        // An await point inside the handler keeps the context.
+        tokio::task::yield_now().await;
+        let mut h = HeaderMap::new();
+        outbound(&mut h, &mut StdRng::seed_from_u64(8));
+        h
+    })
+    .await;
+    assert_eq!(outgoing["x-request-id"], "req-1");
+    let sent = TraceContext::extract(&outgoing).unwrap();
+    assert_eq!(
+        sent.trace_id.to_string(),
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_ne!(sent.span_id, server_span, "the call is a new span");
+    assert_eq!(
+        outgoing["x-b3-parentspanid"],
+        server_span.to_string().as_str(),
+        "child of the handler's span"
+    );
+    // Outside a handler: a new trace and request id.
+    assert_eq!(current(), None);
+    let mut h = HeaderMap::new();
+    let fresh = outbound(&mut h, &mut rng());
+    assert_ne!(fresh.trace.trace_id, sent.trace_id);
+    assert_eq!(h["x-request-id"], fresh.request_id.as_str());
+    // Garbage in: a new trace.
+    let mut bad = headers(&[("traceparent", "00-zz"), ("x-b3-traceid", "nope")]);
+    let root = inbound(&mut bad, &mut rng());
+    assert_eq!(root.trace.parent_span_id, None);
+    let _span = root.span();
+}
