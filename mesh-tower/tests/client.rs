@@ -6,12 +6,12 @@ mod backends;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use backends::{apply, backend, mesh, service_yaml};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use mesh_core::telemetry::ResponseFlag;
 use mesh_tower::client::MeshClient;
-use backends::{apply, backend, mesh, service_yaml};
 use tower::ServiceExt;
 
 async fn get(
@@ -55,7 +55,7 @@ async fn canary_95_5_split_over_10000_requests() {
             "inventory",
             "  - route:\n    - destination: {host: inventory, subset: v1}\n      weight: 95\n    - destination: {host: inventory, subset: v2}\n      weight: 5\n",
         );
-    let client = MeshClient::with_seed(mesh(&yaml), 7);
+    let client = MeshClient::builder(mesh(&yaml)).seed(7).build();
     let n = 10_000;
     let mut v2_count = 0;
     for _ in 0..n {
@@ -127,7 +127,7 @@ async fn retries_recover_from_a_failing_endpoint() {
         "payment",
         "  - route:\n    - destination: {host: payment}\n    retries: {attempts: 2, retryOn: 5xx}\n",
     );
-    let client = MeshClient::with_seed(mesh(&yaml), 1);
+    let client = MeshClient::builder(mesh(&yaml)).seed(1).build();
     for _ in 0..50 {
         let (status, _, _) = get(&client, "http://payment:8080/charge", &[]).await;
         assert_eq!(

@@ -11,5 +11,6 @@ mod runtime;
 mod service;
 
 pub use body::MeshBody;
+pub use pool::UpstreamPeer;
 pub use replay::{ReplayBody, ReplayError};
-pub use service::MeshClient;
+pub use service::{MeshClient, MeshClientBuilder};

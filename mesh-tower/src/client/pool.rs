@@ -18,9 +18,11 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
-use mesh_core::model::Cluster;
+use mesh_core::model::{Cluster, Endpoint, UpstreamTls};
 use mesh_core::resilience::{CircuitBreaker, Overflow, Permit};
 use tokio::sync::Notify;
+
+use mesh_core::identity::PeerIdentity;
 
 use super::connect::{ConnectError, Connected, Connector, Io};
 
@@ -45,23 +47,28 @@ pub(crate) enum SendError {
     Overflow(#[from] Overflow),
 }
 
-/// Pool settings, from the cluster's protocol and connection-pool policy.
+/// Pool settings, from the cluster's protocol, connection-pool policy and TLS. A pool is kept
+/// across config swaps only while these stay the same.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PoolSettings {
     pub(crate) http2: bool,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) max_requests_per_connection: u32,
     pub(crate) connect_timeout: Duration,
+    pub(crate) tls: UpstreamTls,
+    pub(crate) identity: Option<String>,
 }
 
 impl PoolSettings {
-    pub(crate) fn for_cluster(cluster: &Cluster) -> Self {
+    pub(crate) fn for_endpoint(cluster: &Cluster, endpoint: &Endpoint) -> Self {
         let pool = &cluster.connection_pool;
         Self {
             http2: cluster.protocol.requires_h2() || pool.h2_upgrade,
             idle_timeout: pool.idle_timeout,
             max_requests_per_connection: pool.max_requests_per_connection,
             connect_timeout: pool.connect_timeout,
+            tls: cluster.tls.clone(),
+            identity: endpoint.identity.clone(),
         }
     }
 }
@@ -79,12 +86,26 @@ pub(crate) struct EndpointPool {
 struct H2Conn {
     sender: http2::SendRequest<UpstreamBody>,
     requests: AtomicU32,
+    peer: Option<PeerIdentity>,
 }
 
 struct H1Conn {
     sender: http1::SendRequest<UpstreamBody>,
     requests: u32,
     idle_since: Instant,
+    peer: Option<PeerIdentity>,
+}
+
+/// Response extension: the verified identity of the upstream that answered, when the
+/// connection was mutual TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamPeer(pub PeerIdentity);
+
+fn with_peer(mut response: Response<Incoming>, peer: Option<&PeerIdentity>) -> Response<Incoming> {
+    if let Some(peer) = peer {
+        response.extensions_mut().insert(UpstreamPeer(peer.clone()));
+    }
+    response
 }
 
 impl EndpointPool {
@@ -114,10 +135,10 @@ impl EndpointPool {
 
     /// Opens a connection under the cluster's connection limit; the permit lives as long as
     /// the connection's task.
-    async fn open(&self) -> Result<(Io, Permit), SendError> {
+    async fn open(&self, http2: bool) -> Result<(Io, Option<PeerIdentity>, Permit), SendError> {
         let permit = self.breaker.try_connection()?;
-        let Connected { io, .. } = self.connector.connect().await?;
-        Ok((io, permit))
+        let Connected { io, peer } = self.connector.connect(http2).await?;
+        Ok((io, peer, permit))
     }
 
     /// Sends one request on a pooled or new connection: HTTP/2 when the cluster's protocol
@@ -154,7 +175,7 @@ impl EndpointPool {
         }
         let mut sender = conn.sender.clone();
         match sender.try_send_request(request).await {
-            Ok(response) => Ok(response),
+            Ok(response) => Ok(with_peer(response, conn.peer.as_ref())),
             Err(mut e) => {
                 let sent = e.take_message().is_none();
                 Err(classify(e.into_error(), sent))
@@ -169,7 +190,7 @@ impl EndpointPool {
                 return Ok(conn.clone());
             }
         }
-        let (io, permit) = self.open().await?;
+        let (io, peer, permit) = self.open(true).await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(30))
@@ -185,6 +206,7 @@ impl EndpointPool {
         let conn = Arc::new(H2Conn {
             sender,
             requests: AtomicU32::new(0),
+            peer,
         });
         *slot = Some(conn.clone());
         Ok(conn)
@@ -194,8 +216,11 @@ impl EndpointPool {
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, requests) = self.h1_conn().await?;
-        let result = sender.try_send_request(request).await;
+        let (mut sender, requests, peer) = self.h1_conn().await?;
+        let result = sender
+            .try_send_request(request)
+            .await
+            .map(|r| with_peer(r, peer.as_ref()));
         let requests = requests + 1;
         let limit = self.settings.max_requests_per_connection;
         if result.is_ok() && (limit == 0 || requests < limit) {
@@ -204,6 +229,7 @@ impl EndpointPool {
                 sender,
                 requests,
                 idle_since: Instant::now(),
+                peer,
             });
         }
         result.map_err(|mut e| {
@@ -215,16 +241,18 @@ impl EndpointPool {
     /// An idle connection, or a new one under the connection limit, or, at the limit, the
     /// first one freed while this request waits as pending (bounded by `http1MaxPendingRequests`
     /// and the connect timeout).
-    async fn h1_conn(&self) -> Result<(http1::SendRequest<UpstreamBody>, u32), SendError> {
+    async fn h1_conn(
+        &self,
+    ) -> Result<(http1::SendRequest<UpstreamBody>, u32, Option<PeerIdentity>), SendError> {
         let mut pending: Option<Permit> = None;
         let deadline = Instant::now() + self.settings.connect_timeout;
         loop {
             let released = self.released.notified();
             if let Some(conn) = self.checkout_h1() {
-                return Ok((conn.sender, conn.requests));
+                return Ok((conn.sender, conn.requests, conn.peer));
             }
-            match self.open().await {
-                Ok((io, permit)) => {
+            match self.open(false).await {
+                Ok((io, peer, permit)) => {
                     let (sender, connection) = http1::Builder::new()
                         .handshake(TokioIo::new(io))
                         .await
@@ -235,7 +263,7 @@ impl EndpointPool {
                         }
                         drop(permit);
                     });
-                    return Ok((sender, 0));
+                    return Ok((sender, 0, peer));
                 }
                 Err(SendError::Overflow(overflow)) => {
                     if pending.is_none() {

@@ -15,8 +15,9 @@ use mesh_core::model::{Cluster, ClusterName, EndpointAddress, Snapshot};
 use mesh_core::resilience::{CircuitBreaker, OutlierDetector};
 use tokio::time::Instant;
 
-use super::connect::Connector;
+use super::connect::{Connector, Security};
 use super::pool::{EndpointPool, PoolSettings};
+use crate::tls::TlsConnector;
 
 /// Everything the client needs to call one cluster.
 pub(crate) struct ClusterRuntime {
@@ -62,10 +63,11 @@ pub(crate) struct Runtimes {
     breakers: Mutex<HashMap<ClusterName, (Arc<Cluster>, CircuitBreaker)>>,
     pools: Mutex<HashMap<(ClusterName, EndpointAddress), Arc<EndpointPool>>>,
     locality: ClientLocality,
+    tls: Option<TlsConnector>,
 }
 
 impl Runtimes {
-    pub(crate) fn new(locality: ClientLocality) -> Self {
+    pub(crate) fn new(locality: ClientLocality, tls: Option<TlsConnector>) -> Self {
         Self {
             current: ArcSwap::from_pointee(Runtime {
                 version: "\0unbuilt".into(),
@@ -76,6 +78,7 @@ impl Runtimes {
             breakers: Mutex::new(HashMap::new()),
             pools: Mutex::new(HashMap::new()),
             locality,
+            tls,
         }
     }
 
@@ -131,22 +134,24 @@ impl Runtimes {
                 _ => CircuitBreaker::new(&cluster.connection_pool, &cluster.retry_budget),
             };
             breakers.insert(name.clone(), (cluster.clone(), breaker.clone()));
-            let settings = PoolSettings::for_cluster(cluster);
             let endpoint_pools: Box<[Arc<EndpointPool>]> = cluster
                 .endpoints
                 .iter()
                 .map(|endpoint| {
                     let key = (name.clone(), endpoint.address.clone());
+                    let settings = PoolSettings::for_endpoint(cluster, endpoint);
                     let pool = match pools.get(&key) {
                         Some(p) if p.settings() == &settings => p.clone(),
-                        _ => Arc::new(EndpointPool::new(
-                            Connector::new(
+                        _ => {
+                            let security =
+                                Security::for_endpoint(cluster, endpoint, self.tls.as_ref());
+                            let connector = Connector::new(
                                 endpoint.address.clone(),
-                                cluster.connection_pool.connect_timeout,
-                            ),
-                            settings.clone(),
-                            breaker.clone(),
-                        )),
+                                settings.connect_timeout,
+                                security,
+                            );
+                            Arc::new(EndpointPool::new(connector, settings, breaker.clone()))
+                        }
                     };
                     live_pools.insert(key, pool.clone());
                     pool

@@ -35,6 +35,8 @@ use super::prepare;
 use super::replay::ReplayBody;
 use super::runtime::{ClusterRuntime, Runtimes};
 use crate::reply::{LocalReply, is_grpc};
+use crate::tls::TlsConnector;
+use mesh_core::identity::IdentitySource;
 
 /// Request bodies up to this size are kept so the request can be retried or mirrored (Envoy's
 /// default per-request buffer limit is of the same order).
@@ -77,29 +79,63 @@ impl std::fmt::Debug for MeshClient {
 }
 
 impl MeshClient {
-    /// A client over `mesh`'s live config.
+    /// A client over `mesh`'s live config, with no workload identity: clusters whose TLS mode
+    /// is ISTIO_MUTUAL are refused (fail closed). Use [`MeshClient::builder`] to give it one.
     pub fn new(mesh: Mesh) -> Self {
-        Self::with_seed(mesh, rand::random())
+        Self::builder(mesh).build()
     }
 
-    /// A client whose random choices (weighted splits, balancing, faults, jitter) derive from
-    /// `seed`, for reproducible tests.
-    pub fn with_seed(mesh: Mesh, seed: u64) -> Self {
-        let workload = &mesh.context().workload;
-        let locality = ClientLocality::from(workload);
-        Self {
-            inner: Arc::new(Inner {
-                runtimes: Runtimes::new(locality),
-                mesh,
-                seed,
-                requests: AtomicU64::new(0),
-            }),
+    /// Configures a client.
+    pub fn builder(mesh: Mesh) -> MeshClientBuilder {
+        MeshClientBuilder {
+            mesh,
+            seed: None,
+            identity: None,
         }
     }
 
     /// The mesh this client routes by.
     pub fn mesh(&self) -> &Mesh {
         &self.inner.mesh
+    }
+}
+
+/// Builds a [`MeshClient`].
+#[derive(Debug)]
+pub struct MeshClientBuilder {
+    mesh: Mesh,
+    seed: Option<u64>,
+    identity: Option<IdentitySource>,
+}
+
+impl MeshClientBuilder {
+    /// Derives every random choice (weighted splits, balancing, faults, jitter) from `seed`,
+    /// for reproducible tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The workload identity presented on mutual-TLS connections (a watched one rotates: new
+    /// connections use the new certificate).
+    pub fn identity(mut self, identity: impl Into<IdentitySource>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// Builds the client.
+    pub fn build(self) -> MeshClient {
+        let workload = &self.mesh.context().workload;
+        let locality = ClientLocality::from(workload);
+        let tls = self.identity.map(TlsConnector::new);
+        MeshClient {
+            inner: Arc::new(Inner {
+                runtimes: Runtimes::new(locality, tls),
+                mesh: self.mesh,
+                seed: self.seed.unwrap_or_else(rand::random),
+                requests: AtomicU64::new(0),
+            }),
+        }
     }
 }
 

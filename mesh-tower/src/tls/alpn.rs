@@ -19,3 +19,13 @@ impl HttpVersion {
         }
     }
 }
+
+impl HttpVersion {
+    /// The ALPN protocol ID.
+    pub fn alpn_id(self) -> &'static [u8] {
+        match self {
+            Self::Http1 => b"http/1.1",
+            Self::Http2 => b"h2",
+        }
+    }
+}

@@ -62,7 +62,42 @@ impl TlsConnector {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let config = self.source.current().client_config(expected)?;
+        self.connect_offering(io, server_name, expected, None).await
+    }
+
+    /// Like [`connect`](Self::connect), but offering only `version` by ALPN, for a connection
+    /// pool that has already chosen the protocol it will speak (a server would otherwise pick
+    /// HTTP/2 for a pool of HTTP/1.1 connections).
+    pub async fn connect_http<IO>(
+        &self,
+        io: IO,
+        server_name: ServerName<'static>,
+        expected: &ExpectedIdentities,
+        version: HttpVersion,
+    ) -> Result<ClientTls<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.connect_offering(io, server_name, expected, Some(version))
+            .await
+    }
+
+    async fn connect_offering<IO>(
+        &self,
+        io: IO,
+        server_name: ServerName<'static>,
+        expected: &ExpectedIdentities,
+        only: Option<HttpVersion>,
+    ) -> Result<ClientTls<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut config = self.source.current().client_config(expected)?;
+        if let Some(version) = only {
+            let mut restricted = (*config).clone();
+            restricted.alpn_protocols = vec![version.alpn_id().to_vec()];
+            config = std::sync::Arc::new(restricted);
+        }
         let connector = tokio_rustls::TlsConnector::from(config);
         let stream =
             tokio::time::timeout(self.handshake_timeout, connector.connect(server_name, io))
