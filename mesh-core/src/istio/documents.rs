@@ -155,7 +155,9 @@ pub(crate) fn read_documents(
                 let message = match e.location() {
                     Some(loc) if loc.line() > 0 => format!(
                         "malformed YAML at line {}, column {}: {reason}",
-                        usize::try_from(loc.line()).unwrap_or(usize::MAX).saturating_add(doc.first_line - 1),
+                        usize::try_from(loc.line())
+                            .unwrap_or(usize::MAX)
+                            .saturating_add(doc.first_line - 1),
                         loc.column()
                     ),
                     _ => format!("malformed YAML: {reason}"),
