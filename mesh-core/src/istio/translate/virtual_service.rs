@@ -12,7 +12,7 @@ use super::super::names;
 use super::super::resources as r;
 use super::Item;
 use super::destination_rule::RuleIndex;
-use super::http_route::{self, ActionSpec, CompiledRoute, DestSpec};
+use super::http::{self, ActionSpec, CompiledRoute, DestSpec};
 use super::services::Service;
 use crate::BuildContext;
 use crate::config::ResourceRef;
@@ -131,7 +131,7 @@ pub(crate) fn compile_virtual_services(
             .http
             .iter()
             .enumerate()
-            .filter_map(|(i, route)| http_route::compile_route(route, i, ns, ctx, &mut report))
+            .filter_map(|(i, route)| http::compile_route(route, i, ns, ctx, &mut report))
             .collect();
         let mut warned = Vec::new();
         for route in &routes {
