@@ -65,6 +65,9 @@ impl Kind {
     }
 }
 
+/// The top-level fields of a Kubernetes resource (`status` appears in kubectl output).
+const TOP_LEVEL_KEYS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
+
 /// Resource metadata mesh reads.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -217,12 +220,7 @@ fn read_object(
         } else {
             "kind"
         };
-        diags.push(origin.diag(
-            None,
-            Severity::Error,
-            missing,
-            format!("{missing} is required"),
-        ));
+        diags.push(origin.diag(None, Severity::Error, missing, "required"));
         return;
     }
     if kind_name == "List" {
@@ -280,6 +278,13 @@ fn read_object(
             "metadata.name is required",
         ));
         return;
+    }
+    if let Some(object) = value.as_object() {
+        for key in object.keys() {
+            if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+                diags.push(origin.diag(Some(&resource), Severity::Error, key, "unknown field"));
+            }
+        }
     }
     let spec = value
         .get_mut("spec")

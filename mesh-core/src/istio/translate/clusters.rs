@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::super::diag::{Diagnostics, Field};
+use super::super::names;
 use super::super::resources::labels_match;
 use super::destination_rule::{CompiledRule, CompiledSubset, RuleIndex};
 use super::services::{EndpointHost, Port, Service};
@@ -40,7 +41,14 @@ pub(crate) fn build_clusters(
         }
     }
     for (rule, used) in rules.rules.iter().zip(used) {
-        if !used {
+        // A rule shadowed by a more specific one (or one closer to this workload) is not
+        // reported: Istio keeps it for the proxies that see it first.
+        let matches_a_service = if rule.host.starts_with('*') {
+            services.keys().any(|h| names::host_matches(&rule.host, h))
+        } else {
+            services.contains_key(&rule.host)
+        };
+        if !used && !matches_a_service {
             diags.at(&rule.origin, &rule.resource).warn(
                 &Field::new("spec").key("host"),
                 format!(
