@@ -25,6 +25,24 @@
 //! mesh/reviews.yaml: doc 2 VirtualService default/reviews: spec.http[0].route[1].weight: weights sum to 105, expected 100
 //! ```
 //!
+//! Diagnostics are ordered by file and document; within a document, in the order found.
+//!
+//! # Semantics
+//! As Istio documents them, from the workload's point of view: short hosts resolve in the
+//! resource's namespace (`reviews` in `default` is `reviews.default.svc.cluster.local`; names
+//! with a dot are taken as given); `sourceLabels` / `sourceNamespace` / `gateways` of a match
+//! block are evaluated against the workload (a block that cannot match it is dropped); routes
+//! without `retries` get Istio's default retry policy; services without a VirtualService get a
+//! default route; subset policies merge over the rule's as Istio's `MergeTrafficPolicy` does.
+//! Two deliberate differences, because mesh has no Kubernetes Services to declare hosts:
+//!
+//! - ServiceEntry hosts are resolved like VirtualService hosts (Istio takes them literally), so
+//!   `hosts: [reviews]` declares `reviews.<namespace>.svc.<domain>` and matches the
+//!   VirtualServices and DestinationRules that say `reviews`.
+//! - A DestinationRule annotated `mesh.dev/load-balancer: PEAK_EWMA` balances with
+//!   [`LbPolicy::PeakEwma`](crate::model::LbPolicy::PeakEwma) wherever it would use
+//!   LEAST_REQUEST: mesh's latency-aware extension of least-request.
+//!
 //! # Snapshots
 //! An accepted load carries its warnings in [`Snapshot::warnings`]; its version is a hex
 //! SHA-256 prefix of the inputs (file names and contents), so the same input gives the same

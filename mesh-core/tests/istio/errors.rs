@@ -2,6 +2,7 @@
 //! what is read but not implemented; skipped kinds; lists; duplicates.
 
 use mesh_core::config::Severity;
+use mesh_core::istio;
 
 use super::*;
 
@@ -223,9 +224,9 @@ spec: {host: b, trafic: {}}
     assert_eq!(
         where_,
         [
+            (Some(0), "spec.http[0].timeout".into()),
             (Some(1), String::new()),
             (Some(2), "spec.trafic".into()),
-            (Some(0), "spec.http[0].timeout".into()),
         ]
     );
     assert!(
@@ -236,7 +237,7 @@ spec: {host: b, trafic: {}}
     );
     assert!(
         e.to_string()
-            .starts_with("config refused with 3 errors\n  all.yaml: doc 1: malformed YAML")
+            .starts_with("config refused with 3 errors\n  all.yaml: doc 0 VirtualService default/a: spec.http[0].timeout")
     );
 }
 
@@ -344,4 +345,81 @@ fn versions_are_content_hashes() {
     assert_ne!(a.version, c.version);
     assert_eq!(a.version.len(), 16);
     assert!(a.version.bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+#[test]
+fn top_level_typos_and_missing_headers() {
+    let e = errors(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nsepc: {hosts: [a]}\n---\nkind: VirtualService\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "test.yaml: doc 0 VirtualService default/x: sepc: unknown field",
+            "test.yaml: doc 0 VirtualService default/x: spec.hosts: at least one host is required",
+            "test.yaml: doc 1: apiVersion: required",
+        ]
+    );
+}
+
+#[test]
+fn conflicts_that_istio_resolves_are_warnings() {
+    let s = load(&with_reviews(&format!(
+        "{VS}  - route: [{{destination: {{host: reviews}}}}]
+    timeout: 1s
+---
+{}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews-again}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{{number: 9080, name: http}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: nothing}}
+spec:
+  host: nothing.example.com
+",
+        VS.replace("name: reviews}", "name: reviews-2}")
+            + "  - route: [{destination: {host: reviews}}]\n    timeout: 2s\n"
+    )));
+    assert_eq!(
+        routes(&s, 9080, "reviews")[0].timeout,
+        Some(std::time::Duration::from_secs(1))
+    );
+    assert_eq!(
+        warnings(&s),
+        [
+            format!("test.yaml: doc 2 VirtualService default/reviews-2: spec.hosts[0]: {REVIEWS} is already routed by VirtualService default/reviews (test.yaml: doc 1); this VirtualService is ignored for it"),
+            format!("test.yaml: doc 3 ServiceEntry default/reviews-again: spec.hosts[0]: {REVIEWS} is already declared by ServiceEntry default/reviews (test.yaml: doc 0); this declaration is ignored"),
+            "test.yaml: doc 4 DestinationRule default/nothing: spec.host: no ServiceEntry declares a host matching nothing.example.com; the rule is not applied".into(),
+        ]
+    );
+}
+
+#[test]
+fn collect_files_walks_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("b/nested")).unwrap();
+    std::fs::create_dir_all(root.join(".hidden")).unwrap();
+    for f in [
+        "a.yaml",
+        "b/nested/c.yml",
+        "b/readme.md",
+        ".hidden/x.yaml",
+        "b/.y.yaml",
+    ] {
+        std::fs::write(root.join(f), "").unwrap();
+    }
+    let explicit = root.join("b/readme.md");
+    let files = istio::collect_files(&[root, explicit.as_path()]).unwrap();
+    assert_eq!(
+        files,
+        [root.join("a.yaml"), root.join("b/nested/c.yml"), explicit]
+    );
+    let e = istio::collect_files(&[root.join("missing")]).unwrap_err();
+    assert!(e.to_string().contains("missing: cannot read"), "{e}");
 }
