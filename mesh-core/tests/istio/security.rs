@@ -50,9 +50,14 @@ fn peer_authentication_specificity() {
         (
             mesh.clone() + &ns + &unset_wl,
             MtlsMode::Disable,
-            Some("default/unset"),
+            Some("default/ns"),
         ),
-        (mesh + &unset_wl, MtlsMode::Strict, Some("default/unset")),
+        (
+            mesh + &unset_wl,
+            MtlsMode::Strict,
+            Some("istio-system/mesh"),
+        ),
+        (unset_wl, MtlsMode::Permissive, Some("default/unset")),
     ];
     for (yaml, mode, source) in cases {
         let s = load(&yaml);
