@@ -140,6 +140,46 @@ fn every_error_names_file_document_resource_and_field() {
             vec![format!("{VS_DOC}: spec.http[0]: one of route, redirect, directResponse is required")],
         ),
         (
+            "host * for the mesh",
+            with_reviews("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec:\n  hosts: ['*']\n  http: [{route: [{destination: {host: reviews}}]}]\n"),
+            vec![format!("{VS_DOC}: spec.hosts[0]: host * is only allowed for gateways, not the mesh")],
+        ),
+        (
+            "route and redirect",
+            vs("  - route: [{destination: {host: reviews}}]\n    redirect: {uri: /x}\n"),
+            vec![format!("{VS_DOC}: spec.http[0]: route, redirect and directResponse are mutually exclusive")],
+        ),
+        (
+            "two hash keys",
+            dr("  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: a, useSourceIp: true}}}\n"),
+            vec![format!("{DR_DOC}: spec.trafficPolicy.loadBalancer.consistentHash: exactly one of httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName is required")],
+        ),
+        (
+            "MUTUAL without a key",
+            dr("  trafficPolicy: {tls: {mode: MUTUAL, clientCertificate: /c.pem}}\n"),
+            vec![format!("{DR_DOC}: spec.trafficPolicy.tls.privateKey: required with mode MUTUAL")],
+        ),
+        (
+            "port-level settings twice for a port",
+            dr("  trafficPolicy:\n    portLevelSettings: [{port: {number: 9080}}, {port: {number: 9080}}]\n"),
+            vec![format!("{DR_DOC}: spec.trafficPolicy.portLevelSettings[1].port: port 9080 has more than one portLevelSettings entry")],
+        ),
+        (
+            "a subset defined twice",
+            dr("  subsets: [{name: v1}, {name: v1}]\n"),
+            vec![format!(r#"{DR_DOC}: spec.subsets[1].name: subset "v1" is defined twice"#)],
+        ),
+        (
+            "locality weights",
+            dr("  trafficPolicy: {loadBalancer: {localityLbSetting: {distribute: [{from: a/*, to: {a/*: 70, b/*: 20}}]}}}\n"),
+            vec![format!("{DR_DOC}: spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to: weights sum to 90, expected 100")],
+        ),
+        (
+            "endpoints with resolution NONE",
+            se("  hosts: [api.example.com]\n  ports: [{number: 80, name: http}]\n  endpoints: [{address: 10.0.0.1}]\n"),
+            vec![format!("{SE_DOC}: spec.endpoints: endpoints are not allowed with resolution NONE")],
+        ),
+        (
             "bad port",
             se("  hosts: [api.example.com]\n  ports: [{number: 70000, name: http}]\n"),
             vec![format!("{SE_DOC}: spec.ports[0].number: port 70000 is out of range 1..65535")],

@@ -266,6 +266,12 @@ pub(crate) fn build_services(
                 target_port,
             });
         }
+        if resolution == Resolution::None && !spec.endpoints.is_empty() {
+            report.error(
+                &f.key("endpoints"),
+                "endpoints are not allowed with resolution NONE",
+            );
+        }
         let mut endpoints = Vec::new();
         for (i, e) in spec.endpoints.iter().enumerate() {
             let ef = f.key("endpoints").index(i);

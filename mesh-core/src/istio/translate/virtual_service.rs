@@ -120,9 +120,14 @@ pub(crate) fn compile_virtual_services(
         if spec.hosts.is_empty() {
             report.error(&f.key("hosts"), "at least one host is required");
         }
+        let gateways_only = !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh");
         let mut hosts = Vec::new();
         for (i, h) in spec.hosts.iter().enumerate() {
             match names::validate_host(h) {
+                Ok(()) if h == "*" && !gateways_only => report.error(
+                    &f.key("hosts").index(i),
+                    "host * is only allowed for gateways, not the mesh",
+                ),
                 Ok(()) => hosts.push((i, names::resolve_host(h, ns, &ctx.settings))),
                 Err(e) => report.error(&f.key("hosts").index(i), e),
             }
@@ -144,7 +149,7 @@ pub(crate) fn compile_virtual_services(
                 check_destination(&m.dest, services, rules, ctx, &mut warned, &mut report);
             }
         }
-        if !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh") {
+        if gateways_only {
             report.warn(
                 &f.key("gateways"),
                 "applies to gateways only (not \"mesh\"); skipped",
