@@ -62,7 +62,7 @@ pub(super) fn retries(
         && let Some(d) = parse_duration_at(b, &f.key("backoff"), report)
     {
         policy.backoff_base = d;
-        policy.backoff_max = d * 10;
+        policy.backoff_max = d.saturating_mul(10);
     }
     if let Some(on) = &rt.retry_on {
         let (retry_on, codes) = retry_on(on, &f.key("retryOn"), report);

@@ -10,6 +10,10 @@ use crate::model::{HashKey, LbPolicy, LocalityFailover, LocalityLbSetting};
 const DEFAULT_RING_SIZE: u64 = 1024;
 /// Envoy's default Maglev table size.
 const DEFAULT_MAGLEV_TABLE: u64 = 65537;
+/// Envoy's largest Maglev table.
+const MAX_MAGLEV_TABLE: u64 = 5_000_011;
+/// Envoy's largest ring.
+const MAX_RING_SIZE: u64 = 8_388_608;
 
 pub(super) fn load_balancer(
     lb: &r::LoadBalancerSettings,
@@ -97,10 +101,10 @@ fn consistent_hash(
     }
     if let Some(m) = &ch.maglev {
         let table_size = m.table_size.unwrap_or(DEFAULT_MAGLEV_TABLE);
-        if !is_prime(table_size) {
+        if table_size > MAX_MAGLEV_TABLE || !is_prime(table_size) {
             report.error(
                 &field.key("maglev").key("tableSize"),
-                format!("table size {table_size} must be a prime"),
+                format!("table size {table_size} must be a prime up to {MAX_MAGLEV_TABLE}"),
             );
             return None;
         }
@@ -113,12 +117,20 @@ fn consistent_hash(
         .or(ch.minimum_ring_size)
         .filter(|&n| n > 0)
         .unwrap_or(DEFAULT_RING_SIZE);
+    if minimum_ring_size > MAX_RING_SIZE {
+        report.error(
+            field,
+            format!("minimum ring size {minimum_ring_size} is above {MAX_RING_SIZE}"),
+        );
+        return None;
+    }
     Some(LbPolicy::RingHash {
         key,
         minimum_ring_size,
     })
 }
 
+/// Trial division; `n` is at most [`MAX_MAGLEV_TABLE`] here, so this is quick.
 fn is_prime(n: u64) -> bool {
     n >= 2
         && (2..)
