@@ -311,6 +311,11 @@ fn warnings_for_what_is_read_but_not_implemented() {
             vec![format!(r#"{VS_DOC}: spec.http[0].route[0].destination.subset: no DestinationRule defines subsets for {REVIEWS}; subset "v1" has no cluster"#)],
         ),
         (
+            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm}\nspec: {address: 10.1.1.1, network: west, labels: {app: a}}\n---\n".to_owned()
+                + &se("  hosts: [a.example.com]\n  resolution: STATIC\n  workloadSelector: {labels: {app: a}}\n  ports: [{number: 80, name: http}]\n"),
+            vec!["test.yaml: doc 0 WorkloadEntry default/vm: spec.network: not implemented; ignored".into()],
+        ),
+        (
             se("  hosts: [api.example.com]\n  addresses: [240.0.0.1]\n  ports: [{number: 80, name: http}]\n"),
             vec![format!("{SE_DOC}: spec.addresses: not used: mesh routes by host name (authority), not by destination address")],
         ),

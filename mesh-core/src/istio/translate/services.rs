@@ -148,24 +148,19 @@ fn endpoint(
     })
 }
 
-/// A validated WorkloadEntry.
-pub(crate) struct Workload {
-    pub(crate) namespace: String,
-    pub(crate) spec: r::WorkloadEntrySpec,
-}
-
-/// WorkloadEntries by namespace, for workload selectors.
+/// Validated WorkloadEntries by namespace, as endpoints for workload selectors.
 pub(crate) fn index_workload_entries(
     entries: &[Item<r::WorkloadEntrySpec>],
     ctx: &BuildContext,
     diags: &mut Diagnostics,
-) -> HashMap<String, Vec<Workload>> {
-    let mut by_ns: HashMap<String, Vec<Workload>> = HashMap::new();
+) -> HashMap<String, Vec<ServiceEndpoint>> {
+    let mut by_ns: HashMap<String, Vec<ServiceEndpoint>> = HashMap::new();
     for item in entries {
         let mut report = diags.at(&item.origin, &item.resource);
-        // Validate on its own; it becomes endpoints only through a selecting ServiceEntry.
         let ns = &item.resource.namespace;
-        if endpoint(
+        // A WorkloadEntry may name its host by DNS whatever the selecting ServiceEntry's
+        // resolution, as Istio allows.
+        if let Some(ep) = endpoint(
             &item.spec,
             ns,
             Some("default"),
@@ -173,13 +168,8 @@ pub(crate) fn index_workload_entries(
             &Field::new("spec"),
             ctx,
             &mut report,
-        )
-        .is_some()
-        {
-            by_ns.entry(ns.clone()).or_default().push(Workload {
-                namespace: ns.clone(),
-                spec: item.spec.clone(),
-            });
+        ) {
+            by_ns.entry(ns.clone()).or_default().push(ep);
         }
     }
     by_ns
@@ -194,7 +184,7 @@ struct Declared {
 /// Validates ServiceEntries into services keyed by host.
 pub(crate) fn build_services(
     entries: &[Item<r::ServiceEntrySpec>],
-    workloads: &HashMap<String, Vec<Workload>>,
+    workloads: &HashMap<String, Vec<ServiceEndpoint>>,
     ctx: &BuildContext,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, Service> {
@@ -286,21 +276,14 @@ pub(crate) fn build_services(
                     "workloadSelector and endpoints are mutually exclusive",
                 );
             }
-            for w in workloads.get(ns).into_iter().flatten() {
-                if labels_match(&sel.labels, &w.spec.labels)
-                    && let Some(ep) = endpoint(
-                        &w.spec,
-                        &w.namespace,
-                        Some("default"),
-                        Resolution::Dns,
-                        &f,
-                        ctx,
-                        &mut report,
-                    )
-                {
-                    endpoints.push(ep);
-                }
-            }
+            endpoints.extend(
+                workloads
+                    .get(ns)
+                    .into_iter()
+                    .flatten()
+                    .filter(|w| labels_match(&sel.labels, &w.labels))
+                    .cloned(),
+            );
         }
         if resolution == Resolution::Static
             && spec.workload_selector.is_none()
