@@ -227,6 +227,27 @@ fn read_object(
         read_list(origin, &mut value, default_namespace, diags, out);
         return;
     }
+    let Some(kind) = Kind::from_api(&api_version, &kind_name) else {
+        // Read leniently: nothing of a skipped resource is checked.
+        let meta = value.get("metadata");
+        let text = |key: &str| meta.and_then(|m| str_field(m, key)).unwrap_or_default();
+        let namespace = match text("namespace") {
+            "" => default_namespace,
+            ns => ns,
+        };
+        let resource = ResourceRef {
+            kind: kind_name.clone(),
+            namespace: namespace.to_owned(),
+            name: text("name").to_owned(),
+        };
+        diags.push(origin.diag(
+            Some(&resource),
+            Severity::Warning,
+            "",
+            format!("{api_version} {kind_name} is not read by mesh; skipped"),
+        ));
+        return;
+    };
     let metadata = match value.get_mut("metadata").map(Value::take) {
         None | Some(Value::Null) => Metadata::default(),
         Some(m) => match serde_path_to_error::deserialize::<_, Metadata>(m) {
@@ -240,25 +261,6 @@ fn read_object(
                 return;
             }
         },
-    };
-    let Some(kind) = Kind::from_api(&api_version, &kind_name) else {
-        let name = metadata.name.clone().unwrap_or_default();
-        let namespace = metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| default_namespace.to_owned());
-        let resource = ResourceRef {
-            kind: kind_name.clone(),
-            namespace,
-            name,
-        };
-        diags.push(origin.diag(
-            Some(&resource),
-            Severity::Warning,
-            "",
-            format!("{api_version} {kind_name} is not read by mesh; skipped"),
-        ));
-        return;
     };
     let namespace = metadata
         .namespace
@@ -275,7 +277,7 @@ fn read_object(
             Some(&resource),
             Severity::Error,
             "metadata.name",
-            "metadata.name is required",
+            "required",
         ));
         return;
     }

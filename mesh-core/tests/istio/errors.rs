@@ -227,7 +227,7 @@ fn every_error_names_file_document_resource_and_field() {
         (
             "missing name",
             "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {namespace: x}\nspec: {hosts: [a]}\n".into(),
-            vec!["test.yaml: doc 0 VirtualService x/: metadata.name: metadata.name is required".into()],
+            vec!["test.yaml: doc 0 VirtualService x/: metadata.name: required".into()],
         ),
         (
             "duplicate resources",
