@@ -27,6 +27,40 @@
 //!
 //! Diagnostics are ordered by file and document; within a document, in the order found.
 //!
+//! ```
+//! use mesh_core::{BuildContext, istio};
+//!
+//! let ctx = BuildContext::default(); // workload default/default
+//! let yaml = "
+//! apiVersion: networking.istio.io/v1
+//! kind: ServiceEntry
+//! metadata: {name: reviews}
+//! spec:
+//!   hosts: [reviews]
+//!   location: MESH_INTERNAL
+//!   resolution: STATIC
+//!   ports: [{number: 9080, name: http}]
+//!   endpoints: [{address: 10.0.0.1, labels: {version: v1}}]
+//! ";
+//! let snapshot = istio::load_str("mesh/reviews.yaml", yaml, &ctx)?;
+//! let routes = snapshot.route_config(9080).ok_or("no routes for 9080")?;
+//! assert!(routes.virtual_host("reviews:9080").is_some());
+//!
+//! let bad = "
+//! apiVersion: networking.istio.io/v1
+//! kind: VirtualService
+//! metadata: {name: reviews}
+//! spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}, weight: 50}]}]}
+//! ";
+//! let err = istio::load_str("mesh/bad.yaml", bad, &ctx).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "config refused with 1 error\n  mesh/bad.yaml: doc 0 VirtualService default/reviews: \
+//!      spec.http[0].route[0].weight: weights sum to 50, expected 100"
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Semantics
 //! As Istio documents them, from the workload's point of view: short hosts resolve in the
 //! resource's namespace (`reviews` in `default` is `reviews.default.svc.cluster.local`; names
