@@ -306,3 +306,55 @@ spec:
         LbPolicy::RoundRobin
     );
 }
+
+#[test]
+fn rules_closest_to_the_workload_win() {
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: cart, namespace: shop}
+spec:
+  hosts: [cart]
+  ports: [{number: 80, name: http}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: cart, namespace: shop}
+spec:
+  host: cart.shop.svc.cluster.local
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: cart-from-default, namespace: default}
+spec:
+  host: cart.shop.svc.cluster.local
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+";
+    let name = "outbound|80||cart.shop.svc.cluster.local";
+    // From `default`, the rule in `default` applies; from `shop`, the service's own.
+    assert_eq!(cluster(&load(yaml), name).lb, LbPolicy::RoundRobin);
+    let from_shop = load_with(yaml, &ctx_for(mesh_core::Workload::new("shop", "cart")));
+    assert_eq!(cluster(&from_shop, name).lb, LbPolicy::Random);
+    assert!(
+        from_shop.warnings.is_empty(),
+        "a shadowed rule is not reported"
+    );
+}
+
+#[test]
+fn unknown_load_balancer_annotation_is_an_error() {
+    let e = errors(&with_reviews(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, annotations: {mesh.dev/load-balancer: FASTEST}}
+spec: {host: reviews}
+",
+    ));
+    assert_eq!(
+        e,
+        [
+            r#"test.yaml: doc 1 DestinationRule default/reviews: metadata.annotations.mesh.dev/load-balancer: unknown load balancer "FASTEST" (expected PEAK_EWMA or LEAST_REQUEST)"#
+        ]
+    );
+}
