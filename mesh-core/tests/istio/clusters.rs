@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use mesh_core::model::{
     Cluster, ClusterName, ConnectionPool, EndpointAddress, HashKey, LbPolicy, OutlierDetection,
-    Protocol, Resolution, TlsMode,
+    Protocol, Resolution, RetryBudget, TlsMode,
 };
 
 use super::*;
@@ -64,6 +64,7 @@ spec:
   host: reviews
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
+    retryBudget: {percent: 25, minRetryConcurrency: 5}
     connectionPool: {tcp: {maxConnections: 10, connectTimeout: 2s}, http: {http1MaxPendingRequests: 5}}
     portLevelSettings:
     - port: {number: 9080}
@@ -114,6 +115,15 @@ spec:
         }
     );
     assert_eq!(v2.outlier.as_ref(), Some(&rule_outlier));
+    for c in [base, v1, v2] {
+        assert_eq!(
+            c.retry_budget,
+            RetryBudget {
+                budget_percent: 25,
+                min_retry_concurrency: 5
+            }
+        );
+    }
     assert_eq!(
         (v2.tls.mode, v2.tls.sni.as_deref()),
         (TlsMode::Simple, Some("reviews.example"))

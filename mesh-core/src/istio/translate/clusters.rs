@@ -13,7 +13,7 @@ use super::traffic_policy::Policy;
 use crate::BuildContext;
 use crate::model::{
     Cluster, ClusterName, Endpoint, EndpointAddress, HealthStatus, LbPolicy, Resolution,
-    RetryBudget, ServiceKey, TlsMode, UpstreamTls,
+    ServiceKey, TlsMode, UpstreamTls,
 };
 
 /// Builds every cluster; warns about rules whose host matches no service.
@@ -110,7 +110,7 @@ fn cluster(
         tls,
         connection_pool: policy.pool.unwrap_or_default(),
         outlier: policy.outlier,
-        retry_budget: RetryBudget::default(),
+        retry_budget: policy.retry_budget.unwrap_or_default(),
     }
 }
 

@@ -4,8 +4,8 @@
 //! Merging follows Istio's `MergeTrafficPolicy`: a cluster's policy starts from the rule's
 //! top-level policy, then the rule's `portLevelSettings` for the cluster's port, then the
 //! subset's top-level fields, then the subset's `portLevelSettings` for the port. Each of
-//! `loadBalancer`, `connectionPool`, `outlierDetection` and `tls` replaces the inherited value
-//! whole.
+//! `loadBalancer`, `connectionPool`, `outlierDetection`, `tls` and `retryBudget` replaces the
+//! inherited value whole (so a subset policy without a retry budget keeps the rule's).
 
 mod connection_pool;
 mod load_balancer;
@@ -16,10 +16,12 @@ use std::collections::BTreeMap;
 
 use super::super::diag::{Field, Reporter};
 use super::super::resources as r;
-use crate::model::{ConnectionPool, LbPolicy, LocalityLbSetting, OutlierDetection, UpstreamTls};
+use crate::model::{
+    ConnectionPool, LbPolicy, LocalityLbSetting, OutlierDetection, RetryBudget, UpstreamTls,
+};
 use connection_pool::connection_pool;
 use load_balancer::load_balancer;
-use outlier::outlier;
+use outlier::{outlier, retry_budget};
 use tls::tls;
 
 /// One level of policy, fields unset when the level does not give them.
@@ -29,6 +31,7 @@ pub(crate) struct Policy {
     pub(crate) pool: Option<ConnectionPool>,
     pub(crate) outlier: Option<OutlierDetection>,
     pub(crate) tls: Option<UpstreamTls>,
+    pub(crate) retry_budget: Option<RetryBudget>,
 }
 
 impl Policy {
@@ -45,6 +48,9 @@ impl Policy {
         }
         if over.tls.is_some() {
             self.tls.clone_from(&over.tls);
+        }
+        if over.retry_budget.is_some() {
+            self.retry_budget.clone_from(&over.retry_budget);
         }
     }
 }
@@ -76,7 +82,6 @@ pub(crate) fn compile(
 ) -> LeveledPolicy {
     report.unimplemented(&tp.tunnel, &field.key("tunnel"));
     report.unimplemented(&tp.proxy_protocol, &field.key("proxyProtocol"));
-    report.unimplemented(&tp.retry_budget, &field.key("retryBudget"));
     let top = Policy {
         lb: tp
             .load_balancer
@@ -91,6 +96,10 @@ pub(crate) fn compile(
             .as_ref()
             .map(|o| outlier(o, &field.key("outlierDetection"), report)),
         tls: tp.tls.as_ref().map(|t| tls(t, &field.key("tls"), report)),
+        retry_budget: tp
+            .retry_budget
+            .as_ref()
+            .map(|b| retry_budget(b, &field.key("retryBudget"), report)),
     };
     let mut ports = BTreeMap::new();
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
@@ -116,6 +125,8 @@ pub(crate) fn compile(
                 .as_ref()
                 .map(|o| outlier(o, &f.key("outlierDetection"), report)),
             tls: pl.tls.as_ref().map(|t| tls(t, &f.key("tls"), report)),
+            // Port-level settings have no retry budget.
+            retry_budget: None,
         };
         if ports.insert(port, policy).is_some() {
             report.error(

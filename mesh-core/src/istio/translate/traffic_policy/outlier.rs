@@ -1,11 +1,12 @@
-//! `outlierDetection`: passive health checking, Istio's fields onto Envoy's semantics.
+//! `outlierDetection` (passive health checking, Istio's fields onto Envoy's semantics) and
+//! `retryBudget`: the two guards against a failing upstream being made worse.
 
 use std::time::Duration;
 
 use super::super::super::diag::{Field, Reporter};
 use super::super::super::resources as r;
 use super::super::parse_duration_at;
-use crate::model::OutlierDetection;
+use crate::model::{OutlierDetection, RetryBudget};
 
 pub(super) fn outlier(
     o: &r::OutlierDetectionSettings,
@@ -71,4 +72,27 @@ pub(super) fn outlier(
         }
     }
     od
+}
+
+/// `retryBudget`: Istio's defaults are Envoy's, 20 % with at least 3 concurrent retries. The
+/// model keeps whole percents; a fraction is rounded.
+pub(super) fn retry_budget(
+    b: &r::RetryBudgetSettings,
+    field: &Field,
+    report: &mut Reporter<'_>,
+) -> RetryBudget {
+    report.unimplemented(&b.budget_interval, &field.key("budgetInterval"));
+    let mut budget = RetryBudget::default();
+    if let Some(p) = b.percent {
+        if (0.0..=100.0).contains(&p) {
+            // In range, so it fits.
+            budget.budget_percent = p.round() as u32;
+        } else {
+            report.error(&field.key("percent"), format!("{p} is outside 0..100"));
+        }
+    }
+    if let Some(n) = b.min_retry_concurrency {
+        budget.min_retry_concurrency = n;
+    }
+    budget
 }
