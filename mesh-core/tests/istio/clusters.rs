@@ -368,3 +368,50 @@ spec: {host: reviews}
         ]
     );
 }
+
+#[test]
+fn locality_balancing_needs_outlier_detection() {
+    let cases = [
+        ("", false),
+        ("outlierDetection: {consecutive5xxErrors: 1}", true),
+        ("loadBalancer: {simple: RANDOM}, outlierDetection: {}", true),
+        (
+            "loadBalancer: {localityLbSetting: {enabled: false}}, outlierDetection: {}",
+            false,
+        ),
+    ];
+    for (policy, enabled) in cases {
+        let s = load(&with_reviews(&format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews}}
+spec:
+  host: reviews
+  trafficPolicy: {{{policy}}}
+"
+        )));
+        let c = cluster(&s, &format!("outbound|9080||{REVIEWS}"));
+        assert_eq!(c.locality_lb.enabled, enabled, "{policy}");
+    }
+    let s = load(&with_reviews(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection: {}
+    loadBalancer:
+      localityLbSetting:
+        failover: [{from: us-east, to: us-west}]
+        failoverPriority: [topology.kubernetes.io/zone]
+",
+    ));
+    let l = &cluster(&s, &format!("outbound|9080||{REVIEWS}")).locality_lb;
+    assert!(l.enabled);
+    assert_eq!(
+        (l.failover[0].from.as_str(), l.failover[0].to.as_str()),
+        ("us-east", "us-west")
+    );
+    assert_eq!(l.failover_priority, ["topology.kubernetes.io/zone"]);
+}

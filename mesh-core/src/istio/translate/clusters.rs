@@ -9,7 +9,7 @@ use super::super::names;
 use super::super::resources::labels_match;
 use super::destination_rule::{CompiledRule, CompiledSubset, RuleIndex};
 use super::services::{EndpointHost, Port, Service};
-use super::traffic_policy::Policy;
+use super::traffic_policy::{self, Policy};
 use crate::BuildContext;
 use crate::model::{
     Cluster, ClusterName, Endpoint, EndpointAddress, HealthStatus, LbPolicy, Resolution,
@@ -74,12 +74,14 @@ fn cluster(
     if let Some(subset) = subset {
         subset.policy.apply(&mut policy, port.number);
     }
-    let (lb, locality_lb) = policy.lb.unwrap_or_else(|| {
+    let (lb, mut locality_lb) = policy.lb.unwrap_or_else(|| {
         (
             rule.map_or(LbPolicy::LeastRequest, |r| r.default_lb.clone()),
-            Default::default(),
+            traffic_policy::mesh_locality_default(),
         )
     });
+    // As in Istio, locality failover needs outlier detection, or traffic would never fail over.
+    locality_lb.enabled &= policy.outlier.is_some();
     let mut tls = policy.tls.unwrap_or_else(|| {
         if service.mesh_internal {
             UpstreamTls::istio_mutual()

@@ -49,7 +49,7 @@ pub(super) fn load_balancer(
         .locality_lb_setting
         .as_ref()
         .map(|l| locality_setting(l, &field.key("localityLbSetting"), report))
-        .unwrap_or_default();
+        .unwrap_or_else(mesh_locality_default);
     Some((policy, locality))
 }
 
@@ -136,6 +136,15 @@ fn is_prime(n: u64) -> bool {
         && (2..)
             .take_while(|d| d * d <= n)
             .all(|d| !n.is_multiple_of(d))
+}
+
+/// Istio's mesh-wide default when a rule gives no `localityLbSetting`: enabled (it takes effect
+/// only with outlier detection; see the cluster builder).
+pub(crate) fn mesh_locality_default() -> LocalityLbSetting {
+    LocalityLbSetting {
+        enabled: true,
+        ..LocalityLbSetting::default()
+    }
 }
 
 fn locality_setting(

@@ -21,6 +21,7 @@ use crate::model::{
 };
 use connection_pool::connection_pool;
 use load_balancer::load_balancer;
+pub(crate) use load_balancer::mesh_locality_default;
 use outlier::{outlier, retry_budget};
 use tls::tls;
 
