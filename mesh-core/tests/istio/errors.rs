@@ -69,7 +69,10 @@ fn every_error_names_file_document_resource_and_field() {
         (
             "missing hosts",
             with_reviews("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews}\nspec: {}\n"),
-            vec![format!("{VS_DOC}: spec.hosts: at least one host is required")],
+            vec![
+                format!("{VS_DOC}: spec.hosts: at least one host is required"),
+                format!("{VS_DOC}: spec.http: at least one of http, tcp, tls is required"),
+            ],
         ),
         (
             "missing host",
@@ -402,6 +405,7 @@ fn top_level_typos_and_missing_headers() {
         [
             "test.yaml: doc 0 VirtualService default/x: sepc: unknown field",
             "test.yaml: doc 0 VirtualService default/x: spec.hosts: at least one host is required",
+            "test.yaml: doc 0 VirtualService default/x: spec.http: at least one of http, tcp, tls is required",
             "test.yaml: doc 1: apiVersion: required",
         ]
     );

@@ -156,6 +156,13 @@ pub(crate) fn compile_virtual_services(
             );
             continue;
         }
+        if spec.http.is_empty() {
+            if spec.tcp.is_none() && spec.tls.is_none() {
+                report.error(&f.key("http"), "at least one of http, tcp, tls is required");
+            }
+            // Only TCP/TLS routes, which mesh does not implement: keep the default routes.
+            continue;
+        }
         let vs_index = index.services.len();
         for (i, host) in hosts {
             let hf = f.key("hosts").index(i);
