@@ -447,3 +447,21 @@ spec:
         ]
     );
 }
+
+#[test]
+fn tcp_only_virtual_services_keep_the_default_route() {
+    let s = load(&with_reviews(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews}
+spec:
+  hosts: [reviews]
+  tcp: [{route: [{destination: {host: reviews}}]}]
+",
+    ));
+    assert_eq!(routes(&s, 9080, "reviews")[0].origin, RouteOrigin::Default);
+    assert_eq!(
+        warnings(&s),
+        ["test.yaml: doc 1 VirtualService default/reviews: spec.tcp: not implemented; ignored"]
+    );
+}
