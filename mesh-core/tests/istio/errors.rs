@@ -183,6 +183,14 @@ fn every_error_names_file_document_resource_and_field() {
             vec![format!("{SE_DOC}: spec.endpoints: endpoints are not allowed with resolution NONE")],
         ),
         (
+            "bad header operations",
+            vs("  - route: [{destination: {host: reviews}}]\n    headers: {request: {set: {x-a: \"1\\n2\"}, remove: [':path']}}\n"),
+            vec![
+                format!(r#"{VS_DOC}: spec.http[0].headers.request.set.x-a: invalid header value "1\n2""#),
+                format!(r#"{VS_DOC}: spec.http[0].headers.request.remove[0]: invalid header name ":path""#),
+            ],
+        ),
+        (
             "bad port",
             se("  hosts: [api.example.com]\n  ports: [{number: 70000, name: http}]\n"),
             vec![format!("{SE_DOC}: spec.ports[0].number: port 70000 is out of range 1..65535")],

@@ -9,25 +9,47 @@ use super::{ActionSpec, DestSpec, WeightedDest};
 use crate::BuildContext;
 use crate::model::HeaderMutation;
 
-fn mutation(ops: Option<&r::HeaderOperations>) -> HeaderMutation {
+/// Header operations, names lowercased; invalid names and values (which could not be sent) are
+/// errors at `field.set.<name>` / `field.add.<name>` / `field.remove[i]`.
+fn mutation(
+    ops: Option<&r::HeaderOperations>,
+    field: &Field,
+    report: &mut Reporter<'_>,
+) -> HeaderMutation {
     let Some(ops) = ops else {
         return HeaderMutation::default();
     };
-    HeaderMutation {
-        set: ops
-            .set
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
-        add: ops
-            .add
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-            .collect(),
-        remove: ops.remove.iter().map(|k| k.to_ascii_lowercase()).collect(),
+    let mut pairs = |map: &std::collections::BTreeMap<String, String>, op: &str| {
+        let mut out = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            let f = field.key(op).key(name);
+            if !valid_name(name) {
+                report.error(&f, format!("invalid header name {name:?}"));
+            } else if !valid_value(value) {
+                report.error(&f, format!("invalid header value {value:?}"));
+            } else {
+                out.push((name.to_ascii_lowercase(), value.clone()));
+            }
+        }
+        out
+    };
+    let set = pairs(&ops.set, "set");
+    let add = pairs(&ops.add, "add");
+    let mut remove = Vec::with_capacity(ops.remove.len());
+    for (i, name) in ops.remove.iter().enumerate() {
+        if valid_name(name) {
+            remove.push(name.to_ascii_lowercase());
+        } else {
+            report.error(
+                &field.key("remove").index(i),
+                format!("invalid header name {name:?}"),
+            );
+        }
     }
+    HeaderMutation { set, add, remove }
 }
 
+/// `headers`: (request, response) operations.
 pub(super) fn headers(
     h: Option<&r::Headers>,
     field: &Field,
@@ -36,22 +58,25 @@ pub(super) fn headers(
     let Some(h) = h else {
         return Default::default();
     };
-    let req = mutation(h.request.as_ref());
-    let resp = mutation(h.response.as_ref());
-    for (m, name) in [(&req, "request"), (&resp, "response")] {
-        for (k, _) in m.set.iter().chain(&m.add) {
-            if k.is_empty() || k.starts_with(':') || http_name_invalid(k) {
-                report.error(&field.key(name), format!("invalid header name {k:?}"));
-            }
-        }
-    }
-    (req, resp)
+    (
+        mutation(h.request.as_ref(), &field.key("request"), report),
+        mutation(h.response.as_ref(), &field.key("response"), report),
+    )
 }
 
-fn http_name_invalid(name: &str) -> bool {
-    !name
+/// An HTTP token (RFC 9110), so no pseudo-headers.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Visible characters, spaces and tabs (RFC 9110 field values; no CR, LF or NUL).
+fn valid_value(value: &str) -> bool {
+    value
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 pub(super) fn destination(
