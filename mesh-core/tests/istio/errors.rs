@@ -248,7 +248,7 @@ fn every_error_names_file_document_resource_and_field() {
         (
             "two rules for one host",
             dr("---\n") + &DR.replace("name: reviews}", "name: reviews-2}").replace("host: reviews", &format!("host: {REVIEWS}")),
-            vec![format!("test.yaml: doc 2 DestinationRule default/reviews-2: spec.host: host {REVIEWS} already has DestinationRule default/reviews (test.yaml: doc 1) in namespace default; Istio would pick one arbitrarily")],
+            vec![format!("test.yaml: doc 2 DestinationRule default/reviews-2: spec.host: host {REVIEWS} already has DestinationRule default/reviews (test.yaml: doc 1) in namespace default; merge them into one rule (their merge in Istio depends on creation order)")],
         ),
     ];
     for (name, yaml, want) in cases {
