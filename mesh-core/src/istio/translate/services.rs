@@ -175,6 +175,42 @@ pub(crate) fn index_workload_entries(
     by_ns
 }
 
+/// Validates `ports`: numbers in range and unique, names present and unique, protocols known.
+fn read_ports(specs: &[r::ServicePort], field: &Field, report: &mut Reporter<'_>) -> Vec<Port> {
+    let mut ports: Vec<Port> = Vec::new();
+    for (i, p) in specs.iter().enumerate() {
+        let pf = field.index(i);
+        let number = super::traffic_policy::port_number(p.number, &pf.key("number"), report);
+        let target_port = match p.target_port {
+            None => None,
+            Some(t) => super::traffic_policy::port_number(Some(t), &pf.key("targetPort"), report),
+        };
+        let name = p.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            report.error(&pf.key("name"), "port name is required");
+        }
+        let protocol = protocol(p, &pf, report);
+        let Some(number) = number else { continue };
+        if ports.iter().any(|q| q.number == number) {
+            report.error(
+                &pf.key("number"),
+                format!("port {number} is declared twice"),
+            );
+            continue;
+        }
+        if !name.is_empty() && ports.iter().any(|q| q.name == name) {
+            report.error(&pf.key("name"), format!("port name {name:?} is used twice"));
+        }
+        ports.push(Port {
+            number,
+            name,
+            protocol,
+            target_port,
+        });
+    }
+    ports
+}
+
 /// Where a service host was declared, to name the first declaration in conflicts.
 struct Declared {
     origin: Origin,
@@ -222,40 +258,7 @@ pub(crate) fn build_services(
             Some(r::SeResolution::Dns | r::SeResolution::DnsRoundRobin) => Resolution::Dns,
         };
         let mesh_internal = spec.location == Some(r::SeLocation::MeshInternal);
-        let mut ports: Vec<Port> = Vec::new();
-        for (i, p) in spec.ports.iter().enumerate() {
-            let pf = f.key("ports").index(i);
-            let number =
-                super::traffic_policy::port_number(p.number, &pf.key("number"), &mut report);
-            let target_port = match p.target_port {
-                None => None,
-                Some(t) => {
-                    super::traffic_policy::port_number(Some(t), &pf.key("targetPort"), &mut report)
-                }
-            };
-            let name = p.name.clone().unwrap_or_default();
-            if name.is_empty() {
-                report.error(&pf.key("name"), "port name is required");
-            }
-            let protocol = protocol(p, &pf, &mut report);
-            let Some(number) = number else { continue };
-            if ports.iter().any(|q| q.number == number) {
-                report.error(
-                    &pf.key("number"),
-                    format!("port {number} is declared twice"),
-                );
-                continue;
-            }
-            if !name.is_empty() && ports.iter().any(|q| q.name == name) {
-                report.error(&pf.key("name"), format!("port name {name:?} is used twice"));
-            }
-            ports.push(Port {
-                number,
-                name,
-                protocol,
-                target_port,
-            });
-        }
+        let ports = read_ports(&spec.ports, &f.key("ports"), &mut report);
         if resolution == Resolution::None && !spec.endpoints.is_empty() {
             report.error(
                 &f.key("endpoints"),
