@@ -64,23 +64,27 @@ pub(crate) fn decode_spec<T: DeserializeOwned>(
         spec
     };
     let mut unknown = Vec::new();
-    let result = {
-        let mut on_ignored = |path: serde_ignored::Path<'_>| {
-            let mut field = String::from("spec");
-            ignored_path(&path, &mut field);
-            unknown.push(field);
-        };
-        let de = serde_ignored::Deserializer::new(spec, &mut on_ignored);
-        serde_path_to_error::deserialize::<_, T>(de)
+    let mut on_ignored = |path: serde_ignored::Path<'_>| {
+        let mut field = String::from("spec");
+        ignored_path(&path, &mut field);
+        unknown.push(field);
     };
+    // Path tracking allocates for every key, so it runs only to explain a failure.
+    let result = T::deserialize(serde_ignored::Deserializer::new(&spec, &mut on_ignored));
     for field in &unknown {
         report.error(field, "unknown field");
     }
     match result {
         // With unknown fields the load fails anyway; keep validating to report everything.
         Ok(v) => Some(v),
-        Err(e) => {
-            report.error(&error_path(e.path()), e.inner().to_string());
+        Err(plain) => {
+            let mut ignore = |_: serde_ignored::Path<'_>| {};
+            let de = serde_ignored::Deserializer::new(&spec, &mut ignore);
+            match serde_path_to_error::deserialize::<_, T>(de) {
+                Err(e) => report.error(&error_path(e.path()), e.inner().to_string()),
+                // Not expected: the same input failed above; report it without a path.
+                Ok(_) => report.error("spec", plain.to_string()),
+            }
             None
         }
     }

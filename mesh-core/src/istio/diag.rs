@@ -61,7 +61,11 @@ impl Diagnostics {
         self.items.iter().any(Diagnostic::is_error)
     }
 
-    pub(crate) fn into_vec(self) -> Vec<Diagnostic> {
+    /// The diagnostics by file and document (files in reading order, which is sorted), each
+    /// document's in the order found.
+    pub(crate) fn into_vec(mut self) -> Vec<Diagnostic> {
+        self.items
+            .sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
         self.items
     }
 

@@ -65,6 +65,9 @@ impl Kind {
     }
 }
 
+/// The top-level fields of a Kubernetes resource (`status` appears in kubectl output).
+const TOP_LEVEL_KEYS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
+
 /// Resource metadata mesh reads.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -217,18 +220,34 @@ fn read_object(
         } else {
             "kind"
         };
-        diags.push(origin.diag(
-            None,
-            Severity::Error,
-            missing,
-            format!("{missing} is required"),
-        ));
+        diags.push(origin.diag(None, Severity::Error, missing, "required"));
         return;
     }
     if kind_name == "List" {
         read_list(origin, &mut value, default_namespace, diags, out);
         return;
     }
+    let Some(kind) = Kind::from_api(&api_version, &kind_name) else {
+        // Read leniently: nothing of a skipped resource is checked.
+        let meta = value.get("metadata");
+        let text = |key: &str| meta.and_then(|m| str_field(m, key)).unwrap_or_default();
+        let namespace = match text("namespace") {
+            "" => default_namespace,
+            ns => ns,
+        };
+        let resource = ResourceRef {
+            kind: kind_name.clone(),
+            namespace: namespace.to_owned(),
+            name: text("name").to_owned(),
+        };
+        diags.push(origin.diag(
+            Some(&resource),
+            Severity::Warning,
+            "",
+            format!("{api_version} {kind_name} is not read by mesh; skipped"),
+        ));
+        return;
+    };
     let metadata = match value.get_mut("metadata").map(Value::take) {
         None | Some(Value::Null) => Metadata::default(),
         Some(m) => match serde_path_to_error::deserialize::<_, Metadata>(m) {
@@ -242,25 +261,6 @@ fn read_object(
                 return;
             }
         },
-    };
-    let Some(kind) = Kind::from_api(&api_version, &kind_name) else {
-        let name = metadata.name.clone().unwrap_or_default();
-        let namespace = metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| default_namespace.to_owned());
-        let resource = ResourceRef {
-            kind: kind_name.clone(),
-            namespace,
-            name,
-        };
-        diags.push(origin.diag(
-            Some(&resource),
-            Severity::Warning,
-            "",
-            format!("{api_version} {kind_name} is not read by mesh; skipped"),
-        ));
-        return;
     };
     let namespace = metadata
         .namespace
@@ -277,9 +277,16 @@ fn read_object(
             Some(&resource),
             Severity::Error,
             "metadata.name",
-            "metadata.name is required",
+            "required",
         ));
         return;
+    }
+    if let Some(object) = value.as_object() {
+        for key in object.keys() {
+            if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+                diags.push(origin.diag(Some(&resource), Severity::Error, key, "unknown field"));
+            }
+        }
     }
     let spec = value
         .get_mut("spec")

@@ -25,6 +25,58 @@
 //! mesh/reviews.yaml: doc 2 VirtualService default/reviews: spec.http[0].route[1].weight: weights sum to 105, expected 100
 //! ```
 //!
+//! Diagnostics are ordered by file and document; within a document, in the order found.
+//!
+//! ```
+//! use mesh_core::{BuildContext, istio};
+//!
+//! let ctx = BuildContext::default(); // workload default/default
+//! let yaml = "
+//! apiVersion: networking.istio.io/v1
+//! kind: ServiceEntry
+//! metadata: {name: reviews}
+//! spec:
+//!   hosts: [reviews]
+//!   location: MESH_INTERNAL
+//!   resolution: STATIC
+//!   ports: [{number: 9080, name: http}]
+//!   endpoints: [{address: 10.0.0.1, labels: {version: v1}}]
+//! ";
+//! let snapshot = istio::load_str("mesh/reviews.yaml", yaml, &ctx)?;
+//! let routes = snapshot.route_config(9080).ok_or("no routes for 9080")?;
+//! assert!(routes.virtual_host("reviews:9080").is_some());
+//!
+//! let bad = "
+//! apiVersion: networking.istio.io/v1
+//! kind: VirtualService
+//! metadata: {name: reviews}
+//! spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}, weight: 50}]}]}
+//! ";
+//! let err = istio::load_str("mesh/bad.yaml", bad, &ctx).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "config refused with 1 error\n  mesh/bad.yaml: doc 0 VirtualService default/reviews: \
+//!      spec.http[0].route[0].weight: weights sum to 50, expected 100"
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Semantics
+//! As Istio documents them, from the workload's point of view: short hosts resolve in the
+//! resource's namespace (`reviews` in `default` is `reviews.default.svc.cluster.local`; names
+//! with a dot are taken as given); `sourceLabels` / `sourceNamespace` / `gateways` of a match
+//! block are evaluated against the workload (a block that cannot match it is dropped); routes
+//! without `retries` get Istio's default retry policy; services without a VirtualService get a
+//! default route; subset policies merge over the rule's as Istio's `MergeTrafficPolicy` does.
+//! Two deliberate differences, because mesh has no Kubernetes Services to declare hosts:
+//!
+//! - ServiceEntry hosts are resolved like VirtualService hosts (Istio takes them literally), so
+//!   `hosts: [reviews]` declares `reviews.<namespace>.svc.<domain>` and matches the
+//!   VirtualServices and DestinationRules that say `reviews`.
+//! - A DestinationRule annotated `mesh.dev/load-balancer: PEAK_EWMA` balances with
+//!   [`LbPolicy::PeakEwma`](crate::model::LbPolicy::PeakEwma) wherever it would use
+//!   LEAST_REQUEST: mesh's latency-aware extension of least-request.
+//!
 //! # Snapshots
 //! An accepted load carries its warnings in [`Snapshot::warnings`]; its version is a hex
 //! SHA-256 prefix of the inputs (file names and contents), so the same input gives the same

@@ -38,30 +38,36 @@ pub(crate) fn specificity(pattern: &str) -> (bool, usize) {
     (!pattern.starts_with('*'), pattern.len())
 }
 
-/// Checks a host as Istio validates hosts: DNS labels, an optional leading `*` label.
+fn is_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
+/// Checks a host as Istio's `ValidateWildcardDomain` does: DNS-1123 labels, where the first may
+/// be `*` or start with `*` (`*.example.com`, `*foo`), at most 255 characters.
 pub(crate) fn validate_host(host: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("host must not be empty".into());
     }
-    if host == "*" {
-        return Ok(());
+    if host.len() > 255 {
+        return Err(format!("host {host:?} is longer than 255 characters"));
     }
-    let rest = host.strip_prefix("*.").unwrap_or(host);
-    if host.starts_with('*') && rest.len() == host.len() && host.len() > 1 && !host.contains('.') {
-        // `*foo`: accepted by Istio as a short wildcard.
-        return Ok(());
-    }
-    for label in rest.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!("invalid host {host:?}"));
-        }
+    let (first, rest) = match host.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (host, None),
+    };
+    let first_ok = match first.strip_prefix('*') {
+        Some("") => true,
+        Some(tail) => is_label(tail.strip_prefix('-').unwrap_or(tail)),
+        None => is_label(first),
+    };
+    if !first_ok || !rest.is_none_or(|rest| rest.split('.').all(is_label)) {
+        return Err(format!("invalid host {host:?}"));
     }
     Ok(())
 }
@@ -160,5 +166,8 @@ mod tests {
         assert!(validate_host("*.example.com").is_ok());
         assert!(validate_host("a..b").is_err());
         assert!(validate_host("bad host").is_err());
+        assert!(validate_host("*foo").is_ok());
+        assert!(validate_host("a.*.com").is_err());
+        assert!(validate_host("under_score.com").is_err());
     }
 }

@@ -41,7 +41,16 @@ pub(crate) struct TrafficPolicy {
     pub(crate) port_level_settings: Vec<PortTrafficPolicy>,
     pub(crate) tunnel: NotImplemented,
     pub(crate) proxy_protocol: NotImplemented,
-    pub(crate) retry_budget: NotImplemented,
+    pub(crate) retry_budget: Option<RetryBudgetSettings>,
+}
+
+/// `trafficPolicy.retryBudget`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RetryBudgetSettings {
+    pub(crate) percent: Option<f64>,
+    pub(crate) min_retry_concurrency: Option<u32>,
+    pub(crate) budget_interval: NotImplemented,
 }
 
 /// `portLevelSettings[]`.

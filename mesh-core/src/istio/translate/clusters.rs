@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::super::diag::{Diagnostics, Field};
+use super::super::names;
 use super::super::resources::labels_match;
 use super::destination_rule::{CompiledRule, CompiledSubset, RuleIndex};
 use super::services::{EndpointHost, Port, Service};
-use super::traffic_policy::Policy;
+use super::traffic_policy::{self, Policy};
 use crate::BuildContext;
 use crate::model::{
     Cluster, ClusterName, Endpoint, EndpointAddress, HealthStatus, LbPolicy, Resolution,
-    RetryBudget, ServiceKey, TlsMode, UpstreamTls,
+    ServiceKey, TlsMode, UpstreamTls,
 };
 
 /// Builds every cluster; warns about rules whose host matches no service.
@@ -40,7 +41,14 @@ pub(crate) fn build_clusters(
         }
     }
     for (rule, used) in rules.rules.iter().zip(used) {
-        if !used {
+        // A rule shadowed by a more specific one (or one closer to this workload) is not
+        // reported: Istio keeps it for the proxies that see it first.
+        let matches_a_service = if rule.host.starts_with('*') {
+            services.keys().any(|h| names::host_matches(&rule.host, h))
+        } else {
+            services.contains_key(&rule.host)
+        };
+        if !used && !matches_a_service {
             diags.at(&rule.origin, &rule.resource).warn(
                 &Field::new("spec").key("host"),
                 format!(
@@ -66,12 +74,14 @@ fn cluster(
     if let Some(subset) = subset {
         subset.policy.apply(&mut policy, port.number);
     }
-    let (lb, locality_lb) = policy.lb.unwrap_or_else(|| {
+    let (lb, mut locality_lb) = policy.lb.unwrap_or_else(|| {
         (
             rule.map_or(LbPolicy::LeastRequest, |r| r.default_lb.clone()),
-            Default::default(),
+            traffic_policy::mesh_locality_default(),
         )
     });
+    // As in Istio, locality failover needs outlier detection, or traffic would never fail over.
+    locality_lb.enabled &= policy.outlier.is_some();
     let mut tls = policy.tls.unwrap_or_else(|| {
         if service.mesh_internal {
             UpstreamTls::istio_mutual()
@@ -102,7 +112,7 @@ fn cluster(
         tls,
         connection_pool: policy.pool.unwrap_or_default(),
         outlier: policy.outlier,
-        retry_budget: RetryBudget::default(),
+        retry_budget: policy.retry_budget.unwrap_or_default(),
     }
 }
 

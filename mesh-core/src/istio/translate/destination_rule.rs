@@ -185,7 +185,7 @@ pub(crate) fn compile_rules(
             report.error(
                 &f.key("host"),
                 format!(
-                    "host {host} already has {} ({}) in namespace {}; Istio would pick one arbitrarily",
+                    "host {host} already has {} ({}) in namespace {}; merge them into one rule (their merge in Istio depends on creation order)",
                     first.resource,
                     first.origin.describe(),
                     key.0

@@ -5,7 +5,7 @@
 mod authz;
 mod clusters;
 mod destination_rule;
-mod http_route;
+mod http;
 mod peer_authn;
 mod routes;
 mod services;

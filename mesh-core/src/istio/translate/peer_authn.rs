@@ -121,10 +121,9 @@ pub(crate) fn resolve(
             chosen.push(winner);
         }
     }
-    let mode = chosen
-        .iter()
-        .find_map(|c| c.mode)
-        .unwrap_or(MtlsMode::Permissive);
+    // The most specific policy that sets a mode decides it (and is named as the source).
+    let decider = chosen.iter().find(|c| c.mode.is_some()).or(chosen.first());
+    let mode = decider.and_then(|c| c.mode).unwrap_or(MtlsMode::Permissive);
     let port_modes = chosen
         .first()
         .filter(|c| {
@@ -139,8 +138,6 @@ pub(crate) fn resolve(
     PeerAuthnPolicy {
         mode,
         port_modes,
-        source: chosen
-            .first()
-            .map(|c| format!("{}/{}", c.item.resource.namespace, c.item.resource.name)),
+        source: decider.map(|c| format!("{}/{}", c.item.resource.namespace, c.item.resource.name)),
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::super::names;
-use super::http_route::{self, ActionSpec, CompiledRoute, DestSpec};
+use super::http::{self, ActionSpec, CompiledRoute, DestSpec};
 use super::services::Service;
 use super::virtual_service::{CompiledVs, VsIndex};
 use crate::BuildContext;
@@ -61,7 +61,7 @@ fn default_route(host: &str, port: u16) -> Route {
             response_headers: HeaderMutation::default(),
         }]),
         timeout: None,
-        retry: Some(http_route::default_retry()),
+        retry: Some(http::default_retry()),
         fault: None,
         mirrors: Vec::new(),
         request_headers: HeaderMutation::default(),

@@ -148,24 +148,19 @@ fn endpoint(
     })
 }
 
-/// A validated WorkloadEntry.
-pub(crate) struct Workload {
-    pub(crate) namespace: String,
-    pub(crate) spec: r::WorkloadEntrySpec,
-}
-
-/// WorkloadEntries by namespace, for workload selectors.
+/// Validated WorkloadEntries by namespace, as endpoints for workload selectors.
 pub(crate) fn index_workload_entries(
     entries: &[Item<r::WorkloadEntrySpec>],
     ctx: &BuildContext,
     diags: &mut Diagnostics,
-) -> HashMap<String, Vec<Workload>> {
-    let mut by_ns: HashMap<String, Vec<Workload>> = HashMap::new();
+) -> HashMap<String, Vec<ServiceEndpoint>> {
+    let mut by_ns: HashMap<String, Vec<ServiceEndpoint>> = HashMap::new();
     for item in entries {
         let mut report = diags.at(&item.origin, &item.resource);
-        // Validate on its own; it becomes endpoints only through a selecting ServiceEntry.
         let ns = &item.resource.namespace;
-        if endpoint(
+        // A WorkloadEntry may name its host by DNS whatever the selecting ServiceEntry's
+        // resolution, as Istio allows.
+        if let Some(ep) = endpoint(
             &item.spec,
             ns,
             Some("default"),
@@ -173,16 +168,47 @@ pub(crate) fn index_workload_entries(
             &Field::new("spec"),
             ctx,
             &mut report,
-        )
-        .is_some()
-        {
-            by_ns.entry(ns.clone()).or_default().push(Workload {
-                namespace: ns.clone(),
-                spec: item.spec.clone(),
-            });
+        ) {
+            by_ns.entry(ns.clone()).or_default().push(ep);
         }
     }
     by_ns
+}
+
+/// Validates `ports`: numbers in range and unique, names present and unique, protocols known.
+fn read_ports(specs: &[r::ServicePort], field: &Field, report: &mut Reporter<'_>) -> Vec<Port> {
+    let mut ports: Vec<Port> = Vec::new();
+    for (i, p) in specs.iter().enumerate() {
+        let pf = field.index(i);
+        let number = super::traffic_policy::port_number(p.number, &pf.key("number"), report);
+        let target_port = match p.target_port {
+            None => None,
+            Some(t) => super::traffic_policy::port_number(Some(t), &pf.key("targetPort"), report),
+        };
+        let name = p.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            report.error(&pf.key("name"), "port name is required");
+        }
+        let protocol = protocol(p, &pf, report);
+        let Some(number) = number else { continue };
+        if ports.iter().any(|q| q.number == number) {
+            report.error(
+                &pf.key("number"),
+                format!("port {number} is declared twice"),
+            );
+            continue;
+        }
+        if !name.is_empty() && ports.iter().any(|q| q.name == name) {
+            report.error(&pf.key("name"), format!("port name {name:?} is used twice"));
+        }
+        ports.push(Port {
+            number,
+            name,
+            protocol,
+            target_port,
+        });
+    }
+    ports
 }
 
 /// Where a service host was declared, to name the first declaration in conflicts.
@@ -194,7 +220,7 @@ struct Declared {
 /// Validates ServiceEntries into services keyed by host.
 pub(crate) fn build_services(
     entries: &[Item<r::ServiceEntrySpec>],
-    workloads: &HashMap<String, Vec<Workload>>,
+    workloads: &HashMap<String, Vec<ServiceEndpoint>>,
     ctx: &BuildContext,
     diags: &mut Diagnostics,
 ) -> BTreeMap<String, Service> {
@@ -232,39 +258,12 @@ pub(crate) fn build_services(
             Some(r::SeResolution::Dns | r::SeResolution::DnsRoundRobin) => Resolution::Dns,
         };
         let mesh_internal = spec.location == Some(r::SeLocation::MeshInternal);
-        let mut ports: Vec<Port> = Vec::new();
-        for (i, p) in spec.ports.iter().enumerate() {
-            let pf = f.key("ports").index(i);
-            let number =
-                super::traffic_policy::port_number(p.number, &pf.key("number"), &mut report);
-            let target_port = match p.target_port {
-                None => None,
-                Some(t) => {
-                    super::traffic_policy::port_number(Some(t), &pf.key("targetPort"), &mut report)
-                }
-            };
-            let name = p.name.clone().unwrap_or_default();
-            if name.is_empty() {
-                report.error(&pf.key("name"), "port name is required");
-            }
-            let protocol = protocol(p, &pf, &mut report);
-            let Some(number) = number else { continue };
-            if ports.iter().any(|q| q.number == number) {
-                report.error(
-                    &pf.key("number"),
-                    format!("port {number} is declared twice"),
-                );
-                continue;
-            }
-            if !name.is_empty() && ports.iter().any(|q| q.name == name) {
-                report.error(&pf.key("name"), format!("port name {name:?} is used twice"));
-            }
-            ports.push(Port {
-                number,
-                name,
-                protocol,
-                target_port,
-            });
+        let ports = read_ports(&spec.ports, &f.key("ports"), &mut report);
+        if resolution == Resolution::None && !spec.endpoints.is_empty() {
+            report.error(
+                &f.key("endpoints"),
+                "endpoints are not allowed with resolution NONE",
+            );
         }
         let mut endpoints = Vec::new();
         for (i, e) in spec.endpoints.iter().enumerate() {
@@ -280,21 +279,14 @@ pub(crate) fn build_services(
                     "workloadSelector and endpoints are mutually exclusive",
                 );
             }
-            for w in workloads.get(ns).into_iter().flatten() {
-                if labels_match(&sel.labels, &w.spec.labels)
-                    && let Some(ep) = endpoint(
-                        &w.spec,
-                        &w.namespace,
-                        Some("default"),
-                        Resolution::Dns,
-                        &f,
-                        ctx,
-                        &mut report,
-                    )
-                {
-                    endpoints.push(ep);
-                }
-            }
+            endpoints.extend(
+                workloads
+                    .get(ns)
+                    .into_iter()
+                    .flatten()
+                    .filter(|w| labels_match(&sel.labels, &w.labels))
+                    .cloned(),
+            );
         }
         if resolution == Resolution::Static
             && spec.workload_selector.is_none()

@@ -12,7 +12,7 @@ use super::super::names;
 use super::super::resources as r;
 use super::Item;
 use super::destination_rule::RuleIndex;
-use super::http_route::{self, ActionSpec, CompiledRoute, DestSpec};
+use super::http::{self, ActionSpec, CompiledRoute, DestSpec};
 use super::services::Service;
 use crate::BuildContext;
 use crate::config::ResourceRef;
@@ -120,9 +120,14 @@ pub(crate) fn compile_virtual_services(
         if spec.hosts.is_empty() {
             report.error(&f.key("hosts"), "at least one host is required");
         }
+        let gateways_only = !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh");
         let mut hosts = Vec::new();
         for (i, h) in spec.hosts.iter().enumerate() {
             match names::validate_host(h) {
+                Ok(()) if h == "*" && !gateways_only => report.error(
+                    &f.key("hosts").index(i),
+                    "host * is only allowed for gateways, not the mesh",
+                ),
                 Ok(()) => hosts.push((i, names::resolve_host(h, ns, &ctx.settings))),
                 Err(e) => report.error(&f.key("hosts").index(i), e),
             }
@@ -131,7 +136,7 @@ pub(crate) fn compile_virtual_services(
             .http
             .iter()
             .enumerate()
-            .filter_map(|(i, route)| http_route::compile_route(route, i, ns, ctx, &mut report))
+            .filter_map(|(i, route)| http::compile_route(route, i, ns, ctx, &mut report))
             .collect();
         let mut warned = Vec::new();
         for route in &routes {
@@ -144,11 +149,18 @@ pub(crate) fn compile_virtual_services(
                 check_destination(&m.dest, services, rules, ctx, &mut warned, &mut report);
             }
         }
-        if !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh") {
+        if gateways_only {
             report.warn(
                 &f.key("gateways"),
                 "applies to gateways only (not \"mesh\"); skipped",
             );
+            continue;
+        }
+        if spec.http.is_empty() {
+            if spec.tcp.is_none() && spec.tls.is_none() {
+                report.error(&f.key("http"), "at least one of http, tcp, tls is required");
+            }
+            // Only TCP/TLS routes, which mesh does not implement: keep the default routes.
             continue;
         }
         let vs_index = index.services.len();

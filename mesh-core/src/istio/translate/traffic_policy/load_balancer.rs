@@ -1,0 +1,192 @@
+//! `loadBalancer`: simple policies, consistent hashing (ring hash or Maglev) and locality
+//! settings.
+
+use super::super::super::diag::{Field, Reporter};
+use super::super::super::resources as r;
+use super::super::parse_duration_at;
+use crate::model::{HashKey, LbPolicy, LocalityFailover, LocalityLbSetting};
+
+/// Ring size Istio gives Envoy's ring hash when none is set.
+const DEFAULT_RING_SIZE: u64 = 1024;
+/// Envoy's default Maglev table size.
+const DEFAULT_MAGLEV_TABLE: u64 = 65537;
+/// Envoy's largest Maglev table.
+const MAX_MAGLEV_TABLE: u64 = 5_000_011;
+/// Envoy's largest ring.
+const MAX_RING_SIZE: u64 = 8_388_608;
+
+pub(super) fn load_balancer(
+    lb: &r::LoadBalancerSettings,
+    field: &Field,
+    least_request: &LbPolicy,
+    report: &mut Reporter<'_>,
+) -> Option<(LbPolicy, LocalityLbSetting)> {
+    report.unimplemented(&lb.warmup_duration_secs, &field.key("warmupDurationSecs"));
+    report.unimplemented(&lb.warmup, &field.key("warmup"));
+    let policy = match (&lb.simple, &lb.consistent_hash) {
+        (Some(_), Some(_)) => {
+            report.error(field, "simple and consistentHash are mutually exclusive");
+            return None;
+        }
+        (Some(simple), None) => match simple {
+            r::SimpleLb::Unspecified | r::SimpleLb::LeastConn | r::SimpleLb::LeastRequest => {
+                least_request.clone()
+            }
+            r::SimpleLb::RoundRobin => LbPolicy::RoundRobin,
+            r::SimpleLb::Random => LbPolicy::Random,
+            r::SimpleLb::Passthrough => {
+                report.warn(
+                    &field.key("simple"),
+                    "PASSTHROUGH is not implemented; LEAST_REQUEST is used",
+                );
+                least_request.clone()
+            }
+        },
+        (None, Some(ch)) => consistent_hash(ch, &field.key("consistentHash"), report)?,
+        (None, None) => least_request.clone(),
+    };
+    let locality = lb
+        .locality_lb_setting
+        .as_ref()
+        .map(|l| locality_setting(l, &field.key("localityLbSetting"), report))
+        .unwrap_or_else(mesh_locality_default);
+    Some((policy, locality))
+}
+
+fn consistent_hash(
+    ch: &r::ConsistentHash,
+    field: &Field,
+    report: &mut Reporter<'_>,
+) -> Option<LbPolicy> {
+    let mut keys = Vec::new();
+    if let Some(h) = &ch.http_header_name {
+        keys.push(HashKey::Header(h.to_ascii_lowercase()));
+    }
+    if let Some(c) = &ch.http_cookie {
+        let f = field.key("httpCookie");
+        report.unimplemented(&c.attributes, &f.key("attributes"));
+        let ttl = c
+            .ttl
+            .as_deref()
+            .and_then(|t| parse_duration_at(t, &f.key("ttl"), report));
+        match &c.name {
+            Some(name) if !name.is_empty() => keys.push(HashKey::Cookie {
+                name: name.clone(),
+                path: c.path.clone(),
+                ttl: ttl.filter(|t| !t.is_zero()),
+            }),
+            _ => {
+                report.error(&f.key("name"), "cookie name is required");
+                return None;
+            }
+        }
+    }
+    if ch.use_source_ip == Some(true) {
+        keys.push(HashKey::SourceIp);
+    }
+    if let Some(q) = &ch.http_query_parameter_name {
+        keys.push(HashKey::QueryParameter(q.clone()));
+    }
+    if keys.len() != 1 {
+        report.error(
+            field,
+            "exactly one of httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName is required",
+        );
+        return None;
+    }
+    let key = keys.remove(0);
+    if ch.ring_hash.is_some() && ch.maglev.is_some() {
+        report.error(field, "ringHash and maglev are mutually exclusive");
+        return None;
+    }
+    if let Some(m) = &ch.maglev {
+        let table_size = m.table_size.unwrap_or(DEFAULT_MAGLEV_TABLE);
+        if table_size > MAX_MAGLEV_TABLE || !is_prime(table_size) {
+            report.error(
+                &field.key("maglev").key("tableSize"),
+                format!("table size {table_size} must be a prime up to {MAX_MAGLEV_TABLE}"),
+            );
+            return None;
+        }
+        return Some(LbPolicy::Maglev { key, table_size });
+    }
+    let minimum_ring_size = ch
+        .ring_hash
+        .as_ref()
+        .and_then(|r| r.minimum_ring_size)
+        .or(ch.minimum_ring_size)
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_RING_SIZE);
+    if minimum_ring_size > MAX_RING_SIZE {
+        report.error(
+            field,
+            format!("minimum ring size {minimum_ring_size} is above {MAX_RING_SIZE}"),
+        );
+        return None;
+    }
+    Some(LbPolicy::RingHash {
+        key,
+        minimum_ring_size,
+    })
+}
+
+/// Trial division; `n` is at most [`MAX_MAGLEV_TABLE`] here, so this is quick.
+fn is_prime(n: u64) -> bool {
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
+}
+
+/// Istio's mesh-wide default when a rule gives no `localityLbSetting`: enabled (it takes effect
+/// only with outlier detection; see the cluster builder).
+pub(crate) fn mesh_locality_default() -> LocalityLbSetting {
+    LocalityLbSetting {
+        enabled: true,
+        ..LocalityLbSetting::default()
+    }
+}
+
+fn locality_setting(
+    l: &r::LocalityLbSetting,
+    field: &Field,
+    report: &mut Reporter<'_>,
+) -> LocalityLbSetting {
+    if !l.distribute.is_empty() && !l.failover.is_empty() {
+        report.error(field, "distribute and failover are mutually exclusive");
+    }
+    let mut distribute = Vec::new();
+    for (i, d) in l.distribute.iter().enumerate() {
+        let f = field.key("distribute").index(i);
+        let from = d.from.clone().unwrap_or_default();
+        if from.is_empty() {
+            report.error(&f.key("from"), "from is required");
+        }
+        let total: u64 = d.to.values().map(|&w| u64::from(w)).sum();
+        if total != 100 {
+            report.error(
+                &f.key("to"),
+                format!("weights sum to {total}, expected 100"),
+            );
+        }
+        distribute.push((from, d.to.clone()));
+    }
+    let mut failover = Vec::new();
+    for (i, fo) in l.failover.iter().enumerate() {
+        let f = field.key("failover").index(i);
+        match (&fo.from, &fo.to) {
+            (Some(from), Some(to)) if from != to => failover.push(LocalityFailover {
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            (Some(_), Some(_)) => report.error(&f, "from and to must differ"),
+            _ => report.error(&f, "from and to are required"),
+        }
+    }
+    LocalityLbSetting {
+        enabled: l.enabled.unwrap_or(true),
+        distribute,
+        failover,
+        failover_priority: l.failover_priority.clone(),
+    }
+}
