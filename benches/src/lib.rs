@@ -68,16 +68,6 @@ fn split_weights(n: usize) -> Vec<usize> {
     w
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn weights_total_100() {
-        for n in 1..10 {
-            assert_eq!(super::split_weights(n).iter().sum::<usize>(), 100);
-        }
-    }
-}
-
 /// One service, `inventory`, on port 7000 with `endpoints` endpoints split across v1 and v2, a
 /// DestinationRule with those subsets, and a VirtualService with a header route and a 95/5 split:
 /// the hot path of a canary.
@@ -221,4 +211,14 @@ pub fn cluster(lb: LbPolicy, n: usize) -> Arc<Cluster> {
         outlier: None,
         retry_budget: RetryBudget::default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn weights_total_100() {
+        for n in 1..10 {
+            assert_eq!(super::split_weights(n).iter().sum::<usize>(), 100);
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The pick path allocates nothing: route match, weighted cluster pick and endpoint pick at
 //! 1,000 endpoints, counted by dhat's allocator in testing mode.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: a panic is a failed test.
 
 use mesh_benches::PickFixture;
 use rand::SeedableRng;

@@ -1,4 +1,5 @@
 //! The `mesh` binary as a user runs it: `check` on real Istio samples, `explain` on routes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: a panic is a failed test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

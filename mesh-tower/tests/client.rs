@@ -1,5 +1,6 @@
 //! MeshClient against real axum backends on 127.0.0.1: splits, header routes, retries, budgets,
 //! outlier ejection, circuit breaking, faults, mirroring and config swaps under traffic.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: a panic is a failed test.
 
 mod backends;
 

@@ -1,5 +1,6 @@
 //! Hot reload with real Istio YAML: valid → broken → valid, the last good config serving
 //! throughout. Waits on the mesh's watch channels, never on sleeps.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: a panic is a failed test.
 
 use std::collections::BTreeMap;
 use std::path::Path;

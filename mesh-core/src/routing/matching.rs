@@ -134,7 +134,8 @@ mod tests {
             ..Default::default()
         };
         let none: Vec<(String, String)> = vec![];
-        let cases: Vec<(&str, RouteMatch, &str, Vec<(String, String)>, bool)> = vec![
+        type Case<'a> = (&'a str, RouteMatch, &'a str, Vec<(String, String)>, bool);
+        let cases: Vec<Case<'_>> = vec![
             (
                 "header exact",
                 jason.clone(),

@@ -64,10 +64,10 @@ impl MeshBody {
     }
 
     fn finish(&mut self, end: EndOfStream) {
-        if let Kind::Upstream { on_end, .. } = &mut self.kind {
-            if let Some(f) = on_end.take() {
-                f(end);
-            }
+        if let Kind::Upstream { on_end, .. } = &mut self.kind
+            && let Some(f) = on_end.take()
+        {
+            f(end);
         }
     }
 }

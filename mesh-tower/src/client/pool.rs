@@ -185,10 +185,10 @@ impl EndpointPool {
 
     async fn h2_conn(&self) -> Result<Arc<H2Conn>, SendError> {
         let mut slot = self.h2.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if !conn.sender.is_closed() {
-                return Ok(conn.clone());
-            }
+        if let Some(conn) = slot.as_ref()
+            && !conn.sender.is_closed()
+        {
+            return Ok(conn.clone());
         }
         let (io, peer, permit) = self.open(true).await?;
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())

@@ -105,15 +105,15 @@ impl Runtimes {
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
         let mut live_pools = HashMap::new();
         for (name, cluster) in &snapshot.clusters {
-            if let Some(prev) = previous.clusters.get(name) {
-                if prev.cluster == *cluster {
-                    // Unchanged: keep everything, balancer included.
-                    for (endpoint, pool) in cluster.endpoints.iter().zip(prev.pools.iter()) {
-                        live_pools.insert((name.clone(), endpoint.address.clone()), pool.clone());
-                    }
-                    clusters.insert(name.clone(), prev.clone());
-                    continue;
+            if let Some(prev) = previous.clusters.get(name)
+                && prev.cluster == *cluster
+            {
+                // Unchanged: keep everything, balancer included.
+                for (endpoint, pool) in cluster.endpoints.iter().zip(prev.pools.iter()) {
+                    live_pools.insert((name.clone(), endpoint.address.clone()), pool.clone());
                 }
+                clusters.insert(name.clone(), prev.clone());
+                continue;
             }
             let state = self.stats.cluster(name, now);
             let balancer = match Balancer::new(cluster, &state, &self.locality, now) {

@@ -225,15 +225,15 @@ impl Inner {
 
         // Faults come first, as Envoy's fault filter runs before the router.
         if let Some(fault) = &route.fault {
-            if let Some(delay) = &fault.delay {
-                if delay.percentage.hit(rng.random_range(0..1_000_000)) {
-                    tokio::time::sleep(delay.fixed_delay).await;
-                }
+            if let Some(delay) = &fault.delay
+                && delay.percentage.hit(rng.random_range(0..1_000_000))
+            {
+                tokio::time::sleep(delay.fixed_delay).await;
             }
-            if let Some(abort) = &fault.abort {
-                if abort.percentage.hit(rng.random_range(0..1_000_000)) {
-                    return fault_abort(&abort.status, grpc);
-                }
+            if let Some(abort) = &fault.abort
+                && abort.percentage.hit(rng.random_range(0..1_000_000))
+            {
+                return fault_abort(&abort.status, grpc);
             }
         }
 
@@ -262,10 +262,10 @@ impl Inner {
         let body = ReplayBody::new(body.map_err(Into::into), REPLAY_LIMIT);
 
         for mirror in &route.mirrors {
-            if mirror.percentage.hit(rng.random_range(0..1_000_000)) {
-                if let Some(target) = runtime.clusters.get(&mirror.cluster).cloned() {
-                    self.mirror(target, &parts, &body, &authority, &path_and_query);
-                }
+            if mirror.percentage.hit(rng.random_range(0..1_000_000))
+                && let Some(target) = runtime.clusters.get(&mirror.cluster).cloned()
+            {
+                self.mirror(target, &parts, &body, &authority, &path_and_query);
             }
         }
 
