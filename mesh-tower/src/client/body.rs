@@ -3,32 +3,41 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-/// A response body: streamed from the upstream, or a local reply. When an upstream body ends
-/// (or is dropped), the request's accounting completes: in-flight count, latency, telemetry.
+type OnEnd = Box<dyn FnOnce(EndOfStream) + Send + Sync>;
+
+/// A response body: streamed from the upstream, or a local reply. When it ends (or is dropped),
+/// the request's accounting completes: in-flight count, latency, telemetry.
 pub struct MeshBody {
     kind: Kind,
+    bytes: u64,
+    on_end: Option<OnEnd>,
 }
 
 enum Kind {
-    Upstream {
-        body: Incoming,
-        on_end: Option<Box<dyn FnOnce(EndOfStream) + Send + Sync>>,
-    },
+    Upstream(Incoming),
     Full(Option<Bytes>),
 }
 
-/// How an upstream body ended.
+/// How a response body ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum EndOfStream {
-    /// Completely read; `grpc_status` from the trailers, if any.
-    Complete {
-        /// The trailers' `grpc-status`.
-        grpc_status: Option<u16>,
-    },
+pub(crate) struct EndOfStream {
+    /// Completely read, errored, or dropped early.
+    pub(crate) outcome: BodyOutcome,
+    /// `grpc-status` from the trailers, if any.
+    pub(crate) grpc_status: Option<i32>,
+    /// Body bytes delivered.
+    pub(crate) bytes: u64,
+}
+
+/// How a body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyOutcome {
+    /// Read to the end.
+    Complete,
     /// The upstream failed mid-body.
     Error,
     /// The caller dropped the body before its end.
@@ -36,15 +45,11 @@ pub(crate) enum EndOfStream {
 }
 
 impl MeshBody {
-    pub(crate) fn upstream(
-        body: Incoming,
-        on_end: impl FnOnce(EndOfStream) + Send + Sync + 'static,
-    ) -> Self {
+    pub(crate) fn upstream(body: Incoming) -> Self {
         Self {
-            kind: Kind::Upstream {
-                body,
-                on_end: Some(Box::new(on_end)),
-            },
+            kind: Kind::Upstream(body),
+            bytes: 0,
+            on_end: None,
         }
     }
 
@@ -53,6 +58,8 @@ impl MeshBody {
         let bytes = bytes.into();
         Self {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+            bytes: 0,
+            on_end: None,
         }
     }
 
@@ -60,14 +67,29 @@ impl MeshBody {
     pub fn empty() -> Self {
         Self {
             kind: Kind::Full(None),
+            bytes: 0,
+            on_end: None,
         }
     }
 
-    fn finish(&mut self, end: EndOfStream) {
-        if let Kind::Upstream { on_end, .. } = &mut self.kind
-            && let Some(f) = on_end.take()
-        {
-            f(end);
+    /// Runs `f` when the body ends, after any hook set before.
+    pub(crate) fn on_end(&mut self, f: impl FnOnce(EndOfStream) + Send + Sync + 'static) {
+        self.on_end = Some(match self.on_end.take() {
+            Some(first) => Box::new(move |end| {
+                first(end);
+                f(end);
+            }),
+            None => Box::new(f),
+        });
+    }
+
+    fn finish(&mut self, outcome: BodyOutcome, grpc_status: Option<i32>) {
+        if let Some(f) = self.on_end.take() {
+            f(EndOfStream {
+                outcome,
+                grpc_status,
+                bytes: self.bytes,
+            });
         }
     }
 }
@@ -80,20 +102,19 @@ impl From<Bytes> for MeshBody {
 
 impl Drop for MeshBody {
     fn drop(&mut self) {
-        let end = match &self.kind {
-            Kind::Upstream { body, .. } if body.is_end_stream() => {
-                EndOfStream::Complete { grpc_status: None }
-            }
-            _ => EndOfStream::Dropped,
+        let outcome = if self.is_end_stream() {
+            BodyOutcome::Complete
+        } else {
+            BodyOutcome::Dropped
         };
-        self.finish(end);
+        self.finish(outcome, None);
     }
 }
 
 impl std::fmt::Debug for MeshBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.kind {
-            Kind::Upstream { .. } => f.write_str("MeshBody::Upstream"),
+            Kind::Upstream(_) => f.write_str("MeshBody::Upstream"),
             Kind::Full(b) => f.debug_tuple("MeshBody::Full").field(b).finish(),
         }
     }
@@ -108,40 +129,43 @@ impl Body for MeshBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        match &mut this.kind {
+        let polled = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream { body, .. } => {
-                let polled = Pin::new(body).poll_frame(cx);
-                match &polled {
-                    Poll::Ready(None) => this.finish(EndOfStream::Complete { grpc_status: None }),
-                    Poll::Ready(Some(Err(_))) => this.finish(EndOfStream::Error),
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(trailers) = frame.trailers_ref() {
-                            let grpc_status = trailers
-                                .get("grpc-status")
-                                .and_then(|v| v.to_str().ok())
-                                .and_then(|v| v.parse().ok());
-                            this.finish(EndOfStream::Complete { grpc_status });
-                        }
-                    }
-                    Poll::Pending => {}
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+        };
+        match &polled {
+            Poll::Ready(None) => this.finish(BodyOutcome::Complete, None),
+            Poll::Ready(Some(Err(_))) => this.finish(BodyOutcome::Error, None),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.remaining() as u64;
                 }
-                polled
+                if let Some(trailers) = frame.trailers_ref() {
+                    let grpc_status = trailers
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok());
+                    this.finish(BodyOutcome::Complete, grpc_status);
+                } else if this.is_end_stream() {
+                    this.finish(BodyOutcome::Complete, None);
+                }
             }
+            Poll::Pending => {}
         }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Upstream { body, .. } => body.size_hint(),
+            Kind::Upstream(body) => body.size_hint(),
         }
     }
 }

@@ -6,6 +6,7 @@ mod classify;
 mod connect;
 mod pool;
 mod prepare;
+mod record;
 mod replay;
 mod runtime;
 mod service;

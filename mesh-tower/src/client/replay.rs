@@ -11,6 +11,7 @@
 //! waits until the other has finished its poll; a clone behind the others replays the copy.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -21,6 +22,8 @@ use http_body::{Body, Frame, SizeHint};
 /// A replayable body; clone it to get a body that replays from the start.
 pub struct ReplayBody<B> {
     shared: Arc<Mutex<Shared<B>>>,
+    /// Bytes read from the caller's body so far, for telemetry.
+    read_bytes: Arc<AtomicU64>,
     /// Chunks this clone has returned.
     position: usize,
     /// Whether this clone has returned the trailers (or the end).
@@ -63,10 +66,16 @@ impl<B> ReplayBody<B> {
         };
         Self {
             shared: Arc::new(Mutex::new(shared)),
+            read_bytes: Arc::default(),
             position: 0,
             finished: false,
             follower: false,
         }
+    }
+
+    /// A counter of the bytes read from the caller's body, shared by every clone.
+    pub(crate) fn byte_counter(&self) -> Arc<AtomicU64> {
+        self.read_bytes.clone()
     }
 
     /// Whether a new clone would still see the whole body.
@@ -87,6 +96,7 @@ impl<B> ReplayBody<B> {
     pub fn follower(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            read_bytes: self.read_bytes.clone(),
             position: 0,
             finished: false,
             follower: true,
@@ -98,6 +108,7 @@ impl<B> Clone for ReplayBody<B> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
+            read_bytes: self.read_bytes.clone(),
             position: 0,
             finished: false,
             follower: false,
@@ -181,6 +192,8 @@ where
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(mut data) => {
                     let bytes = data.copy_to_bytes(data.remaining());
+                    this.read_bytes
+                        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     state.read += 1;
                     this.position = state.read;
                     if !state.overflowed {

@@ -32,10 +32,13 @@ use super::body::{EndOfStream, MeshBody};
 use super::classify::{Attempt, endpoint_failure, should_retry};
 use super::pool::{SendError, UpstreamBody};
 use super::prepare;
+use super::record::{self, CallFacts, Reporting, UpstreamHost};
 use super::replay::ReplayBody;
 use super::runtime::{ClusterRuntime, Runtimes};
 use crate::reply::{LocalReply, is_grpc};
+use crate::telemetry::{AccessLogMode, Telemetry};
 use crate::tls::TlsConnector;
+use crate::trace;
 use mesh_core::identity::IdentitySource;
 
 /// Request bodies up to this size are kept so the request can be retried or mirrored (Envoy's
@@ -66,6 +69,7 @@ pub struct MeshClient {
 struct Inner {
     mesh: Mesh,
     runtimes: Runtimes,
+    reporting: Reporting,
     seed: u64,
     requests: AtomicU64,
 }
@@ -91,6 +95,7 @@ impl MeshClient {
             mesh,
             seed: None,
             identity: None,
+            telemetry: None,
         }
     }
 
@@ -106,6 +111,7 @@ pub struct MeshClientBuilder {
     mesh: Mesh,
     seed: Option<u64>,
     identity: Option<IdentitySource>,
+    telemetry: Option<Telemetry>,
 }
 
 impl MeshClientBuilder {
@@ -123,13 +129,26 @@ impl MeshClientBuilder {
         self
     }
 
+    /// Where finished calls are recorded (`reporter="source"` metrics, service graph, access
+    /// log). Give the server and the admin endpoint clones of the same `Telemetry` so the
+    /// service map shows both directions. Default: metrics and graph, no access log.
+    pub fn telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = Some(telemetry);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> MeshClient {
-        let workload = &self.mesh.context().workload;
-        let locality = ClientLocality::from(workload);
+        let ctx = self.mesh.context();
+        let locality = ClientLocality::from(&ctx.workload);
         let tls = self.identity.map(TlsConnector::new);
+        let telemetry = self
+            .telemetry
+            .unwrap_or_else(|| Telemetry::new().access_log(AccessLogMode::Off));
+        let reporting = Reporting::new(telemetry, &ctx.workload, &ctx.settings.domain_suffix);
         MeshClient {
             inner: Arc::new(Inner {
+                reporting,
                 runtimes: Runtimes::new(locality, tls),
                 mesh: self.mesh,
                 seed: self.seed.unwrap_or_else(rand::random),
@@ -173,7 +192,46 @@ impl Inner {
         SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
-    async fn call<B>(&self, request: Request<B>) -> Response<MeshBody>
+    async fn call<B>(&self, mut request: Request<B>) -> Response<MeshBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let mut rng = self.rng();
+        let ctx = trace::outbound(request.headers_mut(), &mut rng);
+        self.reporting.add_metadata(request.headers_mut());
+        let authority = target(&request).map(|(a, _)| a).unwrap_or_default();
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let record = self.reporting.start(
+            request.method().as_str(),
+            &path,
+            &authority,
+            request.headers(),
+            &ctx,
+        );
+        let started = Instant::now();
+        let mut facts = CallFacts::default();
+        let mut response = self.route_and_send(request, &mut rng, &mut facts).await;
+        record::finish(
+            &self.reporting.telemetry,
+            record,
+            started,
+            facts,
+            &mut response,
+        );
+        response
+    }
+
+    async fn route_and_send<B>(
+        &self,
+        request: Request<B>,
+        rng: &mut SmallRng,
+        facts: &mut CallFacts,
+    ) -> Response<MeshBody>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
@@ -182,7 +240,6 @@ impl Inner {
         let local = |flag, message: &str| {
             LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
         };
-        let mut rng = self.rng();
 
         let Some((authority, port)) = target(&request) else {
             return local(ResponseFlag::NoRoute, "request has no authority");
@@ -237,7 +294,7 @@ impl Inner {
             }
         }
 
-        let Some(destination) = WeightedPick::new(destinations).pick(&mut rng) else {
+        let Some(destination) = WeightedPick::new(destinations).pick(rng) else {
             return local(ResponseFlag::NoHealthyUpstream, "route has no destination");
         };
         let runtime = self.runtimes.get(&snapshot);
@@ -247,6 +304,7 @@ impl Inner {
                 "destination cluster not found",
             );
         };
+        facts.cluster = Some(cluster.clone());
 
         // Prepare the upstream request once; attempts clone its replayable body.
         let (mut parts, body) = request.into_parts();
@@ -260,6 +318,7 @@ impl Inner {
             None => (path_and_query, authority),
         };
         let body = ReplayBody::new(body.map_err(Into::into), REPLAY_LIMIT);
+        facts.request_bytes = Some(body.byte_counter());
 
         for mirror in &route.mirrors {
             if mirror.percentage.hit(rng.random_range(0..1_000_000))
@@ -280,7 +339,7 @@ impl Inner {
             &body,
             &authority,
             &path_and_query,
-            &mut rng,
+            rng,
         );
         let mut response = match timeout {
             Some(t) => match tokio::time::timeout(t, attempts).await {
@@ -433,11 +492,18 @@ impl Inner {
                 let status = response.status().as_u16();
                 stats.observe_rtt(now.saturating_duration_since(start), now);
                 let pool_for_end = pool.clone();
-                let response = response.map(move |incoming| {
-                    MeshBody::upstream(incoming, move |_end: EndOfStream| {
+                let mut response = response;
+                response.extensions_mut().insert(UpstreamHost {
+                    cluster: cluster.clone(),
+                    index,
+                });
+                let response = response.map(|incoming| {
+                    let mut body = MeshBody::upstream(incoming);
+                    body.on_end(move |_end: EndOfStream| {
                         in_flight.finish(Instant::now());
                         pool_for_end.release();
-                    })
+                    });
+                    body
                 });
                 (attempt, Outcome::Response(status), Ok(response))
             }

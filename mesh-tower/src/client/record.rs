@@ -1,0 +1,166 @@
+//! Telemetry of outbound calls: the `reporter="source"` record of each request, completed when
+//! its response body ends, plus the headers a client adds (trace context, `x-request-id`, Istio's
+//! peer metadata).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue, Response};
+use mesh_core::Workload;
+use mesh_core::telemetry::{PeerMetadata, PeerWorkload, Reporter, RequestRecord, ResponseFlag};
+use tokio::time::Instant;
+
+use super::body::{BodyOutcome, EndOfStream, MeshBody};
+use super::pool::UpstreamPeer;
+use super::runtime::ClusterRuntime;
+use crate::telemetry::{
+    Telemetry, grpc_status, insert_peer_metadata, peer_workload, remove_peer_metadata,
+    request_protocol,
+};
+use crate::trace::RequestContext;
+
+/// Istio's default cluster id, used in peer metadata.
+const CLUSTER_ID: &str = "Kubernetes";
+
+/// What the client knows of itself for telemetry, computed once.
+pub(crate) struct Reporting {
+    pub(crate) telemetry: Telemetry,
+    source: PeerWorkload,
+    metadata: Option<(HeaderValue, HeaderValue)>,
+}
+
+impl Reporting {
+    pub(crate) fn new(telemetry: Telemetry, workload: &Workload, domain_suffix: &str) -> Self {
+        let metadata = crate::telemetry::peer_metadata_headers(
+            &PeerMetadata::from_workload(workload, CLUSTER_ID),
+            domain_suffix,
+        );
+        Self {
+            telemetry,
+            source: PeerWorkload::from_workload(workload, CLUSTER_ID),
+            metadata,
+        }
+    }
+
+    /// Adds our peer metadata to an outgoing request, as Istio's sidecars do.
+    pub(crate) fn add_metadata(&self, headers: &mut HeaderMap) {
+        if let Some((encoded, id)) = &self.metadata {
+            insert_peer_metadata(headers, encoded, id);
+        }
+    }
+
+    /// A record of a request being sent now.
+    pub(crate) fn start(
+        &self,
+        method: &str,
+        path: &str,
+        authority: &str,
+        headers: &HeaderMap,
+        ctx: &RequestContext,
+    ) -> RequestRecord {
+        let mut r = RequestRecord::new(Reporter::Source, SystemTime::now());
+        r.method = method.to_owned();
+        r.path = path.to_owned();
+        r.authority = authority.to_owned();
+        r.protocol = request_protocol(headers);
+        r.source = self.source.clone();
+        r.request_id = Some(ctx.request_id.clone());
+        r.trace_id = Some(ctx.trace.trace_id.to_string());
+        r
+    }
+}
+
+/// Facts learned while routing and sending, for the record.
+#[derive(Default)]
+pub(crate) struct CallFacts {
+    pub(crate) cluster: Option<Arc<ClusterRuntime>>,
+    pub(crate) request_bytes: Option<Arc<AtomicU64>>,
+}
+
+/// Response extension (crate-private): which endpoint of which cluster answered.
+#[derive(Clone)]
+pub(crate) struct UpstreamHost {
+    pub(crate) cluster: Arc<ClusterRuntime>,
+    pub(crate) index: usize,
+}
+
+/// Completes `record` from the response head now and from its body when it ends, then
+/// records it. Strips the peer's metadata headers from the response, as Envoy does.
+pub(crate) fn finish(
+    telemetry: &Telemetry,
+    mut record: RequestRecord,
+    started: Instant,
+    facts: CallFacts,
+    response: &mut Response<MeshBody>,
+) {
+    let cluster = facts.cluster;
+    if let Some(c) = &cluster {
+        record.destination_service = Some(c.cluster.service.clone());
+        record.upstream_cluster = Some(c.cluster.name.clone());
+    }
+    record.response_code = Some(response.status().as_u16());
+    record.grpc_status = grpc_status(response.headers());
+    if let Some(flag) = response.extensions().get::<ResponseFlag>() {
+        record.response_flags.push(*flag);
+    }
+    if let Some(UpstreamPeer(peer)) = response.extensions().get::<UpstreamPeer>() {
+        record.destination_principal = Some(peer.spiffe_id().to_string());
+    }
+    let host = response.extensions().get::<UpstreamHost>().cloned();
+    record.destination = peer_workload(response.headers())
+        .or_else(|| host.as_ref().map(configured_workload))
+        .unwrap_or_default();
+    if let Some(host) = &host {
+        record.peer_address = host
+            .cluster
+            .cluster
+            .endpoints
+            .get(host.index)
+            .map(|e| e.address.to_string());
+    }
+    remove_peer_metadata(response.headers_mut());
+    let telemetry = telemetry.clone();
+    let request_bytes = facts.request_bytes;
+    response.body_mut().on_end(move |end: EndOfStream| {
+        record.duration = started.elapsed();
+        record.response_bytes = end.bytes;
+        record.request_bytes = request_bytes.map_or(0, |b| b.load(Ordering::Relaxed));
+        if end.grpc_status.is_some() {
+            record.grpc_status = end.grpc_status;
+        }
+        match end.outcome {
+            BodyOutcome::Complete => {}
+            BodyOutcome::Error => record
+                .response_flags
+                .push(ResponseFlag::UpstreamConnectionTermination),
+            BodyOutcome::Dropped => record
+                .response_flags
+                .push(ResponseFlag::DownstreamConnectionTermination),
+        }
+        telemetry.record(&record);
+    });
+}
+
+/// The destination workload as config describes the endpoint (when the server sent no peer
+/// metadata): its namespace and its `app` / `version` labels.
+fn configured_workload(host: &UpstreamHost) -> PeerWorkload {
+    let cluster = &host.cluster.cluster;
+    let labels = host
+        .cluster
+        .cluster
+        .endpoints
+        .get(host.index)
+        .map(|e| &e.labels);
+    let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
+    PeerWorkload {
+        name: None,
+        namespace: Some(cluster.service.namespace.clone()),
+        app: label("app"),
+        version: label("version"),
+        canonical_service: label("service.istio.io/canonical-name").or_else(|| label("app")),
+        canonical_revision: label("service.istio.io/canonical-revision")
+            .or_else(|| label("version")),
+        cluster: None,
+    }
+}
