@@ -1,4 +1,5 @@
 //! Test backends and config for the client tests: real axum servers on 127.0.0.1.
+#![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: a panic is a failed test.
 
 use std::net::SocketAddr;
