@@ -428,3 +428,45 @@ async fn config_swaps_every_50ms_under_traffic_fail_nothing() {
     assert_eq!(failures, 0);
     assert!(swaps >= 2, "only {swaps} swaps happened");
 }
+
+#[tokio::test]
+async fn consistent_hash_on_a_header_is_sticky() {
+    let backends = [
+        backend("v1").await,
+        backend("v1").await,
+        backend("v1").await,
+        backend("v1").await,
+    ];
+    let refs: Vec<&backends::Backend> = backends.iter().collect();
+    let policy = "    loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 1024}}}\n";
+    let client = MeshClient::new(mesh(&service_yaml("cart", &refs, policy)));
+    let mut seen_by_user = std::collections::BTreeMap::new();
+    for user in [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    ] {
+        for _ in 0..10 {
+            let before: Vec<usize> = backends
+                .iter()
+                .map(|b| b.hits.load(Ordering::Relaxed))
+                .collect();
+            assert_eq!(
+                get(&client, "http://cart:8080/", &[("x-user", user)])
+                    .await
+                    .0,
+                StatusCode::OK
+            );
+            let hit = backends
+                .iter()
+                .zip(&before)
+                .position(|(b, n)| b.hits.load(Ordering::Relaxed) > *n)
+                .expect("one backend answered");
+            let first = *seen_by_user.entry(user).or_insert(hit);
+            assert_eq!(first, hit, "{user} moved between endpoints");
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = seen_by_user.values().collect();
+    assert!(
+        distinct.len() >= 2,
+        "8 users all hashed to one endpoint: {seen_by_user:?}"
+    );
+}

@@ -4,6 +4,7 @@
 mod body;
 mod classify;
 mod connect;
+mod hash;
 mod pool;
 mod prepare;
 mod record;

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::body::{EndOfStream, MeshBody};
 use super::classify::{Attempt, endpoint_failure, should_retry};
+use super::hash;
 use super::pool::{SendError, UpstreamBody};
 use super::prepare;
 use super::record::{self, CallFacts, Reporting, UpstreamHost};
@@ -68,6 +69,8 @@ pub struct MeshClient {
 
 struct Inner {
     mesh: Mesh,
+    /// What `useSourceIp` hashes: this workload (every call comes from it).
+    source_key: Vec<u8>,
     runtimes: Runtimes,
     reporting: Reporting,
     seed: u64,
@@ -148,6 +151,8 @@ impl MeshClientBuilder {
         let reporting = Reporting::new(telemetry, &ctx.workload, &ctx.settings.domain_suffix);
         MeshClient {
             inner: Arc::new(Inner {
+                source_key: format!("{}/{}", ctx.workload.namespace, ctx.workload.name)
+                    .into_bytes(),
                 reporting,
                 runtimes: Runtimes::new(locality, tls),
                 mesh: self.mesh,
@@ -328,6 +333,14 @@ impl Inner {
             }
         }
 
+        let query = path_and_query.split_once('?').map(|(_, q)| q);
+        let request_hash = hash::request_hash(
+            &cluster.cluster.lb,
+            &parts.headers,
+            query,
+            &self.source_key,
+            rng,
+        );
         let timeout = match (route.timeout, prepare::grpc_timeout(&parts.headers)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -339,6 +352,7 @@ impl Inner {
             &body,
             &authority,
             &path_and_query,
+            request_hash.hash,
             rng,
         );
         let mut response = match timeout {
@@ -353,6 +367,11 @@ impl Inner {
         };
         prepare::apply_headers(response.headers_mut(), &route.response_headers);
         prepare::apply_headers(response.headers_mut(), &destination.response_headers);
+        if let Some(cookie) = request_hash.set_cookie {
+            response
+                .headers_mut()
+                .append(http::header::SET_COOKIE, cookie);
+        }
         response
     }
 
@@ -366,6 +385,7 @@ impl Inner {
         body: &ReplayBody<B>,
         authority: &str,
         path_and_query: &str,
+        hash: Option<u64>,
         rng: &mut SmallRng,
     ) -> Response<MeshBody>
     where
@@ -390,7 +410,7 @@ impl Inner {
             attempt_no += 1;
             let now = Instant::now();
             cluster.maybe_sweep(now);
-            let Some(index) = pick_endpoint(cluster, previous, rng, now) else {
+            let Some(index) = pick_endpoint(cluster, previous, hash, rng, now) else {
                 return local(ResponseFlag::NoHealthyUpstream, "no healthy upstream");
             };
             previous = Some(index);
@@ -563,7 +583,7 @@ impl Inner {
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
         let mut rng = self.rng();
-        let Some(index) = pick_endpoint(&cluster, None, &mut rng, Instant::now()) else {
+        let Some(index) = pick_endpoint(&cluster, None, None, &mut rng, Instant::now()) else {
             return;
         };
         let (Some(pool), Some(stats)) = (
@@ -599,10 +619,11 @@ impl Inner {
 fn pick_endpoint(
     cluster: &ClusterRuntime,
     previous: Option<usize>,
+    hash: Option<u64>,
     rng: &mut SmallRng,
     now: Instant,
 ) -> Option<usize> {
-    let ctx = PickContext::new(now);
+    let ctx = PickContext { hash, now };
     let first = cluster.balancer.pick(&ctx, rng)?;
     if previous != Some(first) || cluster.balancer.len() < 2 {
         return Some(first);
