@@ -470,3 +470,44 @@ async fn consistent_hash_on_a_header_is_sticky() {
         "8 users all hashed to one endpoint: {seen_by_user:?}"
     );
 }
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_not_retried() {
+    // Retrying needs the request again; past the 64 KiB replay buffer it is gone, so the
+    // failure is final (as Envoy does past its buffer limit).
+    let bad = backend("v1").await;
+    bad.fail_next.store(u32::MAX, Ordering::Relaxed);
+    let yaml = service_yaml("upload", &[&bad], "")
+        + &vs(
+            "upload",
+            "  - route:\n    - destination: {host: upload}\n    retries: {attempts: 3, retryOn: 5xx}\n",
+        );
+    let client = MeshClient::new(mesh(&yaml));
+    let small = Request::post("http://upload:8080/")
+        .body(http_body_util::Full::new(Bytes::from(vec![7u8; 1024])))
+        .unwrap();
+    assert_eq!(
+        client.clone().oneshot(small).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        bad.hits.load(Ordering::Relaxed),
+        4,
+        "a small body is retried 3 times"
+    );
+    let large = Request::post("http://upload:8080/")
+        .body(http_body_util::Full::new(Bytes::from(vec![
+            7u8;
+            100 * 1024
+        ])))
+        .unwrap();
+    assert_eq!(
+        client.clone().oneshot(large).await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        bad.hits.load(Ordering::Relaxed),
+        5,
+        "a 100 KiB body is sent once"
+    );
+}

@@ -173,3 +173,36 @@ async fn malformed_yaml_is_refused_without_losing_the_config() {
         vec![("v1".into(), 95), ("v2".into(), 5)]
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn kubernetes_configmap_symlink_swap() {
+    use std::os::unix::fs::symlink;
+    // A ConfigMap volume: timestamped directories, `..data` pointing at the live one, and the
+    // visible file a symlink through `..data`. An update renames a new `..data` over the old.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    std::fs::create_dir(root.join("..2026_11_30_a")).expect("mkdir");
+    std::fs::write(root.join("..2026_11_30_a/inventory.yaml"), config(95, 5)).expect("write");
+    symlink("..2026_11_30_a", root.join("..data")).expect("symlink");
+    symlink("..data/inventory.yaml", root.join("inventory.yaml")).expect("symlink");
+    let mesh = Mesh::builder()
+        .config_path(root)
+        .debounce(Duration::from_millis(20))
+        .build()
+        .await
+        .expect("mesh");
+    let mut snapshots = mesh.subscribe();
+    assert_eq!(
+        split(&mesh.snapshot()),
+        vec![("v1".into(), 95), ("v2".into(), 5)]
+    );
+
+    std::fs::create_dir(root.join("..2026_11_30_b")).expect("mkdir");
+    std::fs::write(root.join("..2026_11_30_b/inventory.yaml"), config(60, 40)).expect("write");
+    symlink("..2026_11_30_b", root.join("..data_tmp")).expect("symlink");
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).expect("rename");
+    std::fs::remove_dir_all(root.join("..2026_11_30_a")).expect("cleanup");
+    let snapshot = next_snapshot(&mut snapshots).await;
+    assert_eq!(split(&snapshot), vec![("v1".into(), 60), ("v2".into(), 40)]);
+}
