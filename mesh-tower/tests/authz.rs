@@ -276,7 +276,7 @@ async fn plaintext_and_mtls_peers() {
 async fn hosts_ports_and_audit() {
     let server = Server::start(vec![], Some(TestPeer(SLEEP))).await;
     let port = server.addr.port();
-    server.snapshot.store(Arc::new(snapshot(vec![
+    let mut policies = snapshot(vec![
         policy(
             "foo/deny-host",
             AuthzAction::Deny,
@@ -306,7 +306,9 @@ async fn hosts_ports_and_audit() {
                 ..AuthzRule::default()
             }],
         ),
-    ])));
+    ]);
+    policies.version = "2".into();
+    assert!(server.mesh.apply(policies));
     assert_eq!(server.get("/x", "BLOCKED.example:8000").await.0, 403);
     assert_eq!(server.get("/x", "blocked.example").await.0, 403);
     assert_eq!(server.get("/x", "allowed.example").await.0, 200);
