@@ -704,13 +704,31 @@ async fn http2_limits_are_advertised() {
         .header("x-big", big)
         .body(())
         .unwrap();
-    let refused = match send.send_request(request, true) {
-        Err(_) => true,
-        Ok((response, _)) => tokio::select! {
-            r = response => r.map_or(true, |r| r.status() == 431),
-            r = &mut conn => r.is_err() || true,
-        },
+    let (response, _) = send.send_request(request, true).unwrap();
+    let outcome = tokio::select! {
+        r = response => r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+        r = &mut conn => Err(format!("connection ended: {r:?}")),
     };
-    assert!(refused);
+    assert_eq!(outcome, Ok(431));
     assert_eq!(server.handled(), 1);
+}
+
+#[tokio::test]
+async fn rapid_reset_flood_closes_the_connection() {
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    // Open and immediately reset streams, all in one burst (CVE-2023-44487). Without the
+    // limit (e.g. `max_pending_accept_reset_streams(100_000)`) the connection stays up.
+    for _ in 0..200 {
+        let request = http::Request::get("http://reviews/stream").body(()).unwrap();
+        let (_, mut stream) = send.send_request(request, false).unwrap();
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    let ended = tokio::time::timeout(LIMIT, conn).await.unwrap();
+    let error = ended.unwrap_err();
+    assert!(error.is_go_away() && error.is_remote(), "{error:?}");
+    assert_eq!(error.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM));
+    assert!(server.handled() < 200);
 }
