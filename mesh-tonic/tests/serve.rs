@@ -32,7 +32,9 @@ spec:
 ";
 
 fn identity(ca: &CertificateAuthority, ns: &str, sa: &str) -> TlsIdentity {
-    let issued = ca.issue(ns, sa, std::time::Duration::from_secs(3600)).unwrap();
+    let issued = ca
+        .issue(ns, sa, std::time::Duration::from_secs(3600))
+        .unwrap();
     TlsIdentity::new(issued.credentials(UnixTime::now()).unwrap()).unwrap()
 }
 

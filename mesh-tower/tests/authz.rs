@@ -14,11 +14,11 @@ use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use mesh_core::{BuildContext, Mesh};
 use mesh_core::model::{
     AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, ConditionKey,
     IpBlock, Snapshot, StringPattern,
 };
+use mesh_core::{BuildContext, Mesh};
 use mesh_tower::inbound::authz::Audit;
 use mesh_tower::inbound::{AuthzLayer, LocalAddr, PeerInfo, RemoteAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -397,12 +397,10 @@ async fn destination_metrics_access_log_and_metadata_exchange() {
     let handle = recorder.handle();
     let _metrics = metrics::set_default_local_recorder(&recorder);
     let log = AccessLog::default();
-    let _log = tracing::subscriber::set_default(
-        tracing_subscriber::layer::SubscriberExt::with(
-            tracing_subscriber::registry(),
-            log.clone(),
-        ),
-    );
+    let _log = tracing::subscriber::set_default(tracing_subscriber::layer::SubscriberExt::with(
+        tracing_subscriber::registry(),
+        log.clone(),
+    ));
 
     let ca = ca("cluster.local");
     let mesh = mesh(
@@ -415,8 +413,8 @@ async fn destination_metrics_access_log_and_metadata_exchange() {
     let port = server.addr.port().to_string();
 
     // Plaintext, from `productpage` (metadata exchange), continuing the caller's trace.
-    let caller = Workload::new("default", "productpage")
-        .labels([("app", "productpage"), ("version", "v1")]);
+    let caller =
+        Workload::new("default", "productpage").labels([("app", "productpage"), ("version", "v1")]);
     let metadata = PeerMetadata::from_workload(&caller, "Kubernetes").encode();
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
@@ -689,7 +687,9 @@ async fn http2_limits_are_advertised() {
     .await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let (mut send, mut conn) = h2::client::handshake(tcp).await.unwrap();
-    let request = http::Request::get("http://reviews/whoami").body(()).unwrap();
+    let request = http::Request::get("http://reviews/whoami")
+        .body(())
+        .unwrap();
     let (response, _) = send.send_request(request, true).unwrap();
     let response = tokio::select! {
         r = response => r.unwrap(),
@@ -722,7 +722,9 @@ async fn rapid_reset_flood_closes_the_connection() {
     // Open and immediately reset streams, all in one burst (CVE-2023-44487). Without the
     // limit (e.g. `max_pending_accept_reset_streams(100_000)`) the connection stays up.
     for _ in 0..200 {
-        let request = http::Request::get("http://reviews/stream").body(()).unwrap();
+        let request = http::Request::get("http://reviews/stream")
+            .body(())
+            .unwrap();
         let (_, mut stream) = send.send_request(request, false).unwrap();
         stream.send_reset(h2::Reason::CANCEL);
     }

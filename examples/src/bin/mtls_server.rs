@@ -66,8 +66,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/whoami", get(whoami))
         .route("/anything/{*rest}", any(|| async { "ok\n" }));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    let options = mesh_tower::ServeOptions::new()
-        .telemetry(Telemetry::new().access_log(AccessLogMode::All));
+    let options =
+        mesh_tower::ServeOptions::new().telemetry(Telemetry::new().access_log(AccessLogMode::All));
     mesh_tower::serve(&mesh, listener, app)
         .options(options)
         .with_graceful_shutdown(async {

@@ -13,5 +13,5 @@ mod conn;
 pub mod policy;
 
 pub use authz::AuthzLayer;
-pub use policy::{Inbound, InboundBody, InboundLayer, RequestBody};
 pub use conn::{LocalAddr, PeerInfo, RemoteAddr};
+pub use policy::{Inbound, InboundBody, InboundLayer, RequestBody};

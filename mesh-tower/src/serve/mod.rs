@@ -191,13 +191,7 @@ where
                     }
                 },
             };
-            let conn = connection(
-                ctx.clone(),
-                app.clone(),
-                stream,
-                remote,
-                graceful.watcher(),
-            );
+            let conn = connection(ctx.clone(), app.clone(), stream, remote, graceful.watcher());
             tasks.spawn(async move {
                 conn.await;
                 drop(permit);

@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri};
-use mesh_core::authz::{AuthzRequest, HeaderLookup, evaluate, normalize_path};
 use mesh_core::Mesh;
+use mesh_core::authz::{AuthzRequest, HeaderLookup, evaluate, normalize_path};
 use tower_service::Service;
 
 use super::body::AuthzBody;

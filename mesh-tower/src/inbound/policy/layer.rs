@@ -52,7 +52,11 @@ impl InboundLayer {
 
     /// Sets the destination service: its fully qualified host and namespace (the port is the
     /// one the connection arrived at).
-    pub fn destination_service(self, host: impl Into<String>, namespace: impl Into<String>) -> Self {
+    pub fn destination_service(
+        self,
+        host: impl Into<String>,
+        namespace: impl Into<String>,
+    ) -> Self {
         let s = &self.shared;
         let cluster = s.destination.cluster.clone().unwrap_or_default();
         let service = Some((host.into(), namespace.into()));

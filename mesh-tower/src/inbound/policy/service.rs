@@ -8,7 +8,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri};
 use mesh_core::identity::PeerIdentity;
 use mesh_core::model::ServiceKey;
-use mesh_core::telemetry::{RequestRecord, Reporter, SecurityPolicy};
+use mesh_core::telemetry::{Reporter, RequestRecord, SecurityPolicy};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::Instant;
