@@ -131,7 +131,8 @@ pub(super) async fn connection<A, B>(
         Some(HttpVersion::Http1) => ctx.http.clone().http1_only(),
         None => ctx.http.clone(),
     };
-    let conn = builder.serve_connection(TokioIo::new(accepted.stream), service);
+    // With upgrades, so WebSocket and CONNECT handlers (axum's `WebSocketUpgrade`) work.
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(accepted.stream), service);
     if let Err(error) = watcher.watch(conn).await {
         tracing::debug!(target: "mesh::inbound", %remote, %error, "connection ended with an error");
     }

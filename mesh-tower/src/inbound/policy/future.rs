@@ -9,6 +9,7 @@ use mesh_core::telemetry::RequestRecord;
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Instant;
+use tracing::instrument::Instrumented;
 
 use super::body::InboundBody;
 use super::layer::Shared;
@@ -37,17 +38,20 @@ impl Pending {
 
 pin_project! {
     /// The response future of [`Inbound`](super::Inbound): the application's, run with the
-    /// request's trace context current; adds our peer metadata to the response and hands the
+    /// request's trace context current and in its `tracing` span; adds our peer metadata to the response and hands the
     /// record to the body.
     pub struct ResponseFuture<F> {
         #[pin]
-        future: TaskLocalFuture<RequestContext, F>,
+        future: Instrumented<TaskLocalFuture<RequestContext, F>>,
         pending: Option<Pending>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(future: TaskLocalFuture<RequestContext, F>, pending: Pending) -> Self {
+    pub(super) fn new(
+        future: Instrumented<TaskLocalFuture<RequestContext, F>>,
+        pending: Pending,
+    ) -> Self {
         Self {
             future,
             pending: Some(pending),

@@ -18,10 +18,15 @@ pub const DEFAULT_CLUSTER_ID: &str = "Kubernetes";
 /// [module docs](super).
 #[derive(Clone, Debug)]
 pub struct InboundLayer {
-    shared: Arc<Shared>,
+    mesh: Mesh,
+    telemetry: Telemetry,
+    cluster_id: String,
+    /// Host and namespace of the destination service, when set explicitly.
+    service: Option<(String, String)>,
+    seed: u64,
 }
 
-/// What every request of every connection shares.
+/// What every request of a layered service shares, computed once in [`InboundLayer::layer`].
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) mesh: Mesh,
@@ -40,47 +45,48 @@ pub(super) struct Shared {
 impl InboundLayer {
     /// The inbound policy of `mesh`'s workload, recording into `telemetry`.
     pub fn new(mesh: &Mesh, telemetry: Telemetry) -> Self {
-        Self::build(mesh, telemetry, DEFAULT_CLUSTER_ID, None, rand::random())
+        Self {
+            mesh: mesh.clone(),
+            telemetry,
+            cluster_id: DEFAULT_CLUSTER_ID.to_owned(),
+            service: None,
+            seed: rand::random(),
+        }
     }
 
     /// Sets the cluster this workload runs in (default [`DEFAULT_CLUSTER_ID`]).
-    pub fn cluster_id(self, cluster_id: &str) -> Self {
-        let s = &self.shared;
-        let service = Some((s.service_host.clone(), s.service_namespace.clone()));
-        Self::build(&s.mesh, s.telemetry.clone(), cluster_id, service, s.seed)
+    pub fn cluster_id(mut self, cluster_id: impl Into<String>) -> Self {
+        self.cluster_id = cluster_id.into();
+        self
     }
 
     /// Sets the destination service: its fully qualified host and namespace (the port is the
-    /// one the connection arrived at).
+    /// one the connection arrived at). By default it is derived from the workload; see the
+    /// [module docs](super).
     pub fn destination_service(
-        self,
+        mut self,
         host: impl Into<String>,
         namespace: impl Into<String>,
     ) -> Self {
-        let s = &self.shared;
-        let cluster = s.destination.cluster.clone().unwrap_or_default();
-        let service = Some((host.into(), namespace.into()));
-        Self::build(&s.mesh, s.telemetry.clone(), &cluster, service, s.seed)
+        self.service = Some((host.into(), namespace.into()));
+        self
     }
 
     /// Derives trace and request ids from `seed` (reproducible tests); random by default.
-    pub fn seed(self, seed: u64) -> Self {
-        let s = &self.shared;
-        let cluster = s.destination.cluster.clone().unwrap_or_default();
-        let service = Some((s.service_host.clone(), s.service_namespace.clone()));
-        Self::build(&s.mesh, s.telemetry.clone(), &cluster, service, seed)
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
     }
 
-    fn build(
-        mesh: &Mesh,
-        telemetry: Telemetry,
-        cluster_id: &str,
-        service: Option<(String, String)>,
-        seed: u64,
-    ) -> Self {
-        let ctx = mesh.context();
-        let destination = PeerWorkload::from_workload(&ctx.workload, cluster_id);
-        let (service_host, service_namespace) = service.unwrap_or_else(|| {
+    /// The telemetry requests are recorded into.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    fn shared(&self) -> Shared {
+        let ctx = self.mesh.context();
+        let destination = PeerWorkload::from_workload(&ctx.workload, &self.cluster_id);
+        let (service_host, service_namespace) = self.service.clone().unwrap_or_else(|| {
             let name = destination
                 .canonical_service
                 .clone()
@@ -90,7 +96,7 @@ impl InboundLayer {
             (host, ns)
         });
         let metadata = peer_metadata_headers(
-            &PeerMetadata::from_workload(&ctx.workload, cluster_id),
+            &PeerMetadata::from_workload(&ctx.workload, &self.cluster_id),
             &ctx.settings.domain_suffix,
         );
         if metadata.is_none() {
@@ -99,23 +105,16 @@ impl InboundLayer {
                 "the workload's labels cannot be sent as peer metadata; responses go without it"
             );
         }
-        Self {
-            shared: Arc::new(Shared {
-                mesh: mesh.clone(),
-                telemetry,
-                destination,
-                service_host,
-                service_namespace,
-                metadata,
-                seed,
-                requests: AtomicU64::new(0),
-            }),
+        Shared {
+            mesh: self.mesh.clone(),
+            telemetry: self.telemetry.clone(),
+            destination,
+            service_host,
+            service_namespace,
+            metadata,
+            seed: self.seed,
+            requests: AtomicU64::new(0),
         }
-    }
-
-    /// The telemetry requests are recorded into.
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.shared.telemetry
     }
 }
 
@@ -123,7 +122,7 @@ impl<S> Layer<S> for InboundLayer {
     type Service = Inbound<Authz<S, PeerIdentity>>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let authz = Authz::new(inner, self.shared.mesh.clone());
-        Inbound::new(authz, self.shared.clone())
+        let authz = Authz::new(inner, self.mesh.clone());
+        Inbound::new(authz, Arc::new(self.shared()))
     }
 }

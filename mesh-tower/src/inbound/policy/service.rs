@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::Instant;
 use tower_service::Service;
+use tracing::Instrument;
 
 use super::body::RequestBody;
 use super::future::{Pending, ResponseFuture};
@@ -92,14 +93,20 @@ where
 
         let received = Arc::new(AtomicU64::new(0));
         let req = req.map(|body| RequestBody::new(body, received.clone()));
-        let future = trace::scope(ctx, self.inner.call(req));
+        // The handler runs in the request's `tracing` span (its ids on every log line) and with
+        // the context current for `MeshClient`.
+        let span = ctx.span();
+        let future = {
+            let _entered = span.enter();
+            trace::scope(ctx, self.inner.call(req))
+        };
         let pending = Pending {
             record,
             started,
             received,
             shared: self.shared.clone(),
         };
-        ResponseFuture::new(future, pending)
+        ResponseFuture::new(future.instrument(span), pending)
     }
 }
 
