@@ -1,4 +1,5 @@
 //! Generated tonic clients over the mesh channel, against real tonic servers on 127.0.0.1.
+#![allow(clippy::unwrap_used)] // A test: a failed unwrap is a failed test.
 
 use std::net::SocketAddr;
 

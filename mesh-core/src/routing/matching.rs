@@ -132,6 +132,7 @@ mod tests {
             ..Default::default()
         };
         let none: Vec<(String, String)> = vec![];
+        #[allow(clippy::type_complexity)] // a table of test cases
         let cases: Vec<(&str, RouteMatch, &str, Vec<(String, String)>, bool)> = vec![
             (
                 "header exact",
