@@ -58,8 +58,40 @@ async fn channel(ca: &CertificateAuthority, addr: SocketAddr, ns: &str, sa: &str
         .unwrap()
 }
 
+/// `istio_requests_total` lines as (grpc_response_status, response_code, value).
+fn grpc_series(text: &str) -> Vec<(String, String, String)> {
+    let label = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        line[start..].split('"').next().unwrap().to_owned()
+    };
+    let mut out: Vec<_> = text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .map(|l| {
+            assert!(l.contains("reporter=\"destination\""), "{l}");
+            assert!(l.contains("request_protocol=\"grpc\""), "{l}");
+            assert!(
+                l.contains("connection_security_policy=\"mutual_tls\""),
+                "{l}"
+            );
+            let value = l.rsplit(' ').next().unwrap().to_owned();
+            (
+                label(l, "grpc_response_status"),
+                label(l, "response_code"),
+                value,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs on the current thread, so the thread-local metrics recorder sees the server's tasks.
 #[tokio::test]
 async fn health_over_mutual_tls_with_authorization() {
+    let recorder = mesh_tower::telemetry::prometheus_builder().build_recorder();
+    let metrics = recorder.handle();
+    let _recorder = metrics::set_default_local_recorder(&recorder);
     let ca = CertificateAuthority::generate("cluster.local").unwrap();
     let mesh = Mesh::builder()
         .workload(Workload::new("default", "reviews").labels([("app", "reviews")]))
@@ -102,4 +134,20 @@ async fn health_over_mutual_tls_with_authorization() {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // grpc-status from the trailers (OK), and from trailers-only responses (NOT_FOUND from the
+    // service, PERMISSION_DENIED from mesh). Records are written when each body ends, which the
+    // client has seen; wait for the server task to get there.
+    let want = vec![
+        ("0".to_owned(), "200".to_owned(), "1".to_owned()),
+        ("5".to_owned(), "200".to_owned(), "1".to_owned()),
+        ("7".to_owned(), "200".to_owned(), "1".to_owned()),
+    ];
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while grpc_series(&metrics.render()) != want {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{}", metrics.render()));
 }
