@@ -1,31 +1,4 @@
-//! The inbound server: [`serve`] an axum `Router`, tonic `Routes` or any tower HTTP service on
-//! a listener, with the mesh's inbound policy, as a sidecar's inbound listener would.
-//!
-//! For each accepted connection, in order:
-//!
-//! 1. **Connection limit.** At most [`ServeOptions::max_connections`] are served at once; the
-//!    accept loop waits for a slot, so extra connections queue in the kernel.
-//! 2. **TLS by mode.** The PeerAuthentication mode of the listener's port is read from the
-//!    current snapshot (so a config change applies to the next connection): STRICT requires
-//!    mutual TLS, PERMISSIVE detects TLS or plaintext on the same port, DISABLE serves
-//!    plaintext ([`TlsAcceptor`](crate::tls::TlsAcceptor), bounded by the handshake timeout).
-//!    Without a workload identity ([`Mesh::identity`]) the server **fails closed** on STRICT
-//!    ports: each connection is refused with a logged reason. PERMISSIVE ports without an
-//!    identity serve plaintext only.
-//! 3. **HTTP/1.1 and HTTP/2** on one port (hyper-util's auto server; ALPN or the sniffed
-//!    preface settles the version when known), with HTTP/2 limits on: concurrent streams,
-//!    header list size, and hyper's rapid-reset protections
-//!    ([`ServeOptions::max_pending_accept_reset_streams`],
-//!    [`ServeOptions::max_local_error_reset_streams`]).
-//! 4. **Per request**: [`RemoteAddr`](crate::inbound::RemoteAddr),
-//!    [`LocalAddr`](crate::inbound::LocalAddr) and the verified
-//!    [`PeerIdentity`](mesh_core::identity::PeerIdentity) as extensions, then the
-//!    [`InboundLayer`](crate::inbound::InboundLayer): trace context, metadata exchange,
-//!    authorization, telemetry.
-//!
-//! [`Serve::with_graceful_shutdown`] stops accepting when the signal fires, lets requests in
-//! flight (streaming responses included) finish, and closes what is left at the drain deadline
-//! ([`ServeOptions::drain_timeout`]).
+//! The inbound server: [`serve`] and its options. Documented on [`serve`], the public entry.
 
 mod conn_info;
 mod connection;
@@ -60,8 +33,35 @@ use crate::tls::BoxError;
 /// does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Serves `service` on `listener` under `mesh`'s inbound policy; see the [module docs](self).
-/// Await the returned [`Serve`] to run it.
+/// Serves `service` (an axum `Router`, tonic `Routes`, any tower HTTP service) on `listener`
+/// under `mesh`'s inbound policy, as a sidecar's inbound listener would. Await the returned
+/// [`Serve`] to run it.
+///
+/// For each accepted connection, in order:
+///
+/// 1. **Connection limit.** At most [`ServeOptions::max_connections`] are served at once; the
+///    accept loop waits for a slot, so extra connections queue in the kernel.
+/// 2. **TLS by mode.** The PeerAuthentication mode of the listener's port is read from the
+///    current snapshot (so a config change applies to the next connection): STRICT requires
+///    mutual TLS, PERMISSIVE detects TLS or plaintext on the same port, DISABLE serves
+///    plaintext ([`TlsAcceptor`](crate::tls::TlsAcceptor), bounded by the handshake timeout).
+///    Without a workload identity ([`Mesh::identity`]) the server **fails closed** on STRICT
+///    ports: each connection is refused with a logged reason. PERMISSIVE ports without an
+///    identity serve plaintext only.
+/// 3. **HTTP/1.1 and HTTP/2** on one port (hyper-util's auto server; ALPN or the sniffed
+///    preface settles the version when known), with HTTP/2 limits on: concurrent streams,
+///    header list size, and hyper's rapid-reset protections
+///    ([`ServeOptions::max_pending_accept_reset_streams`],
+///    [`ServeOptions::max_local_error_reset_streams`]).
+/// 4. **Per request**: [`RemoteAddr`](crate::inbound::RemoteAddr),
+///    [`LocalAddr`](crate::inbound::LocalAddr) and the verified
+///    [`PeerIdentity`](mesh_core::identity::PeerIdentity) as extensions, then the
+///    [`InboundLayer`](crate::inbound::InboundLayer): trace context, metadata exchange,
+///    authorization, telemetry.
+///
+/// [`Serve::with_graceful_shutdown`] stops accepting when the signal fires, lets requests in
+/// flight (streaming responses included) finish, and closes what is left at the drain deadline
+/// ([`ServeOptions::drain_timeout`]).
 ///
 /// The service receives requests whose body is a [`RequestBody`] over hyper's `Incoming`; an
 /// axum `Router` and tonic `Routes` accept any body, so they serve as they are.
@@ -108,7 +108,7 @@ impl<S> Serve<S> {
         self
     }
 
-    /// Stops accepting when `signal` completes, then drains (see the [module docs](self)).
+    /// Stops accepting when `signal` completes, then drains (see [`serve`]).
     /// Without it the server runs until the listener fails.
     pub fn with_graceful_shutdown(
         mut self,
