@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::Request as AxumRequest;
 use axum::routing::{any, get};
@@ -19,6 +18,7 @@ use mesh_core::model::{
     AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, ConditionKey,
     IpBlock, Snapshot, StringPattern,
 };
+use mesh_core::{BuildContext, Mesh};
 use mesh_tower::inbound::authz::Audit;
 use mesh_tower::inbound::{AuthzLayer, LocalAddr, PeerInfo, RemoteAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,7 +43,7 @@ impl PeerInfo for TestPeer {
 
 struct Server {
     addr: SocketAddr,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    mesh: Mesh,
     /// Calls that reached a handler.
     handled: Arc<AtomicUsize>,
 }
@@ -51,7 +51,7 @@ struct Server {
 impl Server {
     /// Serves the test app behind `AuthzLayer`; every connection carries `peer` (None: plaintext).
     async fn start(policies: Vec<AuthzPolicy>, peer: Option<TestPeer>) -> Self {
-        let snapshot = Arc::new(ArcSwap::from_pointee(snapshot(policies)));
+        let mesh = Mesh::from_snapshot(BuildContext::default(), snapshot(policies));
         let handled = Arc::new(AtomicUsize::new(0));
         let count = |h: &Arc<AtomicUsize>| {
             let h = h.clone();
@@ -70,7 +70,7 @@ impl Server {
             .route("/pkg.Svc/Call", any(count(&handled)))
             .fallback(count(&handled));
         let svc = tower::ServiceBuilder::new()
-            .layer(AuthzLayer::<TestPeer>::new(snapshot.clone()))
+            .layer(AuthzLayer::<TestPeer>::new(mesh.clone()))
             .service(app);
 
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -98,7 +98,7 @@ impl Server {
         });
         Server {
             addr,
-            snapshot,
+            mesh,
             handled,
         }
     }
@@ -276,7 +276,7 @@ async fn plaintext_and_mtls_peers() {
 async fn hosts_ports_and_audit() {
     let server = Server::start(vec![], Some(TestPeer(SLEEP))).await;
     let port = server.addr.port();
-    server.snapshot.store(Arc::new(snapshot(vec![
+    let mut policies = snapshot(vec![
         policy(
             "foo/deny-host",
             AuthzAction::Deny,
@@ -306,7 +306,9 @@ async fn hosts_ports_and_audit() {
                 ..AuthzRule::default()
             }],
         ),
-    ])));
+    ]);
+    policies.version = "2".into();
+    assert!(server.mesh.apply(policies));
     assert_eq!(server.get("/x", "BLOCKED.example:8000").await.0, 403);
     assert_eq!(server.get("/x", "blocked.example").await.0, 403);
     assert_eq!(server.get("/x", "allowed.example").await.0, 200);
@@ -325,11 +327,13 @@ async fn hosts_ports_and_audit() {
 async fn policies_swap_without_restart() {
     let server = Server::start(vec![], None).await;
     assert_eq!(server.get("/admin", "h").await.0, 200);
-    server
-        .snapshot
-        .store(Arc::new(snapshot(admin_and_public())));
+    let mut policies = snapshot(admin_and_public());
+    policies.version = "2".into();
+    assert!(server.mesh.apply(policies));
     assert_eq!(server.get("/admin", "h").await.0, 403);
-    server.snapshot.store(Arc::new(snapshot(vec![])));
+    let mut open = snapshot(vec![]);
+    open.version = "3".into();
+    assert!(server.mesh.apply(open));
     assert_eq!(server.get("/admin", "h").await.0, 200);
     assert_eq!(server.handled(), 2);
 }

@@ -1,6 +1,6 @@
 //! Building a [`Mesh`] handle.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::Mesh;
 use super::watch::{ConfigLoader, FileSource};
 use crate::config::ConfigError;
+use crate::identity::{IdentityFiles, IdentitySource, IdentityWatcher, WatchError};
 use crate::model::Snapshot;
 use crate::{BuildContext, MeshSettings, Workload};
 
@@ -27,6 +28,17 @@ pub enum MeshError {
         #[source]
         source: notify::Error,
     },
+    /// The workload identity files are missing, invalid, or cannot be watched.
+    #[error("workload identity: {0}")]
+    Identity(#[from] WatchError),
+}
+
+/// Where the workload identity comes from, if anywhere.
+#[derive(Debug)]
+enum IdentityConfig {
+    None,
+    Files(IdentityFiles),
+    Source(IdentitySource),
 }
 
 /// Configures and builds a [`Mesh`]; see [`Mesh::builder`].
@@ -37,6 +49,7 @@ pub struct MeshBuilder {
     debounce: Duration,
     watch: bool,
     loader: ConfigLoader,
+    identity: IdentityConfig,
 }
 
 impl Default for MeshBuilder {
@@ -47,6 +60,7 @@ impl Default for MeshBuilder {
             debounce: Duration::from_millis(100),
             watch: true,
             loader: ConfigLoader::istio(),
+            identity: IdentityConfig::None,
         }
     }
 }
@@ -83,6 +97,27 @@ impl MeshBuilder {
         self
     }
 
+    /// Loads the workload identity from `dir` in Istio's layout (`cert-chain.pem`, `key.pem`,
+    /// `root-cert.pem`, see [`IdentityFiles::in_dir`]) and follows its rotations with an
+    /// [`IdentityWatcher`]. [`build`](Self::build) fails if the files are missing or invalid:
+    /// a workload configured for mutual TLS does not start without it.
+    pub fn identity_files(self, dir: impl AsRef<Path>) -> Self {
+        self.identity_paths(IdentityFiles::in_dir(dir))
+    }
+
+    /// Like [`identity_files`](Self::identity_files), with each path given.
+    pub fn identity_paths(mut self, files: IdentityFiles) -> Self {
+        self.identity = IdentityConfig::Files(files);
+        self
+    }
+
+    /// Uses an identity that is already loaded (a fixed one in tests, or a watcher started
+    /// elsewhere).
+    pub fn identity(mut self, source: impl Into<IdentitySource>) -> Self {
+        self.identity = IdentityConfig::Source(source.into());
+        self
+    }
+
     #[cfg(test)]
     pub(crate) fn loader(mut self, loader: ConfigLoader) -> Self {
         self.loader = loader;
@@ -92,9 +127,19 @@ impl MeshBuilder {
     /// Loads the config (refusing an invalid one), starts watching it, and returns the handle.
     /// With no config paths, the mesh starts empty (for a config pushed by xDS or
     /// [`Mesh::apply`]).
-    pub async fn build(self) -> Result<Mesh, MeshError> {
+    pub async fn build(mut self) -> Result<Mesh, MeshError> {
+        let identity = match std::mem::replace(&mut self.identity, IdentityConfig::None) {
+            IdentityConfig::None => None,
+            IdentityConfig::Source(source) => Some(source),
+            IdentityConfig::Files(files) => Some(IdentityWatcher::start(files).await?.into()),
+        };
         if self.config_paths.is_empty() {
-            return Ok(Mesh::new(self.context, Snapshot::empty(), Vec::new()));
+            return Ok(Mesh::new(
+                self.context,
+                Snapshot::empty(),
+                identity,
+                Vec::new(),
+            ));
         }
         let loader = self.loader.clone();
         let initial = {
@@ -108,11 +153,11 @@ impl MeshBuilder {
                 })?
         };
         if !self.watch {
-            return Ok(Mesh::new(self.context, initial, Vec::new()));
+            return Ok(Mesh::new(self.context, initial, identity, Vec::new()));
         }
         let (stop_tx, stop_rx) = oneshot::channel();
         let source = FileSource::new(self.config_paths, self.debounce, self.loader)?;
-        let mesh = Mesh::new(self.context, initial, vec![stop_tx]);
+        let mesh = Mesh::new(self.context, initial, identity, vec![stop_tx]);
         source.spawn(Arc::downgrade(&mesh.shared), stop_rx);
         Ok(mesh)
     }

@@ -20,6 +20,7 @@ pub use status::{ConfigStatus, Rejection};
 
 use crate::BuildContext;
 use crate::config::ConfigError;
+use crate::identity::IdentitySource;
 use crate::model::Snapshot;
 
 /// A handle to the mesh config of this process. Cheap to clone; background work (file watching)
@@ -46,6 +47,7 @@ struct Shared {
     changes: tokio_watch::Sender<Arc<Snapshot>>,
     status: tokio_watch::Sender<ConfigStatus>,
     context: BuildContext,
+    identity: Option<IdentitySource>,
     /// Dropped with the last handle, which tells the background workers to stop.
     _stop: Vec<oneshot::Sender<()>>,
 }
@@ -59,10 +61,15 @@ impl Mesh {
     /// A mesh handle serving a fixed snapshot (tests, or a source that pushes with
     /// [`Mesh::apply`]).
     pub fn from_snapshot(context: BuildContext, snapshot: Snapshot) -> Self {
-        Self::new(context, snapshot, Vec::new())
+        Self::new(context, snapshot, None, Vec::new())
     }
 
-    fn new(context: BuildContext, snapshot: Snapshot, stop: Vec<oneshot::Sender<()>>) -> Self {
+    fn new(
+        context: BuildContext,
+        snapshot: Snapshot,
+        identity: Option<IdentitySource>,
+        stop: Vec<oneshot::Sender<()>>,
+    ) -> Self {
         let snapshot = Arc::new(snapshot);
         let (changes, _) = tokio_watch::channel(snapshot.clone());
         let (status, _) = tokio_watch::channel(ConfigStatus::new(&snapshot));
@@ -72,6 +79,7 @@ impl Mesh {
                 changes,
                 status,
                 context,
+                identity,
                 _stop: stop,
             }),
         }
@@ -90,6 +98,14 @@ impl Mesh {
     /// The point of view snapshots are built from.
     pub fn context(&self) -> &BuildContext {
         &self.shared.context
+    }
+
+    /// The workload identity (certificate, key, roots) this process presents and verifies peers
+    /// with, if one was configured ([`MeshBuilder::identity_files`]). Servers and clients read
+    /// it once per connection, so rotations apply to new connections. `None` means no mutual
+    /// TLS: a server refuses connections on STRICT ports rather than serve them in plaintext.
+    pub fn identity(&self) -> Option<&IdentitySource> {
+        self.shared.identity.as_ref()
     }
 
     /// The config status: current version, reload counts and the last rejection.

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use mesh_core::authz::namespace_of;
+use mesh_core::identity::PeerIdentity;
 
 /// The peer's address (the accepted socket's remote address).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,4 +29,20 @@ pub trait PeerInfo: Send + Sync + 'static {
 
     /// The server name the client asked for in its TLS ClientHello.
     fn sni(&self) -> Option<&str>;
+}
+
+/// The identity [`crate::tls::TlsAcceptor`] verified. The client's SNI is not recorded by the
+/// acceptor, so `connection.sni` conditions see none.
+impl PeerInfo for PeerIdentity {
+    fn principal(&self) -> Option<&str> {
+        Some(PeerIdentity::principal(self))
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        PeerIdentity::namespace(self)
+    }
+
+    fn sni(&self) -> Option<&str> {
+        None
+    }
 }

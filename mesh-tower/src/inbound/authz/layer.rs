@@ -1,9 +1,7 @@
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use mesh_core::model::Snapshot;
+use mesh_core::Mesh;
 use tower_layer::Layer;
 
 use super::service::Authz;
@@ -13,16 +11,16 @@ use super::service::Authz;
 /// `P` is the request extension that carries a mutual-TLS peer's identity (see
 /// [`PeerInfo`](crate::inbound::PeerInfo)); requests without one are treated as plaintext.
 pub struct AuthzLayer<P> {
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    mesh: Mesh,
     _peer: PhantomData<fn() -> P>,
 }
 
 impl<P> AuthzLayer<P> {
-    /// Enforces the policies in `snapshot.inbound.authorization`, re-read on every request so a
-    /// swapped-in snapshot applies to the next request.
-    pub fn new(snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+    /// Enforces the policies in `mesh.snapshot().inbound.authorization`, re-read on every
+    /// request (one atomic load) so a swapped-in snapshot applies to the next request.
+    pub fn new(mesh: Mesh) -> Self {
         Self {
-            snapshot,
+            mesh,
             _peer: PhantomData,
         }
     }
@@ -30,14 +28,14 @@ impl<P> AuthzLayer<P> {
 
 impl<P> Clone for AuthzLayer<P> {
     fn clone(&self) -> Self {
-        Self::new(self.snapshot.clone())
+        Self::new(self.mesh.clone())
     }
 }
 
 impl<P> fmt::Debug for AuthzLayer<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthzLayer")
-            .field("snapshot_version", &self.snapshot.load().version)
+            .field("snapshot_version", &self.mesh.snapshot().version)
             .finish()
     }
 }
@@ -46,6 +44,6 @@ impl<S, P> Layer<S> for AuthzLayer<P> {
     type Service = Authz<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authz::new(inner, self.snapshot.clone())
+        Authz::new(inner, self.mesh.clone())
     }
 }

@@ -1,14 +1,12 @@
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri};
+use mesh_core::Mesh;
 use mesh_core::authz::{AuthzRequest, HeaderLookup, evaluate, normalize_path};
-use mesh_core::model::Snapshot;
 use tower_service::Service;
 
 use super::body::AuthzBody;
@@ -21,7 +19,7 @@ use crate::reply::is_grpc;
 /// the inner service; see the [module docs](super).
 pub struct Authz<S, P> {
     inner: S,
-    snapshot: Arc<ArcSwap<Snapshot>>,
+    mesh: Mesh,
     _peer: PhantomData<fn() -> P>,
 }
 
@@ -31,11 +29,11 @@ pub struct Authz<S, P> {
 pub struct Audit(pub Vec<String>);
 
 impl<S, P> Authz<S, P> {
-    /// Wraps `inner`, reading policies from `snapshot` on every request.
-    pub fn new(inner: S, snapshot: Arc<ArcSwap<Snapshot>>) -> Self {
+    /// Wraps `inner`, reading policies from `mesh`'s current snapshot on every request.
+    pub fn new(inner: S, mesh: Mesh) -> Self {
         Self {
             inner,
-            snapshot,
+            mesh,
             _peer: PhantomData,
         }
     }
@@ -58,7 +56,7 @@ impl<S, P> Authz<S, P> {
 
 impl<S: Clone, P> Clone for Authz<S, P> {
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone(), self.snapshot.clone())
+        Self::new(self.inner.clone(), self.mesh.clone())
     }
 }
 
@@ -66,7 +64,7 @@ impl<S: fmt::Debug, P> fmt::Debug for Authz<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Authz")
             .field("inner", &self.inner)
-            .field("snapshot_version", &self.snapshot.load().version)
+            .field("snapshot_version", &self.mesh.snapshot().version)
             .finish()
     }
 }
@@ -128,7 +126,7 @@ impl<S, P: PeerInfo> Authz<S, P> {
             headers: &headers,
         };
 
-        let snapshot = self.snapshot.load();
+        let snapshot = self.mesh.snapshot();
         let decision = evaluate(&snapshot.inbound.authorization, &request);
         let peer_name = principal.unwrap_or("-");
         if decision.should_audit() {

@@ -1,0 +1,78 @@
+//! An HTTP server behind mesh's inbound policy, to probe the security model with curl.
+//!
+//! ```text
+//! mesh certs init --dir ca && mesh certs issue --dir ca --namespace default \
+//!     --service-account reviews --out certs/reviews        # and again for a client, `sleep`
+//! cargo run --bin mtls-server -- --certs certs/reviews --config mesh/ --listen 127.0.0.1:9080
+//! curl http://127.0.0.1:9080/whoami                    # PERMISSIVE: {"peer":null}; STRICT: refused
+//! curl -k --cert certs/sleep/cert-chain.pem --key certs/sleep/key.pem \
+//!     https://127.0.0.1:9080/whoami                    # {"peer":"spiffe://cluster.local/ns/default/sa/sleep"}
+//! ```
+//! `-k`: SPIFFE certificates name no DNS host, so curl cannot check the server's name. Edit the
+//! PeerAuthentication or AuthorizationPolicy files under `--config` and the next request sees it.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use axum::routing::{any, get};
+use axum::{Json, Router, extract::Request};
+use clap::Parser;
+use mesh_core::identity::PeerIdentity;
+use mesh_core::{Mesh, Workload};
+use mesh_tower::telemetry::{AccessLogMode, Telemetry};
+use serde_json::{Value, json};
+
+/// Serves `/whoami` and `/anything/...` with mutual TLS, authorization and telemetry.
+#[derive(Parser)]
+struct Args {
+    /// Directory with cert-chain.pem, key.pem, root-cert.pem (Istio layout).
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    listen: SocketAddr,
+    /// Istio YAML file or directory (watched).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This workload's namespace.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// This workload's service account.
+    #[arg(long, default_value = "reviews")]
+    service_account: String,
+}
+
+async fn whoami(request: Request) -> Json<Value> {
+    let peer = request.extensions().get::<PeerIdentity>();
+    Json(json!({ "peer": peer.map(|p| p.to_string()) }))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt().with_env_filter("info").init();
+    let args = Args::parse();
+    let workload = Workload::new(&args.namespace, &args.service_account)
+        .labels([("app", args.service_account.as_str())]);
+    let mut mesh = Mesh::builder().workload(workload);
+    if let Some(dir) = &args.certs {
+        mesh = mesh.identity_files(dir);
+    }
+    if let Some(config) = &args.config {
+        mesh = mesh.config_path(config);
+    }
+    let mesh = mesh.build().await?;
+    let app = Router::new()
+        .route("/whoami", get(whoami))
+        .route("/anything/{*rest}", any(|| async { "ok\n" }));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let options =
+        mesh_tower::ServeOptions::new().telemetry(Telemetry::new().access_log(AccessLogMode::All));
+    mesh_tower::serve(&mesh, listener, app)
+        .options(options)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

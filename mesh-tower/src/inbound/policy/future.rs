@@ -1,0 +1,98 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+
+use http::Response;
+use mesh_core::telemetry::RequestRecord;
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Instant;
+use tracing::instrument::Instrumented;
+
+use super::body::InboundBody;
+use super::layer::Shared;
+use crate::telemetry::{grpc_status, insert_peer_metadata};
+use crate::trace::RequestContext;
+
+/// A request on its way to being recorded: what was known when it arrived.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) record: RequestRecord,
+    pub(super) started: Instant,
+    /// Request body bytes read so far (the application reads the body).
+    pub(super) received: Arc<AtomicU64>,
+    pub(super) shared: Arc<Shared>,
+}
+
+impl Pending {
+    /// Completes the record and hands it to telemetry.
+    pub(super) fn finish(mut self, sent: u64) {
+        self.record.duration = self.started.elapsed();
+        self.record.request_bytes = self.received.load(std::sync::atomic::Ordering::Relaxed);
+        self.record.response_bytes = sent;
+        self.shared.telemetry.record(&self.record);
+    }
+}
+
+pin_project! {
+    /// The response future of [`Inbound`](super::Inbound): the application's, run with the
+    /// request's trace context current and in its `tracing` span; adds our peer metadata to the response and hands the
+    /// record to the body.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        future: Instrumented<TaskLocalFuture<RequestContext, F>>,
+        pending: Option<Pending>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(
+        future: Instrumented<TaskLocalFuture<RequestContext, F>>,
+        pending: Pending,
+    ) -> Self {
+        Self {
+            future,
+            pending: Some(pending),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: http_body::Body,
+{
+    type Output = Result<Response<InboundBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.future.poll(cx));
+        let mut pending = this
+            .pending
+            .take()
+            .expect("ResponseFuture polled after it completed");
+        Poll::Ready(match result {
+            Ok(mut response) => {
+                pending.record.response_code = Some(response.status().as_u16());
+                pending.record.grpc_status = grpc_status(response.headers());
+                if let Some((encoded, id)) = &pending.shared.metadata {
+                    insert_peer_metadata(response.headers_mut(), encoded, id);
+                }
+                Ok(response.map(|body| InboundBody::new(body, pending)))
+            }
+            Err(error) => {
+                // No response: recorded with status 0 (Envoy's "no response sent").
+                pending.finish(0);
+                Err(error)
+            }
+        })
+    }
+}

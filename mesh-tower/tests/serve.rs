@@ -1,0 +1,736 @@
+//! `mesh_tower::serve` on 127.0.0.1 with identities minted at test time: TLS by
+//! PeerAuthentication mode, authorization, the inbound telemetry, limits and graceful shutdown.
+//!
+//! Every test runs on a current-thread runtime, so the server's tasks run on the test's thread
+//! and a thread-local metrics recorder or tracing subscriber sees them.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::routing;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use mesh_core::identity::{CertificateAuthority, ExpectedIdentities, PeerIdentity};
+use mesh_core::telemetry::{PEER_METADATA_HEADER, PeerMetadata};
+use mesh_core::{Mesh, Workload};
+use mesh_tower::telemetry::{AccessLogMode, Telemetry};
+use mesh_tower::tls::TlsConnector;
+use mesh_tower::{ServeOptions, serve};
+use support::*;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+const LIMIT: Duration = Duration::from_secs(10);
+const SLEEP: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
+const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
+
+fn peer_authn(mode: &str) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: default}}
+spec:
+  mtls: {{mode: {mode}}}
+"
+    )
+}
+
+const DENY_ADMIN: &str = "---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/admin]}}]
+";
+
+fn workload() -> Workload {
+    Workload::new("default", "reviews").labels([("app", "reviews"), ("version", "v1")])
+}
+
+/// The mesh of `reviews`, with an identity from `ca` (or none) and `yaml` applied.
+async fn mesh(ca: Option<&CertificateAuthority>, yaml: &str) -> Mesh {
+    let mut builder = Mesh::builder().workload(workload());
+    if let Some(ca) = ca {
+        builder = builder.identity(identity(ca, "default", "reviews"));
+    }
+    let mesh = builder.build().await.unwrap();
+    let snapshot = mesh_core::istio::load_str("test.yaml", yaml, mesh.context()).unwrap();
+    mesh.apply(snapshot);
+    mesh
+}
+
+/// The test application.
+#[derive(Clone)]
+struct AppState {
+    handled: Arc<AtomicUsize>,
+    /// `/stream` sends its first chunk, then waits for a permit here before the last.
+    gate: Arc<Semaphore>,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self {
+            handled: Arc::default(),
+            gate: Arc::new(Semaphore::new(0)),
+        }
+    }
+}
+
+fn app(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/whoami",
+            routing::get(|State(s): State<AppState>, req: Request| async move {
+                s.handled.fetch_add(1, Ordering::SeqCst);
+                let peer = req.extensions().get::<PeerIdentity>();
+                let trace = mesh_tower::trace::current().map(|c| c.trace.trace_id.to_string());
+                format!(
+                    "{} {}",
+                    peer.map_or("plaintext".to_owned(), |p| p.to_string()),
+                    trace.unwrap_or_default()
+                )
+            }),
+        )
+        .route(
+            "/admin",
+            routing::get(|State(s): State<AppState>| async move {
+                s.handled.fetch_add(1, Ordering::SeqCst);
+                "admin"
+            }),
+        )
+        .route(
+            "/stream",
+            routing::get(|State(s): State<AppState>| async move {
+                s.handled.fetch_add(1, Ordering::SeqCst);
+                let gate = s.gate.clone();
+                let chunks = futures_util::stream::unfold(0, move |step| {
+                    let gate = gate.clone();
+                    async move {
+                        match step {
+                            0 => Some((Ok::<_, Infallible>(Bytes::from_static(b"start;")), 1)),
+                            1 => {
+                                gate.acquire().await.unwrap().forget();
+                                Some((Ok(Bytes::from_static(b"end")), 2))
+                            }
+                            _ => None,
+                        }
+                    }
+                });
+                Body::from_stream(chunks)
+            }),
+        )
+        .with_state(state)
+}
+
+struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    /// Fires when the server has seen the shutdown signal (stopped accepting).
+    stopping: Option<oneshot::Receiver<()>>,
+    done: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(mesh: &Mesh, options: ServeOptions) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::default();
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let (ack, stopping) = oneshot::channel();
+    let server = serve(mesh, listener, app(state.clone()))
+        .options(options)
+        .with_graceful_shutdown(async move {
+            let _ = stop_rx.await;
+            let _ = ack.send(());
+        });
+    Server {
+        addr,
+        state,
+        stop: Some(stop),
+        stopping: Some(stopping),
+        done: tokio::spawn(server.into_future()),
+    }
+}
+
+impl Server {
+    fn handled(&self) -> usize {
+        self.state.handled.load(Ordering::SeqCst)
+    }
+}
+
+/// A plaintext HTTP/1.1 GET with extra headers: status, headers and body.
+async fn h1_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, http::HeaderMap, String), hyper::Error> {
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    let mut request = http::Request::get(path).header("host", "reviews:9080");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = send
+        .send_request(request.body(Empty::<Bytes>::new()).unwrap())
+        .await?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok((
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// An HTTP/2 client over mutual TLS as `foo/sleep`.
+async fn mtls_client(ca: &CertificateAuthority, addr: SocketAddr) -> Result<H2, String> {
+    let connector = TlsConnector::new(identity(ca, "foo", "sleep"));
+    let tls = connector
+        .connect(
+            TcpStream::connect(addr).await.unwrap(),
+            sni(),
+            &ExpectedIdentities::any_in_trust_domain(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    assert_eq!(tls.peer.to_string(), REVIEWS);
+    Ok(h2_client(tls.stream).await)
+}
+
+#[tokio::test]
+async fn strict_serves_mutual_tls_and_refuses_plaintext() {
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("STRICT")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+    let (status, body) = get(&mut client, "/whoami").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with(&format!("{SLEEP} ")), "{body}");
+
+    assert!(h1_get(server.addr, "/whoami", &[]).await.is_err());
+    assert_eq!(server.handled(), 1);
+}
+
+#[tokio::test]
+async fn permissive_serves_mutual_tls_and_plaintext_on_one_port() {
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+    let (_, body) = get(&mut client, "/whoami").await.unwrap();
+    assert!(body.starts_with(&format!("{SLEEP} ")), "{body}");
+
+    let (status, _, body) = h1_get(server.addr, "/whoami", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("plaintext "), "{body}");
+
+    // Plaintext HTTP/2 with prior knowledge too.
+    let mut h2 = h2_client(TcpStream::connect(server.addr).await.unwrap()).await;
+    let (_, body) = get(&mut h2, "/whoami").await.unwrap();
+    assert!(body.starts_with("plaintext "), "{body}");
+}
+
+#[tokio::test]
+async fn disable_serves_plaintext_only() {
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("DISABLE")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+
+    let (status, _, body) = h1_get(server.addr, "/whoami", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("plaintext "), "{body}");
+    // A TLS ClientHello is not detected: it is read as (bad) HTTP and the handshake fails.
+    assert!(mtls_client(&ca, server.addr).await.is_err());
+}
+
+#[tokio::test]
+async fn port_level_mode_applies_to_the_listener_port() {
+    let ca = ca("cluster.local");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let yaml = format!(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  mtls: {{mode: PERMISSIVE}}
+  portLevelMtls:
+    {port}: {{mode: STRICT}}
+"
+    );
+    let mesh = mesh(Some(&ca), &yaml).await;
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(&mesh, listener, app(AppState::default())).into_future());
+    assert!(h1_get(addr, "/whoami", &[]).await.is_err());
+    assert!(mtls_client(&ca, addr).await.is_ok());
+}
+
+#[tokio::test]
+async fn strict_without_an_identity_fails_closed() {
+    let mesh = mesh(None, &peer_authn("STRICT")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    assert!(h1_get(server.addr, "/whoami", &[]).await.is_err());
+    assert_eq!(server.handled(), 0);
+
+    // PERMISSIVE without an identity serves plaintext.
+    let mesh = self::mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    assert_eq!(h1_get(server.addr, "/whoami", &[]).await.unwrap().0, 200);
+}
+
+#[tokio::test]
+async fn identity_files_serve_mutual_tls() {
+    let ca = ca("cluster.local");
+    let dir = tempfile::tempdir().unwrap();
+    ca.issue("default", "reviews", HOUR)
+        .unwrap()
+        .write_istio_layout(dir.path())
+        .unwrap();
+    let mesh = Mesh::builder()
+        .workload(workload())
+        .identity_files(dir.path())
+        .build()
+        .await
+        .unwrap();
+    let snapshot =
+        mesh_core::istio::load_str("t.yaml", &peer_authn("STRICT"), mesh.context()).unwrap();
+    mesh.apply(snapshot);
+    let server = start(&mesh, ServeOptions::new()).await;
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+    assert_eq!(get(&mut client, "/whoami").await.unwrap().0, 200);
+
+    // Missing files: the mesh does not start.
+    let empty = tempfile::tempdir().unwrap();
+    let err = Mesh::builder()
+        .identity_files(empty.path())
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, mesh_core::MeshError::Identity(_)), "{err}");
+}
+
+#[tokio::test]
+async fn denied_requests_never_reach_the_handler() {
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &format!("{}{DENY_ADMIN}", peer_authn("STRICT"))).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+    assert_eq!(
+        get(&mut client, "/admin").await.unwrap(),
+        (403, "RBAC: access denied".into())
+    );
+    // A path that normalises to /admin is judged as /admin.
+    assert_eq!(get(&mut client, "/x/../admin").await.unwrap().0, 403);
+    assert_eq!(get(&mut client, "/whoami").await.unwrap().0, 200);
+    assert_eq!(server.handled(), 1);
+}
+
+/// Captures access log events as field maps.
+#[derive(Clone, Default)]
+struct AccessLog(Arc<Mutex<Vec<BTreeMap<String, String>>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AccessLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != mesh_tower::telemetry::ACCESS_LOG_TARGET {
+            return;
+        }
+        struct Visit<'a>(&'a mut BTreeMap<String, String>);
+        impl tracing::field::Visit for Visit<'_> {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.insert(f.name().to_owned(), format!("{v:?}"));
+            }
+            fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+                self.0.insert(f.name().to_owned(), v.to_owned());
+            }
+        }
+        let mut fields = BTreeMap::new();
+        event.record(&mut Visit(&mut fields));
+        self.0.lock().unwrap().push(fields);
+    }
+}
+
+/// `name{labels} value` lines of a Prometheus text rendering for `name`.
+fn series(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            let labels = labels
+                .split("\",")
+                .map(|kv| {
+                    let (k, v) = kv.split_once("=\"").unwrap();
+                    (k.to_owned(), v.trim_end_matches('"').to_owned())
+                })
+                .collect();
+            Some((labels, value.to_owned()))
+        })
+        .collect()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn destination_metrics_access_log_and_metadata_exchange() {
+    let recorder = mesh_tower::telemetry::prometheus_builder().build_recorder();
+    let handle = recorder.handle();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
+    let log = AccessLog::default();
+    let _log = tracing::subscriber::set_default(tracing_subscriber::layer::SubscriberExt::with(
+        tracing_subscriber::registry(),
+        log.clone(),
+    ));
+
+    let ca = ca("cluster.local");
+    let mesh = mesh(
+        Some(&ca),
+        &format!("{}{DENY_ADMIN}", peer_authn("PERMISSIVE")),
+    )
+    .await;
+    let telemetry = Telemetry::new().access_log(AccessLogMode::All);
+    let server = start(&mesh, ServeOptions::new().telemetry(telemetry)).await;
+    let port = server.addr.port().to_string();
+
+    // Plaintext, from `productpage` (metadata exchange), continuing the caller's trace.
+    let caller =
+        Workload::new("default", "productpage").labels([("app", "productpage"), ("version", "v1")]);
+    let metadata = PeerMetadata::from_workload(&caller, "Kubernetes").encode();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let (status, headers, body) = h1_get(
+        server.addr,
+        "/whoami?secret=1",
+        &[
+            (PEER_METADATA_HEADER, &metadata),
+            ("traceparent", &traceparent),
+            ("x-request-id", "req-1"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    // The handler ran inside the caller's trace.
+    assert_eq!(body, format!("plaintext {trace_id}"));
+    // Our metadata on the response: the caller learns who answered.
+    let ours = PeerMetadata::decode(headers[PEER_METADATA_HEADER].as_bytes()).unwrap();
+    assert_eq!(ours.workload().name.as_deref(), Some("reviews"));
+
+    // Mutual TLS, and a denied request.
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+    assert_eq!(get(&mut client, "/whoami").await.unwrap().0, 200);
+    assert_eq!(get(&mut client, "/admin").await.unwrap().0, 403);
+    drop(client);
+
+    // Records are written when the response body ends; the client has read every body, so the
+    // server finished them. Let the server task run to the end of its current work.
+    let text = tokio::time::timeout(LIMIT, async {
+        loop {
+            let text = handle.render();
+            if series(&text, "istio_requests_total").len() == 3 {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("three series");
+
+    let common = [
+        ("reporter", "destination"),
+        ("destination_workload", "reviews"),
+        ("destination_workload_namespace", "default"),
+        ("destination_app", "reviews"),
+        ("destination_version", "v1"),
+        ("destination_canonical_service", "reviews"),
+        ("destination_canonical_revision", "v1"),
+        ("destination_cluster", "Kubernetes"),
+        ("destination_service", "reviews.default.svc.cluster.local"),
+        ("destination_service_name", "reviews"),
+        ("destination_service_namespace", "default"),
+        ("request_protocol", "http"),
+        ("response_flags", "-"),
+        ("grpc_response_status", ""),
+    ];
+    let unknown_source = [
+        ("source_workload", "unknown"),
+        ("source_workload_namespace", "unknown"),
+        ("source_app", "unknown"),
+        ("source_version", "unknown"),
+        ("source_canonical_service", "unknown"),
+        ("source_canonical_revision", "unknown"),
+        ("source_cluster", "unknown"),
+    ];
+    let mut plaintext = labels(&common);
+    plaintext.extend(labels(&[
+        ("source_workload", "productpage"),
+        ("source_workload_namespace", "default"),
+        ("source_app", "productpage"),
+        ("source_version", "v1"),
+        ("source_canonical_service", "productpage"),
+        ("source_canonical_revision", "v1"),
+        ("source_cluster", "Kubernetes"),
+        ("source_principal", "unknown"),
+        ("destination_principal", "unknown"),
+        ("connection_security_policy", "none"),
+        ("response_code", "200"),
+    ]));
+    let mut mtls = labels(&common);
+    mtls.extend(labels(&unknown_source));
+    mtls.extend(labels(&[
+        ("source_principal", SLEEP),
+        ("destination_principal", REVIEWS),
+        ("connection_security_policy", "mutual_tls"),
+        ("response_code", "200"),
+    ]));
+    let mut denied = mtls.clone();
+    denied.insert("response_code".into(), "403".into());
+
+    let got = series(&text, "istio_requests_total");
+    for want in [&plaintext, &mtls, &denied] {
+        let found: Vec<_> = got
+            .iter()
+            .filter(|(l, _)| {
+                want.iter()
+                    .all(|(k, v)| l.get(k).map(String::as_str) == Some(v.as_str()))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{want:?} in\n{text}");
+        assert_eq!(found[0].1, "1", "{want:?}");
+    }
+    // Response bytes of the denied request: the RBAC body.
+    let denied_bytes: Vec<_> = series(&text, "istio_response_bytes_sum")
+        .into_iter()
+        .filter(|(l, _)| l.get("response_code").map(String::as_str) == Some("403"))
+        .collect();
+    assert_eq!(denied_bytes.len(), 1);
+    assert_eq!(denied_bytes[0].1, "19"); // "RBAC: access denied"
+
+    // The access log: one event per request, in order.
+    let events = log.0.lock().unwrap().clone();
+    assert_eq!(events.len(), 3, "{events:?}");
+    let field = |i: usize, k: &str| events[i].get(k).cloned().unwrap_or_default();
+    assert_eq!(field(0, "reporter"), "destination");
+    assert_eq!(field(0, "method"), "GET");
+    assert_eq!(field(0, "path"), "/whoami"); // no query string
+    assert_eq!(field(0, "status"), "200");
+    assert_eq!(field(0, "connection_security_policy"), "none");
+    assert_eq!(field(0, "request_id"), "req-1");
+    assert_eq!(field(0, "trace_id"), trace_id);
+    assert_eq!(field(0, "authority"), "reviews:9080");
+    assert!(field(0, "peer_address").starts_with("127.0.0.1:"));
+    assert_eq!(field(0, "source_principal"), "");
+    assert_eq!(field(1, "connection_security_policy"), "mutual_tls");
+    assert_eq!(field(1, "source_principal"), SLEEP);
+    assert_eq!(field(1, "destination_principal"), REVIEWS);
+    assert_eq!(field(1, "status"), "200");
+    assert_eq!(field(2, "path"), "/admin");
+    assert_eq!(field(2, "status"), "403");
+    assert_eq!(field(2, "bytes_sent"), "19");
+    assert_eq!(field(2, "source_principal"), SLEEP);
+    assert_eq!(field(1, "request_id").len(), 36); // generated UUID
+    let _ = port;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_completes_fifty_streaming_responses() {
+    const STREAMS: usize = 50;
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("STRICT")).await;
+    let mut server = start(&mesh, ServeOptions::new().drain_timeout(LIMIT)).await;
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+
+    // Fifty streams, each having received its first chunk.
+    let mut bodies = Vec::new();
+    for _ in 0..STREAMS {
+        client.ready().await.unwrap();
+        let request = http::Request::get("http://reviews/stream")
+            .body(Empty::new())
+            .unwrap();
+        let response = client.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "start;");
+        bodies.push(body);
+    }
+    assert_eq!(server.handled(), STREAMS);
+
+    // Shut down: the server stops accepting...
+    server.stop.take().unwrap().send(()).unwrap();
+    server.stopping.take().unwrap().await.unwrap();
+    assert!(TcpStream::connect(server.addr).await.is_err());
+    assert!(!server.done.is_finished());
+
+    // ...and every stream still completes.
+    server.state.gate.add_permits(STREAMS);
+    for mut body in bodies {
+        let rest = tokio::time::timeout(LIMIT, async {
+            let mut rest = Vec::new();
+            while let Some(frame) = body.frame().await {
+                rest.extend_from_slice(&frame.unwrap().into_data().unwrap());
+            }
+            rest
+        })
+        .await
+        .unwrap();
+        assert_eq!(rest, b"end");
+    }
+    tokio::time::timeout(LIMIT, server.done)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn drain_deadline_closes_what_is_left() {
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let mut server = start(
+        &mesh,
+        ServeOptions::new().drain_timeout(Duration::from_millis(100)),
+    )
+    .await;
+    let mut client = h2_client(TcpStream::connect(server.addr).await.unwrap()).await;
+    client.ready().await.unwrap();
+    let request = http::Request::get("http://reviews/stream")
+        .body(Empty::new())
+        .unwrap();
+    let mut body = client.send_request(request).await.unwrap().into_body();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "start;"
+    );
+    server.stop.take().unwrap().send(()).unwrap();
+    // The gate never opens: the server closes the stream at the deadline.
+    tokio::time::timeout(LIMIT, server.done)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let end = tokio::time::timeout(LIMIT, body.frame()).await.unwrap();
+    assert!(!matches!(end, Some(Ok(_))), "{end:?}");
+}
+
+#[tokio::test]
+async fn connection_limit_holds_extra_connections_until_one_closes() {
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new().max_connections(1)).await;
+
+    // The first connection is served and kept open.
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(server.addr).await.unwrap());
+    let (mut first, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    let first_conn = tokio::spawn(conn);
+    let request = || {
+        http::Request::get("/whoami")
+            .header("host", "reviews")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(first.send_request(request()).await.unwrap().status(), 200);
+
+    // The second waits in the accept queue.
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(server.addr).await.unwrap());
+    let (mut second, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let mut pending = Box::pin(second.send_request(request()));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut pending)
+            .await
+            .is_err(),
+        "a second connection was served over the limit"
+    );
+    assert_eq!(server.handled(), 1);
+
+    // Closing the first lets it in.
+    drop(first);
+    first_conn.abort();
+    let response = tokio::time::timeout(LIMIT, pending).await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn http2_limits_are_advertised() {
+    let defaults = ServeOptions::new();
+    assert_eq!(defaults.get_max_pending_accept_reset_streams(), 20);
+    assert_eq!(defaults.get_max_local_error_reset_streams(), 1024);
+    assert_eq!(defaults.get_max_concurrent_streams(), 1024);
+    assert_eq!(defaults.get_max_header_list_size(), 60 * 1024);
+
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(
+        &mesh,
+        ServeOptions::new()
+            .max_concurrent_streams(7)
+            .max_header_list_size(16 * 1024),
+    )
+    .await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, mut conn) = h2::client::handshake(tcp).await.unwrap();
+    let request = http::Request::get("http://reviews/whoami")
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = tokio::select! {
+        r = response => r.unwrap(),
+        r = &mut conn => panic!("connection ended: {r:?}"),
+    };
+    assert_eq!(response.status(), 200);
+    assert_eq!(conn.max_concurrent_send_streams(), 7);
+
+    // A header block over the advertised limit is refused, not handed to the app.
+    let big = "x".repeat(20 * 1024);
+    let request = http::Request::get("http://reviews/whoami")
+        .header("x-big", big)
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let outcome = tokio::select! {
+        r = response => r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+        r = &mut conn => Err(format!("connection ended: {r:?}")),
+    };
+    assert_eq!(outcome, Ok(431));
+    assert_eq!(server.handled(), 1);
+}
+
+#[tokio::test]
+async fn rapid_reset_flood_closes_the_connection() {
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    // Open and immediately reset streams, all in one burst (CVE-2023-44487). Without the
+    // limit (e.g. `max_pending_accept_reset_streams(100_000)`) the connection stays up.
+    for _ in 0..200 {
+        let request = http::Request::get("http://reviews/stream")
+            .body(())
+            .unwrap();
+        let (_, mut stream) = send.send_request(request, false).unwrap();
+        stream.send_reset(h2::Reason::CANCEL);
+    }
+    let ended = tokio::time::timeout(LIMIT, conn).await.unwrap();
+    let error = ended.unwrap_err();
+    assert!(error.is_go_away() && error.is_remote(), "{error:?}");
+    assert_eq!(error.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM));
+    assert!(server.handled() < 200);
+}
