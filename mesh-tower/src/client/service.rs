@@ -86,8 +86,10 @@ impl std::fmt::Debug for MeshClient {
 }
 
 impl MeshClient {
-    /// A client over `mesh`'s live config, with no workload identity: clusters whose TLS mode
-    /// is ISTIO_MUTUAL are refused (fail closed). Use [`MeshClient::builder`] to give it one.
+    /// A client over `mesh`'s live config, presenting the mesh's workload identity
+    /// ([`MeshBuilder::identity_files`](mesh_core::MeshBuilder::identity_files)) on mutual-TLS
+    /// connections. Without an identity, clusters whose TLS mode is ISTIO_MUTUAL are refused
+    /// (fail closed, never plaintext).
     pub fn new(mesh: Mesh) -> Self {
         Self::builder(mesh).build()
     }
@@ -125,8 +127,8 @@ impl MeshClientBuilder {
         self
     }
 
-    /// The workload identity presented on mutual-TLS connections (a watched one rotates: new
-    /// connections use the new certificate).
+    /// The workload identity presented on mutual-TLS connections, instead of the mesh's (a
+    /// watched one rotates: new connections use the new certificate).
     pub fn identity(mut self, identity: impl Into<IdentitySource>) -> Self {
         self.identity = Some(identity.into());
         self
@@ -144,7 +146,10 @@ impl MeshClientBuilder {
     pub fn build(self) -> MeshClient {
         let ctx = self.mesh.context();
         let locality = ClientLocality::from(&ctx.workload);
-        let tls = self.identity.map(TlsConnector::new);
+        let tls = self
+            .identity
+            .or_else(|| self.mesh.identity().cloned())
+            .map(TlsConnector::new);
         let telemetry = self
             .telemetry
             .unwrap_or_else(|| Telemetry::new().access_log(AccessLogMode::Off));
