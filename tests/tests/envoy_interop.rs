@@ -192,6 +192,21 @@ async fn mesh_client_calls_through_envoy_inbound() {
             "{protocol}: XFCC names Envoy's identity: {xfcc:?}"
         );
         assert_eq!(seen.calls.load(Ordering::SeqCst), 1);
+        // Envoy accepted the ALPN the mesh pool offered: h2 for GRPC, http/1.1 for HTTP.
+        let (codec, other_codec) = match protocol {
+            "GRPC" => ("http2", "http1"),
+            _ => ("http1", "http2"),
+        };
+        let stats = envoy.stats().await.unwrap();
+        let connections = |codec: &str| {
+            let name = format!("http.inbound_0.0.0.0_{PORT}.downstream_cx_{codec}_total");
+            stats
+                .get(&name)
+                .copied()
+                .unwrap_or_else(|| panic!("no stat {name}"))
+        };
+        assert_eq!(connections(codec), 1, "{protocol}");
+        assert_eq!(connections(other_codec), 0, "{protocol}");
     }
 }
 
