@@ -25,6 +25,7 @@ use mesh_core::identity::{
     CertificateAuthority, IdentityFiles, IssuedIdentity, PeerIdentity, TlsIdentity,
 };
 use mesh_core::model::MtlsMode;
+use mesh_core::telemetry::ResponseFlag;
 use mesh_core::{BuildContext, Mesh, istio};
 use mesh_tests::envoy::Envoy;
 use mesh_tests::envoy::bootstrap::{self, INBOUND_LISTENER, Inbound, Outbound};
@@ -240,6 +241,20 @@ async fn envoy_inbound_refuses_a_mesh_client_from_another_trust_domain() {
         .build();
     let response = call(&client, "/xfcc").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // TLS 1.3: the client finishes its side of the handshake first and reads Envoy's alert
+    // with the response, so mesh reports the connection terminated (UC) rather than failed.
+    let flag = response.extensions().get::<ResponseFlag>();
+    assert!(
+        matches!(
+            flag,
+            Some(
+                ResponseFlag::UpstreamConnectionTermination
+                    | ResponseFlag::UpstreamConnectionFailure
+                    | ResponseFlag::UpstreamRetryLimitExceeded
+            )
+        ),
+        "{flag:?}"
+    );
     assert_eq!(
         seen.calls.load(Ordering::SeqCst),
         0,
