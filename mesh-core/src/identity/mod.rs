@@ -40,7 +40,9 @@ pub use source::IdentitySource;
 pub use spiffe::{MAX_SPIFFE_ID_LEN, SpiffeId, SpiffeIdError};
 pub use svid::{SvidError, spiffe_id_of};
 pub use time::Timestamp;
-pub use tls::{ALPN_PROTOCOLS, Clock, TlsConfigError, TlsIdentity, system_clock};
+pub use tls::{
+    ALPN_PROTOCOLS, Clock, SERVER_ALPN_PROTOCOLS, TlsConfigError, TlsIdentity, system_clock,
+};
 pub use watcher::{
     DEFAULT_DEBOUNCE, IdentityWatcher, IdentityWatcherBuilder, RotationStatus, WatchError,
 };

@@ -11,7 +11,9 @@
 //!   issues no tickets, and the client never offers resumption: every connection is verified
 //!   against the current roots and policy. A full handshake per connection is cheap next to the
 //!   long-lived HTTP/2 connections a mesh uses.
-//! - **TLS 1.3 preferred, 1.2 allowed**, ALPN `h2` then `http/1.1`.
+//! - **TLS 1.3 preferred, 1.2 allowed**, ALPN `h2` then `http/1.1`. Servers also accept the
+//!   protocol IDs Istio's sidecars offer to in-mesh upstreams ([`SERVER_ALPN_PROTOCOLS`]), so an
+//!   Envoy sidecar can call a mesh server.
 //! - **Time comes from a [`TimeProvider`]**, so tests can pin "now" and rustls and our credential
 //!   checks agree on it.
 
@@ -29,6 +31,28 @@ use super::verify::{SpiffeClientVerifier, SpiffeServerVerifier};
 
 /// ALPN protocol IDs offered and accepted, in preference order.
 pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// ALPN protocol IDs a mesh server accepts, in preference order (rustls picks the first the
+/// client also offers).
+///
+/// Besides [`ALPN_PROTOCOLS`], the IDs Istio's sidecars send to in-mesh upstreams:
+/// `istio-h2`, `istio-http/1.1`, `istio-http/1.0` (set by istio-proxy's ALPN override filter
+/// from the downstream HTTP version) and `istio` (an ISTIO_MUTUAL cluster without that filter,
+/// e.g. `["istio-peer-exchange", "istio"]`: the HTTP version is then detected from the first
+/// bytes). `istio-peer-exchange` is never selected: it announces Istio's TCP metadata exchange,
+/// which mesh does not speak, and Istio always offers `istio` next to it.
+///
+/// A client offering none of these is refused with `no_application_protocol`, as RFC 7301
+/// asks: mesh serves only HTTP, so a client that cannot speak it gets a clear error rather than
+/// a connection that fails on its first bytes.
+pub const SERVER_ALPN_PROTOCOLS: [&[u8]; 6] = [
+    b"h2",
+    b"http/1.1",
+    b"istio-h2",
+    b"istio-http/1.1",
+    b"istio-http/1.0",
+    b"istio",
+];
 
 /// The clock rustls and mesh's checks read. [`system_clock`] in production.
 pub type Clock = Arc<dyn TimeProvider>;
@@ -119,7 +143,7 @@ fn server_config(credentials: &Credentials, clock: &Clock) -> Result<ServerConfi
         .with_cert_resolver(Arc::new(FixedCert(credentials.certified_key().clone())));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
-    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    config.alpn_protocols = SERVER_ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 
