@@ -71,3 +71,27 @@ impl Readiness {
             .collect()
     }
 }
+
+/// The parts `mesh` does not have yet: a loaded config (a snapshot from some source), and an
+/// unexpired identity when it was given one.
+pub(super) fn missing_from_mesh(mesh: &mesh_core::Mesh) -> Vec<ReadyPart> {
+    let mut missing = Vec::new();
+    if mesh.snapshot().source == mesh_core::model::SnapshotSource::Empty {
+        missing.push(ReadyPart::Config);
+    }
+    if let Some(identity) = mesh.identity() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        if identity
+            .current()
+            .credentials()
+            .leaf_not_after()
+            .unix_seconds()
+            <= now
+        {
+            missing.push(ReadyPart::Identity);
+        }
+    }
+    missing
+}

@@ -98,7 +98,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         "/config_dump" => json(&config_dump(&shared.mesh, shared.state.identity.as_ref())),
         "/clusters" => json(&clusters(shared)),
         "/healthz/ready" => {
-            let missing = shared.state.readiness.missing();
+            let missing = match &shared.state.readiness {
+                Some(gate) => gate.missing(),
+                None => super::ready::missing_from_mesh(&shared.mesh),
+            };
             if missing.is_empty() {
                 text(StatusCode::OK, "ready\n")
             } else {

@@ -15,7 +15,7 @@ use crate::telemetry::ServiceGraph;
 /// The admin endpoint's sources, built with consuming setters; every one is optional.
 #[derive(Clone, Default)]
 pub struct AdminState {
-    pub(super) readiness: Readiness,
+    pub(super) readiness: Option<Readiness>,
     pub(super) prometheus: Option<PrometheusHandle>,
     pub(super) identity: Option<Arc<dyn IdentityDump>>,
     pub(super) clusters: Option<Arc<dyn ClusterStatsSource>>,
@@ -24,14 +24,18 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    /// Nothing but a readiness gate with no part ready.
+    /// No sources: readiness is derived from the mesh (see [`AdminState::readiness`]).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// The readiness gate `/healthz/ready` reports (keep a clone to mark parts ready).
+    /// The readiness gate `/healthz/ready` reports, for an application that marks the parts
+    /// itself (keep a clone to mark them). Without one, readiness is derived from the mesh:
+    /// config is ready once a snapshot has been loaded (from files, or the first complete xDS
+    /// config), identity once the mesh has one whose leaf has not expired, or at once when the
+    /// mesh was built without mutual TLS.
     pub fn readiness(mut self, readiness: Readiness) -> Self {
-        self.readiness = readiness;
+        self.readiness = Some(readiness);
         self
     }
 

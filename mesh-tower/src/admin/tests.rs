@@ -436,3 +436,47 @@ async fn graph_merges_peers_and_names_failures() {
     let from_b: GraphData = serde_json::from_value(get_json(b_addr, "/graph").await).unwrap();
     assert_eq!(from_b.edges.len(), 2, "B merges A's local graph");
 }
+
+#[tokio::test]
+async fn readiness_follows_the_mesh_until_config_and_identity_are_loaded() {
+    use mesh_core::identity::{CertificateAuthority, TlsIdentity};
+    // A mesh waiting for its config (as under xDS): not ready.
+    let empty = Mesh::builder().build().await.unwrap();
+    let addr = start(empty.clone(), AdminState::new()).await;
+    let (status, body) = get(addr, "/healthz/ready").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: config\n")
+    );
+    // The first config arrives: ready (no identity was configured, so none is awaited).
+    let ctx = BuildContext::default();
+    empty.apply(istio::load_str("mesh/reviews.yaml", CONFIG, &ctx).unwrap());
+    assert_eq!(get(addr, "/healthz/ready").await.0, StatusCode::OK);
+
+    // A mesh whose identity has expired: not ready, naming the identity.
+    let ca = CertificateAuthority::generate("cluster.local").unwrap();
+    let now = std::time::SystemTime::now();
+    let options = mesh_core::identity::IssueOptions::new(
+        mesh_core::identity::SpiffeId::istio("cluster.local", "default", "reviews").unwrap(),
+        std::time::Duration::from_secs(3600),
+    )
+    .validity(
+        now - std::time::Duration::from_secs(7200),
+        now - std::time::Duration::from_secs(3600),
+    );
+    let issued = ca.issue_with(&options).unwrap();
+    let long_ago = rustls_pki_types::UnixTime::since_unix_epoch(
+        (now - std::time::Duration::from_secs(5400))
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap(),
+    );
+    let expired = TlsIdentity::new(issued.credentials(long_ago).unwrap()).unwrap();
+    let with_expired = Mesh::builder().identity(expired).build().await.unwrap();
+    with_expired.apply(istio::load_str("mesh/reviews.yaml", CONFIG, &ctx).unwrap());
+    let addr = start(with_expired, AdminState::new()).await;
+    let (status, body) = get(addr, "/healthz/ready").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: identity\n")
+    );
+}
