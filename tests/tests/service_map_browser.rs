@@ -77,7 +77,7 @@ fn chromium() -> String {
 
 /// Runs headless Chromium on `url` for a few seconds of page time (so the page's polling runs)
 /// and returns the DOM; also writes a screenshot to `screenshot`.
-async fn render(url: &str, screenshot: &PathBuf) -> String {
+async fn render(url: &str, screenshot: &std::path::Path) -> String {
     let profile = tempfile::tempdir().unwrap();
     let common = [
         "--headless".to_owned(),
