@@ -57,6 +57,11 @@ impl Diagnostics {
         self.items.push(d);
     }
 
+    /// Appends everything `other` collected.
+    pub(crate) fn extend(&mut self, other: Diagnostics) {
+        self.items.extend(other.items);
+    }
+
     pub(crate) fn has_errors(&self) -> bool {
         self.items.iter().any(Diagnostic::is_error)
     }

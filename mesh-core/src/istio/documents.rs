@@ -90,6 +90,7 @@ pub(crate) struct RawResource {
 }
 
 /// A document's text and the line it starts on (1-based).
+#[derive(Clone, Copy)]
 struct DocText<'a> {
     text: &'a str,
     first_line: usize,
@@ -135,42 +136,93 @@ fn is_blank(text: &str) -> bool {
 /// Reads every document of `content`, reporting malformed and skipped ones, and returns the
 /// resources mesh reads.
 pub(crate) fn read_documents(
-    file: &std::path::Path,
-    content: &str,
+    inputs: &[(std::path::PathBuf, String)],
     default_namespace: &str,
     diags: &mut Diagnostics,
     out: &mut Vec<RawResource>,
 ) {
-    for (index, doc) in split(content).into_iter().enumerate() {
-        if is_blank(doc.text) {
-            continue;
+    // Every non-blank document of every file, in order.
+    let docs: Vec<(&std::path::Path, usize, DocText<'_>)> = inputs
+        .iter()
+        .flat_map(|(file, content)| {
+            split(content)
+                .into_iter()
+                .enumerate()
+                .filter(|(_, doc)| !is_blank(doc.text))
+                .map(move |(index, doc)| (file.as_path(), index, doc))
+        })
+        .collect();
+    // Documents are independent, and YAML parsing is most of the cost of a large config: parse
+    // them on every core, in contiguous chunks whose results are joined in order.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if workers < 2 || docs.len() < 64 {
+        for (file, index, doc) in docs {
+            read_document(file, index, doc, default_namespace, diags, out);
         }
-        let origin = Origin {
-            file: file.to_owned(),
-            document: index,
-            prefix: String::new(),
-        };
-        let value: Value = match serde_saphyr::from_str(doc.text) {
-            Ok(v) => v,
-            Err(e) => {
-                let rendered = e.to_string();
-                let reason = yaml_reason(&rendered);
-                let message = match e.location() {
-                    Some(loc) if loc.line() > 0 => format!(
-                        "malformed YAML at line {}, column {}: {reason}",
-                        usize::try_from(loc.line())
-                            .unwrap_or(usize::MAX)
-                            .saturating_add(doc.first_line - 1),
-                        loc.column()
-                    ),
-                    _ => format!("malformed YAML: {reason}"),
-                };
-                diags.push(origin.diag(None, Severity::Error, "", message));
-                continue;
-            }
-        };
-        read_object(origin, value, default_namespace, diags, out);
+        return;
     }
+    let chunk = docs.len().div_ceil(workers);
+    let results: Vec<(Diagnostics, Vec<RawResource>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = docs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let (mut d, mut o) = (Diagnostics::default(), Vec::new());
+                    for (file, index, doc) in part {
+                        read_document(file, *index, *doc, default_namespace, &mut d, &mut o);
+                    }
+                    (d, o)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(result) => result,
+                // A panic in a parser thread is a bug; surface it where it happened.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    for (d, o) in results {
+        diags.extend(d);
+        out.extend(o);
+    }
+}
+
+fn read_document(
+    file: &std::path::Path,
+    index: usize,
+    doc: DocText<'_>,
+    default_namespace: &str,
+    diags: &mut Diagnostics,
+    out: &mut Vec<RawResource>,
+) {
+    let origin = Origin {
+        file: file.to_owned(),
+        document: index,
+        prefix: String::new(),
+    };
+    let value: Value = match serde_saphyr::from_str(doc.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let rendered = e.to_string();
+            let reason = yaml_reason(&rendered);
+            let message = match e.location() {
+                Some(loc) if loc.line() > 0 => format!(
+                    "malformed YAML at line {}, column {}: {reason}",
+                    usize::try_from(loc.line())
+                        .unwrap_or(usize::MAX)
+                        .saturating_add(doc.first_line - 1),
+                    loc.column()
+                ),
+                _ => format!("malformed YAML: {reason}"),
+            };
+            diags.push(origin.diag(None, Severity::Error, "", message));
+            return;
+        }
+    };
+    read_object(origin, value, default_namespace, diags, out);
 }
 
 /// serde-saphyr's message without its `error: line L column C:` prefix (the line is relative to

@@ -169,15 +169,12 @@ fn load(
 ) -> Result<Snapshot, ConfigError> {
     let mut diags = Diagnostics::default();
     let mut raw: Vec<RawResource> = Vec::new();
-    for (file, content) in &inputs {
-        documents::read_documents(
-            file,
-            content,
-            &ctx.settings.default_namespace,
-            &mut diags,
-            &mut raw,
-        );
-    }
+    documents::read_documents(
+        &inputs,
+        &ctx.settings.default_namespace,
+        &mut diags,
+        &mut raw,
+    );
     let built = translate::build(raw, ctx, &mut diags);
     if diags.has_errors() {
         return Err(ConfigError {
