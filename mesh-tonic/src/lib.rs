@@ -7,3 +7,4 @@
 mod channel;
 
 pub use channel::{MeshChannel, channel};
+pub mod xds;
