@@ -11,8 +11,11 @@
 //! gRFC A27 (xDS-based global load balancing), A40 (CSDS), A46 (NACK semantics), A57 (bootstrap
 //! and does-not-exist timer) and A88 (resource errors).
 
-//pub mod bootstrap;
+pub mod bootstrap;
 //pub mod client;
-//pub mod server;
+pub mod server;
+mod node;
 mod stream;
+
+pub use node::IstioNodeId;
 pub mod translate;

@@ -73,3 +73,8 @@ pub struct XdsResources {
     /// EDS.
     pub load_assignments: Vec<ClusterLoadAssignment>,
 }
+
+pub use tls::{CERT_DEFAULT, CERT_ROOTCA};
+
+/// Istio's one certificate-provider instance name, holding both `default` and `ROOTCA`.
+pub const CERT_INSTANCE: &str = "default";

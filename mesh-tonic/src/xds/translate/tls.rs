@@ -25,9 +25,9 @@ use super::proto::{pack, unpack};
 /// Name of the TLS transport socket.
 const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 /// Istio's certificate names.
-pub(crate) const CERT_DEFAULT: &str = "default";
+pub const CERT_DEFAULT: &str = "default";
 /// Istio's root-bundle name.
-pub(crate) const CERT_ROOTCA: &str = "ROOTCA";
+pub const CERT_ROOTCA: &str = "ROOTCA";
 
 pub(crate) fn ads_source() -> ConfigSource {
     ConfigSource {
