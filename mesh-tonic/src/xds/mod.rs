@@ -12,7 +12,7 @@
 //! and does-not-exist timer) and A88 (resource errors).
 
 pub mod bootstrap;
-//pub mod client;
+pub mod client;
 pub mod server;
 mod node;
 mod stream;
