@@ -199,6 +199,7 @@ impl Worker {
                 m = responses.message() => m,
                 _ = sleep_until(deadline) => {
                     self.expire(Instant::now());
+                    self.publish_status();
                     self.try_apply();
                     self.publish_status();
                     continue;
@@ -263,12 +264,17 @@ impl Worker {
             tracing::warn!(r#type = short, version = %response.version_info, error = %message, "xDS NACK; valid resources of the response are used, the rest keeps its last good version");
             metrics::counter!("mesh_xds_client_responses_total", "type" => short, "result" => "nack").increment(1);
             ack.error_detail = Some(RpcStatus { code: tonic::Code::InvalidArgument as i32, message: message.clone(), details: Vec::new() });
-            self.mesh.reject(ConfigError { diagnostics: errors.iter().map(XdsError::to_diagnostic).collect() });
             self.status.send_modify(|s| s.last_nack = Some(message));
         }
         requests.push(ack);
         requests.extend(self.follow_dependencies());
+        // Resource states first, so whoever sees `ready` sees the states that made it so.
+        self.publish_status();
         self.try_apply();
+        if !errors.is_empty() {
+            // After applying the valid part, so the refusal stays visible in the mesh status.
+            self.mesh.reject(ConfigError { diagnostics: errors.iter().map(XdsError::to_diagnostic).collect() });
+        }
         self.publish_status();
         requests
     }
