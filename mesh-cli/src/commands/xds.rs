@@ -3,6 +3,7 @@
 //! pushed; an invalid one is logged and the last good config keeps being served. Logs (ACKs,
 //! NACKs, connections) go to stderr; `RUST_LOG` filters them (default `info`).
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,7 @@ impl Serve {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .try_init();
         let settings = MeshSettings {
             domain_suffix: self.domain_suffix,

@@ -110,7 +110,7 @@ pub fn assemble(decoded: &Decoded, version: String, source: SnapshotSource) -> S
                 c.endpoints = decoded
                     .endpoints
                     .get(service)
-                    .map(|e| Arc::from(e.endpoints.clone()))
+                    .map(|e| e.endpoints.clone())
                     .unwrap_or_else(|| Arc::from(Vec::new()));
             }
             match (&mut c.lb, hash_keys.get(&c.name)) {

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{
     Address, HealthStatus as XdsHealth, Locality as XdsLocality, SocketAddress, address,
@@ -27,8 +28,8 @@ use super::proto::{self, u32v};
 pub struct DecodedEndpoints {
     /// The EDS service name.
     pub name: String,
-    /// Endpoints in order.
-    pub endpoints: Vec<Endpoint>,
+    /// Endpoints in order (shared with the snapshots built from them).
+    pub endpoints: Arc<[Endpoint]>,
     /// Warnings.
     pub warnings: Vec<Diagnostic>,
 }
@@ -47,7 +48,8 @@ pub(crate) fn to_xds(cluster: &Cluster) -> ClusterLoadAssignment {
         endpoints: groups
             .into_iter()
             .map(|(locality, list)| LocalityLbEndpoints {
-                locality: (!locality.is_empty()).then(|| XdsLocality {
+                // Always present: gRPC rejects locality groups without one.
+                locality: Some(XdsLocality {
                     region: locality.region.clone(),
                     zone: locality.zone.clone(),
                     sub_zone: locality.subzone.clone(),
@@ -96,6 +98,15 @@ fn lb_endpoint(e: &Endpoint) -> LbEndpoint {
     }
 }
 
+/// `endpoints[i].lb_endpoints[j]`, formatted only when displayed.
+struct Lazy<'a>(&'a str, usize);
+
+impl std::fmt::Display for Lazy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.lb_endpoints[{}]", self.0, self.1)
+    }
+}
+
 /// Decodes and validates one EDS resource.
 pub fn decode_load_assignment(cla: &ClusterLoadAssignment) -> Result<DecodedEndpoints, XdsError> {
     let mut scope = Scope::new(ResourceKind::Endpoints, cla.cluster_name.clone());
@@ -105,7 +116,7 @@ pub fn decode_load_assignment(cla: &ClusterLoadAssignment) -> Result<DecodedEndp
     let endpoints = decode_inline(cla, &mut scope)?;
     Ok(DecodedEndpoints {
         name: cla.cluster_name.clone(),
-        endpoints,
+        endpoints: endpoints.into(),
         warnings: scope.warnings,
     })
 }
@@ -124,7 +135,8 @@ pub(crate) fn decode_inline(cla: &ClusterLoadAssignment, scope: &mut Scope) -> R
             subzone: l.sub_zone.clone(),
         });
         for (j, e) in group.lb_endpoints.iter().enumerate() {
-            let path = format!("{gpath}.lb_endpoints[{j}]");
+            // Built only for an error: formatting 10,000 paths would dominate a large update.
+            let path = Lazy(&gpath, j);
             let endpoint = match &e.host_identifier {
                 Some(HostIdentifier::Endpoint(ep)) => ep,
                 Some(HostIdentifier::EndpointName(_)) => {
