@@ -1,5 +1,7 @@
 //! Generated tonic clients over the mesh channel, against real tonic servers on 127.0.0.1.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 use std::net::SocketAddr;
 
 use mesh_core::{BuildContext, Mesh, istio};

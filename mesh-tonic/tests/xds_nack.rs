@@ -3,6 +3,8 @@
 //! response are used, traffic continues on the last good config, and a resource never sent is
 //! declared missing by the does-not-exist timer.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
 mod support;
 
 use std::pin::Pin;
@@ -49,8 +51,9 @@ struct Driven {
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for Driven {
     type StreamAggregatedResourcesStream = UnboundedStream;
-    type DeltaAggregatedResourcesStream =
-        Pin<Box<dyn futures_core::Stream<Item = Result<DeltaDiscoveryResponse, tonic::Status>> + Send>>;
+    type DeltaAggregatedResourcesStream = Pin<
+        Box<dyn futures_core::Stream<Item = Result<DeltaDiscoveryResponse, tonic::Status>> + Send>,
+    >;
 
     async fn stream_aggregated_resources(
         &self,
@@ -65,7 +68,12 @@ impl AggregatedDiscoveryService for Driven {
                 }
             }
         });
-        let rx = self.responses.lock().unwrap().take().ok_or_else(|| tonic::Status::unavailable("one stream only"))?;
+        let rx = self
+            .responses
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| tonic::Status::unavailable("one stream only"))?;
         Ok(tonic::Response::new(UnboundedStream(rx)))
     }
 
@@ -86,7 +94,10 @@ struct Harness {
 async fn driven() -> Harness {
     let (req_tx, requests) = mpsc::unbounded_channel();
     let (responses, resp_rx) = mpsc::unbounded_channel();
-    let server = Driven { requests: req_tx, responses: Arc::new(Mutex::new(Some(resp_rx))) };
+    let server = Driven {
+        requests: req_tx,
+        responses: Arc::new(Mutex::new(Some(resp_rx))),
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -94,11 +105,21 @@ async fn driven() -> Harness {
             .add_service(AggregatedDiscoveryServiceServer::new(server))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
-    Harness { requests, responses, addr }
+    Harness {
+        requests,
+        responses,
+        addr,
+    }
 }
 
 fn pack<M: Message>(url: &str, items: &[M]) -> Vec<Any> {
-    items.iter().map(|m| Any { type_url: url.to_owned(), value: m.encode_to_vec() }).collect()
+    items
+        .iter()
+        .map(|m| Any {
+            type_url: url.to_owned(),
+            value: m.encode_to_vec(),
+        })
+        .collect()
 }
 
 impl Harness {
@@ -115,16 +136,39 @@ impl Harness {
     }
 
     fn send_all(&self, r: &XdsResources, version: &str, nonce_prefix: &str) {
-        self.send(type_url::CLUSTER, version, &format!("{nonce_prefix}c"), pack(type_url::CLUSTER, &r.clusters));
-        self.send(type_url::ENDPOINTS, version, &format!("{nonce_prefix}e"), pack(type_url::ENDPOINTS, &r.load_assignments));
-        self.send(type_url::LISTENER, version, &format!("{nonce_prefix}l"), pack(type_url::LISTENER, &r.listeners));
-        self.send(type_url::ROUTE, version, &format!("{nonce_prefix}r"), pack(type_url::ROUTE, &r.route_configurations));
+        self.send(
+            type_url::CLUSTER,
+            version,
+            &format!("{nonce_prefix}c"),
+            pack(type_url::CLUSTER, &r.clusters),
+        );
+        self.send(
+            type_url::ENDPOINTS,
+            version,
+            &format!("{nonce_prefix}e"),
+            pack(type_url::ENDPOINTS, &r.load_assignments),
+        );
+        self.send(
+            type_url::LISTENER,
+            version,
+            &format!("{nonce_prefix}l"),
+            pack(type_url::LISTENER, &r.listeners),
+        );
+        self.send(
+            type_url::ROUTE,
+            version,
+            &format!("{nonce_prefix}r"),
+            pack(type_url::ROUTE, &r.route_configurations),
+        );
     }
 
     /// The next request answering `nonce`.
     async fn answer_to(&mut self, nonce: &str) -> DiscoveryRequest {
         loop {
-            let r = tokio::time::timeout(Duration::from_secs(10), self.requests.recv()).await.expect("request").expect("stream");
+            let r = tokio::time::timeout(Duration::from_secs(10), self.requests.recv())
+                .await
+                .expect("request")
+                .expect("stream");
             if r.response_nonce == nonce {
                 return r;
             }
@@ -134,9 +178,17 @@ impl Harness {
 
 async fn start_client(h: &Harness, timeout: Duration) -> (Mesh, XdsClient) {
     let workload = Workload::new("default", "frontend");
-    let mesh = Mesh::builder().workload(workload.clone()).build().await.unwrap();
+    let mesh = Mesh::builder()
+        .workload(workload.clone())
+        .build()
+        .await
+        .unwrap();
     let config = XdsClientConfig::new(XdsTarget::Tcp(h.addr.to_string()), &workload)
-        .backoff(Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(200), ..Backoff::default() })
+        .backoff(Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+            ..Backoff::default()
+        })
         .resource_timeout(timeout);
     (mesh.clone(), XdsClient::start(mesh, config))
 }
@@ -144,20 +196,43 @@ async fn start_client(h: &Harness, timeout: Duration) -> (Mesh, XdsClient) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_push_is_nacked_and_traffic_keeps_the_last_good_config() {
     let (v1, v2) = (backend("v1").await, backend("v2").await);
-    let snapshot = istio::load_str("inventory.yaml", &config(&[&v1, &v2], &[100, 0]), &BuildContext::default()).unwrap();
+    let snapshot = istio::load_str(
+        "inventory.yaml",
+        &config(&[&v1, &v2], &[100, 0]),
+        &BuildContext::default(),
+    )
+    .unwrap();
     let good = to_resources(&snapshot, NodeKind::ProxylessGrpc);
     let mut h = driven().await;
     let (mesh, client) = start_client(&h, Duration::from_secs(15)).await;
 
-    let first = tokio::time::timeout(Duration::from_secs(10), h.requests.recv()).await.unwrap().unwrap();
-    assert!(first.node.as_ref().is_some_and(|n| n.id.contains("~default.svc.cluster.local")), "the node comes first");
+    let first = tokio::time::timeout(Duration::from_secs(10), h.requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        first
+            .node
+            .as_ref()
+            .is_some_and(|n| n.id.contains("~default.svc.cluster.local")),
+        "the node comes first"
+    );
     h.send_all(&good, "1", "a");
-    tokio::time::timeout(Duration::from_secs(10), client.ready()).await.expect("ready");
+    tokio::time::timeout(Duration::from_secs(10), client.ready())
+        .await
+        .expect("ready");
     let ack = h.answer_to("ac").await;
-    assert_eq!((ack.version_info.as_str(), ack.error_detail.is_none()), ("1", true), "CDS ACKed");
+    assert_eq!(
+        (ack.version_info.as_str(), ack.error_detail.is_none()),
+        ("1", true),
+        "CDS ACKed"
+    );
 
     let (t, handle) = traffic(&mesh, "http://inventory:8080/", 20_000);
-    until("traffic", Duration::from_secs(10), || t.ok.load(Ordering::Relaxed) >= 100).await;
+    until("traffic", Duration::from_secs(10), || {
+        t.ok.load(Ordering::Relaxed) >= 100
+    })
+    .await;
 
     // CDS v2: one cluster broken, one new and valid.
     let v2_name = "outbound|8080|v2|inventory.default.svc.cluster.local";
@@ -170,28 +245,65 @@ async fn malformed_push_is_nacked_and_traffic_keeps_the_last_good_config() {
     let mut extra = good.clusters[0].clone();
     extra.name = "outbound|8080|extra|inventory.default.svc.cluster.local".into();
     clusters.push(extra);
-    h.send(type_url::CLUSTER, "2", "b", pack(type_url::CLUSTER, &clusters));
+    h.send(
+        type_url::CLUSTER,
+        "2",
+        "b",
+        pack(type_url::CLUSTER, &clusters),
+    );
     let nack = h.answer_to("b").await;
-    assert_eq!(nack.version_info, "1", "a NACK carries the previous version");
+    assert_eq!(
+        nack.version_info, "1",
+        "a NACK carries the previous version"
+    );
     let detail = nack.error_detail.expect("error_detail");
-    assert!(detail.message.contains(&format!("cluster {v2_name}: lb_policy: CLUSTER_PROVIDED is not supported")), "{}", detail.message);
+    assert!(
+        detail.message.contains(&format!(
+            "cluster {v2_name}: lb_policy: CLUSTER_PROVIDED is not supported"
+        )),
+        "{}",
+        detail.message
+    );
 
     let mut changes = mesh.subscribe();
-    tokio::time::timeout(Duration::from_secs(5), changes.wait_for(|s| s.clusters.keys().any(|k| k.as_str().contains("|extra|")))).await.expect("the valid cluster of the bad response is used").unwrap();
-    assert!(mesh.snapshot().clusters.keys().any(|k| k.as_str() == v2_name), "the bad cluster keeps its last good version");
-    assert!(mesh.status().last_rejection.is_some(), "the refusal is visible");
-    let state = client.status().resources.into_iter().find(|r| r.name == v2_name).unwrap();
-    assert!(matches!(state.state, ResourceState::Nacked { .. }) && state.version == "1", "{state:?}");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        changes.wait_for(|s| s.clusters.keys().any(|k| k.as_str().contains("|extra|"))),
+    )
+    .await
+    .expect("the valid cluster of the bad response is used")
+    .unwrap();
+    assert!(
+        mesh.snapshot()
+            .clusters
+            .keys()
+            .any(|k| k.as_str() == v2_name),
+        "the bad cluster keeps its last good version"
+    );
+    assert!(
+        mesh.status().last_rejection.is_some(),
+        "the refusal is visible"
+    );
+    let state = client
+        .status()
+        .resources
+        .into_iter()
+        .find(|r| r.name == v2_name)
+        .unwrap();
+    assert!(
+        matches!(state.state, ResourceState::Nacked { .. }) && state.version == "1",
+        "{state:?}"
+    );
 
     // RDS v2: weights summing to zero.
     let mut routes = good.route_configurations.clone();
     for vh in &mut routes[0].virtual_hosts {
         for r in &mut vh.routes {
-            if let Some(Action::Route(a)) = &mut r.action {
-                if let Some(ClusterSpecifier::WeightedClusters(w)) = &mut a.cluster_specifier {
-                    for c in &mut w.clusters {
-                        c.weight = Some(Default::default());
-                    }
+            if let Some(Action::Route(a)) = &mut r.action
+                && let Some(ClusterSpecifier::WeightedClusters(w)) = &mut a.cluster_specifier
+            {
+                for c in &mut w.clusters {
+                    c.weight = Some(Default::default());
                 }
             }
         }
@@ -199,39 +311,100 @@ async fn malformed_push_is_nacked_and_traffic_keeps_the_last_good_config() {
     h.send(type_url::ROUTE, "2", "c", pack(type_url::ROUTE, &routes));
     let nack = h.answer_to("c").await;
     assert_eq!(nack.version_info, "1");
-    assert!(nack.error_detail.unwrap().message.contains("weighted_clusters: weights sum to 0"));
+    assert!(
+        nack.error_detail
+            .unwrap()
+            .message
+            .contains("weighted_clusters: weights sum to 0")
+    );
     let ok_now = t.ok.load(Ordering::Relaxed);
-    until("traffic after the NACKs", Duration::from_secs(10), || t.ok.load(Ordering::Relaxed) >= ok_now + 200).await;
+    until("traffic after the NACKs", Duration::from_secs(10), || {
+        t.ok.load(Ordering::Relaxed) >= ok_now + 200
+    })
+    .await;
 
     // A good RDS v3 moves traffic to v2.
-    let moved = istio::load_str("inventory.yaml", &config(&[&v1, &v2], &[0, 100]), &BuildContext::default()).unwrap();
+    let moved = istio::load_str(
+        "inventory.yaml",
+        &config(&[&v1, &v2], &[0, 100]),
+        &BuildContext::default(),
+    )
+    .unwrap();
     let moved = to_resources(&moved, NodeKind::ProxylessGrpc);
-    h.send(type_url::ROUTE, "3", "d", pack(type_url::ROUTE, &moved.route_configurations));
+    h.send(
+        type_url::ROUTE,
+        "3",
+        "d",
+        pack(type_url::ROUTE, &moved.route_configurations),
+    );
     let ack = h.answer_to("d").await;
-    assert_eq!((ack.version_info.as_str(), ack.error_detail.is_none()), ("3", true));
+    assert_eq!(
+        (ack.version_info.as_str(), ack.error_detail.is_none()),
+        ("3", true)
+    );
     let v2_now = t.by_version[1].load(Ordering::Relaxed);
-    until("traffic on v2", Duration::from_secs(10), || t.by_version[1].load(Ordering::Relaxed) >= v2_now + 100).await;
+    until("traffic on v2", Duration::from_secs(10), || {
+        t.by_version[1].load(Ordering::Relaxed) >= v2_now + 100
+    })
+    .await;
     t.stop.store(true, Ordering::Relaxed);
     handle.await.unwrap();
-    assert_eq!(t.failed.load(Ordering::Relaxed), 0, "NACKed pushes failed no request");
+    assert_eq!(
+        t.failed.load(Ordering::Relaxed),
+        0,
+        "NACKed pushes failed no request"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_configuration_never_sent_does_not_exist_after_the_timeout() {
     let (v1, v2) = (backend("v1").await, backend("v2").await);
-    let snapshot = istio::load_str("inventory.yaml", &config(&[&v1, &v2], &[100, 0]), &BuildContext::default()).unwrap();
+    let snapshot = istio::load_str(
+        "inventory.yaml",
+        &config(&[&v1, &v2], &[100, 0]),
+        &BuildContext::default(),
+    )
+    .unwrap();
     let good = to_resources(&snapshot, NodeKind::ProxylessGrpc);
     let mut h = driven().await;
     let (mesh, client) = start_client(&h, Duration::from_millis(300)).await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), h.requests.recv()).await.unwrap().unwrap();
-    h.send(type_url::CLUSTER, "1", "c", pack(type_url::CLUSTER, &good.clusters));
-    h.send(type_url::ENDPOINTS, "1", "e", pack(type_url::ENDPOINTS, &good.load_assignments));
-    h.send(type_url::LISTENER, "1", "l", pack(type_url::LISTENER, &good.listeners));
+    let _ = tokio::time::timeout(Duration::from_secs(10), h.requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    h.send(
+        type_url::CLUSTER,
+        "1",
+        "c",
+        pack(type_url::CLUSTER, &good.clusters),
+    );
+    h.send(
+        type_url::ENDPOINTS,
+        "1",
+        "e",
+        pack(type_url::ENDPOINTS, &good.load_assignments),
+    );
+    h.send(
+        type_url::LISTENER,
+        "1",
+        "l",
+        pack(type_url::LISTENER, &good.listeners),
+    );
     let rds = h.answer_to("l").await;
     assert!(rds.type_url == type_url::LISTENER);
-    assert!(!client.is_ready(), "not ready while a route configuration is outstanding");
-    tokio::time::timeout(Duration::from_secs(5), client.ready()).await.expect("ready once the route configuration is known not to exist");
-    let missing = client.status().resources.into_iter().find(|r| r.kind == "route").unwrap();
+    assert!(
+        !client.is_ready(),
+        "not ready while a route configuration is outstanding"
+    );
+    tokio::time::timeout(Duration::from_secs(5), client.ready())
+        .await
+        .expect("ready once the route configuration is known not to exist");
+    let missing = client
+        .status()
+        .resources
+        .into_iter()
+        .find(|r| r.kind == "route")
+        .unwrap();
     assert_eq!(missing.state, ResourceState::DoesNotExist);
     assert!(mesh.snapshot().routes.is_empty() && !mesh.snapshot().clusters.is_empty());
 }

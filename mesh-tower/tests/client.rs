@@ -6,12 +6,12 @@ mod backends;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use backends::{apply, backend, mesh, service_yaml};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use mesh_core::telemetry::ResponseFlag;
 use mesh_tower::client::MeshClient;
-use backends::{apply, backend, mesh, service_yaml};
 use tower::ServiceExt;
 
 async fn get(

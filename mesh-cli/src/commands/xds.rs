@@ -61,7 +61,9 @@ impl Serve {
             trust_domain: self.trust_domain,
             ..MeshSettings::default()
         };
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async move {
             let server = XdsServer::new(self.config, settings).await?;
             let listener = tokio::net::TcpListener::bind(self.listen).await?;

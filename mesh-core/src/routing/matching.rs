@@ -17,7 +17,9 @@ fn block_matches<H: RequestHeaders + ?Sized>(m: &RouteMatch, request: &RequestIn
         return false;
     }
     let fails = |matcher: &Option<crate::model::StringMatch>, value: &str, ignore_case: bool| {
-        matcher.as_ref().is_some_and(|m| !m.matches(value, ignore_case))
+        matcher
+            .as_ref()
+            .is_some_and(|m| !m.matches(value, ignore_case))
     };
     if fails(&m.path, request.path(), m.ignore_uri_case)
         || fails(&m.method, request.method, false)

@@ -72,7 +72,10 @@ pub enum XdsTarget {
 impl XdsTarget {
     /// Parses a gRPC target URI.
     pub fn parse(uri: &str) -> Result<Self, String> {
-        if let Some(path) = uri.strip_prefix("unix://").or_else(|| uri.strip_prefix("unix:")) {
+        if let Some(path) = uri
+            .strip_prefix("unix://")
+            .or_else(|| uri.strip_prefix("unix:"))
+        {
             if path.is_empty() {
                 return Err(format!("{uri:?}: empty socket path"));
             }
@@ -86,8 +89,12 @@ impl XdsTarget {
         // dns://authority/host:port names a DNS server; the host is after the last slash.
         let host_port = rest.rsplit('/').next().unwrap_or(rest);
         match host_port.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(XdsTarget::Tcp(host_port.to_owned())),
-            _ => Err(format!("{uri:?}: expected unix:PATH, dns:///HOST:PORT or HOST:PORT")),
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+                Ok(XdsTarget::Tcp(host_port.to_owned()))
+            }
+            _ => Err(format!(
+                "{uri:?}: expected unix:PATH, dns:///HOST:PORT or HOST:PORT"
+            )),
         }
     }
 }
@@ -189,16 +196,26 @@ impl Bootstrap {
 
     /// Reads a bootstrap file.
     pub fn load(path: &Path) -> Result<Self, BootstrapError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BootstrapError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| BootstrapError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
     /// Parses bootstrap JSON; `path` labels errors.
     pub fn parse(path: &Path, json: &str) -> Result<Self, BootstrapError> {
-        let invalid = |message: String| BootstrapError::Invalid { path: path.to_owned(), message };
+        let invalid = |message: String| BootstrapError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
         let raw: RawBootstrap = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
-        let server = raw.xds_servers.first().ok_or_else(|| invalid("xds_servers: at least one server is required".into()))?;
-        let target = XdsTarget::parse(&server.server_uri).map_err(|e| invalid(format!("xds_servers[0].server_uri: {e}")))?;
+        let server = raw
+            .xds_servers
+            .first()
+            .ok_or_else(|| invalid("xds_servers: at least one server is required".into()))?;
+        let target = XdsTarget::parse(&server.server_uri)
+            .map_err(|e| invalid(format!("xds_servers[0].server_uri: {e}")))?;
         let mut ignored: Vec<String> = raw.rest.keys().cloned().collect();
         if let Some(c) = server.channel_creds.iter().find(|c| c.kind != "insecure") {
             return Err(invalid(format!(
@@ -209,7 +226,12 @@ impl Bootstrap {
         if raw.xds_servers.len() > 1 {
             ignored.push("xds_servers[1..] (fallback servers)".into());
         }
-        let raw_node = raw.node.unwrap_or(RawNode { id: String::new(), cluster: String::new(), metadata: Default::default(), locality: None });
+        let raw_node = raw.node.unwrap_or(RawNode {
+            id: String::new(),
+            cluster: String::new(),
+            metadata: Default::default(),
+            locality: None,
+        });
         let node = Node {
             id: raw_node.id,
             cluster: raw_node.cluster,
@@ -223,21 +245,35 @@ impl Bootstrap {
         let mut providers = BTreeMap::new();
         for (name, p) in raw.certificate_providers {
             if p.plugin_name != "file_watcher" {
-                ignored.push(format!("certificate_providers.{name} (plugin {:?})", p.plugin_name));
+                ignored.push(format!(
+                    "certificate_providers.{name} (plugin {:?})",
+                    p.plugin_name
+                ));
                 continue;
             }
             let file = |k: &str| -> Result<Option<PathBuf>, BootstrapError> {
                 match p.config.get(k) {
                     None => Ok(None),
                     Some(serde_json::Value::String(s)) => Ok(Some(PathBuf::from(s))),
-                    Some(_) => Err(invalid(format!("certificate_providers.{name}.config.{k}: expected a string"))),
+                    Some(_) => Err(invalid(format!(
+                        "certificate_providers.{name}.config.{k}: expected a string"
+                    ))),
                 }
             };
             let refresh_interval = match p.config.get("refresh_interval") {
                 None => Duration::from_secs(600),
-                Some(serde_json::Value::String(s)) => mesh_core::model::parse_duration(s)
-                    .map_err(|e| invalid(format!("certificate_providers.{name}.config.refresh_interval: {e}")))?,
-                Some(_) => return Err(invalid(format!("certificate_providers.{name}.config.refresh_interval: expected a duration string"))),
+                Some(serde_json::Value::String(s)) => {
+                    mesh_core::model::parse_duration(s).map_err(|e| {
+                        invalid(format!(
+                            "certificate_providers.{name}.config.refresh_interval: {e}"
+                        ))
+                    })?
+                }
+                Some(_) => {
+                    return Err(invalid(format!(
+                        "certificate_providers.{name}.config.refresh_interval: expected a duration string"
+                    )));
+                }
             };
             let provider = FileWatcherProvider {
                 certificate_file: file("certificate_file")?,
@@ -272,7 +308,9 @@ impl Bootstrap {
     /// certificate names (`default`: chain and key; `ROOTCA`: roots). `None` unless all three
     /// files are named.
     pub fn identity_files(&self) -> Option<IdentityFiles> {
-        let p = self.certificate_providers.get(super::translate::CERT_INSTANCE)?;
+        let p = self
+            .certificate_providers
+            .get(super::translate::CERT_INSTANCE)?;
         Some(IdentityFiles {
             cert_chain: p.certificate_file.clone()?,
             key: p.private_key_file.clone()?,
@@ -293,11 +331,26 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(XdsTarget::parse("unix:///etc/istio/proxy/XDS"), Ok(XdsTarget::Unix("/etc/istio/proxy/XDS".into())));
-        assert_eq!(XdsTarget::parse("unix:rel/sock"), Ok(XdsTarget::Unix("rel/sock".into())));
-        assert_eq!(XdsTarget::parse("dns:///istiod.istio-system.svc:15010"), Ok(XdsTarget::Tcp("istiod.istio-system.svc:15010".into())));
-        assert_eq!(XdsTarget::parse("dns:istiod:15010"), Ok(XdsTarget::Tcp("istiod:15010".into())));
-        assert_eq!(XdsTarget::parse("127.0.0.1:15010"), Ok(XdsTarget::Tcp("127.0.0.1:15010".into())));
+        assert_eq!(
+            XdsTarget::parse("unix:///etc/istio/proxy/XDS"),
+            Ok(XdsTarget::Unix("/etc/istio/proxy/XDS".into()))
+        );
+        assert_eq!(
+            XdsTarget::parse("unix:rel/sock"),
+            Ok(XdsTarget::Unix("rel/sock".into()))
+        );
+        assert_eq!(
+            XdsTarget::parse("dns:///istiod.istio-system.svc:15010"),
+            Ok(XdsTarget::Tcp("istiod.istio-system.svc:15010".into()))
+        );
+        assert_eq!(
+            XdsTarget::parse("dns:istiod:15010"),
+            Ok(XdsTarget::Tcp("istiod:15010".into()))
+        );
+        assert_eq!(
+            XdsTarget::parse("127.0.0.1:15010"),
+            Ok(XdsTarget::Tcp("127.0.0.1:15010".into()))
+        );
         assert!(XdsTarget::parse("istiod").is_err());
     }
 }

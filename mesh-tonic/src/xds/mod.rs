@@ -13,8 +13,8 @@
 
 pub mod bootstrap;
 pub mod client;
-pub mod server;
 mod node;
+pub mod server;
 mod stream;
 
 pub use node::IstioNodeId;

@@ -33,7 +33,8 @@ impl IstioNodeId {
     /// ```
     pub fn parse(id: &str) -> Option<Self> {
         let mut parts = id.split('~');
-        let (node_type, ip, pod_ns, domain) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (node_type, ip, pod_ns, domain) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() {
             return None;
         }
@@ -60,7 +61,10 @@ fn str_field<'a>(s: &'a Struct, key: &str) -> Option<&'a str> {
 
 /// Whether `node` is a proxyless gRPC client (Istio's `GENERATOR: grpc`, or a gRPC user agent).
 pub(crate) fn is_proxyless(node: &Node) -> bool {
-    node.metadata.as_ref().and_then(|m| str_field(m, "GENERATOR")) == Some("grpc")
+    node.metadata
+        .as_ref()
+        .and_then(|m| str_field(m, "GENERATOR"))
+        == Some("grpc")
         || node.user_agent_name.to_ascii_lowercase().contains("grpc")
 }
 
@@ -80,7 +84,10 @@ pub(crate) fn build_context(node: &Node, settings: &MeshSettings) -> BuildContex
     if let Some(name) = str_field(meta, "WORKLOAD_NAME") {
         workload = workload.name(name);
     }
-    if let Some(Value { kind: Some(Kind::StructValue(labels)) }) = meta.fields.get("LABELS") {
+    if let Some(Value {
+        kind: Some(Kind::StructValue(labels)),
+    }) = meta.fields.get("LABELS")
+    {
         workload = workload.labels(labels.fields.iter().filter_map(|(k, v)| match &v.kind {
             Some(Kind::StringValue(s)) => Some((k.clone(), s.clone())),
             _ => None,
@@ -93,7 +100,10 @@ pub(crate) fn build_context(node: &Node, settings: &MeshSettings) -> BuildContex
             subzone: l.sub_zone.clone(),
         });
     }
-    BuildContext { workload, settings: settings.clone() }
+    BuildContext {
+        workload,
+        settings: settings.clone(),
+    }
 }
 
 /// A JSON value as a protobuf `Value` (node metadata from a bootstrap file).
@@ -103,9 +113,11 @@ pub(crate) fn json_to_value(v: &serde_json::Value) -> Value {
         serde_json::Value::Bool(b) => Kind::BoolValue(*b),
         serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
         serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(a) => Kind::ListValue(envoy_types::pb::google::protobuf::ListValue {
-            values: a.iter().map(json_to_value).collect(),
-        }),
+        serde_json::Value::Array(a) => {
+            Kind::ListValue(envoy_types::pb::google::protobuf::ListValue {
+                values: a.iter().map(json_to_value).collect(),
+            })
+        }
         serde_json::Value::Object(o) => Kind::StructValue(json_to_struct(o)),
     };
     Value { kind: Some(kind) }
@@ -113,14 +125,25 @@ pub(crate) fn json_to_value(v: &serde_json::Value) -> Value {
 
 /// A JSON object as a protobuf `Struct`.
 pub(crate) fn json_to_struct(o: &serde_json::Map<String, serde_json::Value>) -> Struct {
-    Struct { fields: o.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect::<HashMap<_, _>>() }
+    Struct {
+        fields: o
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect::<HashMap<_, _>>(),
+    }
 }
 
 /// Node metadata for a mesh workload: Istio's keys, so istiod builds its config as for a
 /// proxyless gRPC workload.
 pub(crate) fn workload_metadata(workload: &Workload) -> Struct {
-    let s = |v: &str| Value { kind: Some(Kind::StringValue(v.to_owned())) };
-    let labels: BTreeMap<_, _> = workload.labels.iter().map(|(k, v)| (k.clone(), s(v))).collect();
+    let s = |v: &str| Value {
+        kind: Some(Kind::StringValue(v.to_owned())),
+    };
+    let labels: BTreeMap<_, _> = workload
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), s(v)))
+        .collect();
     Struct {
         fields: HashMap::from([
             ("GENERATOR".to_owned(), s("grpc")),
@@ -129,7 +152,11 @@ pub(crate) fn workload_metadata(workload: &Workload) -> Struct {
             ("WORKLOAD_NAME".to_owned(), s(&workload.name)),
             (
                 "LABELS".to_owned(),
-                Value { kind: Some(Kind::StructValue(Struct { fields: labels.into_iter().collect() })) },
+                Value {
+                    kind: Some(Kind::StructValue(Struct {
+                        fields: labels.into_iter().collect(),
+                    })),
+                },
             ),
         ]),
     }

@@ -1,5 +1,6 @@
 //! Test backends (axum on 127.0.0.1), config files, and traffic loops for the xDS tests.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -32,7 +33,10 @@ pub async fn backend(version: &str) -> Backend {
         async move { v }
     }));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Backend { addr, version: version.to_owned() }
+    Backend {
+        addr,
+        version: version.to_owned(),
+    }
 }
 
 /// A ServiceEntry `inventory` on port 8080 over the backends, a DestinationRule with a subset
@@ -47,8 +51,14 @@ pub fn config(backends: &[&Backend], weights: &[u32]) -> String {
             b.addr.port(),
             b.version
         ));
-        subsets.push_str(&format!("  - {{name: {v}, labels: {{version: {v}}}}}\n", v = b.version));
-        routes.push_str(&format!("    - destination: {{host: inventory, subset: {}}}\n      weight: {w}\n", b.version));
+        subsets.push_str(&format!(
+            "  - {{name: {v}, labels: {{version: {v}}}}}\n",
+            v = b.version
+        ));
+        routes.push_str(&format!(
+            "    - destination: {{host: inventory, subset: {}}}\n      weight: {w}\n",
+            b.version
+        ));
     }
     format!(
         "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: inventory, namespace: default}}\nspec:\n  hosts: [inventory.default.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports:\n  - {{number: 8080, name: http, protocol: HTTP}}\n  endpoints:\n{endpoints}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: inventory, namespace: default}}\nspec:\n  host: inventory\n  trafficPolicy:\n    tls: {{mode: DISABLE}}\n    loadBalancer: {{simple: ROUND_ROBIN}}\n  subsets:\n{subsets}---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: inventory, namespace: default}}\nspec:\n  hosts: [inventory]\n  http:\n  - route:\n{routes}"
@@ -73,7 +83,11 @@ pub struct Traffic {
 }
 
 /// Sends requests to `url` one after another until stopped or `max` requests are sent.
-pub fn traffic(mesh: &Mesh, url: &'static str, max: usize) -> (Arc<Traffic>, tokio::task::JoinHandle<()>) {
+pub fn traffic(
+    mesh: &Mesh,
+    url: &'static str,
+    max: usize,
+) -> (Arc<Traffic>, tokio::task::JoinHandle<()>) {
     let t = Arc::new(Traffic::default());
     let client = MeshClient::with_seed(mesh.clone(), 11);
     let counts = t.clone();
@@ -85,7 +99,12 @@ pub fn traffic(mesh: &Mesh, url: &'static str, max: usize) -> (Arc<Traffic>, tok
             let request = Request::get(url).body(Empty::<Bytes>::new()).unwrap();
             let response = client.clone().oneshot(request).await.unwrap();
             let status = response.status();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             if status.is_success() {
                 counts.ok.fetch_add(1, Ordering::Relaxed);
                 match &body[..] {
@@ -104,7 +123,10 @@ pub fn traffic(mesh: &Mesh, url: &'static str, max: usize) -> (Arc<Traffic>, tok
 pub async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !f() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -23,10 +23,11 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         println!("{version} {}", listener.local_addr()?.port());
         let header = HeaderValue::from_str(&version)?;
         let (_reporter, health) = tonic_health::server::health_reporter();
-        let tag = tower::util::MapResponseLayer::new(move |mut r: http::Response<tonic::body::Body>| {
-            r.headers_mut().insert("x-version", header.clone());
-            r
-        });
+        let tag =
+            tower::util::MapResponseLayer::new(move |mut r: http::Response<tonic::body::Body>| {
+                r.headers_mut().insert("x-version", header.clone());
+                r
+            });
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         tasks.push(tokio::spawn(
             tonic::transport::Server::builder()

@@ -22,7 +22,12 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { initial: Duration::from_secs(1), multiplier: 1.6, max: Duration::from_secs(120), jitter: 0.2 }
+        Self {
+            initial: Duration::from_secs(1),
+            multiplier: 1.6,
+            max: Duration::from_secs(120),
+            jitter: 0.2,
+        }
     }
 }
 
@@ -36,15 +41,25 @@ pub(crate) struct BackoffState {
 
 impl BackoffState {
     pub(crate) fn new(config: Backoff, seed: u64) -> Self {
-        Self { current: config.initial, config, rng: SmallRng::seed_from_u64(seed) }
+        Self {
+            current: config.initial,
+            config,
+            rng: SmallRng::seed_from_u64(seed),
+        }
     }
 
     /// The next delay (jittered), growing the base for the one after.
     pub(crate) fn next_delay(&mut self) -> Duration {
         let base = self.current;
-        self.current = base.mul_f64(self.config.multiplier.max(1.0)).min(self.config.max);
+        self.current = base
+            .mul_f64(self.config.multiplier.max(1.0))
+            .min(self.config.max);
         let j = self.config.jitter.clamp(0.0, 1.0);
-        let factor = if j > 0.0 { self.rng.random_range(1.0 - j..=1.0 + j) } else { 1.0 };
+        let factor = if j > 0.0 {
+            self.rng.random_range(1.0 - j..=1.0 + j)
+        } else {
+            1.0
+        };
         base.mul_f64(factor)
     }
 
@@ -64,7 +79,10 @@ mod tests {
         let mut base = 1.0f64;
         for _ in 0..20 {
             let d = b.next_delay().as_secs_f64();
-            assert!(d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9, "{d} vs {base}");
+            assert!(
+                d >= base * 0.8 - 1e-9 && d <= base * 1.2 + 1e-9,
+                "{d} vs {base}"
+            );
             base = (base * 1.6).min(120.0);
         }
         b.reset();

@@ -8,7 +8,10 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::xds::bootstrap::XdsTarget;
 
-pub(crate) async fn connect(target: &XdsTarget, timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub(crate) async fn connect(
+    target: &XdsTarget,
+    timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     match target {
         XdsTarget::Tcp(host_port) => {
             Endpoint::from_shared(format!("http://{host_port}"))?
@@ -24,7 +27,11 @@ pub(crate) async fn connect(target: &XdsTarget, timeout: Duration) -> Result<Cha
                 .connect_timeout(timeout)
                 .connect_with_connector(tower::service_fn(move |_: http::Uri| {
                     let path = path.clone();
-                    async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
                 }))
                 .await
         }

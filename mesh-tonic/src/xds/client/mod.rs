@@ -129,7 +129,12 @@ impl XdsClient {
         let (stop_tx, stop_rx) = oneshot::channel();
         let (status_tx, status) = watch::channel(XdsStatus::default());
         tokio::spawn(worker::Worker::new(mesh, config, status_tx).run(stop_rx));
-        Self { shared: Arc::new(Shared { status, _stop: stop_tx }) }
+        Self {
+            shared: Arc::new(Shared {
+                status,
+                _stop: stop_tx,
+            }),
+        }
     }
 
     /// Resolves once the first complete config has been applied to the mesh.

@@ -67,7 +67,11 @@ impl TypeState {
     fn request(&self, kind: ResourceKind) -> DiscoveryRequest {
         DiscoveryRequest {
             version_info: self.version.clone(),
-            resource_names: if self.wildcard { Vec::new() } else { self.names.iter().cloned().collect() },
+            resource_names: if self.wildcard {
+                Vec::new()
+            } else {
+                self.names.iter().cloned().collect()
+            },
             type_url: url(kind).to_owned(),
             response_nonce: self.nonce.clone(),
             ..Default::default()
@@ -82,7 +86,9 @@ impl TypeState {
         for name in &self.names {
             if !have(name) && !self.does_not_exist.contains(name) {
                 self.pending.entry(name.clone()).or_insert(now);
-                self.states.entry(name.clone()).or_insert((String::new(), ResourceState::Requested));
+                self.states
+                    .entry(name.clone())
+                    .or_insert((String::new(), ResourceState::Requested));
             }
         }
     }
@@ -106,8 +112,13 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    pub(super) fn new(mesh: Mesh, config: XdsClientConfig, status: watch::Sender<XdsStatus>) -> Self {
-        let mut types: BTreeMap<ResourceKind, TypeState> = KINDS.iter().map(|k| (*k, TypeState::default())).collect();
+    pub(super) fn new(
+        mesh: Mesh,
+        config: XdsClientConfig,
+        status: watch::Sender<XdsStatus>,
+    ) -> Self {
+        let mut types: BTreeMap<ResourceKind, TypeState> =
+            KINDS.iter().map(|k| (*k, TypeState::default())).collect();
         if let Some(lds) = types.get_mut(&ResourceKind::Listener) {
             lds.wildcard = config.listeners.is_empty();
             lds.names = config.listeners.iter().cloned().collect();
@@ -162,15 +173,23 @@ impl Worker {
     /// One stream, until it fails.
     async fn stream(&mut self) -> StreamEnd {
         self.status.send_modify(|s| s.connect_attempts += 1);
-        let channel = match connect::connect(&self.config.server, self.config.connect_timeout).await {
+        let channel = match connect::connect(&self.config.server, self.config.connect_timeout).await
+        {
             Ok(c) => c,
-            Err(e) => return StreamEnd { got_response: false, error: format!("connect: {e}") },
+            Err(e) => {
+                return StreamEnd {
+                    got_response: false,
+                    error: format!("connect: {e}"),
+                };
+            }
         };
         let (tx, rx) = mpsc::channel(64);
         let now = Instant::now();
         for kind in KINDS {
             let decoded = &self.decoded;
-            let Some(t) = self.types.get_mut(&kind) else { continue };
+            let Some(t) = self.types.get_mut(&kind) else {
+                continue;
+            };
             t.arm(now, |n| have(decoded, kind, n));
             if t.wildcard || !t.names.is_empty() {
                 let mut request = t.request(kind);
@@ -181,10 +200,16 @@ impl Worker {
                 let _ = tx.try_send(request);
             }
         }
-        let mut client = AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
+        let mut client =
+            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
         let mut responses = match client.stream_aggregated_resources(ReceiverStream(rx)).await {
             Ok(r) => r.into_inner(),
-            Err(status) => return StreamEnd { got_response: false, error: format!("open stream: {status}") },
+            Err(status) => {
+                return StreamEnd {
+                    got_response: false,
+                    error: format!("open stream: {status}"),
+                };
+            }
         };
         self.status.send_modify(|s| {
             s.connected = true;
@@ -210,12 +235,25 @@ impl Worker {
                     got_response = true;
                     for request in self.handle(response) {
                         if tx.send(request).await.is_err() {
-                            return StreamEnd { got_response, error: "request stream closed".into() };
+                            return StreamEnd {
+                                got_response,
+                                error: "request stream closed".into(),
+                            };
                         }
                     }
                 }
-                Ok(None) => return StreamEnd { got_response, error: "server closed the stream".into() },
-                Err(status) => return StreamEnd { got_response, error: status.to_string() },
+                Ok(None) => {
+                    return StreamEnd {
+                        got_response,
+                        error: "server closed the stream".into(),
+                    };
+                }
+                Err(status) => {
+                    return StreamEnd {
+                        got_response,
+                        error: status.to_string(),
+                    };
+                }
             }
         }
     }
@@ -232,12 +270,18 @@ impl Worker {
     fn expire(&mut self, now: Instant) {
         let timeout = self.config.resource_timeout;
         for (kind, t) in &mut self.types {
-            let expired: Vec<String> = t.pending.iter().filter(|(_, s)| **s + timeout <= now).map(|(n, _)| n.clone()).collect();
+            let expired: Vec<String> = t
+                .pending
+                .iter()
+                .filter(|(_, s)| **s + timeout <= now)
+                .map(|(n, _)| n.clone())
+                .collect();
             for name in expired {
                 tracing::warn!(kind = %kind, %name, "xDS resource does not exist");
                 t.pending.remove(&name);
                 t.does_not_exist.insert(name.clone());
-                t.states.insert(name, (String::new(), ResourceState::DoesNotExist));
+                t.states
+                    .insert(name, (String::new(), ResourceState::DoesNotExist));
             }
         }
     }
@@ -251,7 +295,9 @@ impl Worker {
         let errors = self.accept(kind, &response);
         let mut requests = Vec::new();
         let short = kind.as_str();
-        let Some(t) = self.types.get_mut(&kind) else { return requests };
+        let Some(t) = self.types.get_mut(&kind) else {
+            return requests;
+        };
         t.nonce = response.nonce.clone();
         t.received = true;
         let mut ack = t.request(kind);
@@ -260,10 +306,18 @@ impl Worker {
             ack.version_info = t.version.clone();
             metrics::counter!("mesh_xds_client_responses_total", "type" => short, "result" => "ack").increment(1);
         } else {
-            let message = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+            let message = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
             tracing::warn!(r#type = short, version = %response.version_info, error = %message, "xDS NACK; valid resources of the response are used, the rest keeps its last good version");
             metrics::counter!("mesh_xds_client_responses_total", "type" => short, "result" => "nack").increment(1);
-            ack.error_detail = Some(RpcStatus { code: tonic::Code::InvalidArgument as i32, message: message.clone(), details: Vec::new() });
+            ack.error_detail = Some(RpcStatus {
+                code: tonic::Code::InvalidArgument as i32,
+                message: message.clone(),
+                details: Vec::new(),
+            });
             self.status.send_modify(|s| s.last_nack = Some(message));
         }
         requests.push(ack);
@@ -273,7 +327,9 @@ impl Worker {
         self.try_apply();
         if !errors.is_empty() {
             // After applying the valid part, so the refusal stays visible in the mesh status.
-            self.mesh.reject(ConfigError { diagnostics: errors.iter().map(XdsError::to_diagnostic).collect() });
+            self.mesh.reject(ConfigError {
+                diagnostics: errors.iter().map(XdsError::to_diagnostic).collect(),
+            });
         }
         self.publish_status();
         requests
@@ -286,62 +342,112 @@ impl Worker {
         let version = response.version_info.clone();
         let mut results: Vec<(String, Result<(), XdsError>)> = Vec::new();
         for (i, any) in response.resources.iter().enumerate() {
-            let undecodable = |e: String| XdsError { kind, name: format!("#{i}"), field: "resource".into(), message: e };
+            let undecodable = |e: String| XdsError {
+                kind,
+                name: format!("#{i}"),
+                field: "resource".into(),
+                message: e,
+            };
             if any.type_url != response.type_url {
-                errors.push(undecodable(format!("type {} in a {} response", any.type_url, response.type_url)));
+                errors.push(undecodable(format!(
+                    "type {} in a {} response",
+                    any.type_url, response.type_url
+                )));
                 continue;
             }
             let outcome = match kind {
                 ResourceKind::Listener => decode::<Listener>(any).map_err(undecodable).map(|l| {
                     let name = l.name.clone();
-                    (name, decode_listener(&l).map(|d| {
-                        self.decoded.listeners.insert(d.name.clone(), d);
-                    }))
+                    (
+                        name,
+                        decode_listener(&l).map(|d| {
+                            self.decoded.listeners.insert(d.name.clone(), d);
+                        }),
+                    )
                 }),
-                ResourceKind::RouteConfiguration => decode::<XdsRouteConfiguration>(any).map_err(undecodable).map(|r| {
-                    let name = r.name.clone();
-                    (name, decode_route_configuration(&r).map(|d| {
-                        self.decoded.route_configurations.insert(d.name.clone(), d);
-                    }))
-                }),
+                ResourceKind::RouteConfiguration => decode::<XdsRouteConfiguration>(any)
+                    .map_err(undecodable)
+                    .map(|r| {
+                        let name = r.name.clone();
+                        (
+                            name,
+                            decode_route_configuration(&r).map(|d| {
+                                self.decoded.route_configurations.insert(d.name.clone(), d);
+                            }),
+                        )
+                    }),
                 ResourceKind::Cluster => decode::<XdsCluster>(any).map_err(undecodable).map(|c| {
                     let name = c.name.clone();
-                    (name, decode_cluster(&c).map(|d| {
-                        self.decoded.clusters.insert(d.cluster.name.to_string(), d);
-                    }))
+                    (
+                        name,
+                        decode_cluster(&c).map(|d| {
+                            self.decoded.clusters.insert(d.cluster.name.to_string(), d);
+                        }),
+                    )
                 }),
-                ResourceKind::Endpoints => decode::<ClusterLoadAssignment>(any).map_err(undecodable).map(|e| {
-                    let name = e.cluster_name.clone();
-                    (name, decode_load_assignment(&e).map(|d| {
-                        self.decoded.endpoints.insert(d.name.clone(), d);
-                    }))
-                }),
+                ResourceKind::Endpoints => decode::<ClusterLoadAssignment>(any)
+                    .map_err(undecodable)
+                    .map(|e| {
+                        let name = e.cluster_name.clone();
+                        (
+                            name,
+                            decode_load_assignment(&e).map(|d| {
+                                self.decoded.endpoints.insert(d.name.clone(), d);
+                            }),
+                        )
+                    }),
             };
             match outcome {
                 Ok(r) => results.push(r),
                 Err(e) => errors.push(e),
             }
         }
-        let Some(t) = self.types.get_mut(&kind) else { return errors };
+        let Some(t) = self.types.get_mut(&kind) else {
+            return errors;
+        };
         for (name, result) in results {
             seen.insert(name.clone());
             t.pending.remove(&name);
             t.does_not_exist.remove(&name);
             match result {
                 Ok(()) => {
-                    t.states.insert(name, (version.clone(), ResourceState::Acked));
+                    t.states
+                        .insert(name, (version.clone(), ResourceState::Acked));
                 }
                 Err(e) => {
-                    let kept = t.states.get(&name).map(|(v, _)| v.clone()).unwrap_or_default();
-                    t.states.insert(name, (kept, ResourceState::Nacked { error: e.to_string() }));
+                    let kept = t
+                        .states
+                        .get(&name)
+                        .map(|(v, _)| v.clone())
+                        .unwrap_or_default();
+                    t.states.insert(
+                        name,
+                        (
+                            kept,
+                            ResourceState::Nacked {
+                                error: e.to_string(),
+                            },
+                        ),
+                    );
                     errors.push(e);
                 }
             }
         }
         // State of the world: a listener or cluster the response leaves out is gone (unless the
         // response could not be read whole, when the cached copies are kept).
-        if matches!(kind, ResourceKind::Listener | ResourceKind::Cluster) && errors.iter().all(|e| !e.name.starts_with('#')) {
-            let gone: Vec<String> = t.states.keys().filter(|n| !seen.contains(*n) && !t.pending.contains_key(*n) && !t.does_not_exist.contains(*n)).cloned().collect();
+        if matches!(kind, ResourceKind::Listener | ResourceKind::Cluster)
+            && errors.iter().all(|e| !e.name.starts_with('#'))
+        {
+            let gone: Vec<String> = t
+                .states
+                .keys()
+                .filter(|n| {
+                    !seen.contains(*n)
+                        && !t.pending.contains_key(*n)
+                        && !t.does_not_exist.contains(*n)
+                })
+                .cloned()
+                .collect();
             for name in gone {
                 t.states.remove(&name);
                 match kind {
@@ -349,7 +455,8 @@ impl Worker {
                         self.decoded.listeners.remove(&name);
                         if !t.wildcard {
                             t.does_not_exist.insert(name.clone());
-                            t.states.insert(name, (String::new(), ResourceState::DoesNotExist));
+                            t.states
+                                .insert(name, (String::new(), ResourceState::DoesNotExist));
                         }
                     }
                     _ => {
@@ -366,11 +473,16 @@ impl Worker {
         let mut out = Vec::new();
         let now = Instant::now();
         for (kind, wanted) in [
-            (ResourceKind::RouteConfiguration, self.decoded.wanted_route_configurations()),
+            (
+                ResourceKind::RouteConfiguration,
+                self.decoded.wanted_route_configurations(),
+            ),
             (ResourceKind::Endpoints, self.decoded.wanted_endpoints()),
         ] {
             let decoded = &mut self.decoded;
-            let Some(t) = self.types.get_mut(&kind) else { continue };
+            let Some(t) = self.types.get_mut(&kind) else {
+                continue;
+            };
             if t.names == wanted {
                 continue;
             }
@@ -379,7 +491,9 @@ impl Worker {
             t.does_not_exist.retain(|n| t.names.contains(n));
             t.states.retain(|n, _| t.names.contains(n));
             match kind {
-                ResourceKind::RouteConfiguration => decoded.route_configurations.retain(|n, _| t.names.contains(n)),
+                ResourceKind::RouteConfiguration => decoded
+                    .route_configurations
+                    .retain(|n, _| t.names.contains(n)),
                 _ => decoded.endpoints.retain(|n, _| t.names.contains(n)),
             }
             t.arm(now, |n| have(decoded, kind, n));
@@ -401,12 +515,19 @@ impl Worker {
         let lds_done = if lds.wildcard {
             lds.received
         } else {
-            lds.names.iter().all(|n| self.decoded.listeners.contains_key(n) || lds.does_not_exist.contains(n))
+            lds.names
+                .iter()
+                .all(|n| self.decoded.listeners.contains_key(n) || lds.does_not_exist.contains(n))
         };
         lds_done
             && cds.received
-            && rds.names.iter().all(|n| self.decoded.route_configurations.contains_key(n) || rds.does_not_exist.contains(n))
-            && eds.names.iter().all(|n| self.decoded.endpoints.contains_key(n) || eds.does_not_exist.contains(n))
+            && rds.names.iter().all(|n| {
+                self.decoded.route_configurations.contains_key(n) || rds.does_not_exist.contains(n)
+            })
+            && eds
+                .names
+                .iter()
+                .all(|n| self.decoded.endpoints.contains_key(n) || eds.does_not_exist.contains(n))
     }
 
     /// Builds and applies the snapshot when the set is complete and differs from the last.
@@ -414,9 +535,15 @@ impl Worker {
         if !self.complete() {
             return;
         }
-        let versions: Vec<&str> = KINDS.iter().filter_map(|k| self.types.get(k)).map(|t| t.version.as_str()).collect();
+        let versions: Vec<&str> = KINDS
+            .iter()
+            .filter_map(|k| self.types.get(k))
+            .map(|t| t.version.as_str())
+            .collect();
         let base = versions.join("/");
-        let source = SnapshotSource::Xds { server: format!("{:?}", self.config.server) };
+        let source = SnapshotSource::Xds {
+            server: format!("{:?}", self.config.server),
+        };
         let mut snapshot = assemble(&self.decoded, base.clone(), source);
         if let Some(prev) = &self.applied {
             if prev.routes == snapshot.routes && prev.clusters == snapshot.clusters {
@@ -448,12 +575,14 @@ impl Worker {
             .types
             .iter()
             .flat_map(|(kind, t)| {
-                t.states.iter().map(|(name, (version, state))| ResourceStatus {
-                    kind: kind.as_str(),
-                    name: name.clone(),
-                    version: version.clone(),
-                    state: state.clone(),
-                })
+                t.states
+                    .iter()
+                    .map(|(name, (version, state))| ResourceStatus {
+                        kind: kind.as_str(),
+                        name: name.clone(),
+                        version: version.clone(),
+                        state: state.clone(),
+                    })
             })
             .collect();
         self.status.send_if_modified(|s| {

@@ -52,7 +52,12 @@ impl XdsServer {
         }
         let mesh = builder.build().await?;
         Ok(Self {
-            inner: Arc::new(Inner { paths, settings, mesh, stop: watch::channel(false).0 }),
+            inner: Arc::new(Inner {
+                paths,
+                settings,
+                mesh,
+                stop: watch::channel(false).0,
+            }),
         })
     }
 
@@ -73,7 +78,8 @@ impl XdsServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), tonic::transport::Error> {
         let stop = self.inner.stop.clone();
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .add_service(self.service())
             .serve_with_incoming_shutdown(incoming, async move {
@@ -83,13 +89,18 @@ impl XdsServer {
             .await
     }
 
-    pub(crate) fn load_for(&self, ctx: &BuildContext) -> Result<mesh_core::model::Snapshot, mesh_core::config::ConfigError> {
+    pub(crate) fn load_for(
+        &self,
+        ctx: &BuildContext,
+    ) -> Result<mesh_core::model::Snapshot, mesh_core::config::ConfigError> {
         mesh_core::istio::load_paths(&self.inner.paths, ctx)
     }
 }
 
-type ResponseStream = Pin<Box<dyn futures_core::Stream<Item = Result<DiscoveryResponse, tonic::Status>> + Send>>;
-type DeltaStream = Pin<Box<dyn futures_core::Stream<Item = Result<DeltaDiscoveryResponse, tonic::Status>> + Send>>;
+type ResponseStream =
+    Pin<Box<dyn futures_core::Stream<Item = Result<DiscoveryResponse, tonic::Status>> + Send>>;
+type DeltaStream =
+    Pin<Box<dyn futures_core::Stream<Item = Result<DeltaDiscoveryResponse, tonic::Status>> + Send>>;
 
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for XdsServer {
@@ -100,7 +111,10 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
     ) -> Result<tonic::Response<ResponseStream>, tonic::Status> {
-        let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         let state = stream::AdsStream::new(
             self.clone(),
@@ -118,6 +132,8 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<DeltaStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("incremental xDS is not supported; use state-of-the-world ADS"))
+        Err(tonic::Status::unimplemented(
+            "incremental xDS is not supported; use state-of-the-world ADS",
+        ))
     }
 }

@@ -16,7 +16,12 @@ use crate::xds::translate::{NodeKind, XdsResources, api_listener_for, to_resourc
 
 /// Types in the order pushes go out: clusters and endpoints before the listeners and routes
 /// that use them (make before break).
-const PUSH_ORDER: [&str; 4] = [type_url::CLUSTER, type_url::ENDPOINTS, type_url::LISTENER, type_url::ROUTE];
+const PUSH_ORDER: [&str; 4] = [
+    type_url::CLUSTER,
+    type_url::ENDPOINTS,
+    type_url::LISTENER,
+    type_url::ROUTE,
+];
 
 #[derive(Debug, Default)]
 struct Subscription {
@@ -36,7 +41,7 @@ struct View {
 
 enum Event {
     Stop,
-    Request(Result<Option<DiscoveryRequest>, tonic::Status>),
+    Request(Box<Result<Option<DiscoveryRequest>, tonic::Status>>),
     Changed(bool),
 }
 
@@ -61,7 +66,17 @@ impl AdsStream {
         tx: mpsc::Sender<Result<DiscoveryResponse, tonic::Status>>,
         peer: String,
     ) -> Self {
-        Self { server, settings, changes, stop, tx, peer, view: None, subs: HashMap::new(), nonce: 0 }
+        Self {
+            server,
+            settings,
+            changes,
+            stop,
+            tx,
+            peer,
+            view: None,
+            subs: HashMap::new(),
+            nonce: 0,
+        }
     }
 
     pub(super) async fn run(mut self, mut requests: tonic::Streaming<DiscoveryRequest>) {
@@ -69,24 +84,30 @@ impl AdsStream {
         loop {
             let event = tokio::select! {
                 _ = stop.wait_for(|s| *s) => Event::Stop,
-                request = requests.message() => Event::Request(request),
+                request = requests.message() => Event::Request(Box::new(request)),
                 changed = changes.changed() => Event::Changed(changed.is_ok()),
             };
             match event {
-                Event::Stop => {
-                    let _ = self.tx.send(Err(tonic::Status::unavailable("xDS server stopping"))).await;
-                    return;
-                }
-                Event::Request(Ok(Some(r))) => {
-                    if !self.handle(r).await {
+                Event::Request(request) => match *request {
+                    Ok(Some(r)) => {
+                        if !self.handle(r).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(peer = %self.peer, %status, "xDS stream ended");
                         return;
                     }
-                }
-                Event::Request(Ok(None)) | Event::Changed(false) => return,
-                Event::Request(Err(status)) => {
-                    tracing::debug!(peer = %self.peer, %status, "xDS stream ended");
+                },
+                Event::Stop => {
+                    let _ = self
+                        .tx
+                        .send(Err(tonic::Status::unavailable("xDS server stopping")))
+                        .await;
                     return;
                 }
+                Event::Changed(false) => return,
                 Event::Changed(true) => {
                     if self.view.is_some() && self.rebuild().await && !self.push_all().await {
                         return;
@@ -100,10 +121,19 @@ impl AdsStream {
     async fn handle(&mut self, r: DiscoveryRequest) -> bool {
         if self.view.is_none() {
             let Some(node) = r.node.clone() else {
-                let _ = self.tx.send(Err(tonic::Status::invalid_argument("the first request must carry the node"))).await;
+                let _ = self
+                    .tx
+                    .send(Err(tonic::Status::invalid_argument(
+                        "the first request must carry the node",
+                    )))
+                    .await;
                 return false;
             };
-            let kind = if node::is_proxyless(&node) { NodeKind::ProxylessGrpc } else { NodeKind::Envoy };
+            let kind = if node::is_proxyless(&node) {
+                NodeKind::ProxylessGrpc
+            } else {
+                NodeKind::Envoy
+            };
             let ctx = node::build_context(&node, &self.settings);
             tracing::info!(peer = %self.peer, node = %node.id, namespace = %ctx.workload.namespace, ?kind, "xDS client connected");
             self.view = Some(View {
@@ -132,7 +162,8 @@ impl AdsStream {
             tracing::info!(node = %node_id, r#type = short, version = %r.version_info, "xDS ACK");
             metrics::counter!("mesh_xds_server_responses_total", "type" => short, "result" => "ack").increment(1);
         }
-        let wildcard = r.resource_names.is_empty() && (type_url == type_url::LISTENER || type_url == type_url::CLUSTER);
+        let wildcard = r.resource_names.is_empty()
+            && (type_url == type_url::LISTENER || type_url == type_url::CLUSTER);
         let names = (!wildcard).then(|| r.resource_names.iter().cloned().collect::<BTreeSet<_>>());
         let changed = names != sub.names || sub.last_nonce.is_empty();
         sub.names = names;
@@ -148,7 +179,9 @@ impl AdsStream {
         let Some(view) = &self.view else { return false };
         let (server, ctx) = (self.server.clone(), view.ctx.clone());
         let loaded = tokio::task::spawn_blocking(move || server.load_for(&ctx)).await;
-        let Some(view) = &mut self.view else { return false };
+        let Some(view) = &mut self.view else {
+            return false;
+        };
         match loaded {
             Ok(Ok(snapshot)) if snapshot.version == view.snapshot.version => false,
             Ok(Ok(snapshot)) => {
@@ -178,10 +211,15 @@ impl AdsStream {
 
     /// Sends the current resources of `type_url` the stream subscribed to.
     async fn push(&mut self, type_url: &'static str) -> bool {
-        let (Some(view), Some(sub)) = (&self.view, self.subs.get_mut(type_url)) else { return true };
+        let (Some(view), Some(sub)) = (&self.view, self.subs.get_mut(type_url)) else {
+            return true;
+        };
         let wanted = |name: &str| sub.names.as_ref().is_none_or(|n| n.contains(name));
         fn any<M: Message>(type_url: &str, m: &M) -> Any {
-            Any { type_url: type_url.to_owned(), value: m.encode_to_vec() }
+            Any {
+                type_url: type_url.to_owned(),
+                value: m.encode_to_vec(),
+            }
         }
         let res = &view.resources;
         let resources: Vec<Any> = match type_url {
@@ -191,11 +229,31 @@ impl AdsStream {
                     .filter_map(|n| api_listener_for(&view.snapshot, n))
                     .map(|l| any(type_url, &l))
                     .collect(),
-                _ => res.listeners.iter().filter(|l| wanted(&l.name)).map(|l| any(type_url, l)).collect(),
+                _ => res
+                    .listeners
+                    .iter()
+                    .filter(|l| wanted(&l.name))
+                    .map(|l| any(type_url, l))
+                    .collect(),
             },
-            type_url::ROUTE => res.route_configurations.iter().filter(|r| wanted(&r.name)).map(|r| any(type_url, r)).collect(),
-            type_url::CLUSTER => res.clusters.iter().filter(|c| wanted(&c.name)).map(|c| any(type_url, c)).collect(),
-            _ => res.load_assignments.iter().filter(|e| wanted(&e.cluster_name)).map(|e| any(type_url, e)).collect(),
+            type_url::ROUTE => res
+                .route_configurations
+                .iter()
+                .filter(|r| wanted(&r.name))
+                .map(|r| any(type_url, r))
+                .collect(),
+            type_url::CLUSTER => res
+                .clusters
+                .iter()
+                .filter(|c| wanted(&c.name))
+                .map(|c| any(type_url, c))
+                .collect(),
+            _ => res
+                .load_assignments
+                .iter()
+                .filter(|e| wanted(&e.cluster_name))
+                .map(|e| any(type_url, e))
+                .collect(),
         };
         if sub.names.as_ref().is_some_and(|n| n.is_empty()) {
             return true;

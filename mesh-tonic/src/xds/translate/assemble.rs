@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use mesh_core::config::Diagnostic;
 use mesh_core::model::{
-    ClusterName, InboundPolicy, LbPolicy, RouteConfiguration, Snapshot,
-    SnapshotSource, VirtualHost,
+    ClusterName, InboundPolicy, LbPolicy, RouteConfiguration, Snapshot, SnapshotSource, VirtualHost,
 };
 
 use super::cluster::{self, DecodedCluster};
@@ -34,28 +33,40 @@ impl Decoded {
     pub fn from_resources(r: &XdsResources) -> Result<Self, super::XdsError> {
         let mut d = Decoded::default();
         for l in &r.listeners {
-            d.listeners.insert(l.name.clone(), listener::decode_listener(l)?);
+            d.listeners
+                .insert(l.name.clone(), listener::decode_listener(l)?);
         }
         for rc in &r.route_configurations {
-            d.route_configurations.insert(rc.name.clone(), route::decode_route_configuration(rc)?);
+            d.route_configurations
+                .insert(rc.name.clone(), route::decode_route_configuration(rc)?);
         }
         for c in &r.clusters {
-            d.clusters.insert(c.name.clone(), cluster::decode_cluster(c)?);
+            d.clusters
+                .insert(c.name.clone(), cluster::decode_cluster(c)?);
         }
         for e in &r.load_assignments {
-            d.endpoints.insert(e.cluster_name.clone(), endpoints::decode_load_assignment(e)?);
+            d.endpoints.insert(
+                e.cluster_name.clone(),
+                endpoints::decode_load_assignment(e)?,
+            );
         }
         Ok(d)
     }
 
     /// Route configuration names the listeners need.
     pub fn wanted_route_configurations(&self) -> BTreeSet<String> {
-        self.listeners.values().map(|l| l.route_config_name.clone()).collect()
+        self.listeners
+            .values()
+            .map(|l| l.route_config_name.clone())
+            .collect()
     }
 
     /// EDS service names the clusters need.
     pub fn wanted_endpoints(&self) -> BTreeSet<String> {
-        self.clusters.values().filter_map(|c| c.eds_service_name.clone()).collect()
+        self.clusters
+            .values()
+            .filter_map(|c| c.eds_service_name.clone())
+            .collect()
     }
 
     fn warnings(&self) -> Vec<Diagnostic> {
@@ -86,7 +97,9 @@ pub fn assemble(decoded: &Decoded, version: String, source: SnapshotSource) -> S
         let Some(rc) = decoded.route_configurations.get(&l.route_config_name) else {
             continue;
         };
-        let (_, hosts) = by_port.entry(l.port).or_insert_with(|| (rc.name.clone(), Vec::new()));
+        let (_, hosts) = by_port
+            .entry(l.port)
+            .or_insert_with(|| (rc.name.clone(), Vec::new()));
         for vh in &rc.virtual_hosts {
             if !hosts.iter().any(|h| h.name == vh.name) {
                 hosts.push(vh.clone());
@@ -114,11 +127,23 @@ pub fn assemble(decoded: &Decoded, version: String, source: SnapshotSource) -> S
                     .unwrap_or_else(|| Arc::from(Vec::new()));
             }
             match (&mut c.lb, hash_keys.get(&c.name)) {
-                (LbPolicy::RingHash { key, .. } | LbPolicy::Maglev { key, .. }, Some(k)) => *key = (*k).clone(),
-                (LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }, None) if d.hash_from_routes => warnings.push(Diagnostic {
-                    resource: Some(super::error::resource_ref(super::ResourceKind::Cluster, c.name.as_str())),
-                    ..Diagnostic::warning("lb_policy", "consistent hashing without a route hash_policy; hashing the source IP")
-                }),
+                (LbPolicy::RingHash { key, .. } | LbPolicy::Maglev { key, .. }, Some(k)) => {
+                    *key = (*k).clone()
+                }
+                (LbPolicy::RingHash { .. } | LbPolicy::Maglev { .. }, None)
+                    if d.hash_from_routes =>
+                {
+                    warnings.push(Diagnostic {
+                        resource: Some(super::error::resource_ref(
+                            super::ResourceKind::Cluster,
+                            c.name.as_str(),
+                        )),
+                        ..Diagnostic::warning(
+                            "lb_policy",
+                            "consistent hashing without a route hash_policy; hashing the source IP",
+                        )
+                    })
+                }
                 _ => {}
             }
             (c.name.clone(), Arc::new(c))
@@ -152,7 +177,11 @@ pub fn to_resources(snapshot: &Snapshot, node: NodeKind) -> XdsResources {
             .flat_map(|rc| {
                 rc.virtual_hosts
                     .iter()
-                    .filter(|vh| vh.name.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()))
+                    .filter(|vh| {
+                        vh.name
+                            .rsplit_once(':')
+                            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                    })
                     .map(|vh| listener::api_listener(&vh.name, &rc.name))
             })
             .collect(),
@@ -164,7 +193,11 @@ pub fn to_resources(snapshot: &Snapshot, node: NodeKind) -> XdsResources {
             .values()
             .map(|rc| route::to_xds(rc, &snapshot.clusters))
             .collect(),
-        clusters: snapshot.clusters.values().map(|c| cluster::to_xds(c, node)).collect(),
+        clusters: snapshot
+            .clusters
+            .values()
+            .map(|c| cluster::to_xds(c, node))
+            .collect(),
         load_assignments: snapshot
             .clusters
             .values()
@@ -176,7 +209,10 @@ pub fn to_resources(snapshot: &Snapshot, node: NodeKind) -> XdsResources {
 
 /// The API listener a proxyless client asking for `target` (`host:port`) gets: one naming the
 /// route configuration of that port, when a virtual host there serves `target`.
-pub fn api_listener_for(snapshot: &Snapshot, target: &str) -> Option<envoy_types::pb::envoy::config::listener::v3::Listener> {
+pub fn api_listener_for(
+    snapshot: &Snapshot,
+    target: &str,
+) -> Option<envoy_types::pb::envoy::config::listener::v3::Listener> {
     let port: u16 = target.rsplit_once(':')?.1.parse().ok()?;
     let rc = snapshot.routes.get(&port)?;
     rc.virtual_host(target)?;

@@ -8,8 +8,8 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster as XdsCluster, OutlierDetection as XdsOutlier,
     circuit_breakers::{Thresholds, thresholds::RetryBudget as XdsRetryBudget},
     cluster::{
-        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig, LbPolicy as XdsLb,
-        MaglevLbConfig, RingHashLbConfig,
+        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig,
+        LbPolicy as XdsLb, MaglevLbConfig, RingHashLbConfig,
     },
 };
 use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, HttpProtocolOptions};
@@ -87,7 +87,9 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
             mesh_meta.insert("lb".into(), proto::string_value("PEAK_EWMA"));
             XdsLb::LeastRequest
         }
-        LbPolicy::RingHash { minimum_ring_size, .. } => {
+        LbPolicy::RingHash {
+            minimum_ring_size, ..
+        } => {
             c.lb_config = Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
                 minimum_ring_size: u64v(*minimum_ring_size),
                 ..Default::default()
@@ -166,7 +168,10 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
         });
     }
     c.transport_socket = tls::to_transport_socket(&cluster.tls, node);
-    mesh_meta.insert("protocol".into(), proto::string_value(protocol_name(cluster.protocol)));
+    mesh_meta.insert(
+        "protocol".into(),
+        proto::string_value(protocol_name(cluster.protocol)),
+    );
     if pool.h2_upgrade {
         mesh_meta.insert("h2_upgrade".into(), proto::bool_value(true));
     }
@@ -174,17 +179,29 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
         mesh_meta.insert("hash_key".into(), hash_key_to_value(key));
     }
     if cluster.locality_lb != LocalityLbSetting::default() {
-        mesh_meta.insert("locality_lb".into(), locality_to_value(&cluster.locality_lb));
+        mesh_meta.insert(
+            "locality_lb".into(),
+            locality_to_value(&cluster.locality_lb),
+        );
     }
     let service = &cluster.service;
     let short = service.host.split('.').next().unwrap_or_default();
     let istio_service = proto::struct_value(HashMap::from([
         ("host".to_owned(), proto::string_value(service.host.clone())),
         ("name".to_owned(), proto::string_value(short)),
-        ("namespace".to_owned(), proto::string_value(service.namespace.clone())),
+        (
+            "namespace".to_owned(),
+            proto::string_value(service.namespace.clone()),
+        ),
     ]));
     c.metadata = meta::metadata(vec![
-        (ISTIO, HashMap::from([("services".to_owned(), proto::list_value(vec![istio_service]))])),
+        (
+            ISTIO,
+            HashMap::from([(
+                "services".to_owned(),
+                proto::list_value(vec![istio_service]),
+            )]),
+        ),
         (MESH, mesh_meta),
     ]);
     c
@@ -235,7 +252,12 @@ fn locality_to_value(l: &LocalityLbSetting) -> Value {
         ("failover".to_owned(), proto::list_value(failover)),
         (
             "failover_priority".to_owned(),
-            proto::list_value(l.failover_priority.iter().map(|s| proto::string_value(s.clone())).collect()),
+            proto::list_value(
+                l.failover_priority
+                    .iter()
+                    .map(|s| proto::string_value(s.clone()))
+                    .collect(),
+            ),
         ),
     ]))
 }
@@ -269,7 +291,11 @@ fn hash_key_from_value(v: &Value) -> Option<HashKey> {
         "cookie" => HashKey::Cookie {
             name,
             path: get("path").map(str::to_owned),
-            ttl: s.fields.get("ttl_ms").and_then(proto::as_number).map(|ms| Duration::from_millis(ms as u64)),
+            ttl: s
+                .fields
+                .get("ttl_ms")
+                .and_then(proto::as_number)
+                .map(|ms| Duration::from_millis(ms as u64)),
         },
         "source_ip" => HashKey::SourceIp,
         "query_parameter" => HashKey::QueryParameter(name),
@@ -282,13 +308,25 @@ fn locality_from_value(v: &Value, scope: &Scope) -> Result<LocalityLbSetting, Xd
     let s = proto::as_struct(v).ok_or_else(bad)?;
     let list = |k: &str| s.fields.get(k).and_then(proto::as_list).unwrap_or_default();
     let mut out = LocalityLbSetting {
-        enabled: s.fields.get("enabled").and_then(proto::as_bool).unwrap_or(false),
+        enabled: s
+            .fields
+            .get("enabled")
+            .and_then(proto::as_bool)
+            .unwrap_or(false),
         ..Default::default()
     };
     for d in list("distribute") {
         let d = proto::as_struct(d).ok_or_else(bad)?;
-        let from = d.fields.get("from").and_then(proto::as_str).ok_or_else(bad)?;
-        let to = d.fields.get("to").and_then(proto::as_struct).ok_or_else(bad)?;
+        let from = d
+            .fields
+            .get("from")
+            .and_then(proto::as_str)
+            .ok_or_else(bad)?;
+        let to = d
+            .fields
+            .get("to")
+            .and_then(proto::as_struct)
+            .ok_or_else(bad)?;
         let to: BTreeMap<String, u32> = to
             .fields
             .iter()
@@ -298,11 +336,21 @@ fn locality_from_value(v: &Value, scope: &Scope) -> Result<LocalityLbSetting, Xd
     }
     for f in list("failover") {
         let f = proto::as_struct(f).ok_or_else(bad)?;
-        let get = |k: &str| f.fields.get(k).and_then(proto::as_str).map(str::to_owned).ok_or_else(bad);
-        out.failover.push(LocalityFailover { from: get("from")?, to: get("to")? });
+        let get = |k: &str| {
+            f.fields
+                .get(k)
+                .and_then(proto::as_str)
+                .map(str::to_owned)
+                .ok_or_else(bad)
+        };
+        out.failover.push(LocalityFailover {
+            from: get("from")?,
+            to: get("to")?,
+        });
     }
     for p in list("failover_priority") {
-        out.failover_priority.push(proto::as_str(p).ok_or_else(bad)?.to_owned());
+        out.failover_priority
+            .push(proto::as_str(p).ok_or_else(bad)?.to_owned());
     }
     Ok(out)
 }
@@ -363,7 +411,10 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
         Some(ClusterDiscoveryType::Type(t)) => DiscoveryType::try_from(*t)
             .map_err(|_| scope.error("type", format!("unknown discovery type {t}")))?,
         Some(ClusterDiscoveryType::ClusterType(t)) => {
-            return Err(scope.error("cluster_type", format!("custom cluster type {:?} is not supported", t.name)));
+            return Err(scope.error(
+                "cluster_type",
+                format!("custom cluster type {:?} is not supported", t.name),
+            ));
         }
     };
     residual.cluster_discovery_type = None;
@@ -372,11 +423,21 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             let eds = c.eds_cluster_config.clone().unwrap_or_default();
             if let Some(src) = &eds.eds_config {
                 use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier as S;
-                if !matches!(src.config_source_specifier, Some(S::Ads(_)) | Some(S::Self_(_))) {
-                    return Err(scope.error("eds_cluster_config.eds_config", "only ADS (or self) config sources are supported"));
+                if !matches!(
+                    src.config_source_specifier,
+                    Some(S::Ads(_)) | Some(S::Self_(_))
+                ) {
+                    return Err(scope.error(
+                        "eds_cluster_config.eds_config",
+                        "only ADS (or self) config sources are supported",
+                    ));
                 }
             }
-            let service = if eds.service_name.is_empty() { c.name.clone() } else { eds.service_name };
+            let service = if eds.service_name.is_empty() {
+                c.name.clone()
+            } else {
+                eds.service_name
+            };
             (Resolution::Static, Some(service))
         }
         DiscoveryType::Static => (Resolution::Static, None),
@@ -386,7 +447,8 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
     residual.eds_cluster_config = None;
     let lb_type = XdsLb::try_from(c.lb_policy)
         .map_err(|_| scope.error("lb_policy", format!("unknown value {}", c.lb_policy)))?;
-    let peak_ewma = meta::field(c.metadata.as_ref(), MESH, "lb").and_then(proto::as_str) == Some("PEAK_EWMA");
+    let peak_ewma =
+        meta::field(c.metadata.as_ref(), MESH, "lb").and_then(proto::as_str) == Some("PEAK_EWMA");
     // The hash key is on the routes (hash_policy), which assembly prefers; mesh's metadata
     // carries it for clusters no route names.
     let meta_key = meta::field(c.metadata.as_ref(), MESH, "hash_key").and_then(hash_key_from_value);
@@ -400,19 +462,26 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
         XdsLb::RingHash => LbPolicy::RingHash {
             key: placeholder,
             minimum_ring_size: match &c.lb_config {
-                Some(LbConfig::RingHashLbConfig(r)) => r.minimum_ring_size.as_ref().map_or(1024, |v| v.value),
+                Some(LbConfig::RingHashLbConfig(r)) => {
+                    r.minimum_ring_size.as_ref().map_or(1024, |v| v.value)
+                }
                 _ => 1024,
             },
         },
         XdsLb::Maglev => LbPolicy::Maglev {
             key: placeholder,
             table_size: match &c.lb_config {
-                Some(LbConfig::MaglevLbConfig(m)) => m.table_size.as_ref().map_or(65537, |v| v.value),
+                Some(LbConfig::MaglevLbConfig(m)) => {
+                    m.table_size.as_ref().map_or(65537, |v| v.value)
+                }
                 _ => 65537,
             },
         },
         other => {
-            return Err(scope.error("lb_policy", format!("{} is not supported", other.as_str_name())));
+            return Err(scope.error(
+                "lb_policy",
+                format!("{} is not supported", other.as_str_name()),
+            ));
         }
     };
     residual.lb_policy = 0;
@@ -432,7 +501,10 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
     if let Some(cb) = &c.circuit_breakers {
         for (i, t) in cb.thresholds.iter().enumerate() {
             if t.priority != 0 {
-                scope.warn(format!("circuit_breakers.thresholds[{i}].priority"), "HIGH priority thresholds are not implemented; ignored");
+                scope.warn(
+                    format!("circuit_breakers.thresholds[{i}].priority"),
+                    "HIGH priority thresholds are not implemented; ignored",
+                );
                 continue;
             }
             pool.max_connections = u32_or(&t.max_connections, ENVOY_DEFAULT_LIMIT);
@@ -442,14 +514,17 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             if let Some(b) = &t.retry_budget {
                 let percent = b.budget_percent.as_ref().map_or(20.0, |p| p.value);
                 if !(0.0..=100.0).contains(&percent) {
-                    return Err(scope.error(format!("circuit_breakers.thresholds[{i}].retry_budget.budget_percent"), "must be within 0..=100"));
+                    return Err(scope.error(
+                        format!("circuit_breakers.thresholds[{i}].retry_budget.budget_percent"),
+                        "must be within 0..=100",
+                    ));
                 }
                 budget = RetryBudget {
                     budget_percent: percent.round() as u32,
                     min_retry_concurrency: u32_or(&b.min_retry_concurrency, 3),
                 };
             }
-            let mut r = t.clone();
+            let mut r = *t;
             r.max_connections = None;
             r.max_pending_requests = None;
             r.max_requests = None;
@@ -458,7 +533,10 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             scope.unsupported(&format!("circuit_breakers.thresholds[{i}]"), &r);
         }
         if !cb.per_host_thresholds.is_empty() {
-            scope.warn("circuit_breakers.per_host_thresholds", "not implemented; ignored");
+            scope.warn(
+                "circuit_breakers.per_host_thresholds",
+                "not implemented; ignored",
+            );
         }
     }
     residual.circuit_breakers = None;
@@ -477,23 +555,34 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
         }
         let o: UpstreamHttpOptions = unpack(any).map_err(|e| scope.error(&field, e))?;
         if let Some(common) = &o.common_http_protocol_options {
-            if let Some(t) = dur(&common.idle_timeout, &scope, &format!("{field}.common_http_protocol_options.idle_timeout"))? {
+            if let Some(t) = dur(
+                &common.idle_timeout,
+                &scope,
+                &format!("{field}.common_http_protocol_options.idle_timeout"),
+            )? {
                 idle = (!t.is_zero()).then_some(t);
             }
             if let Some(m) = &common.max_requests_per_connection {
                 pool.max_requests_per_connection = m.value;
             }
-            let mut r = common.clone();
+            let mut r = *common;
             r.idle_timeout = None;
             r.max_requests_per_connection = None;
             scope.unsupported(&format!("{field}.common_http_protocol_options"), &r);
         }
         match &o.upstream_protocol_options {
             Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) => {
-                explicit_h2 = matches!(e.protocol_config, Some(ProtocolConfig::Http2ProtocolOptions(_)));
+                explicit_h2 = matches!(
+                    e.protocol_config,
+                    Some(ProtocolConfig::Http2ProtocolOptions(_))
+                );
             }
-            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_)) | Some(UpstreamProtocolOptions::AutoConfig(_)) => {
-                scope.warn(format!("{field}.upstream_protocol_options"), "only explicit_http_config is implemented; HTTP/1.1 is used");
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_))
+            | Some(UpstreamProtocolOptions::AutoConfig(_)) => {
+                scope.warn(
+                    format!("{field}.upstream_protocol_options"),
+                    "only explicit_http_config is implemented; HTTP/1.1 is used",
+                );
             }
             None => {}
         }
@@ -514,21 +603,49 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
         None => Protocol::Unspecified,
     };
     pool.h2_upgrade = explicit_h2 && !protocol.requires_h2()
-        || meta::field(c.metadata.as_ref(), MESH, "h2_upgrade").and_then(proto::as_bool) == Some(true);
+        || meta::field(c.metadata.as_ref(), MESH, "h2_upgrade").and_then(proto::as_bool)
+            == Some(true);
     let outlier = match &c.outlier_detection {
         None => None,
         Some(o) => {
             let d = OutlierDetection::default();
-            let on = |e: &Option<envoy_types::pb::google::protobuf::UInt32Value>, default: u32| u32_or(e, default) > 0;
+            let on = |e: &Option<envoy_types::pb::google::protobuf::UInt32Value>, default: u32| {
+                u32_or(e, default) > 0
+            };
             let p = "outlier_detection";
             let out = OutlierDetection {
-                consecutive_5xx: if on(&o.enforcing_consecutive_5xx, 100) { u32_or(&o.consecutive_5xx, 5) } else { 0 },
-                consecutive_gateway_errors: if on(&o.enforcing_consecutive_gateway_failure, 0) { u32_or(&o.consecutive_gateway_failure, 5) } else { 0 },
-                consecutive_local_origin_failures: if on(&o.enforcing_consecutive_local_origin_failure, 100) { u32_or(&o.consecutive_local_origin_failure, 5) } else { 0 },
+                consecutive_5xx: if on(&o.enforcing_consecutive_5xx, 100) {
+                    u32_or(&o.consecutive_5xx, 5)
+                } else {
+                    0
+                },
+                consecutive_gateway_errors: if on(&o.enforcing_consecutive_gateway_failure, 0) {
+                    u32_or(&o.consecutive_gateway_failure, 5)
+                } else {
+                    0
+                },
+                consecutive_local_origin_failures: if on(
+                    &o.enforcing_consecutive_local_origin_failure,
+                    100,
+                ) {
+                    u32_or(&o.consecutive_local_origin_failure, 5)
+                } else {
+                    0
+                },
                 split_external_local_origin_errors: o.split_external_local_origin_errors,
                 interval: dur(&o.interval, &scope, &format!("{p}.interval"))?.unwrap_or(d.interval),
-                base_ejection_time: dur(&o.base_ejection_time, &scope, &format!("{p}.base_ejection_time"))?.unwrap_or(d.base_ejection_time),
-                max_ejection_time: dur(&o.max_ejection_time, &scope, &format!("{p}.max_ejection_time"))?.unwrap_or(d.max_ejection_time),
+                base_ejection_time: dur(
+                    &o.base_ejection_time,
+                    &scope,
+                    &format!("{p}.base_ejection_time"),
+                )?
+                .unwrap_or(d.base_ejection_time),
+                max_ejection_time: dur(
+                    &o.max_ejection_time,
+                    &scope,
+                    &format!("{p}.max_ejection_time"),
+                )?
+                .unwrap_or(d.max_ejection_time),
                 max_ejection_percent: u32_or(&o.max_ejection_percent, 10).min(100),
                 min_health_percent: c
                     .common_lb_config
@@ -548,7 +665,10 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             r.base_ejection_time = None;
             r.max_ejection_time = None;
             r.max_ejection_percent = None;
-            if r.enforcing_success_rate.as_ref().is_some_and(|v| v.value == 0) {
+            if r.enforcing_success_rate
+                .as_ref()
+                .is_some_and(|v| v.value == 0)
+            {
                 r.enforcing_success_rate = None;
             }
             scope.unsupported(p, &r);
@@ -570,7 +690,8 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
     };
     residual.metadata = None;
     let service = service_key(c, &name);
-    let endpoints: Arc<[mesh_core::model::Endpoint]> = match (&c.load_assignment, &eds_service_name) {
+    let endpoints: Arc<[mesh_core::model::Endpoint]> = match (&c.load_assignment, &eds_service_name)
+    {
         (Some(cla), None) => {
             let decoded = endpoints::decode_inline(cla, &mut scope)?;
             decoded.into()

@@ -54,7 +54,9 @@ pub(crate) fn to_xds(cluster: &Cluster) -> ClusterLoadAssignment {
                     zone: locality.zone.clone(),
                     sub_zone: locality.subzone.clone(),
                 }),
-                load_balancing_weight: u32v(list.iter().map(|e| e.weight.max(1)).sum::<u32>().max(1)),
+                load_balancing_weight: u32v(
+                    list.iter().map(|e| e.weight.max(1)).sum::<u32>().max(1),
+                ),
                 lb_endpoints: list.into_iter().map(lb_endpoint).collect(),
                 ..Default::default()
             })
@@ -122,54 +124,98 @@ pub fn decode_load_assignment(cla: &ClusterLoadAssignment) -> Result<DecodedEndp
 }
 
 /// The endpoints of an assignment (EDS, or inline in a cluster).
-pub(crate) fn decode_inline(cla: &ClusterLoadAssignment, scope: &mut Scope) -> Result<Vec<Endpoint>, XdsError> {
+pub(crate) fn decode_inline(
+    cla: &ClusterLoadAssignment,
+    scope: &mut Scope,
+) -> Result<Vec<Endpoint>, XdsError> {
     let mut out = Vec::new();
     for (i, group) in cla.endpoints.iter().enumerate() {
         let gpath = format!("endpoints[{i}]");
         if group.priority != 0 {
-            scope.warn(format!("{gpath}.priority"), "priorities are not implemented; the endpoints are used as priority 0");
+            scope.warn(
+                format!("{gpath}.priority"),
+                "priorities are not implemented; the endpoints are used as priority 0",
+            );
         }
-        let locality = group.locality.as_ref().map_or_else(Locality::default, |l| Locality {
-            region: l.region.clone(),
-            zone: l.zone.clone(),
-            subzone: l.sub_zone.clone(),
-        });
+        let locality = group
+            .locality
+            .as_ref()
+            .map_or_else(Locality::default, |l| Locality {
+                region: l.region.clone(),
+                zone: l.zone.clone(),
+                subzone: l.sub_zone.clone(),
+            });
         for (j, e) in group.lb_endpoints.iter().enumerate() {
             // Built only for an error: formatting 10,000 paths would dominate a large update.
             let path = Lazy(&gpath, j);
             let endpoint = match &e.host_identifier {
                 Some(HostIdentifier::Endpoint(ep)) => ep,
                 Some(HostIdentifier::EndpointName(_)) => {
-                    return Err(scope.error(format!("{path}.endpoint_name"), "named endpoints are not supported"));
+                    return Err(scope.error(
+                        format!("{path}.endpoint_name"),
+                        "named endpoints are not supported",
+                    ));
                 }
                 None => return Err(scope.error(format!("{path}.endpoint"), "missing")),
             };
             let socket = match endpoint.address.as_ref().and_then(|a| a.address.as_ref()) {
                 Some(address::Address::SocketAddress(s)) => s,
-                Some(_) => return Err(scope.error(format!("{path}.endpoint.address"), "only socket addresses are supported")),
+                Some(_) => {
+                    return Err(scope.error(
+                        format!("{path}.endpoint.address"),
+                        "only socket addresses are supported",
+                    ));
+                }
                 None => return Err(scope.error(format!("{path}.endpoint.address"), "missing")),
             };
             let port = match socket.port_specifier {
-                Some(PortSpecifier::PortValue(p)) => u16::try_from(p)
-                    .ok()
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| scope.error(format!("{path}.endpoint.address.socket_address.port_value"), format!("{p} is not a port")))?,
-                _ => return Err(scope.error(format!("{path}.endpoint.address.socket_address.port_value"), "missing")),
+                Some(PortSpecifier::PortValue(p)) => {
+                    u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+                        scope.error(
+                            format!("{path}.endpoint.address.socket_address.port_value"),
+                            format!("{p} is not a port"),
+                        )
+                    })?
+                }
+                _ => {
+                    return Err(scope.error(
+                        format!("{path}.endpoint.address.socket_address.port_value"),
+                        "missing",
+                    ));
+                }
             };
             let address = match socket.address.parse::<IpAddr>() {
                 Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, port)),
-                Err(_) if !socket.address.is_empty() => EndpointAddress::Dns { host: socket.address.clone(), port },
-                Err(_) => return Err(scope.error(format!("{path}.endpoint.address.socket_address.address"), "empty")),
+                Err(_) if !socket.address.is_empty() => EndpointAddress::Dns {
+                    host: socket.address.clone(),
+                    port,
+                },
+                Err(_) => {
+                    return Err(scope.error(
+                        format!("{path}.endpoint.address.socket_address.address"),
+                        "empty",
+                    ));
+                }
             };
             let health = match XdsHealth::try_from(e.health_status) {
-                Ok(XdsHealth::Unknown | XdsHealth::Healthy | XdsHealth::Degraded) => HealthStatus::Healthy,
+                Ok(XdsHealth::Unknown | XdsHealth::Healthy | XdsHealth::Degraded) => {
+                    HealthStatus::Healthy
+                }
                 Ok(XdsHealth::Draining) => HealthStatus::Draining,
                 Ok(XdsHealth::Unhealthy | XdsHealth::Timeout) => HealthStatus::Unhealthy,
-                Err(_) => return Err(scope.error(format!("{path}.health_status"), format!("unknown value {}", e.health_status))),
+                Err(_) => {
+                    return Err(scope.error(
+                        format!("{path}.health_status"),
+                        format!("unknown value {}", e.health_status),
+                    ));
+                }
             };
             let weight = e.load_balancing_weight.as_ref().map_or(1, |w| w.value);
             if weight == 0 {
-                return Err(scope.error(format!("{path}.load_balancing_weight"), "must be at least 1"));
+                return Err(scope.error(
+                    format!("{path}.load_balancing_weight"),
+                    "must be at least 1",
+                ));
             }
             let labels: BTreeMap<String, String> = meta::namespace(e.metadata.as_ref(), ENVOY_LB)
                 .map(|s| {
@@ -182,10 +228,21 @@ pub(crate) fn decode_inline(cla: &ClusterLoadAssignment, scope: &mut Scope) -> R
             let identity = meta::field(e.metadata.as_ref(), MESH, "identity")
                 .and_then(proto::as_str)
                 .map(str::to_owned);
-            out.push(Endpoint { address, labels, weight, locality: locality.clone(), identity, health });
+            out.push(Endpoint {
+                address,
+                labels,
+                weight,
+                locality: locality.clone(),
+                identity,
+                health,
+            });
         }
     }
-    if cla.policy.as_ref().is_some_and(|p| !p.drop_overloads.is_empty()) {
+    if cla
+        .policy
+        .as_ref()
+        .is_some_and(|p| !p.drop_overloads.is_empty())
+    {
         scope.warn("policy.drop_overloads", "not implemented; ignored");
     }
     if !cla.named_endpoints.is_empty() {

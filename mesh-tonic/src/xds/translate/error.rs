@@ -103,7 +103,11 @@ impl Scope {
 
     /// Reports the fields still set in `residual` (the message with every implemented field
     /// cleared) as not implemented.
-    pub(crate) fn unsupported<M: prost::Message + prost::Name>(&mut self, path: &str, residual: &M) {
+    pub(crate) fn unsupported<M: prost::Message + prost::Name>(
+        &mut self,
+        path: &str,
+        residual: &M,
+    ) {
         let fields = super::proto::set_field_numbers(residual);
         if fields.is_empty() {
             return;

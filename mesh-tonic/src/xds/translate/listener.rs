@@ -85,7 +85,10 @@ pub(crate) fn port_listener(port: u16, route_config_name: &str) -> Listener {
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: HCM.to_owned(),
-                config_type: Some(FilterConfig::TypedConfig(pack(&hcm(route_config_name, &name)))),
+                config_type: Some(FilterConfig::TypedConfig(pack(&hcm(
+                    route_config_name,
+                    &name,
+                )))),
             }],
             ..Default::default()
         }],
@@ -103,8 +106,12 @@ pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
     let mut scope = Scope::new(ResourceKind::Listener, l.name.clone());
     let (manager, path, bound_port) = match (&l.api_listener, l.filter_chains.as_slice()) {
         (Some(api), _) => {
-            let any = api.api_listener.as_ref().ok_or_else(|| scope.error("api_listener.api_listener", "missing"))?;
-            let hcm: HttpConnectionManager = unpack(any).map_err(|e| scope.error("api_listener.api_listener", e))?;
+            let any = api
+                .api_listener
+                .as_ref()
+                .ok_or_else(|| scope.error("api_listener.api_listener", "missing"))?;
+            let hcm: HttpConnectionManager =
+                unpack(any).map_err(|e| scope.error("api_listener.api_listener", e))?;
             (hcm, "api_listener.api_listener".to_owned(), None)
         }
         (None, [chain, rest @ ..]) => {
@@ -119,7 +126,9 @@ pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
                 .ok_or_else(|| scope.error("filter_chains[0].filters", "no HTTP connection manager"))?;
             let path = format!("filter_chains[0].filters[{i}].typed_config");
             let hcm: HttpConnectionManager = match &filter.config_type {
-                Some(FilterConfig::TypedConfig(a)) => unpack(a).map_err(|e| scope.error(&path, e))?,
+                Some(FilterConfig::TypedConfig(a)) => {
+                    unpack(a).map_err(|e| scope.error(&path, e))?
+                }
                 _ => return Err(scope.error(&path, "missing")),
             };
             let port = match l.address.as_ref().and_then(|a| a.address.as_ref()) {
@@ -131,11 +140,15 @@ pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
             };
             (hcm, path, port)
         }
-        (None, []) => return Err(scope.error("api_listener", "neither an API listener nor a filter chain")),
+        (None, []) => {
+            return Err(scope.error("api_listener", "neither an API listener nor a filter chain"));
+        }
     };
     let rds = match &manager.route_specifier {
         Some(RouteSpecifier::Rds(r)) => r,
-        Some(_) => return Err(scope.error(format!("{path}.route_specifier"), "only RDS is supported")),
+        Some(_) => {
+            return Err(scope.error(format!("{path}.route_specifier"), "only RDS is supported"));
+        }
         None => return Err(scope.error(format!("{path}.route_specifier"), "missing")),
     };
     if rds.route_config_name.is_empty() {
@@ -143,12 +156,20 @@ pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
     }
     for (i, f) in manager.http_filters.iter().enumerate() {
         if f.name != ROUTER && f.name != FAULT_FILTER && !f.is_optional {
-            scope.warn(format!("{path}.http_filters[{i}]"), format!("filter {:?} not implemented; ignored", f.name));
+            scope.warn(
+                format!("{path}.http_filters[{i}]"),
+                format!("filter {:?} not implemented; ignored", f.name),
+            );
         }
     }
     let port = port_of_name(&l.name)
         .or(bound_port)
         .or_else(|| rds.route_config_name.parse().ok())
         .ok_or_else(|| scope.error("name", "cannot tell the port: expected host:port, a bound address, or a numeric route name"))?;
-    Ok(DecodedListener { name: l.name.clone(), port, route_config_name: rds.route_config_name.clone(), warnings: scope.warnings })
+    Ok(DecodedListener {
+        name: l.name.clone(),
+        port,
+        route_config_name: rds.route_config_name.clone(),
+        warnings: scope.warnings,
+    })
 }

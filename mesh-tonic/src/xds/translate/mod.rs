@@ -48,7 +48,8 @@ pub mod type_url {
     /// Cluster (CDS).
     pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
     /// ClusterLoadAssignment (EDS).
-    pub const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+    pub const ENDPOINTS: &str =
+        "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
 }
 
 /// Who the resources are for: Envoy binds listeners on ports; a proxyless gRPC client asks for

@@ -8,26 +8,26 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{
-    DataSource, HeaderValue, HeaderValueOption, RuntimeFractionalPercent,
-    data_source::Specifier, header_value_option::HeaderAppendAction,
+    DataSource, HeaderValue, HeaderValueOption, RuntimeFractionalPercent, data_source::Specifier,
+    header_value_option::HeaderAppendAction,
 };
+use envoy_types::pb::envoy::config::route::v3::RetryPolicy as XdsRetry;
 use envoy_types::pb::envoy::config::route::v3::{
-    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
-    Route as XdsRoute, RouteAction as XdsRouteAction, RouteConfiguration as XdsRouteConfiguration,
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, Route as XdsRoute,
+    RouteAction as XdsRouteAction, RouteConfiguration as XdsRouteConfiguration,
     RouteMatch as XdsRouteMatch, VirtualHost as XdsVirtualHost, WeightedCluster as XdsWeighted,
     header_matcher::HeaderMatchSpecifier,
     query_parameter_matcher::QueryParameterMatchSpecifier,
     redirect_action::{PathRewriteSpecifier, RedirectResponseCode},
+    retry_policy::RetryBackOff,
     route::Action,
     route_action::{
         ClusterSpecifier, HashPolicy, HostRewriteSpecifier, RequestMirrorPolicy,
         hash_policy::{ConnectionProperties, Cookie, Header, PolicySpecifier, QueryParameter},
     },
     route_match::PathSpecifier,
-    retry_policy::RetryBackOff,
     weighted_cluster::ClusterWeight,
 };
-use envoy_types::pb::envoy::config::route::v3::RetryPolicy as XdsRetry;
 use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
     FaultDelay as XdsDelay, fault_delay::FaultDelaySecifier,
 };
@@ -142,7 +142,11 @@ fn header_options(m: &HeaderMutation) -> Vec<HeaderValueOption> {
     m.set
         .iter()
         .map(|h| opt(h, HeaderAppendAction::OverwriteIfExistsOrAdd))
-        .chain(m.add.iter().map(|h| opt(h, HeaderAppendAction::AppendIfExistsOrAdd)))
+        .chain(
+            m.add
+                .iter()
+                .map(|h| opt(h, HeaderAppendAction::AppendIfExistsOrAdd)),
+        )
         .collect()
 }
 
@@ -200,7 +204,9 @@ fn route_to_xds(
 ) -> Vec<XdsRoute> {
     let (name, mut istio_meta, mut mesh_meta) = (
         match &r.origin {
-            RouteOrigin::VirtualService { route_name, .. } => route_name.clone().unwrap_or_default(),
+            RouteOrigin::VirtualService { route_name, .. } => {
+                route_name.clone().unwrap_or_default()
+            }
             RouteOrigin::Default => "default".to_owned(),
             RouteOrigin::Xds { name } => name.clone(),
         },
@@ -250,7 +256,11 @@ fn route_to_xds(
                 body_format: None,
             })
         }
-        RouteAction::Redirect { path, authority, status } => Action::Redirect(RedirectAction {
+        RouteAction::Redirect {
+            path,
+            authority,
+            status,
+        } => Action::Redirect(RedirectAction {
             host_redirect: authority.clone().unwrap_or_default(),
             response_code: match status {
                 302 => RedirectResponseCode::Found,
@@ -290,10 +300,12 @@ fn route_to_xds(
                     ..Default::default()
                 }),
             };
-            let hash = targets.iter().find_map(|t| match &clusters.get(&t.cluster)?.lb {
-                LbPolicy::RingHash { key, .. } | LbPolicy::Maglev { key, .. } => Some(key),
-                _ => None,
-            });
+            let hash = targets
+                .iter()
+                .find_map(|t| match &clusters.get(&t.cluster)?.lb {
+                    LbPolicy::RingHash { key, .. } | LbPolicy::Maglev { key, .. } => Some(key),
+                    _ => None,
+                });
             Action::Route(XdsRouteAction {
                 cluster_specifier: Some(specifier),
                 timeout: Some(duration_to(r.timeout.unwrap_or_default())),
@@ -301,7 +313,11 @@ fn route_to_xds(
                     retry_on: retry_on_string(&p.retry_on),
                     num_retries: u32v(p.attempts),
                     per_try_timeout: p.per_try_timeout.map(duration_to),
-                    retriable_status_codes: p.retriable_status_codes.iter().map(|c| u32::from(*c)).collect(),
+                    retriable_status_codes: p
+                        .retriable_status_codes
+                        .iter()
+                        .map(|c| u32::from(*c))
+                        .collect(),
                     retry_back_off: Some(RetryBackOff {
                         base_interval: Some(duration_to(p.backoff_base)),
                         max_interval: Some(duration_to(p.backoff_max)),
@@ -321,7 +337,11 @@ fn route_to_xds(
                     })
                     .collect(),
                 hash_policy: hash.map(hash_policy).into_iter().collect(),
-                prefix_rewrite: r.rewrite.as_ref().and_then(|w| w.uri.clone()).unwrap_or_default(),
+                prefix_rewrite: r
+                    .rewrite
+                    .as_ref()
+                    .and_then(|w| w.uri.clone())
+                    .unwrap_or_default(),
                 host_rewrite_specifier: r
                     .rewrite
                     .as_ref()
@@ -378,7 +398,11 @@ fn match_to_xds(m: Option<&RouteMatch>) -> XdsRouteMatch {
     if let Some(authority) = &m.authority {
         headers.push(header_matcher(":authority", Some(authority), false));
     }
-    headers.extend(m.headers.iter().map(|h| header_matcher(&h.name, h.value.as_ref(), h.invert)));
+    headers.extend(
+        m.headers
+            .iter()
+            .map(|h| header_matcher(&h.name, h.value.as_ref(), h.invert)),
+    );
     XdsRouteMatch {
         path_specifier: Some(match &m.path {
             None => PathSpecifier::Prefix("/".into()),
@@ -412,14 +436,23 @@ fn match_to_xds(m: Option<&RouteMatch>) -> XdsRouteMatch {
 
 fn string_match(m: &StringMatcher, scope: &Scope, path: &str) -> Result<StringMatch, XdsError> {
     if m.ignore_case {
-        return Err(scope.error(format!("{path}.ignore_case"), "case-insensitive matching is not supported here"));
+        return Err(scope.error(
+            format!("{path}.ignore_case"),
+            "case-insensitive matching is not supported here",
+        ));
     }
     Ok(match &m.match_pattern {
         Some(MatchPattern::Exact(s)) => StringMatch::Exact(s.clone()),
         Some(MatchPattern::Prefix(s)) => StringMatch::Prefix(s.clone()),
-        Some(MatchPattern::Suffix(s)) => StringMatch::Regex(compile(&format!(".*{}", regex_escape(s)), scope, path)?),
-        Some(MatchPattern::Contains(s)) => StringMatch::Regex(compile(&format!(".*{}.*", regex_escape(s)), scope, path)?),
-        Some(MatchPattern::SafeRegex(r)) => StringMatch::Regex(compile(&r.regex, scope, &format!("{path}.safe_regex"))?),
+        Some(MatchPattern::Suffix(s)) => {
+            StringMatch::Regex(compile(&format!(".*{}", regex_escape(s)), scope, path)?)
+        }
+        Some(MatchPattern::Contains(s)) => {
+            StringMatch::Regex(compile(&format!(".*{}.*", regex_escape(s)), scope, path)?)
+        }
+        Some(MatchPattern::SafeRegex(r)) => {
+            StringMatch::Regex(compile(&r.regex, scope, &format!("{path}.safe_regex"))?)
+        }
         Some(MatchPattern::Custom(_)) | None => {
             return Err(scope.error(path, "unsupported or missing match pattern"));
         }
@@ -430,7 +463,10 @@ fn regex_escape(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
             let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special.then_some('\\').into_iter().chain(std::iter::once(c))
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
         })
         .collect()
 }
@@ -448,7 +484,9 @@ fn percent(f: Option<&FractionalPercent>, scope: &Scope, path: &str) -> Result<P
         Err(_) => return Err(scope.error(format!("{path}.denominator"), "unknown denominator")),
     };
     let ppm = u64::from(f.numerator).saturating_mul(per_million);
-    Ok(Percent::from_parts_per_million(u32::try_from(ppm).unwrap_or(u32::MAX)))
+    Ok(Percent::from_parts_per_million(
+        u32::try_from(ppm).unwrap_or(u32::MAX),
+    ))
 }
 
 fn header_mutation(
@@ -457,12 +495,19 @@ fn header_mutation(
     scope: &mut Scope,
     path: &str,
 ) -> HeaderMutation {
-    let mut m = HeaderMutation { remove: remove.to_vec(), ..Default::default() };
+    let mut m = HeaderMutation {
+        remove: remove.to_vec(),
+        ..Default::default()
+    };
     for (i, o) in add.iter().enumerate() {
         let Some(h) = &o.header else { continue };
         let pair = (h.key.clone(), h.value.clone());
-        match (HeaderAppendAction::try_from(o.append_action), o.append.as_ref().map(|a| a.value)) {
-            (Ok(HeaderAppendAction::AppendIfExistsOrAdd), Some(false)) | (Ok(HeaderAppendAction::OverwriteIfExistsOrAdd), _) => m.set.push(pair),
+        match (
+            HeaderAppendAction::try_from(o.append_action),
+            o.append.as_ref().map(|a| a.value),
+        ) {
+            (Ok(HeaderAppendAction::AppendIfExistsOrAdd), Some(false))
+            | (Ok(HeaderAppendAction::OverwriteIfExistsOrAdd), _) => m.set.push(pair),
             (Ok(HeaderAppendAction::AppendIfExistsOrAdd), _) => m.add.push(pair),
             _ => {
                 scope.warn(format!("{path}[{i}].append_action"), "only APPEND_IF_EXISTS_OR_ADD and OVERWRITE_IF_EXISTS_OR_ADD are implemented; treated as overwrite");
@@ -489,7 +534,10 @@ fn retry_on(s: &str, scope: &mut Scope, path: &str) -> RetryOn {
             "internal" => r.grpc_internal = true,
             "resource-exhausted" => r.grpc_resource_exhausted = true,
             "unavailable" => r.grpc_unavailable = true,
-            other => scope.warn(path, format!("retry condition {other:?} not implemented; ignored")),
+            other => scope.warn(
+                path,
+                format!("retry condition {other:?} not implemented; ignored"),
+            ),
         }
     }
     r
@@ -497,7 +545,9 @@ fn retry_on(s: &str, scope: &mut Scope, path: &str) -> RetryOn {
 
 fn hash_key(h: &HashPolicy, scope: &mut Scope, path: &str) -> Option<HashKey> {
     match &h.policy_specifier {
-        Some(PolicySpecifier::Header(h)) => Some(HashKey::Header(h.header_name.to_ascii_lowercase())),
+        Some(PolicySpecifier::Header(h)) => {
+            Some(HashKey::Header(h.header_name.to_ascii_lowercase()))
+        }
         Some(PolicySpecifier::Cookie(c)) => Some(HashKey::Cookie {
             name: c.name.clone(),
             path: (!c.path.is_empty()).then(|| c.path.clone()),
@@ -512,10 +562,19 @@ fn hash_key(h: &HashPolicy, scope: &mut Scope, path: &str) -> Option<HashKey> {
     }
 }
 
-fn match_from_xds(m: &XdsRouteMatch, route: &XdsRoute, scope: &mut Scope, path: &str) -> Result<RouteMatch, XdsError> {
+fn match_from_xds(
+    m: &XdsRouteMatch,
+    route: &XdsRoute,
+    scope: &mut Scope,
+    path: &str,
+) -> Result<RouteMatch, XdsError> {
     let mut out = RouteMatch {
-        name: meta::field(route.metadata.as_ref(), MESH, "match_name").and_then(proto::as_str).map(str::to_owned),
-        port: meta::field(route.metadata.as_ref(), MESH, "port").and_then(proto::as_number).and_then(|p| u16::try_from(p as u64).ok()),
+        name: meta::field(route.metadata.as_ref(), MESH, "match_name")
+            .and_then(proto::as_str)
+            .map(str::to_owned),
+        port: meta::field(route.metadata.as_ref(), MESH, "port")
+            .and_then(proto::as_number)
+            .and_then(|p| u16::try_from(p as u64).ok()),
         ignore_uri_case: m.case_sensitive.as_ref().is_some_and(|c| !c.value),
         ..Default::default()
     };
@@ -523,41 +582,82 @@ fn match_from_xds(m: &XdsRouteMatch, route: &XdsRoute, scope: &mut Scope, path: 
         Some(PathSpecifier::Prefix(p)) if p == "/" || p.is_empty() => None,
         Some(PathSpecifier::Prefix(p)) => Some(StringMatch::Prefix(p.clone())),
         Some(PathSpecifier::Path(p)) => Some(StringMatch::Exact(p.clone())),
-        Some(PathSpecifier::SafeRegex(r)) => Some(StringMatch::Regex(compile(&r.regex, scope, &format!("{path}.safe_regex"))?)),
-        Some(PathSpecifier::PathSeparatedPrefix(p)) => Some(StringMatch::Regex(compile(&format!("{}(/.*)?", regex_escape(p)), scope, &format!("{path}.path_separated_prefix"))?)),
-        Some(_) => return Err(scope.error(format!("{path}.path_specifier"), "unsupported path matcher")),
+        Some(PathSpecifier::SafeRegex(r)) => Some(StringMatch::Regex(compile(
+            &r.regex,
+            scope,
+            &format!("{path}.safe_regex"),
+        )?)),
+        Some(PathSpecifier::PathSeparatedPrefix(p)) => Some(StringMatch::Regex(compile(
+            &format!("{}(/.*)?", regex_escape(p)),
+            scope,
+            &format!("{path}.path_separated_prefix"),
+        )?)),
+        Some(_) => {
+            return Err(scope.error(format!("{path}.path_specifier"), "unsupported path matcher"));
+        }
         None => return Err(scope.error(format!("{path}.path_specifier"), "missing")),
     };
     for (i, h) in m.headers.iter().enumerate() {
         let hpath = format!("{path}.headers[{i}]");
         let value = match &h.header_match_specifier {
-            Some(HeaderMatchSpecifier::StringMatch(s)) => Some(string_match(s, scope, &format!("{hpath}.string_match"))?),
+            Some(HeaderMatchSpecifier::StringMatch(s)) => {
+                Some(string_match(s, scope, &format!("{hpath}.string_match"))?)
+            }
             Some(HeaderMatchSpecifier::ExactMatch(s)) => Some(StringMatch::Exact(s.clone())),
             Some(HeaderMatchSpecifier::PrefixMatch(s)) => Some(StringMatch::Prefix(s.clone())),
-            Some(HeaderMatchSpecifier::SafeRegexMatch(r)) => Some(StringMatch::Regex(compile(&r.regex, scope, &format!("{hpath}.safe_regex_match"))?)),
-            Some(HeaderMatchSpecifier::SuffixMatch(s)) => Some(StringMatch::Regex(compile(&format!(".*{}", regex_escape(s)), scope, &hpath)?)),
-            Some(HeaderMatchSpecifier::ContainsMatch(s)) => Some(StringMatch::Regex(compile(&format!(".*{}.*", regex_escape(s)), scope, &hpath)?)),
+            Some(HeaderMatchSpecifier::SafeRegexMatch(r)) => Some(StringMatch::Regex(compile(
+                &r.regex,
+                scope,
+                &format!("{hpath}.safe_regex_match"),
+            )?)),
+            Some(HeaderMatchSpecifier::SuffixMatch(s)) => Some(StringMatch::Regex(compile(
+                &format!(".*{}", regex_escape(s)),
+                scope,
+                &hpath,
+            )?)),
+            Some(HeaderMatchSpecifier::ContainsMatch(s)) => Some(StringMatch::Regex(compile(
+                &format!(".*{}.*", regex_escape(s)),
+                scope,
+                &hpath,
+            )?)),
             Some(HeaderMatchSpecifier::PresentMatch(true)) => None,
             Some(HeaderMatchSpecifier::PresentMatch(false)) => {
-                out.headers.push(HeaderMatch { name: h.name.to_ascii_lowercase(), value: None, invert: !h.invert_match });
+                out.headers.push(HeaderMatch {
+                    name: h.name.to_ascii_lowercase(),
+                    value: None,
+                    invert: !h.invert_match,
+                });
                 continue;
             }
-            Some(HeaderMatchSpecifier::RangeMatch(_)) => return Err(scope.error(format!("{hpath}.range_match"), "not supported")),
+            Some(HeaderMatchSpecifier::RangeMatch(_)) => {
+                return Err(scope.error(format!("{hpath}.range_match"), "not supported"));
+            }
             None => None,
         };
         let name = h.name.to_ascii_lowercase();
         match (name.as_str(), &value, h.invert_match) {
             (":method", Some(_), false) => out.method = value,
             (":authority" | "host", Some(_), false) => out.authority = value,
-            _ => out.headers.push(HeaderMatch { name, value, invert: h.invert_match }),
+            _ => out.headers.push(HeaderMatch {
+                name,
+                value,
+                invert: h.invert_match,
+            }),
         }
     }
     for (i, q) in m.query_parameters.iter().enumerate() {
         let value = match &q.query_parameter_match_specifier {
-            Some(QueryParameterMatchSpecifier::StringMatch(s)) => Some(string_match(s, scope, &format!("{path}.query_parameters[{i}].string_match"))?),
+            Some(QueryParameterMatchSpecifier::StringMatch(s)) => Some(string_match(
+                s,
+                scope,
+                &format!("{path}.query_parameters[{i}].string_match"),
+            )?),
             Some(QueryParameterMatchSpecifier::PresentMatch(_)) | None => None,
         };
-        out.query.push(QueryMatch { name: q.name.clone(), value });
+        out.query.push(QueryMatch {
+            name: q.name.clone(),
+            value,
+        });
     }
     let mut r = m.clone();
     r.path_specifier = None;
@@ -568,8 +668,14 @@ fn match_from_xds(m: &XdsRouteMatch, route: &XdsRoute, scope: &mut Scope, path: 
     Ok(out)
 }
 
-fn dur(d: &Option<envoy_types::pb::google::protobuf::Duration>, scope: &Scope, path: &str) -> Result<Option<std::time::Duration>, XdsError> {
-    d.as_ref().map(|d| duration_from(d).ok_or_else(|| scope.error(path, "negative or invalid duration"))).transpose()
+fn dur(
+    d: &Option<envoy_types::pb::google::protobuf::Duration>,
+    scope: &Scope,
+    path: &str,
+) -> Result<Option<std::time::Duration>, XdsError> {
+    d.as_ref()
+        .map(|d| duration_from(d).ok_or_else(|| scope.error(path, "negative or invalid duration")))
+        .transpose()
 }
 
 /// One Envoy route as a model route with one match (grouping happens in the caller).
@@ -579,7 +685,10 @@ fn route_from_xds(
     scope: &mut Scope,
     hash_keys: &mut Vec<(ClusterName, HashKey)>,
 ) -> Result<Route, XdsError> {
-    let m = route.r#match.as_ref().ok_or_else(|| scope.error(format!("{path}.match"), "missing"))?;
+    let m = route
+        .r#match
+        .as_ref()
+        .ok_or_else(|| scope.error(format!("{path}.match"), "missing"))?;
     let matched = match_from_xds(m, route, scope, &format!("{path}.match"))?;
     let config = meta::field(route.metadata.as_ref(), ISTIO, "config").and_then(proto::as_str);
     let vs = config.and_then(|c| {
@@ -591,22 +700,39 @@ fn route_from_xds(
     let origin = match vs {
         Some(name) => RouteOrigin::VirtualService {
             name,
-            index: meta::field(route.metadata.as_ref(), MESH, "index").and_then(proto::as_number).unwrap_or(0.0) as usize,
+            index: meta::field(route.metadata.as_ref(), MESH, "index")
+                .and_then(proto::as_number)
+                .unwrap_or(0.0) as usize,
             route_name: (!route.name.is_empty()).then(|| route.name.clone()),
         },
         None if route.name == "default" => RouteOrigin::Default,
-        None => RouteOrigin::Xds { name: route.name.clone() },
+        None => RouteOrigin::Xds {
+            name: route.name.clone(),
+        },
     };
     let mut out = Route {
         origin,
         matches: vec![matched],
-        action: RouteAction::DirectResponse { status: 500, body: None },
+        action: RouteAction::DirectResponse {
+            status: 500,
+            body: None,
+        },
         timeout: None,
         retry: None,
         fault: None,
         mirrors: Vec::new(),
-        request_headers: header_mutation(&route.request_headers_to_add, &route.request_headers_to_remove, scope, &format!("{path}.request_headers_to_add")),
-        response_headers: header_mutation(&route.response_headers_to_add, &route.response_headers_to_remove, scope, &format!("{path}.response_headers_to_add")),
+        request_headers: header_mutation(
+            &route.request_headers_to_add,
+            &route.request_headers_to_remove,
+            scope,
+            &format!("{path}.request_headers_to_add"),
+        ),
+        response_headers: header_mutation(
+            &route.response_headers_to_add,
+            &route.response_headers_to_remove,
+            scope,
+            &format!("{path}.response_headers_to_add"),
+        ),
         rewrite: None,
     };
     for (key, any) in &route.typed_per_filter_config {
@@ -620,21 +746,57 @@ fn route_from_xds(
             None => None,
             Some(d) => match &d.fault_delay_secifier {
                 Some(FaultDelaySecifier::FixedDelay(t)) => Some(FaultDelay {
-                    fixed_delay: duration_from(t).ok_or_else(|| scope.error(format!("{fpath}.delay.fixed_delay"), "invalid duration"))?,
-                    percentage: percent(d.percentage.as_ref(), scope, &format!("{fpath}.delay.percentage"))?,
+                    fixed_delay: duration_from(t).ok_or_else(|| {
+                        scope.error(format!("{fpath}.delay.fixed_delay"), "invalid duration")
+                    })?,
+                    percentage: percent(
+                        d.percentage.as_ref(),
+                        scope,
+                        &format!("{fpath}.delay.percentage"),
+                    )?,
                 }),
-                _ => return Err(scope.error(format!("{fpath}.delay"), "only fixed delays are supported")),
+                _ => {
+                    return Err(
+                        scope.error(format!("{fpath}.delay"), "only fixed delays are supported")
+                    );
+                }
             },
         };
         let abort = match &f.abort {
             None => None,
             Some(a) => Some(FaultAbort {
                 status: match a.error_type {
-                    Some(ErrorType::HttpStatus(s)) => AbortStatus::Http(u16::try_from(s).ok().filter(|s| (200..600).contains(s)).ok_or_else(|| scope.error(format!("{fpath}.abort.http_status"), format!("{s} is not an HTTP status")))?),
-                    Some(ErrorType::GrpcStatus(s)) => AbortStatus::Grpc(u16::try_from(s).ok().filter(|s| *s <= 16).ok_or_else(|| scope.error(format!("{fpath}.abort.grpc_status"), format!("{s} is not a gRPC status")))?),
-                    _ => return Err(scope.error(format!("{fpath}.abort"), "only http_status and grpc_status aborts are supported")),
+                    Some(ErrorType::HttpStatus(s)) => AbortStatus::Http(
+                        u16::try_from(s)
+                            .ok()
+                            .filter(|s| (200..600).contains(s))
+                            .ok_or_else(|| {
+                                scope.error(
+                                    format!("{fpath}.abort.http_status"),
+                                    format!("{s} is not an HTTP status"),
+                                )
+                            })?,
+                    ),
+                    Some(ErrorType::GrpcStatus(s)) => AbortStatus::Grpc(
+                        u16::try_from(s).ok().filter(|s| *s <= 16).ok_or_else(|| {
+                            scope.error(
+                                format!("{fpath}.abort.grpc_status"),
+                                format!("{s} is not a gRPC status"),
+                            )
+                        })?,
+                    ),
+                    _ => {
+                        return Err(scope.error(
+                            format!("{fpath}.abort"),
+                            "only http_status and grpc_status aborts are supported",
+                        ));
+                    }
                 },
-                percentage: percent(a.percentage.as_ref(), scope, &format!("{fpath}.abort.percentage"))?,
+                percentage: percent(
+                    a.percentage.as_ref(),
+                    scope,
+                    &format!("{fpath}.abort.percentage"),
+                )?,
             }),
         };
         out.fault = Some(FaultPolicy { delay, abort });
@@ -642,12 +804,25 @@ fn route_from_xds(
     match &route.action {
         None => return Err(scope.error(format!("{path}.action"), "missing")),
         Some(Action::DirectResponse(d)) => {
-            let status = u16::try_from(d.status).ok().filter(|s| (200..600).contains(s)).ok_or_else(|| scope.error(format!("{path}.direct_response.status"), format!("{} is not an HTTP status", d.status)))?;
+            let status = u16::try_from(d.status)
+                .ok()
+                .filter(|s| (200..600).contains(s))
+                .ok_or_else(|| {
+                    scope.error(
+                        format!("{path}.direct_response.status"),
+                        format!("{} is not an HTTP status", d.status),
+                    )
+                })?;
             let body = match d.body.as_ref().and_then(|b| b.specifier.as_ref()) {
                 None => None,
                 Some(Specifier::InlineString(s)) => Some(s.clone()),
                 Some(Specifier::InlineBytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-                Some(_) => return Err(scope.error(format!("{path}.direct_response.body"), "only inline bodies are supported")),
+                Some(_) => {
+                    return Err(scope.error(
+                        format!("{path}.direct_response.body"),
+                        "only inline bodies are supported",
+                    ));
+                }
             };
             out.action = RouteAction::DirectResponse { status, body };
         }
@@ -658,49 +833,80 @@ fn route_from_xds(
                 Ok(RedirectResponseCode::SeeOther) => 303,
                 Ok(RedirectResponseCode::TemporaryRedirect) => 307,
                 Ok(RedirectResponseCode::PermanentRedirect) => 308,
-                Err(_) => return Err(scope.error(format!("{path}.redirect.response_code"), "unknown value")),
+                Err(_) => {
+                    return Err(
+                        scope.error(format!("{path}.redirect.response_code"), "unknown value")
+                    );
+                }
             };
             let p = match &r.path_rewrite_specifier {
                 None => None,
                 Some(PathRewriteSpecifier::PathRedirect(p)) => Some(p.clone()),
-                Some(_) => return Err(scope.error(format!("{path}.redirect"), "only path_redirect is supported")),
+                Some(_) => {
+                    return Err(scope.error(
+                        format!("{path}.redirect"),
+                        "only path_redirect is supported",
+                    ));
+                }
             };
-            out.action = RouteAction::Redirect { path: p, authority: (!r.host_redirect.is_empty()).then(|| r.host_redirect.clone()), status };
+            out.action = RouteAction::Redirect {
+                path: p,
+                authority: (!r.host_redirect.is_empty()).then(|| r.host_redirect.clone()),
+                status,
+            };
         }
         Some(Action::Route(a)) => {
             let apath = format!("{path}.route");
-            let targets = match &a.cluster_specifier {
-                Some(ClusterSpecifier::Cluster(c)) if !c.is_empty() => vec![WeightedCluster {
-                    cluster: ClusterName::new(c.as_str()),
-                    weight: 100,
-                    request_headers: HeaderMutation::default(),
-                    response_headers: HeaderMutation::default(),
-                }],
-                Some(ClusterSpecifier::WeightedClusters(w)) => {
-                    let mut list = Vec::new();
-                    for (i, c) in w.clusters.iter().enumerate() {
-                        let cpath = format!("{apath}.weighted_clusters.clusters[{i}]");
-                        if c.name.is_empty() {
-                            return Err(scope.error(format!("{cpath}.name"), "empty"));
+            let targets =
+                match &a.cluster_specifier {
+                    Some(ClusterSpecifier::Cluster(c)) if !c.is_empty() => vec![WeightedCluster {
+                        cluster: ClusterName::new(c.as_str()),
+                        weight: 100,
+                        request_headers: HeaderMutation::default(),
+                        response_headers: HeaderMutation::default(),
+                    }],
+                    Some(ClusterSpecifier::WeightedClusters(w)) => {
+                        let mut list = Vec::new();
+                        for (i, c) in w.clusters.iter().enumerate() {
+                            let cpath = format!("{apath}.weighted_clusters.clusters[{i}]");
+                            if c.name.is_empty() {
+                                return Err(scope.error(format!("{cpath}.name"), "empty"));
+                            }
+                            list.push(WeightedCluster {
+                                cluster: ClusterName::new(c.name.as_str()),
+                                weight: c.weight.as_ref().map_or(0, |w| w.value),
+                                request_headers: header_mutation(
+                                    &c.request_headers_to_add,
+                                    &c.request_headers_to_remove,
+                                    scope,
+                                    &format!("{cpath}.request_headers_to_add"),
+                                ),
+                                response_headers: header_mutation(
+                                    &c.response_headers_to_add,
+                                    &c.response_headers_to_remove,
+                                    scope,
+                                    &format!("{cpath}.response_headers_to_add"),
+                                ),
+                            });
                         }
-                        list.push(WeightedCluster {
-                            cluster: ClusterName::new(c.name.as_str()),
-                            weight: c.weight.as_ref().map_or(0, |w| w.value),
-                            request_headers: header_mutation(&c.request_headers_to_add, &c.request_headers_to_remove, scope, &format!("{cpath}.request_headers_to_add")),
-                            response_headers: header_mutation(&c.response_headers_to_add, &c.response_headers_to_remove, scope, &format!("{cpath}.response_headers_to_add")),
-                        });
+                        let total: u64 = list.iter().map(|c| u64::from(c.weight)).sum();
+                        if total == 0 {
+                            return Err(scope
+                                .error(format!("{apath}.weighted_clusters"), "weights sum to 0"));
+                        }
+                        if total > u64::from(u32::MAX) {
+                            return Err(scope
+                                .error(format!("{apath}.weighted_clusters"), "weights overflow"));
+                        }
+                        list
                     }
-                    let total: u64 = list.iter().map(|c| u64::from(c.weight)).sum();
-                    if total == 0 {
-                        return Err(scope.error(format!("{apath}.weighted_clusters"), "weights sum to 0"));
+                    _ => {
+                        return Err(scope.error(
+                            format!("{apath}.cluster_specifier"),
+                            "only cluster and weighted_clusters are supported",
+                        ));
                     }
-                    if total > u64::from(u32::MAX) {
-                        return Err(scope.error(format!("{apath}.weighted_clusters"), "weights overflow"));
-                    }
-                    list
-                }
-                _ => return Err(scope.error(format!("{apath}.cluster_specifier"), "only cluster and weighted_clusters are supported")),
-            };
+                };
             for (i, h) in a.hash_policy.iter().enumerate() {
                 if let Some(key) = hash_key(h, scope, &format!("{apath}.hash_policy[{i}]")) {
                     for t in &targets {
@@ -710,22 +916,48 @@ fn route_from_xds(
                 }
             }
             out.action = RouteAction::Forward(targets);
-            out.timeout = dur(&a.timeout, scope, &format!("{apath}.timeout"))?.filter(|t| !t.is_zero());
+            out.timeout =
+                dur(&a.timeout, scope, &format!("{apath}.timeout"))?.filter(|t| !t.is_zero());
             if let Some(p) = &a.retry_policy {
                 let rpath = format!("{apath}.retry_policy");
-                let backoff = p.retry_back_off.clone().unwrap_or_default();
-                let base = dur(&backoff.base_interval, scope, &format!("{rpath}.retry_back_off.base_interval"))?.unwrap_or(std::time::Duration::from_millis(25));
+                let backoff = p.retry_back_off.unwrap_or_default();
+                let base = dur(
+                    &backoff.base_interval,
+                    scope,
+                    &format!("{rpath}.retry_back_off.base_interval"),
+                )?
+                .unwrap_or(std::time::Duration::from_millis(25));
                 let mut codes = Vec::new();
                 for (i, c) in p.retriable_status_codes.iter().enumerate() {
-                    codes.push(u16::try_from(*c).ok().filter(|c| (100..600).contains(c)).ok_or_else(|| scope.error(format!("{rpath}.retriable_status_codes[{i}]"), format!("{c} is not an HTTP status")))?);
+                    codes.push(
+                        u16::try_from(*c)
+                            .ok()
+                            .filter(|c| (100..600).contains(c))
+                            .ok_or_else(|| {
+                                scope.error(
+                                    format!("{rpath}.retriable_status_codes[{i}]"),
+                                    format!("{c} is not an HTTP status"),
+                                )
+                            })?,
+                    );
                 }
                 out.retry = Some(RetryPolicy {
                     attempts: p.num_retries.as_ref().map_or(1, |n| n.value),
-                    per_try_timeout: dur(&p.per_try_timeout, scope, &format!("{rpath}.per_try_timeout"))?.filter(|t| !t.is_zero()),
+                    per_try_timeout: dur(
+                        &p.per_try_timeout,
+                        scope,
+                        &format!("{rpath}.per_try_timeout"),
+                    )?
+                    .filter(|t| !t.is_zero()),
                     retry_on: retry_on(&p.retry_on, scope, &format!("{rpath}.retry_on")),
                     retriable_status_codes: codes,
                     backoff_base: base,
-                    backoff_max: dur(&backoff.max_interval, scope, &format!("{rpath}.retry_back_off.max_interval"))?.unwrap_or(base * 10),
+                    backoff_max: dur(
+                        &backoff.max_interval,
+                        scope,
+                        &format!("{rpath}.retry_back_off.max_interval"),
+                    )?
+                    .unwrap_or(base * 10),
                 });
                 let mut r = p.clone();
                 r.retry_on.clear();
@@ -737,18 +969,30 @@ fn route_from_xds(
             }
             for (i, m) in a.request_mirror_policies.iter().enumerate() {
                 if m.cluster.is_empty() {
-                    return Err(scope.error(format!("{apath}.request_mirror_policies[{i}].cluster"), "empty"));
+                    return Err(scope.error(
+                        format!("{apath}.request_mirror_policies[{i}].cluster"),
+                        "empty",
+                    ));
                 }
                 out.mirrors.push(Mirror {
                     cluster: ClusterName::new(m.cluster.as_str()),
-                    percentage: percent(m.runtime_fraction.as_ref().and_then(|f| f.default_value.as_ref()), scope, &format!("{apath}.request_mirror_policies[{i}].runtime_fraction"))?,
+                    percentage: percent(
+                        m.runtime_fraction
+                            .as_ref()
+                            .and_then(|f| f.default_value.as_ref()),
+                        scope,
+                        &format!("{apath}.request_mirror_policies[{i}].runtime_fraction"),
+                    )?,
                 });
             }
             let uri = (!a.prefix_rewrite.is_empty()).then(|| a.prefix_rewrite.clone());
             let authority = match &a.host_rewrite_specifier {
                 Some(HostRewriteSpecifier::HostRewriteLiteral(h)) => Some(h.clone()),
                 Some(_) => {
-                    scope.warn(format!("{apath}.host_rewrite_specifier"), "only host_rewrite_literal is implemented; ignored");
+                    scope.warn(
+                        format!("{apath}.host_rewrite_specifier"),
+                        "only host_rewrite_literal is implemented; ignored",
+                    );
                     None
                 }
                 None => None,
@@ -767,7 +1011,12 @@ fn route_from_xds(
             r.max_stream_duration = None;
             scope.unsupported(&apath, &r);
         }
-        Some(_) => return Err(scope.error(format!("{path}.action"), "only route, redirect and direct_response are supported")),
+        Some(_) => {
+            return Err(scope.error(
+                format!("{path}.action"),
+                "only route, redirect and direct_response are supported",
+            ));
+        }
     }
     let mut r = route.clone();
     r.name.clear();
@@ -785,7 +1034,9 @@ fn route_from_xds(
 }
 
 /// Decodes and validates one RDS resource.
-pub fn decode_route_configuration(rc: &XdsRouteConfiguration) -> Result<DecodedRouteConfiguration, XdsError> {
+pub fn decode_route_configuration(
+    rc: &XdsRouteConfiguration,
+) -> Result<DecodedRouteConfiguration, XdsError> {
     let mut scope = Scope::new(ResourceKind::RouteConfiguration, rc.name.clone());
     if rc.name.is_empty() {
         return Err(scope.error("name", "empty"));
@@ -800,7 +1051,12 @@ pub fn decode_route_configuration(rc: &XdsRouteConfiguration) -> Result<DecodedR
         let mut routes: Vec<(Option<f64>, Route)> = Vec::new();
         for (j, r) in vh.routes.iter().enumerate() {
             let group = meta::field(r.metadata.as_ref(), MESH, "route").and_then(proto::as_number);
-            let route = route_from_xds(r, &format!("{vpath}.routes[{j}]"), &mut scope, &mut hash_keys)?;
+            let route = route_from_xds(
+                r,
+                &format!("{vpath}.routes[{j}]"),
+                &mut scope,
+                &mut hash_keys,
+            )?;
             match routes.last_mut() {
                 Some((Some(g), last)) if group == Some(*g) => last.matches.extend(route.matches),
                 _ => routes.push((group, route)),
@@ -820,12 +1076,21 @@ pub fn decode_route_configuration(rc: &XdsRouteConfiguration) -> Result<DecodedR
         residual.domains.clear();
         residual.routes.clear();
         scope.unsupported(&vpath, &residual);
-        virtual_hosts.push(VirtualHost { name: vh.name.clone(), domains: vh.domains.clone(), routes });
+        virtual_hosts.push(VirtualHost {
+            name: vh.name.clone(),
+            domains: vh.domains.clone(),
+            routes,
+        });
     }
     let mut residual = rc.clone();
     residual.name.clear();
     residual.virtual_hosts.clear();
     residual.validate_clusters = None;
     scope.unsupported("", &residual);
-    Ok(DecodedRouteConfiguration { name: rc.name.clone(), virtual_hosts, hash_keys, warnings: scope.warnings })
+    Ok(DecodedRouteConfiguration {
+        name: rc.name.clone(),
+        virtual_hosts,
+        hash_keys,
+        warnings: scope.warnings,
+    })
 }

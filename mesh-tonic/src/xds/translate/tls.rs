@@ -90,25 +90,23 @@ pub(crate) fn to_transport_socket(tls: &UpstreamTls, node: NodeKind) -> Option<T
             match node {
                 NodeKind::Envoy => {
                     common.tls_certificate_sds_secret_configs = vec![sds(CERT_DEFAULT)];
-                    common.validation_context_type = Some(
-                        ValidationContextType::CombinedValidationContext(
+                    common.validation_context_type =
+                        Some(ValidationContextType::CombinedValidationContext(
                             CombinedCertificateValidationContext {
                                 default_validation_context: Some(validation),
                                 validation_context_sds_secret_config: Some(sds(CERT_ROOTCA)),
                                 ..Default::default()
                             },
-                        ),
-                    );
+                        ));
                 }
                 NodeKind::ProxylessGrpc => {
                     common.tls_certificate_provider_instance = Some(provider(CERT_DEFAULT));
-                    common.validation_context_type =
-                        Some(ValidationContextType::ValidationContext(
-                            CertificateValidationContext {
-                                ca_certificate_provider_instance: Some(provider(CERT_ROOTCA)),
-                                ..validation
-                            },
-                        ));
+                    common.validation_context_type = Some(
+                        ValidationContextType::ValidationContext(CertificateValidationContext {
+                            ca_certificate_provider_instance: Some(provider(CERT_ROOTCA)),
+                            ..validation
+                        }),
+                    );
                 }
             }
         }
@@ -135,7 +133,11 @@ pub(crate) fn to_transport_socket(tls: &UpstreamTls, node: NodeKind) -> Option<T
     })
 }
 
-fn filename(d: &Option<DataSource>, scope: &Scope, field: &str) -> Result<Option<String>, XdsError> {
+fn filename(
+    d: &Option<DataSource>,
+    scope: &Scope,
+    field: &str,
+) -> Result<Option<String>, XdsError> {
     match d.as_ref().and_then(|d| d.specifier.as_ref()) {
         None => Ok(None),
         Some(Specifier::Filename(f)) => Ok(Some(f.clone())),
@@ -143,7 +145,11 @@ fn filename(d: &Option<DataSource>, scope: &Scope, field: &str) -> Result<Option
     }
 }
 
-fn read_sans(v: &CertificateValidationContext, scope: &Scope, path: &str) -> Result<Vec<String>, XdsError> {
+fn read_sans(
+    v: &CertificateValidationContext,
+    scope: &Scope,
+    path: &str,
+) -> Result<Vec<String>, XdsError> {
     let mut sans = Vec::new();
     for (i, m) in v.match_typed_subject_alt_names.iter().enumerate() {
         match m.matcher.as_ref().and_then(|m| m.match_pattern.as_ref()) {
@@ -218,11 +224,23 @@ pub(crate) fn from_transport_socket(
         }
     };
     let sans = read_sans(&validation, scope, &format!("{path}.validation_context"))?;
-    let ca = filename(&validation.trusted_ca, scope, &format!("{path}.validation_context.trusted_ca"))?;
+    let ca = filename(
+        &validation.trusted_ca,
+        scope,
+        &format!("{path}.validation_context.trusted_ca"),
+    )?;
     let (cert, key) = match common.tls_certificates.first() {
         Some(c) => (
-            filename(&c.certificate_chain, scope, &format!("{path}.tls_certificates[0].certificate_chain"))?,
-            filename(&c.private_key, scope, &format!("{path}.tls_certificates[0].private_key"))?,
+            filename(
+                &c.certificate_chain,
+                scope,
+                &format!("{path}.tls_certificates[0].certificate_chain"),
+            )?,
+            filename(
+                &c.private_key,
+                scope,
+                &format!("{path}.tls_certificates[0].private_key"),
+            )?,
         ),
         None => (None, None),
     };
