@@ -21,6 +21,7 @@ pub struct AdminState {
     pub(super) clusters: Option<Arc<dyn ClusterStatsSource>>,
     pub(super) graph: Option<ServiceGraph>,
     pub(super) peers: Vec<Uri>,
+    pub(super) sections: Vec<(&'static str, Arc<dyn IdentityDump>)>,
 }
 
 impl AdminState {
@@ -46,6 +47,13 @@ impl AdminState {
     /// Adds the `identity` section of `/config_dump`.
     pub fn identity(mut self, identity: impl IdentityDump) -> Self {
         self.identity = Some(Arc::new(identity));
+        self
+    }
+
+    /// Adds a named section to `/config_dump` (e.g. `xds`: each xDS resource's version and
+    /// state, from the xDS client).
+    pub fn section(mut self, name: &'static str, dump: impl IdentityDump) -> Self {
+        self.sections.push((name, Arc::new(dump)));
         self
     }
 
@@ -78,6 +86,10 @@ impl fmt::Debug for AdminState {
             .field("clusters", &self.clusters.is_some())
             .field("graph", &self.graph.is_some())
             .field("peers", &self.peers)
+            .field(
+                "sections",
+                &self.sections.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -16,7 +16,9 @@
 //! - lost streams reconnect with jittered exponential backoff ([`Backoff`]: 1 s, ×1.6, ≤ 120 s),
 //!   immediately and with the backoff reset when the lost stream had received a response;
 //! - [`XdsClient::ready`] resolves once the first complete config is applied;
-//! - the background worker stops when the last [`XdsClient`] handle is dropped.
+//! - the background worker stops when the last [`XdsClient`] handle is dropped;
+//! - [`XdsClient::dump`] shows each resource's version and state (ACKed, NACKed but cached,
+//!   requested, does not exist) for the admin `/config_dump`.
 //!
 //! [`Snapshot`]: mesh_core::model::Snapshot
 
@@ -152,6 +154,12 @@ impl XdsClient {
     /// The current status: connection, versions and each resource's state.
     pub fn status(&self) -> XdsStatus {
         self.shared.status.borrow().clone()
+    }
+
+    /// The status as JSON, for the admin `/config_dump`:
+    /// `AdminState::new().section("xds", move || client.dump())`.
+    pub fn dump(&self) -> serde_json::Value {
+        serde_json::to_value(self.status()).unwrap_or(serde_json::Value::Null)
     }
 
     /// A receiver of every status change.
