@@ -172,3 +172,77 @@ fn unsupported_fields_are_reported_not_dropped() {
         "{w}"
     );
 }
+
+#[test]
+fn istiod_proxyless_shapes_are_read() {
+    use envoy_types::pb::envoy::config::route::v3::route::Action;
+    use envoy_types::pb::envoy::config::route::v3::route_action::MaxStreamDuration;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    };
+    use envoy_types::pb::google::protobuf::Duration as PbDuration;
+    use prost::{Message, Name};
+
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
+    let mut r = to_resources(&snapshot, NodeKind::ProxylessGrpc);
+    // istiod names a proxyless client's route configuration after the cluster, one per
+    // listener, and puts the route timeout in max_stream_duration.
+    let listener = r
+        .listeners
+        .iter_mut()
+        .find(|l| l.name == "reviews.default.svc.cluster.local:9080")
+        .unwrap();
+    let any = listener
+        .api_listener
+        .as_mut()
+        .unwrap()
+        .api_listener
+        .as_mut()
+        .unwrap();
+    let mut hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    let rds_name = "outbound|9080||reviews.default.svc.cluster.local";
+    if let Some(RouteSpecifier::Rds(rds)) = &mut hcm.route_specifier {
+        rds.route_config_name = rds_name.into();
+    }
+    assert_eq!(any.type_url, HttpConnectionManager::type_url());
+    any.value = hcm.encode_to_vec();
+    let mut rc = r.route_configurations[0].clone();
+    rc.name = rds_name.into();
+    rc.virtual_hosts
+        .retain(|vh| vh.name == "reviews.default.svc.cluster.local:9080");
+    for route in &mut rc.virtual_hosts[0].routes {
+        if let Some(Action::Route(a)) = &mut route.action {
+            a.timeout = None;
+            a.max_stream_duration = Some(MaxStreamDuration {
+                max_stream_duration: Some(PbDuration {
+                    seconds: 3,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    r.listeners
+        .retain(|l| l.name == "reviews.default.svc.cluster.local:9080");
+    r.route_configurations = vec![rc];
+    let decoded = Decoded::from_resources(&r).unwrap();
+    let back = assemble(
+        &decoded,
+        "v".into(),
+        SnapshotSource::Xds {
+            server: "istiod".into(),
+        },
+    );
+    let vh = back.routes[&9080]
+        .virtual_host("reviews:9080")
+        .expect("the listener's port");
+    assert_eq!(
+        vh.routes[0].timeout,
+        Some(std::time::Duration::from_secs(3))
+    );
+    assert!(
+        back.routes[&9080].virtual_host("ratings:9080").is_none(),
+        "only what was sent"
+    );
+}

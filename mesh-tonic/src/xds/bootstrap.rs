@@ -200,7 +200,11 @@ impl Bootstrap {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(path, &text)
+        let bootstrap = Self::parse(path, &text)?;
+        for key in &bootstrap.ignored {
+            tracing::warn!(path = %path.display(), %key, "bootstrap field not used by mesh; ignored");
+        }
+        Ok(bootstrap)
     }
 
     /// Parses bootstrap JSON; `path` labels errors.

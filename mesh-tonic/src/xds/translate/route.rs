@@ -918,6 +918,22 @@ fn route_from_xds(
             out.action = RouteAction::Forward(targets);
             out.timeout =
                 dur(&a.timeout, scope, &format!("{apath}.timeout"))?.filter(|t| !t.is_zero());
+            if let Some(m) = &a.max_stream_duration {
+                // gRPC reads the route timeout from here (istiod sets it for proxyless clients).
+                let limit = dur(
+                    &m.max_stream_duration,
+                    scope,
+                    &format!("{apath}.max_stream_duration.max_stream_duration"),
+                )?
+                .filter(|t| !t.is_zero());
+                out.timeout = out.timeout.or(limit);
+                if m.grpc_timeout_header_max.is_some() || m.grpc_timeout_header_offset.is_some() {
+                    scope.warn(
+                        format!("{apath}.max_stream_duration"),
+                        "grpc-timeout header caps are not implemented; ignored",
+                    );
+                }
+            }
             if let Some(p) = &a.retry_policy {
                 let rpath = format!("{apath}.retry_policy");
                 let backoff = p.retry_back_off.unwrap_or_default();
