@@ -408,3 +408,40 @@ async fn a_route_configuration_never_sent_does_not_exist_after_the_timeout() {
     assert_eq!(missing.state, ResourceState::DoesNotExist);
     assert!(mesh.snapshot().routes.is_empty() && !mesh.snapshot().clusters.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_first_route_configuration_does_not_block_readiness() {
+    let (v1, v2) = (backend("v1").await, backend("v2").await);
+    let snapshot = istio::load_str(
+        "inventory.yaml",
+        &config(&[&v1, &v2], &[100, 0]),
+        &BuildContext::default(),
+    )
+    .unwrap();
+    let good = to_resources(&snapshot, NodeKind::ProxylessGrpc);
+    let mut h = driven().await;
+    let (mesh, client) = start_client(&h, Duration::from_secs(15)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), h.requests.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut routes = good.route_configurations.clone();
+    routes[0].virtual_hosts[0].domains.clear();
+    let bad = XdsResources {
+        route_configurations: routes,
+        ..good.clone()
+    };
+    h.send_all(&bad, "1", "a");
+    let nack = h.answer_to("ar").await;
+    assert!(
+        nack.error_detail
+            .unwrap()
+            .message
+            .contains("virtual_hosts[0].domains: empty")
+    );
+    tokio::time::timeout(Duration::from_secs(5), client.ready())
+        .await
+        .expect("ready: the invalid route configuration is settled, not awaited");
+    assert!(mesh.snapshot().routes.is_empty());
+    assert!(!mesh.snapshot().clusters.is_empty());
+}

@@ -78,6 +78,17 @@ impl TypeState {
         }
     }
 
+    /// Whether a named resource the client has no valid copy of is settled: known not to
+    /// exist, or received invalid (NACKed with nothing cached), so waiting longer changes
+    /// nothing until the server sends it again.
+    fn settled(&self, name: &str) -> bool {
+        self.does_not_exist.contains(name)
+            || matches!(
+                self.states.get(name),
+                Some((_, ResourceState::Nacked { .. }))
+            )
+    }
+
     /// Starts the does-not-exist timer of every named resource not yet received.
     fn arm(&mut self, now: Instant, have: impl Fn(&str) -> bool) {
         if self.wildcard {
@@ -512,22 +523,24 @@ impl Worker {
         ) else {
             return false;
         };
+        let d = &self.decoded;
         let lds_done = if lds.wildcard {
             lds.received
         } else {
             lds.names
                 .iter()
-                .all(|n| self.decoded.listeners.contains_key(n) || lds.does_not_exist.contains(n))
+                .all(|n| d.listeners.contains_key(n) || lds.settled(n))
         };
         lds_done
             && cds.received
-            && rds.names.iter().all(|n| {
-                self.decoded.route_configurations.contains_key(n) || rds.does_not_exist.contains(n)
-            })
+            && rds
+                .names
+                .iter()
+                .all(|n| d.route_configurations.contains_key(n) || rds.settled(n))
             && eds
                 .names
                 .iter()
-                .all(|n| self.decoded.endpoints.contains_key(n) || eds.does_not_exist.contains(n))
+                .all(|n| d.endpoints.contains_key(n) || eds.settled(n))
     }
 
     /// Builds and applies the snapshot when the set is complete and differs from the last.
