@@ -13,6 +13,8 @@
 //! field for (peak-EWMA balancing, locality failover settings, endpoint identities, the
 //! VirtualService a route came from) travels in the `mesh` filter-metadata namespace, which
 //! Envoy and gRPC ignore, so Istio files → model → xDS → model is lossless.
+//!
+//! [`Snapshot`]: mesh_core::model::Snapshot
 
 // Deprecated xDS fields are still read: control planes still send them.
 #![allow(deprecated)]
