@@ -11,3 +11,4 @@ mod serve;
 
 pub use channel::{MeshChannel, channel};
 pub use serve::serve;
+pub mod xds;

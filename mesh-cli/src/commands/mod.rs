@@ -4,6 +4,7 @@ mod certs;
 mod check;
 mod explain;
 mod top;
+mod xds;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,9 @@ enum Command {
     Certs(certs::CertsCommand),
     /// A live table of traffic per edge, read from mesh admin endpoints.
     Top(top::Top),
+    /// xDS control plane: serve Istio files to Envoy and proxyless gRPC clients.
+    #[command(subcommand)]
+    Xds(xds::XdsCommand),
 }
 
 impl Cli {
@@ -42,6 +46,7 @@ impl Cli {
             Command::Explain(c) => c.run(),
             Command::Certs(command) => command.run().map(|()| ExitCode::SUCCESS),
             Command::Top(c) => c.run(),
+            Command::Xds(c) => c.run(),
         }
     }
 }

@@ -25,8 +25,13 @@ pub struct ResourceRef {
 }
 
 impl fmt::Display for ResourceRef {
+    /// `Kind namespace/name`, or `kind name` for resources without a namespace (xDS).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
     }
 }
 

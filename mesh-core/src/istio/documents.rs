@@ -154,7 +154,9 @@ pub(crate) fn read_documents(
         .collect();
     // Documents are independent, and YAML parsing is most of the cost of a large config: parse
     // them on every core, in contiguous chunks whose results are joined in order.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     if workers < 2 || docs.len() < 64 {
         for (file, index, doc) in docs {
             read_document(file, index, doc, default_namespace, diags, out);

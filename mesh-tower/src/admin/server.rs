@@ -36,7 +36,7 @@ struct Shared {
 /// | `/` | the service map page (HTML, no external resources) |
 /// | `/graph` | this process' service graph merged with the peers' (`?local=1`: this process only) |
 /// | `/metrics` | Prometheus text (404 when no handle was given) |
-/// | `/config_dump` | serving config, its source, the last rejection, identity |
+/// | `/config_dump` | serving config, its source, the last rejection, identity, added sections |
 /// | `/clusters` | endpoints per cluster with health, ejection, in-flight, EWMA |
 /// | `/healthz/ready` | 200 once config and identity are loaded, else 503 naming what is missing |
 ///
@@ -95,7 +95,15 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             json(&graph)
         }
         "/metrics" => metrics(shared),
-        "/config_dump" => json(&config_dump(&shared.mesh, shared.state.identity.as_ref())),
+        "/config_dump" => {
+            let mut dump = config_dump(&shared.mesh, shared.state.identity.as_ref());
+            if let serde_json::Value::Object(map) = &mut dump {
+                for (name, section) in &shared.state.sections {
+                    map.insert((*name).to_owned(), section.dump());
+                }
+            }
+            json(&dump)
+        }
         "/clusters" => json(&clusters(shared)),
         "/healthz/ready" => {
             let missing = match &shared.state.readiness {

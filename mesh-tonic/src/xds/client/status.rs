@@ -1,0 +1,53 @@
+//! What the client knows about each resource, for `config_dump`-style views (gRFC A40, CSDS).
+
+use serde::Serialize;
+
+/// The state of one subscribed resource.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum ResourceState {
+    /// Asked for, not received yet.
+    Requested,
+    /// Received, valid, in use.
+    Acked,
+    /// The last update was invalid and NACKed; the previous version (if any) is still in use.
+    Nacked {
+        /// Why.
+        error: String,
+    },
+    /// Not sent by the server within the does-not-exist timeout.
+    DoesNotExist,
+}
+
+/// One resource's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResourceStatus {
+    /// `listener`, `route`, `cluster` or `endpoints`.
+    pub kind: &'static str,
+    /// Resource name.
+    pub name: String,
+    /// Version of the copy in use (empty if none).
+    pub version: String,
+    /// State.
+    #[serde(flatten)]
+    pub state: ResourceState,
+}
+
+/// The client's status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct XdsStatus {
+    /// Whether a stream to the server is open.
+    pub connected: bool,
+    /// Whether a complete config has been applied.
+    pub ready: bool,
+    /// Version of the last snapshot applied to the mesh.
+    pub applied_version: Option<String>,
+    /// Streams opened so far (1 after the first connection).
+    pub connections: u64,
+    /// Connection attempts so far, failed ones included.
+    pub connect_attempts: u64,
+    /// The error of the last NACK sent.
+    pub last_nack: Option<String>,
+    /// Every subscribed resource.
+    pub resources: Vec<ResourceStatus>,
+}

@@ -1,0 +1,139 @@
+//! The ADS server behind `mesh xds serve`: Istio files, watched, served as LDS/RDS/CDS/EDS to
+//! Envoy sidecars and proxyless gRPC clients (state of the world, one stream per client).
+//!
+//! Each client gets its own view, as istiod builds it: the node's namespace, labels and service
+//! account (from Istio's node id and metadata) are the [`BuildContext`] the files are read for.
+//! Every valid edit of the files is pushed to every stream; an invalid edit is logged and the
+//! last good config keeps being served. ACKs and NACKs from clients are logged and counted
+//! (`mesh_xds_server_responses_total{type, result}`).
+//!
+//! It is a development and small-fleet control plane and the test peer of the client.
+
+mod stream;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use mesh_core::{BuildContext, Mesh, MeshError, MeshSettings};
+use tokio::sync::watch;
+
+use super::stream::ReceiverStream;
+
+/// A running file-backed control plane. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct XdsServer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    paths: Vec<PathBuf>,
+    settings: MeshSettings,
+    /// Watches the files; its snapshots (built for the default point of view) signal edits.
+    mesh: Mesh,
+    /// Set when the server stops: every stream ends.
+    stop: watch::Sender<bool>,
+}
+
+impl XdsServer {
+    /// Loads and watches `paths` (an invalid initial config is an error).
+    pub async fn new(paths: Vec<PathBuf>, settings: MeshSettings) -> Result<Self, MeshError> {
+        let mut builder = Mesh::builder().settings(settings.clone());
+        for p in &paths {
+            builder = builder.config_path(p);
+        }
+        let mesh = builder.build().await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                paths,
+                settings,
+                mesh,
+                stop: watch::channel(false).0,
+            }),
+        })
+    }
+
+    /// The file-watching mesh handle (its status shows refused edits).
+    pub fn mesh(&self) -> &Mesh {
+        &self.inner.mesh
+    }
+
+    /// The tonic service, to add to a router.
+    pub fn service(&self) -> AggregatedDiscoveryServiceServer<Self> {
+        AggregatedDiscoveryServiceServer::new(self.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    /// Serves ADS on `listener` until `shutdown` resolves; then every stream ends.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), tonic::transport::Error> {
+        let stop = self.inner.stop.clone();
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        tonic::transport::Server::builder()
+            .add_service(self.service())
+            .serve_with_incoming_shutdown(incoming, async move {
+                shutdown.await;
+                stop.send_replace(true);
+            })
+            .await
+    }
+
+    pub(crate) fn load_for(
+        &self,
+        ctx: &BuildContext,
+    ) -> Result<mesh_core::model::Snapshot, mesh_core::config::ConfigError> {
+        mesh_core::istio::load_paths(&self.inner.paths, ctx)
+    }
+}
+
+type ResponseStream =
+    Pin<Box<dyn futures_core::Stream<Item = Result<DiscoveryResponse, tonic::Status>> + Send>>;
+type DeltaStream =
+    Pin<Box<dyn futures_core::Stream<Item = Result<DeltaDiscoveryResponse, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for XdsServer {
+    type StreamAggregatedResourcesStream = ResponseStream;
+    type DeltaAggregatedResourcesStream = DeltaStream;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<ResponseStream>, tonic::Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let state = stream::AdsStream::new(
+            self.clone(),
+            self.inner.settings.clone(),
+            self.inner.mesh.subscribe(),
+            self.inner.stop.subscribe(),
+            tx,
+            peer,
+        );
+        tokio::spawn(state.run(request.into_inner()));
+        Ok(tonic::Response::new(Box::pin(ReceiverStream(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<DeltaStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented(
+            "incremental xDS is not supported; use state-of-the-world ADS",
+        ))
+    }
+}

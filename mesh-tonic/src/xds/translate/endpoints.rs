@@ -1,0 +1,252 @@
+//! EDS: `ClusterLoadAssignment` ↔ model [`Endpoint`]s.
+//!
+//! Endpoints are grouped by locality (one `LocalityLbEndpoints` per locality, weighted by the
+//! sum of its endpoints' weights, as istiod does); labels travel in the `envoy.lb` metadata
+//! namespace and the expected identity in `mesh`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, HealthStatus as XdsHealth, Locality as XdsLocality, SocketAddress, address,
+    socket_address::PortSpecifier,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint as XdsEndpoint, LbEndpoint, LocalityLbEndpoints,
+    lb_endpoint::HostIdentifier,
+};
+use mesh_core::config::Diagnostic;
+use mesh_core::model::{Cluster, Endpoint, EndpointAddress, HealthStatus, Locality};
+
+use super::error::{ResourceKind, Scope, XdsError};
+use super::meta::{self, ENVOY_LB, MESH};
+use super::proto::{self, u32v};
+
+/// A validated assignment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedEndpoints {
+    /// The EDS service name.
+    pub name: String,
+    /// Endpoints in order (shared with the snapshots built from them).
+    pub endpoints: Arc<[Endpoint]>,
+    /// Warnings.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The assignment for `cluster`'s endpoints, named by the cluster.
+pub(crate) fn to_xds(cluster: &Cluster) -> ClusterLoadAssignment {
+    let mut groups: Vec<(Locality, Vec<&Endpoint>)> = Vec::new();
+    for e in cluster.endpoints.iter() {
+        match groups.iter_mut().find(|(l, _)| *l == e.locality) {
+            Some((_, list)) => list.push(e),
+            None => groups.push((e.locality.clone(), vec![e])),
+        }
+    }
+    ClusterLoadAssignment {
+        cluster_name: cluster.name.to_string(),
+        endpoints: groups
+            .into_iter()
+            .map(|(locality, list)| LocalityLbEndpoints {
+                // Always present: gRPC rejects locality groups without one.
+                locality: Some(XdsLocality {
+                    region: locality.region.clone(),
+                    zone: locality.zone.clone(),
+                    sub_zone: locality.subzone.clone(),
+                }),
+                load_balancing_weight: u32v(
+                    list.iter().map(|e| e.weight.max(1)).sum::<u32>().max(1),
+                ),
+                lb_endpoints: list.into_iter().map(lb_endpoint).collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn lb_endpoint(e: &Endpoint) -> LbEndpoint {
+    let (host, port) = match &e.address {
+        EndpointAddress::Socket(a) => (a.ip().to_string(), a.port()),
+        EndpointAddress::Dns { host, port } => (host.clone(), *port),
+    };
+    let labels: HashMap<_, _> = e
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), proto::string_value(v.clone())))
+        .collect();
+    let mut mesh = HashMap::new();
+    if let Some(id) = &e.identity {
+        mesh.insert("identity".to_owned(), proto::string_value(id.clone()));
+    }
+    LbEndpoint {
+        health_status: match e.health {
+            HealthStatus::Healthy => XdsHealth::Healthy,
+            HealthStatus::Unhealthy => XdsHealth::Unhealthy,
+            HealthStatus::Draining => XdsHealth::Draining,
+        } as i32,
+        metadata: meta::metadata(vec![(ENVOY_LB, labels), (MESH, mesh)]),
+        load_balancing_weight: u32v(e.weight.max(1)),
+        host_identifier: Some(HostIdentifier::Endpoint(XdsEndpoint {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: host,
+                    port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+/// `endpoints[i].lb_endpoints[j]`, formatted only when displayed.
+struct Lazy<'a>(&'a str, usize);
+
+impl std::fmt::Display for Lazy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.lb_endpoints[{}]", self.0, self.1)
+    }
+}
+
+/// Decodes and validates one EDS resource.
+pub fn decode_load_assignment(cla: &ClusterLoadAssignment) -> Result<DecodedEndpoints, XdsError> {
+    let mut scope = Scope::new(ResourceKind::Endpoints, cla.cluster_name.clone());
+    if cla.cluster_name.is_empty() {
+        return Err(scope.error("cluster_name", "empty"));
+    }
+    let endpoints = decode_inline(cla, &mut scope)?;
+    Ok(DecodedEndpoints {
+        name: cla.cluster_name.clone(),
+        endpoints: endpoints.into(),
+        warnings: scope.warnings,
+    })
+}
+
+/// The endpoints of an assignment (EDS, or inline in a cluster).
+pub(crate) fn decode_inline(
+    cla: &ClusterLoadAssignment,
+    scope: &mut Scope,
+) -> Result<Vec<Endpoint>, XdsError> {
+    let mut out = Vec::new();
+    for (i, group) in cla.endpoints.iter().enumerate() {
+        let gpath = format!("endpoints[{i}]");
+        if group.priority != 0 {
+            scope.warn(
+                format!("{gpath}.priority"),
+                "priorities are not implemented; the endpoints are used as priority 0",
+            );
+        }
+        let locality = group
+            .locality
+            .as_ref()
+            .map_or_else(Locality::default, |l| Locality {
+                region: l.region.clone(),
+                zone: l.zone.clone(),
+                subzone: l.sub_zone.clone(),
+            });
+        for (j, e) in group.lb_endpoints.iter().enumerate() {
+            // Built only for an error: formatting 10,000 paths would dominate a large update.
+            let path = Lazy(&gpath, j);
+            let endpoint = match &e.host_identifier {
+                Some(HostIdentifier::Endpoint(ep)) => ep,
+                Some(HostIdentifier::EndpointName(_)) => {
+                    return Err(scope.error(
+                        format!("{path}.endpoint_name"),
+                        "named endpoints are not supported",
+                    ));
+                }
+                None => return Err(scope.error(format!("{path}.endpoint"), "missing")),
+            };
+            let socket = match endpoint.address.as_ref().and_then(|a| a.address.as_ref()) {
+                Some(address::Address::SocketAddress(s)) => s,
+                Some(_) => {
+                    return Err(scope.error(
+                        format!("{path}.endpoint.address"),
+                        "only socket addresses are supported",
+                    ));
+                }
+                None => return Err(scope.error(format!("{path}.endpoint.address"), "missing")),
+            };
+            let port = match socket.port_specifier {
+                Some(PortSpecifier::PortValue(p)) => {
+                    u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+                        scope.error(
+                            format!("{path}.endpoint.address.socket_address.port_value"),
+                            format!("{p} is not a port"),
+                        )
+                    })?
+                }
+                _ => {
+                    return Err(scope.error(
+                        format!("{path}.endpoint.address.socket_address.port_value"),
+                        "missing",
+                    ));
+                }
+            };
+            let address = match socket.address.parse::<IpAddr>() {
+                Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, port)),
+                Err(_) if !socket.address.is_empty() => EndpointAddress::Dns {
+                    host: socket.address.clone(),
+                    port,
+                },
+                Err(_) => {
+                    return Err(scope.error(
+                        format!("{path}.endpoint.address.socket_address.address"),
+                        "empty",
+                    ));
+                }
+            };
+            let health = match XdsHealth::try_from(e.health_status) {
+                Ok(XdsHealth::Unknown | XdsHealth::Healthy | XdsHealth::Degraded) => {
+                    HealthStatus::Healthy
+                }
+                Ok(XdsHealth::Draining) => HealthStatus::Draining,
+                Ok(XdsHealth::Unhealthy | XdsHealth::Timeout) => HealthStatus::Unhealthy,
+                Err(_) => {
+                    return Err(scope.error(
+                        format!("{path}.health_status"),
+                        format!("unknown value {}", e.health_status),
+                    ));
+                }
+            };
+            let weight = e.load_balancing_weight.as_ref().map_or(1, |w| w.value);
+            if weight == 0 {
+                return Err(scope.error(
+                    format!("{path}.load_balancing_weight"),
+                    "must be at least 1",
+                ));
+            }
+            let labels: BTreeMap<String, String> = meta::namespace(e.metadata.as_ref(), ENVOY_LB)
+                .map(|s| {
+                    s.fields
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.clone(), proto::as_str(v)?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let identity = meta::field(e.metadata.as_ref(), MESH, "identity")
+                .and_then(proto::as_str)
+                .map(str::to_owned);
+            out.push(Endpoint {
+                address,
+                labels,
+                weight,
+                locality: locality.clone(),
+                identity,
+                health,
+            });
+        }
+    }
+    if cla
+        .policy
+        .as_ref()
+        .is_some_and(|p| !p.drop_overloads.is_empty())
+    {
+        scope.warn("policy.drop_overloads", "not implemented; ignored");
+    }
+    if !cla.named_endpoints.is_empty() {
+        scope.warn("named_endpoints", "not implemented; ignored");
+    }
+    Ok(out)
+}

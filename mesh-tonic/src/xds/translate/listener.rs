@@ -1,0 +1,175 @@
+//! LDS: listeners whose HTTP connection manager names an RDS route configuration.
+//!
+//! Proxyless gRPC clients (and mesh) ask for API listeners named by their target, `host:port`;
+//! Envoy gets one listener per outbound port, `0.0.0.0_<port>`, bound on that port, as istiod's
+//! per-port outbound listeners.
+
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, SocketAddress, address, socket_address::PortSpecifier,
+};
+use envoy_types::pb::envoy::config::listener::v3::{
+    ApiListener, Filter, FilterChain, Listener, filter::ConfigType as FilterConfig,
+};
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier,
+    http_filter::ConfigType as HttpFilterConfig,
+};
+use mesh_core::config::Diagnostic;
+
+use super::error::{ResourceKind, Scope, XdsError};
+use super::proto::{pack, unpack};
+use super::route::FAULT_FILTER;
+use super::tls::ads_source;
+
+const HCM: &str = "envoy.filters.network.http_connection_manager";
+const ROUTER: &str = "envoy.filters.http.router";
+
+/// A validated listener: which route configuration serves which port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodedListener {
+    /// Listener name.
+    pub name: String,
+    /// The outbound port it stands for: from `host:port` API listener names, the bound address,
+    /// or a numeric route-configuration name.
+    pub port: u16,
+    /// The RDS route configuration it uses.
+    pub route_config_name: String,
+    /// Warnings.
+    pub warnings: Vec<Diagnostic>,
+}
+
+fn hcm(route_config_name: &str, stat_prefix: &str) -> HttpConnectionManager {
+    let filter = |name: &str, any| HttpFilter {
+        name: name.to_owned(),
+        config_type: Some(HttpFilterConfig::TypedConfig(any)),
+        ..Default::default()
+    };
+    HttpConnectionManager {
+        stat_prefix: stat_prefix.to_owned(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_source()),
+            route_config_name: route_config_name.to_owned(),
+        })),
+        http_filters: vec![
+            filter(FAULT_FILTER, pack(&HttpFault::default())),
+            filter(ROUTER, pack(&Router::default())),
+        ],
+        ..Default::default()
+    }
+}
+
+/// An API listener for a proxyless client's target `host:port`.
+pub(crate) fn api_listener(name: &str, route_config_name: &str) -> Listener {
+    Listener {
+        name: name.to_owned(),
+        api_listener: Some(ApiListener {
+            api_listener: Some(pack(&hcm(route_config_name, name))),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Envoy's outbound listener for a port.
+pub(crate) fn port_listener(port: u16, route_config_name: &str) -> Listener {
+    let name = format!("0.0.0.0_{port}");
+    Listener {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: "0.0.0.0".into(),
+                port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
+                ..Default::default()
+            })),
+        }),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: HCM.to_owned(),
+                config_type: Some(FilterConfig::TypedConfig(pack(&hcm(
+                    route_config_name,
+                    &name,
+                )))),
+            }],
+            ..Default::default()
+        }],
+        name,
+        ..Default::default()
+    }
+}
+
+fn port_of_name(name: &str) -> Option<u16> {
+    name.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+}
+
+/// Decodes and validates one LDS resource.
+pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
+    let mut scope = Scope::new(ResourceKind::Listener, l.name.clone());
+    let (manager, path, bound_port) = match (&l.api_listener, l.filter_chains.as_slice()) {
+        (Some(api), _) => {
+            let any = api
+                .api_listener
+                .as_ref()
+                .ok_or_else(|| scope.error("api_listener.api_listener", "missing"))?;
+            let hcm: HttpConnectionManager =
+                unpack(any).map_err(|e| scope.error("api_listener.api_listener", e))?;
+            (hcm, "api_listener.api_listener".to_owned(), None)
+        }
+        (None, [chain, rest @ ..]) => {
+            if !rest.is_empty() {
+                scope.warn("filter_chains", "only the first filter chain is used");
+            }
+            let (i, filter) = chain
+                .filters
+                .iter()
+                .enumerate()
+                .find(|(_, f)| f.name == HCM || matches!(&f.config_type, Some(FilterConfig::TypedConfig(a)) if a.type_url.ends_with("HttpConnectionManager")))
+                .ok_or_else(|| scope.error("filter_chains[0].filters", "no HTTP connection manager"))?;
+            let path = format!("filter_chains[0].filters[{i}].typed_config");
+            let hcm: HttpConnectionManager = match &filter.config_type {
+                Some(FilterConfig::TypedConfig(a)) => {
+                    unpack(a).map_err(|e| scope.error(&path, e))?
+                }
+                _ => return Err(scope.error(&path, "missing")),
+            };
+            let port = match l.address.as_ref().and_then(|a| a.address.as_ref()) {
+                Some(address::Address::SocketAddress(s)) => match s.port_specifier {
+                    Some(PortSpecifier::PortValue(p)) => u16::try_from(p).ok(),
+                    _ => None,
+                },
+                _ => None,
+            };
+            (hcm, path, port)
+        }
+        (None, []) => {
+            return Err(scope.error("api_listener", "neither an API listener nor a filter chain"));
+        }
+    };
+    let rds = match &manager.route_specifier {
+        Some(RouteSpecifier::Rds(r)) => r,
+        Some(_) => {
+            return Err(scope.error(format!("{path}.route_specifier"), "only RDS is supported"));
+        }
+        None => return Err(scope.error(format!("{path}.route_specifier"), "missing")),
+    };
+    if rds.route_config_name.is_empty() {
+        return Err(scope.error(format!("{path}.rds.route_config_name"), "empty"));
+    }
+    for (i, f) in manager.http_filters.iter().enumerate() {
+        if f.name != ROUTER && f.name != FAULT_FILTER && !f.is_optional {
+            scope.warn(
+                format!("{path}.http_filters[{i}]"),
+                format!("filter {:?} not implemented; ignored", f.name),
+            );
+        }
+    }
+    let port = port_of_name(&l.name)
+        .or(bound_port)
+        .or_else(|| rds.route_config_name.parse().ok())
+        .ok_or_else(|| scope.error("name", "cannot tell the port: expected host:port, a bound address, or a numeric route name"))?;
+    Ok(DecodedListener {
+        name: l.name.clone(),
+        port,
+        route_config_name: rds.route_config_name.clone(),
+        warnings: scope.warnings,
+    })
+}

@@ -1,0 +1,151 @@
+//! The bootstrap Istio's grpc-agent writes, read unchanged; and a client started from a
+//! bootstrap over a Unix socket.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+use std::path::Path;
+use std::time::Duration;
+
+use mesh_core::identity::IdentityFiles;
+use mesh_core::{Mesh, MeshSettings};
+use mesh_tonic::xds::bootstrap::{Bootstrap, BootstrapError, XdsTarget};
+use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
+use mesh_tonic::xds::server::XdsServer;
+
+fn fixture() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc-bootstrap.json")
+}
+
+#[test]
+fn istio_grpc_agent_bootstrap() {
+    let b = Bootstrap::load(&fixture()).unwrap();
+    assert_eq!(b.server, XdsTarget::Unix("/etc/istio/proxy/XDS".into()));
+    assert_eq!(b.server_features, ["xds_v3"]);
+    let id = b.istio_node_id().unwrap();
+    assert_eq!(
+        (
+            id.node_type.as_str(),
+            id.ip.as_str(),
+            id.pod.as_str(),
+            id.namespace.as_str()
+        ),
+        (
+            "sidecar",
+            "10.244.0.27",
+            "echo-v1-6d8f7c9b5-x2x7q",
+            "echo-grpc"
+        )
+    );
+    let w = b.workload();
+    assert_eq!(
+        (
+            w.namespace.as_str(),
+            w.name.as_str(),
+            w.service_account.as_str()
+        ),
+        ("echo-grpc", "echo-v1", "default")
+    );
+    assert_eq!(w.labels["version"], "v1");
+    assert_eq!(w.locality.zone, "us-central1-a");
+    assert_eq!(
+        b.identity_files(),
+        Some(IdentityFiles {
+            cert_chain: "/var/lib/istio/data/cert-chain.pem".into(),
+            key: "/var/lib/istio/data/key.pem".into(),
+            roots: "/var/lib/istio/data/root-cert.pem".into(),
+        })
+    );
+    assert_eq!(
+        b.certificate_providers["default"].refresh_interval,
+        Duration::from_secs(900)
+    );
+    assert_eq!(
+        b.server_listener_name("10.244.0.27:17070".parse().unwrap())
+            .as_deref(),
+        Some("xds.istio.io/grpc/lds/inbound/10.244.0.27:17070")
+    );
+    assert!(b.ignored.is_empty(), "{:?}", b.ignored);
+}
+
+#[test]
+fn bad_bootstraps_name_the_field() {
+    let err = Bootstrap::parse(
+        Path::new("b.json"),
+        r#"{"xds_servers": [{"server_uri": "istiod"}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, BootstrapError::Invalid { message, .. } if message.starts_with("xds_servers[0].server_uri")),
+        "{err}"
+    );
+    let err = Bootstrap::parse(Path::new("b.json"), r#"{"xds_servers": [{"server_uri": "x:1", "channel_creds": [{"type": "google_default"}]}]}"#).unwrap_err();
+    assert!(err.to_string().contains("channel_creds"), "{err}");
+    let err = Bootstrap::parse(Path::new("b.json"), r#"{"xds_servers": []}"#).unwrap_err();
+    assert!(err.to_string().contains("xds_servers"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_from_a_bootstrap_over_a_unix_socket_gets_its_namespace_view() {
+    let dir = tempfile::tempdir().unwrap();
+    // A service in the node's namespace, addressed by short name from there only.
+    std::fs::write(
+        dir.path().join("echo.yaml"),
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: echo, namespace: echo-grpc}\nspec:\n  hosts: [echo.echo-grpc.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{number: 17070, name: grpc, protocol: GRPC}]\n  endpoints: [{address: 127.0.0.1}]\n",
+    )
+    .unwrap();
+    let socket = dir.path().join("XDS");
+    let text = std::fs::read_to_string(fixture())
+        .unwrap()
+        .replace("/etc/istio/proxy/XDS", socket.to_str().unwrap());
+    let bootstrap = Bootstrap::parse(Path::new("bootstrap.json"), &text).unwrap();
+
+    let server = XdsServer::new(vec![dir.path().to_owned()], MeshSettings::default())
+        .await
+        .unwrap();
+    let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+    let incoming = UnixIncoming(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(server.service())
+            .serve_with_incoming(incoming),
+    );
+
+    let mesh = Mesh::builder()
+        .workload(bootstrap.workload())
+        .build()
+        .await
+        .unwrap();
+    let client = XdsClient::start(
+        mesh.clone(),
+        XdsClientConfig::from_bootstrap(&bootstrap)
+            .listeners(["echo.echo-grpc.svc.cluster.local:17070"]),
+    );
+    tokio::time::timeout(Duration::from_secs(10), client.ready())
+        .await
+        .expect("ready");
+    let snapshot = mesh.snapshot();
+    let rc = &snapshot.routes[&17070];
+    assert!(
+        rc.virtual_host("echo:17070").is_some(),
+        "short names resolve in the node's namespace"
+    );
+    assert!(
+        snapshot
+            .clusters
+            .keys()
+            .any(|c| c.as_str() == "outbound|17070||echo.echo-grpc.svc.cluster.local")
+    );
+}
+
+/// Accepted Unix connections as a tonic incoming stream.
+struct UnixIncoming(tokio::net::UnixListener);
+
+impl futures_core::Stream for UnixIncoming {
+    type Item = std::io::Result<tokio::net::UnixStream>;
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_accept(cx).map(|r| Some(r.map(|(s, _)| s)))
+    }
+}

@@ -1,0 +1,248 @@
+//! Istio files → model → xDS resources → model: equal. And xDS errors name resource and field.
+
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+use std::path::{Path, PathBuf};
+
+use mesh_core::model::{Snapshot, SnapshotSource};
+use mesh_core::{BuildContext, Workload, istio};
+use mesh_tonic::xds::translate::{
+    Decoded, NodeKind, ResourceKind, XdsResources, assemble, decode_cluster, to_resources,
+};
+
+fn bookinfo(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../mesh-core/tests/fixtures/bookinfo")
+        .join(file)
+}
+
+fn fixture(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(file)
+}
+
+fn round_trip(snapshot: &Snapshot, node: NodeKind) -> Snapshot {
+    let resources = to_resources(snapshot, node);
+    // Through the wire encoding, as a client sees it.
+    let resources = XdsResources {
+        listeners: resources.listeners.iter().map(reencode).collect(),
+        route_configurations: resources
+            .route_configurations
+            .iter()
+            .map(reencode)
+            .collect(),
+        clusters: resources.clusters.iter().map(reencode).collect(),
+        load_assignments: resources.load_assignments.iter().map(reencode).collect(),
+    };
+    let decoded = Decoded::from_resources(&resources).unwrap_or_else(|e| panic!("{e}"));
+    assemble(
+        &decoded,
+        snapshot.version.clone(),
+        SnapshotSource::Xds {
+            server: "test".into(),
+        },
+    )
+}
+
+fn reencode<M: prost::Message + Default>(m: &M) -> M {
+    M::decode(m.encode_to_vec().as_slice()).unwrap()
+}
+
+fn assert_same(original: &Snapshot, back: &Snapshot) {
+    assert_eq!(
+        original.clusters.keys().collect::<Vec<_>>(),
+        back.clusters.keys().collect::<Vec<_>>()
+    );
+    for (name, c) in &original.clusters {
+        assert_eq!(c, &back.clusters[name], "cluster {name}");
+    }
+    assert_eq!(
+        original.routes.keys().collect::<Vec<_>>(),
+        back.routes.keys().collect::<Vec<_>>()
+    );
+    for (port, rc) in &original.routes {
+        assert_eq!(rc, &back.routes[port], "routes for port {port}");
+    }
+    assert!(
+        back.warnings.is_empty(),
+        "no unsupported fields in our own output: {:?}",
+        back.warnings
+    );
+}
+
+#[test]
+fn bookinfo_round_trips_for_every_sample() {
+    let ctx = BuildContext::default();
+    let vs_files = [
+        "virtual-service-all-v1.yaml",
+        "virtual-service-reviews-50-v3.yaml",
+        "virtual-service-reviews-80-20.yaml",
+        "virtual-service-reviews-90-10.yaml",
+        "virtual-service-reviews-jason-v2-v3.yaml",
+        "virtual-service-reviews-test-v2.yaml",
+        "virtual-service-reviews-v2-v3.yaml",
+        "virtual-service-reviews-v3.yaml",
+        "virtual-service-ratings-test-abort.yaml",
+        "virtual-service-ratings-test-delay.yaml",
+        "virtual-service-details-v2.yaml",
+        "fault-injection-details-v1.yaml",
+    ];
+    for dr in [
+        "destination-rule-all.yaml",
+        "destination-rule-all-mtls.yaml",
+    ] {
+        for vs in vs_files {
+            let mut paths = vec![
+                fixture("bookinfo-services.yaml"),
+                bookinfo(vs),
+                bookinfo("egress-rule-google-apis.yaml"),
+            ];
+            if vs != "fault-injection-details-v1.yaml" {
+                paths.push(bookinfo(dr)); // that sample brings its own DestinationRule
+            }
+            let snapshot = istio::load_paths(&paths, &ctx).unwrap_or_else(|e| panic!("{vs}: {e}"));
+            assert!(!snapshot.clusters.is_empty());
+            for node in [NodeKind::Envoy, NodeKind::ProxylessGrpc] {
+                assert_same(&snapshot, &round_trip(&snapshot, node));
+            }
+        }
+    }
+}
+
+#[test]
+fn every_feature_round_trips() {
+    let ctx = BuildContext {
+        workload: Workload::new("shop", "frontend"),
+        ..Default::default()
+    };
+    let snapshot =
+        istio::load_paths(&[fixture("rich.yaml")], &ctx).unwrap_or_else(|e| panic!("{e}"));
+    let routes = &snapshot.routes[&8080].virtual_hosts;
+    assert!(routes.iter().any(|vh| {
+        vh.routes
+            .iter()
+            .any(|r| r.fault.is_some() && r.retry.is_some() && r.matches.len() == 2)
+    }));
+    for node in [NodeKind::Envoy, NodeKind::ProxylessGrpc] {
+        assert_same(&snapshot, &round_trip(&snapshot, node));
+    }
+}
+
+#[test]
+fn errors_name_the_resource_and_field() {
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(
+        &[
+            fixture("bookinfo-services.yaml"),
+            bookinfo("destination-rule-all.yaml"),
+        ],
+        &ctx,
+    )
+    .unwrap();
+    let mut cluster = to_resources(&snapshot, NodeKind::ProxylessGrpc)
+        .clusters
+        .into_iter()
+        .find(|c| c.name == "outbound|9080|v1|reviews.default.svc.cluster.local")
+        .unwrap();
+    cluster.lb_policy = 6; // CLUSTER_PROVIDED
+    let err = decode_cluster(&cluster).unwrap_err();
+    assert_eq!(err.kind, ResourceKind::Cluster);
+    assert_eq!(
+        err.to_string(),
+        "cluster outbound|9080|v1|reviews.default.svc.cluster.local: lb_policy: CLUSTER_PROVIDED is not supported"
+    );
+}
+
+#[test]
+fn unsupported_fields_are_reported_not_dropped() {
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
+    let mut cluster = to_resources(&snapshot, NodeKind::Envoy).clusters.remove(0);
+    #[allow(deprecated)]
+    {
+        cluster.respect_dns_ttl = true;
+    }
+    cluster.alt_stat_name = "x".into();
+    let decoded = decode_cluster(&cluster).unwrap();
+    assert_eq!(decoded.warnings.len(), 1, "{:?}", decoded.warnings);
+    let w = decoded.warnings[0].to_string();
+    assert!(
+        w.contains("envoy.config.cluster.v3.Cluster field(s) #28, #39 not implemented"),
+        "{w}"
+    );
+}
+
+#[test]
+fn istiod_proxyless_shapes_are_read() {
+    use envoy_types::pb::envoy::config::route::v3::route::Action;
+    use envoy_types::pb::envoy::config::route::v3::route_action::MaxStreamDuration;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    };
+    use envoy_types::pb::google::protobuf::Duration as PbDuration;
+    use prost::{Message, Name};
+
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
+    let mut r = to_resources(&snapshot, NodeKind::ProxylessGrpc);
+    // istiod names a proxyless client's route configuration after the cluster, one per
+    // listener, and puts the route timeout in max_stream_duration.
+    let listener = r
+        .listeners
+        .iter_mut()
+        .find(|l| l.name == "reviews.default.svc.cluster.local:9080")
+        .unwrap();
+    let any = listener
+        .api_listener
+        .as_mut()
+        .unwrap()
+        .api_listener
+        .as_mut()
+        .unwrap();
+    let mut hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    let rds_name = "outbound|9080||reviews.default.svc.cluster.local";
+    if let Some(RouteSpecifier::Rds(rds)) = &mut hcm.route_specifier {
+        rds.route_config_name = rds_name.into();
+    }
+    assert_eq!(any.type_url, HttpConnectionManager::type_url());
+    any.value = hcm.encode_to_vec();
+    let mut rc = r.route_configurations[0].clone();
+    rc.name = rds_name.into();
+    rc.virtual_hosts
+        .retain(|vh| vh.name == "reviews.default.svc.cluster.local:9080");
+    for route in &mut rc.virtual_hosts[0].routes {
+        if let Some(Action::Route(a)) = &mut route.action {
+            a.timeout = None;
+            a.max_stream_duration = Some(MaxStreamDuration {
+                max_stream_duration: Some(PbDuration {
+                    seconds: 3,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    r.listeners
+        .retain(|l| l.name == "reviews.default.svc.cluster.local:9080");
+    r.route_configurations = vec![rc];
+    let decoded = Decoded::from_resources(&r).unwrap();
+    let back = assemble(
+        &decoded,
+        "v".into(),
+        SnapshotSource::Xds {
+            server: "istiod".into(),
+        },
+    );
+    let vh = back.routes[&9080]
+        .virtual_host("reviews:9080")
+        .expect("the listener's port");
+    assert_eq!(
+        vh.routes[0].timeout,
+        Some(std::time::Duration::from_secs(3))
+    );
+    assert!(
+        back.routes[&9080].virtual_host("ratings:9080").is_none(),
+        "only what was sent"
+    );
+}
