@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -700,8 +699,6 @@ fn fault_abort(status: &AbortStatus, grpc: bool) -> Response<MeshBody> {
     reply.into_response(grpc)
 }
 
-#[allow(dead_code)]
-const _: Duration = Duration::ZERO;
 
 #[cfg(test)]
 mod tests {
