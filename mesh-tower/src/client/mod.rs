@@ -1,10 +1,12 @@
 //! The outbound side: `MeshClient`, every outbound call through mesh's routing, balancing,
 //! resilience and mutual TLS.
 
+mod attempt;
 mod body;
 mod classify;
 mod connect;
 mod hash;
+mod mirror;
 mod pool;
 mod prepare;
 mod record;

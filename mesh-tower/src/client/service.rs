@@ -1,4 +1,4 @@
-//! `MeshClient`: the outbound tower service.
+//! `MeshClient`: the outbound tower service (attempts in `attempt.rs`, mirroring in `mirror.rs`).
 //!
 //! Every request: one atomic load of the snapshot, route selection, fault injection, a weighted
 //! cluster pick, then attempts (endpoint pick → breaker admission → pooled connection → per-try
@@ -18,23 +18,20 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use mesh_core::Mesh;
-use mesh_core::balance::{ClientLocality, PickContext, WeightedPick};
-use mesh_core::model::{AbortStatus, RetryPolicy, Route, RouteAction};
-use mesh_core::resilience::{Backoff, Outcome};
+use mesh_core::balance::{ClientLocality, WeightedPick};
+use mesh_core::model::{AbortStatus, RouteAction};
 use mesh_core::routing::{self, RequestHeaders, RequestInfo};
 use mesh_core::telemetry::ResponseFlag;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
-use super::body::{EndOfStream, MeshBody};
-use super::classify::{Attempt, endpoint_failure, should_retry};
+use super::body::MeshBody;
 use super::hash;
-use super::pool::{SendError, UpstreamBody};
 use super::prepare;
-use super::record::{self, CallFacts, Reporting, UpstreamHost};
+use super::record::{self, CallFacts, Reporting};
 use super::replay::ReplayBody;
-use super::runtime::{ClusterRuntime, Runtimes};
+use super::runtime::Runtimes;
 use crate::reply::{LocalReply, is_grpc};
 use crate::telemetry::{AccessLogMode, Telemetry};
 use crate::tls::TlsConnector;
@@ -45,7 +42,7 @@ use mesh_core::identity::IdentitySource;
 /// default per-request buffer limit is of the same order).
 const REPLAY_LIMIT: usize = 64 * 1024;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The outbound client: a cloneable tower `Service` for `http::Request`s of any body type, routed
 /// and balanced by the mesh config.
@@ -66,7 +63,7 @@ pub struct MeshClient {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     mesh: Mesh,
     /// What `useSourceIp` hashes: this workload (every call comes from it).
     source_key: Vec<u8>,
@@ -196,7 +193,7 @@ impl RequestHeaders for Headers<'_> {
 }
 
 impl Inner {
-    fn rng(&self) -> SmallRng {
+    pub(super) fn rng(&self) -> SmallRng {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
@@ -378,278 +375,6 @@ impl Inner {
         }
         response
     }
-
-    /// The attempts of one request: the first, then retries as the policy and budget allow.
-    #[allow(clippy::too_many_arguments)]
-    async fn attempts<B>(
-        &self,
-        cluster: &Arc<ClusterRuntime>,
-        route: &Route,
-        parts: &http::request::Parts,
-        body: &ReplayBody<B>,
-        authority: &str,
-        path_and_query: &str,
-        hash: Option<u64>,
-        rng: &mut SmallRng,
-    ) -> Response<MeshBody>
-    where
-        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
-    {
-        let grpc = is_grpc(&parts.headers);
-        let local = |flag, message: &str| {
-            LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
-        };
-        let _admitted = match cluster.breaker.try_request() {
-            Ok(p) => p,
-            Err(overflow) => return local(ResponseFlag::UpstreamOverflow, &overflow.to_string()),
-        };
-        let policy = route.retry.as_ref();
-        let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
-        let backoff = policy.map(Backoff::from_policy);
-        let mut previous: Option<usize> = None;
-        // The current retry counts against the budget while it is in flight.
-        let mut retry_permit = None;
-        let mut attempt_no = 0;
-        loop {
-            attempt_no += 1;
-            let now = Instant::now();
-            cluster.maybe_sweep(now);
-            let Some(index) = pick_endpoint(cluster, previous, hash, rng, now) else {
-                return local(ResponseFlag::NoHealthyUpstream, "no healthy upstream");
-            };
-            previous = Some(index);
-            let outcome = self
-                .attempt(
-                    cluster,
-                    index,
-                    parts,
-                    body.clone(),
-                    authority,
-                    path_and_query,
-                    policy,
-                    grpc,
-                )
-                .await;
-            let (attempt, result) = outcome;
-            let last = attempt_no >= max_attempts;
-            let retryable =
-                policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
-            if last || !retryable {
-                return result.unwrap_or_else(|flag| {
-                    let flag = if attempt_no > 1 && flag == ResponseFlag::UpstreamConnectionFailure
-                    {
-                        ResponseFlag::UpstreamRetryLimitExceeded
-                    } else {
-                        flag
-                    };
-                    local(
-                        flag,
-                        "upstream connect error or disconnect/reset before headers",
-                    )
-                });
-            }
-            match cluster.breaker.try_retry() {
-                Ok(p) => drop(retry_permit.replace(p)),
-                Err(overflow) => {
-                    tracing::debug!(cluster = %cluster.cluster.name, %overflow, "retry not allowed");
-                    metrics::counter!("mesh_retry_budget_exhausted_total", "cluster" => cluster.cluster.name.to_string())
-                        .increment(1);
-                    return result.unwrap_or_else(|flag| {
-                        local(flag, "upstream connect error; retry budget exhausted")
-                    });
-                }
-            }
-            metrics::counter!("mesh_retries_total", "cluster" => cluster.cluster.name.to_string())
-                .increment(1);
-            if let Some(backoff) = &backoff {
-                tokio::time::sleep(backoff.delay(attempt_no - 1, rng)).await;
-            }
-        }
-    }
-
-    /// One attempt on one endpoint. Returns how it ended (for retry decisions) and the response
-    /// to give the caller if it is the last, or the flag for a local reply.
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt<B>(
-        &self,
-        cluster: &Arc<ClusterRuntime>,
-        index: usize,
-        parts: &http::request::Parts,
-        body: ReplayBody<B>,
-        authority: &str,
-        path_and_query: &str,
-        policy: Option<&RetryPolicy>,
-        _grpc: bool,
-    ) -> (Attempt, Result<Response<MeshBody>, ResponseFlag>)
-    where
-        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
-    {
-        let (Some(stats), Some(pool)) = (
-            cluster.balancer.stats(index).cloned(),
-            cluster.pools.get(index).cloned(),
-        ) else {
-            return (
-                Attempt::ConnectFailure,
-                Err(ResponseFlag::NoHealthyUpstream),
-            );
-        };
-        let mut request = Request::from_parts(
-            parts.clone(),
-            UpstreamBody::new(body.map_err(|e| -> BoxError { Box::new(e) })),
-        );
-        let http2 = pool.uses_http2(&request);
-        prepare::set_target(&mut request, authority, path_and_query, http2);
-        let start = Instant::now();
-        let in_flight = stats.start(start);
-        let send = pool.send(request);
-        let result = match policy.and_then(|p| p.per_try_timeout) {
-            Some(t) => match tokio::time::timeout(t, send).await {
-                Ok(r) => r.map_err(Some),
-                Err(_) => Err(None),
-            },
-            None => send.await.map_err(Some),
-        };
-        let now = Instant::now();
-        let (attempt, outcome, reply) = match result {
-            Ok(response) => {
-                let attempt = Attempt::from_response(response.status(), response.headers());
-                let status = response.status().as_u16();
-                stats.observe_rtt(now.saturating_duration_since(start), now);
-                let pool_for_end = pool.clone();
-                let mut response = response;
-                response.extensions_mut().insert(UpstreamHost {
-                    cluster: cluster.clone(),
-                    index,
-                });
-                let response = response.map(|incoming| {
-                    let mut body = MeshBody::upstream(incoming);
-                    body.on_end(move |_end: EndOfStream| {
-                        in_flight.finish(Instant::now());
-                        pool_for_end.release();
-                    });
-                    body
-                });
-                (attempt, Outcome::Response(status), Ok(response))
-            }
-            Err(error) => {
-                drop(in_flight);
-                let (attempt, flag) = match &error {
-                    None => (Attempt::PerTryTimeout, ResponseFlag::UpstreamRequestTimeout),
-                    Some(SendError::Connect(_)) => (
-                        Attempt::ConnectFailure,
-                        ResponseFlag::UpstreamConnectionFailure,
-                    ),
-                    Some(SendError::Refused(_)) => (
-                        Attempt::RefusedStream,
-                        ResponseFlag::UpstreamConnectionFailure,
-                    ),
-                    Some(SendError::Reset(_)) => {
-                        (Attempt::Reset, ResponseFlag::UpstreamConnectionTermination)
-                    }
-                    Some(SendError::Overflow(_)) => {
-                        (Attempt::ConnectFailure, ResponseFlag::UpstreamOverflow)
-                    }
-                };
-                if let Some(e) = &error {
-                    tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
-                }
-                let outcome = match error {
-                    Some(SendError::Overflow(_)) => None,
-                    _ => Some(Outcome::LocalFailure),
-                };
-                match outcome {
-                    Some(o) => (attempt, o, Err(flag)),
-                    None => return (attempt, Err(flag)),
-                }
-            }
-        };
-        if let Some(outlier) = &cluster.outlier {
-            let _ = endpoint_failure(attempt);
-            if let Some(ejection) = outlier.report(&stats, outcome, now) {
-                tracing::warn!(cluster = %cluster.cluster.name, endpoint = %ejection.address, reason = ?ejection.reason,
-                    duration = ?ejection.duration, "endpoint ejected");
-                metrics::counter!("mesh_outlier_ejections_total", "cluster" => cluster.cluster.name.to_string()).increment(1);
-            }
-        }
-        (attempt, reply)
-    }
-
-    /// Sends a shadow copy: `-shadow` appended to the authority, its body replayed from the real
-    /// request's (never read ahead of it), its response dropped.
-    fn mirror<B>(
-        &self,
-        cluster: Arc<ClusterRuntime>,
-        parts: &http::request::Parts,
-        body: &ReplayBody<B>,
-        authority: &str,
-        path_and_query: &str,
-    ) where
-        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
-    {
-        let mut rng = self.rng();
-        let Some(index) = pick_endpoint(&cluster, None, None, &mut rng, Instant::now()) else {
-            return;
-        };
-        let (Some(pool), Some(stats)) = (
-            cluster.pools.get(index).cloned(),
-            cluster.balancer.stats(index).cloned(),
-        ) else {
-            return;
-        };
-        let authority = shadow_authority(authority);
-        let mut request = Request::from_parts(
-            parts.clone(),
-            UpstreamBody::new(body.follower().map_err(|e| -> BoxError { Box::new(e) })),
-        );
-        let http2 = pool.uses_http2(&request);
-        prepare::set_target(&mut request, &authority, path_and_query, http2);
-        tokio::spawn(async move {
-            let in_flight = stats.start(Instant::now());
-            match pool.send(request).await {
-                Ok(response) => {
-                    // Drain so the connection can be reused; the answer is ignored.
-                    let _ = response.into_body().collect().await;
-                }
-                Err(e) => tracing::debug!(error = %e, "mirror request failed"),
-            }
-            in_flight.finish(Instant::now());
-            pool.release();
-        });
-    }
-}
-
-/// Picks an endpoint, avoiding the one the previous attempt used when another is available
-/// (Istio's `previous_hosts` retry predicate).
-fn pick_endpoint(
-    cluster: &ClusterRuntime,
-    previous: Option<usize>,
-    hash: Option<u64>,
-    rng: &mut SmallRng,
-    now: Instant,
-) -> Option<usize> {
-    let ctx = PickContext { hash, now };
-    let first = cluster.balancer.pick(&ctx, rng)?;
-    if previous != Some(first) || cluster.balancer.len() < 2 {
-        return Some(first);
-    }
-    (0..4)
-        .find_map(|_| {
-            cluster
-                .balancer
-                .pick(&ctx, rng)
-                .filter(|i| Some(*i) != previous)
-        })
-        .or(Some(first))
-}
-
-/// `host-shadow[:port]`, as Envoy names mirrored requests.
-fn shadow_authority(authority: &str) -> String {
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
-            format!("{host}-shadow:{port}")
-        }
-        _ => format!("{authority}-shadow"),
-    }
 }
 
 /// The authority and port a request is for: the URI's, else the Host header's; the port
@@ -697,17 +422,4 @@ fn fault_abort(status: &AbortStatus, grpc: bool) -> Response<MeshBody> {
         AbortStatus::Grpc(code) => LocalReply::fault_abort(None, Some(code)),
     };
     reply.into_response(grpc)
-}
-
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shadow_authorities() {
-        assert_eq!(shadow_authority("reviews:9080"), "reviews-shadow:9080");
-        assert_eq!(shadow_authority("reviews"), "reviews-shadow");
-        assert_eq!(shadow_authority("[::1]:80"), "[::1]-shadow:80");
-    }
 }

@@ -1,0 +1,247 @@
+//! The attempts of one request: endpoint pick, breaker admission, a pooled connection, the
+//! per-try timeout, then retries as the route's policy and the cluster's retry budget allow.
+//! Every attempt's outcome feeds outlier detection and peak-EWMA latency.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use mesh_core::balance::PickContext;
+use mesh_core::model::{RetryPolicy, Route};
+use mesh_core::resilience::{Backoff, Outcome};
+use mesh_core::telemetry::ResponseFlag;
+use rand::rngs::SmallRng;
+use tokio::time::Instant;
+
+use super::body::{EndOfStream, MeshBody};
+use super::classify::{Attempt, endpoint_failure, should_retry};
+use super::pool::{SendError, UpstreamBody};
+use super::prepare;
+use super::record::UpstreamHost;
+use super::replay::ReplayBody;
+use super::runtime::ClusterRuntime;
+use super::service::{BoxError, Inner};
+use crate::reply::{LocalReply, is_grpc};
+
+impl Inner {
+    /// The attempts of one request: the first, then retries as the policy and budget allow.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn attempts<B>(
+        &self,
+        cluster: &Arc<ClusterRuntime>,
+        route: &Route,
+        parts: &http::request::Parts,
+        body: &ReplayBody<B>,
+        authority: &str,
+        path_and_query: &str,
+        hash: Option<u64>,
+        rng: &mut SmallRng,
+    ) -> Response<MeshBody>
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+    {
+        let grpc = is_grpc(&parts.headers);
+        let local = |flag, message: &str| {
+            LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
+        };
+        let _admitted = match cluster.breaker.try_request() {
+            Ok(p) => p,
+            Err(overflow) => return local(ResponseFlag::UpstreamOverflow, &overflow.to_string()),
+        };
+        let policy = route.retry.as_ref();
+        let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
+        let backoff = policy.map(Backoff::from_policy);
+        let mut previous: Option<usize> = None;
+        // The current retry counts against the budget while it is in flight.
+        let mut retry_permit = None;
+        let mut attempt_no = 0;
+        loop {
+            attempt_no += 1;
+            let now = Instant::now();
+            cluster.maybe_sweep(now);
+            let Some(index) = pick_endpoint(cluster, previous, hash, rng, now) else {
+                return local(ResponseFlag::NoHealthyUpstream, "no healthy upstream");
+            };
+            previous = Some(index);
+            let outcome = self
+                .attempt(
+                    cluster,
+                    index,
+                    parts,
+                    body.clone(),
+                    authority,
+                    path_and_query,
+                    policy,
+                    grpc,
+                )
+                .await;
+            let (attempt, result) = outcome;
+            let last = attempt_no >= max_attempts;
+            let retryable =
+                policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
+            if last || !retryable {
+                return result.unwrap_or_else(|flag| {
+                    let flag = if attempt_no > 1 && flag == ResponseFlag::UpstreamConnectionFailure
+                    {
+                        ResponseFlag::UpstreamRetryLimitExceeded
+                    } else {
+                        flag
+                    };
+                    local(
+                        flag,
+                        "upstream connect error or disconnect/reset before headers",
+                    )
+                });
+            }
+            match cluster.breaker.try_retry() {
+                Ok(p) => drop(retry_permit.replace(p)),
+                Err(overflow) => {
+                    tracing::debug!(cluster = %cluster.cluster.name, %overflow, "retry not allowed");
+                    metrics::counter!("mesh_retry_budget_exhausted_total", "cluster" => cluster.cluster.name.to_string())
+                        .increment(1);
+                    return result.unwrap_or_else(|flag| {
+                        local(flag, "upstream connect error; retry budget exhausted")
+                    });
+                }
+            }
+            metrics::counter!("mesh_retries_total", "cluster" => cluster.cluster.name.to_string())
+                .increment(1);
+            if let Some(backoff) = &backoff {
+                tokio::time::sleep(backoff.delay(attempt_no - 1, rng)).await;
+            }
+        }
+    }
+
+    /// One attempt on one endpoint. Returns how it ended (for retry decisions) and the response
+    /// to give the caller if it is the last, or the flag for a local reply.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt<B>(
+        &self,
+        cluster: &Arc<ClusterRuntime>,
+        index: usize,
+        parts: &http::request::Parts,
+        body: ReplayBody<B>,
+        authority: &str,
+        path_and_query: &str,
+        policy: Option<&RetryPolicy>,
+        _grpc: bool,
+    ) -> (Attempt, Result<Response<MeshBody>, ResponseFlag>)
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+    {
+        let (Some(stats), Some(pool)) = (
+            cluster.balancer.stats(index).cloned(),
+            cluster.pools.get(index).cloned(),
+        ) else {
+            return (
+                Attempt::ConnectFailure,
+                Err(ResponseFlag::NoHealthyUpstream),
+            );
+        };
+        let mut request = Request::from_parts(
+            parts.clone(),
+            UpstreamBody::new(body.map_err(|e| -> BoxError { Box::new(e) })),
+        );
+        let http2 = pool.uses_http2(&request);
+        prepare::set_target(&mut request, authority, path_and_query, http2);
+        let start = Instant::now();
+        let in_flight = stats.start(start);
+        let send = pool.send(request);
+        let result = match policy.and_then(|p| p.per_try_timeout) {
+            Some(t) => match tokio::time::timeout(t, send).await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            },
+            None => send.await.map_err(Some),
+        };
+        let now = Instant::now();
+        let (attempt, outcome, reply) = match result {
+            Ok(response) => {
+                let attempt = Attempt::from_response(response.status(), response.headers());
+                let status = response.status().as_u16();
+                stats.observe_rtt(now.saturating_duration_since(start), now);
+                let pool_for_end = pool.clone();
+                let mut response = response;
+                response.extensions_mut().insert(UpstreamHost {
+                    cluster: cluster.clone(),
+                    index,
+                });
+                let response = response.map(|incoming| {
+                    let mut body = MeshBody::upstream(incoming);
+                    body.on_end(move |_end: EndOfStream| {
+                        in_flight.finish(Instant::now());
+                        pool_for_end.release();
+                    });
+                    body
+                });
+                (attempt, Outcome::Response(status), Ok(response))
+            }
+            Err(error) => {
+                drop(in_flight);
+                let (attempt, flag) = match &error {
+                    None => (Attempt::PerTryTimeout, ResponseFlag::UpstreamRequestTimeout),
+                    Some(SendError::Connect(_)) => (
+                        Attempt::ConnectFailure,
+                        ResponseFlag::UpstreamConnectionFailure,
+                    ),
+                    Some(SendError::Refused(_)) => (
+                        Attempt::RefusedStream,
+                        ResponseFlag::UpstreamConnectionFailure,
+                    ),
+                    Some(SendError::Reset(_)) => {
+                        (Attempt::Reset, ResponseFlag::UpstreamConnectionTermination)
+                    }
+                    Some(SendError::Overflow(_)) => {
+                        (Attempt::ConnectFailure, ResponseFlag::UpstreamOverflow)
+                    }
+                };
+                if let Some(e) = &error {
+                    tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
+                }
+                let outcome = match error {
+                    Some(SendError::Overflow(_)) => None,
+                    _ => Some(Outcome::LocalFailure),
+                };
+                match outcome {
+                    Some(o) => (attempt, o, Err(flag)),
+                    None => return (attempt, Err(flag)),
+                }
+            }
+        };
+        if let Some(outlier) = &cluster.outlier {
+            let _ = endpoint_failure(attempt);
+            if let Some(ejection) = outlier.report(&stats, outcome, now) {
+                tracing::warn!(cluster = %cluster.cluster.name, endpoint = %ejection.address, reason = ?ejection.reason,
+                    duration = ?ejection.duration, "endpoint ejected");
+                metrics::counter!("mesh_outlier_ejections_total", "cluster" => cluster.cluster.name.to_string()).increment(1);
+            }
+        }
+        (attempt, reply)
+    }
+}
+
+/// Picks an endpoint, avoiding the one the previous attempt used when another is available
+/// (Istio's `previous_hosts` retry predicate).
+pub(super) fn pick_endpoint(
+    cluster: &ClusterRuntime,
+    previous: Option<usize>,
+    hash: Option<u64>,
+    rng: &mut SmallRng,
+    now: Instant,
+) -> Option<usize> {
+    let ctx = PickContext { hash, now };
+    let first = cluster.balancer.pick(&ctx, rng)?;
+    if previous != Some(first) || cluster.balancer.len() < 2 {
+        return Some(first);
+    }
+    (0..4)
+        .find_map(|_| {
+            cluster
+                .balancer
+                .pick(&ctx, rng)
+                .filter(|i| Some(*i) != previous)
+        })
+        .or(Some(first))
+}

@@ -1,0 +1,85 @@
+//! Mirroring: a shadow copy of a share of requests to another cluster, as Istio's `mirror` does.
+//! The copy goes to `<host>-shadow`, its body is replayed from the real request's (never read
+//! ahead of it), and its response is dropped, so it can never slow or break the real call.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::Request;
+use http_body::Body;
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+use super::attempt::pick_endpoint;
+use super::pool::UpstreamBody;
+use super::prepare;
+use super::replay::ReplayBody;
+use super::runtime::ClusterRuntime;
+use super::service::{BoxError, Inner};
+
+impl Inner {
+    /// Sends a shadow copy: `-shadow` appended to the authority, its body replayed from the real
+    /// request's (never read ahead of it), its response dropped.
+    pub(super) fn mirror<B>(
+        &self,
+        cluster: Arc<ClusterRuntime>,
+        parts: &http::request::Parts,
+        body: &ReplayBody<B>,
+        authority: &str,
+        path_and_query: &str,
+    ) where
+        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
+    {
+        let mut rng = self.rng();
+        let Some(index) = pick_endpoint(&cluster, None, None, &mut rng, Instant::now()) else {
+            return;
+        };
+        let (Some(pool), Some(stats)) = (
+            cluster.pools.get(index).cloned(),
+            cluster.balancer.stats(index).cloned(),
+        ) else {
+            return;
+        };
+        let authority = shadow_authority(authority);
+        let mut request = Request::from_parts(
+            parts.clone(),
+            UpstreamBody::new(body.follower().map_err(|e| -> BoxError { Box::new(e) })),
+        );
+        let http2 = pool.uses_http2(&request);
+        prepare::set_target(&mut request, &authority, path_and_query, http2);
+        tokio::spawn(async move {
+            let in_flight = stats.start(Instant::now());
+            match pool.send(request).await {
+                Ok(response) => {
+                    // Drain so the connection can be reused; the answer is ignored.
+                    let _ = response.into_body().collect().await;
+                }
+                Err(e) => tracing::debug!(error = %e, "mirror request failed"),
+            }
+            in_flight.finish(Instant::now());
+            pool.release();
+        });
+    }
+}
+
+/// `host-shadow[:port]`, as Envoy names mirrored requests.
+fn shadow_authority(authority: &str) -> String {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+            format!("{host}-shadow:{port}")
+        }
+        _ => format!("{authority}-shadow"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_authorities() {
+        assert_eq!(shadow_authority("reviews:9080"), "reviews-shadow:9080");
+        assert_eq!(shadow_authority("reviews"), "reviews-shadow");
+        assert_eq!(shadow_authority("[::1]:80"), "[::1]-shadow:80");
+    }
+}
