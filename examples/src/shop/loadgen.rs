@@ -113,7 +113,8 @@ pub async fn run(
     let period = Duration::from_secs(1) / load.rps.max(1);
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut progress = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut progress =
+        tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     let end = load.duration.map(|d| start + d);
     let deadline = async {
         match end {
@@ -148,10 +149,7 @@ pub async fn run(
             }
         }
     }
-    let _ = tokio::time::timeout(DRAIN, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
     tasks.abort_all();
     lock(&stats).clone()
 }

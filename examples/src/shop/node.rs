@@ -1,8 +1,8 @@
 //! Starting one workload: its `Mesh` (own identity, the shared config directory) and its server.
 
 use std::future::{Future, IntoFuture};
-use std::pin::Pin;
 use std::path::Path;
+use std::pin::Pin;
 
 use mesh_core::{Mesh, MeshError};
 use mesh_tonic::MeshChannel;

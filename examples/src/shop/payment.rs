@@ -16,7 +16,10 @@ pub struct PaymentService {
 
 #[tonic::async_trait]
 impl Payment for PaymentService {
-    async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<ChargeReply>, Status> {
+    async fn charge(
+        &self,
+        request: Request<ChargeRequest>,
+    ) -> Result<Response<ChargeReply>, Status> {
         let n = self.charged.fetch_add(1, Ordering::Relaxed);
         let order = request.into_inner().order_id;
         Ok(Response::new(ChargeReply {

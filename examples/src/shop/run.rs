@@ -24,7 +24,10 @@ const WAIT_FOR_SERVERS: Duration = Duration::from_secs(30);
 
 /// Writes the config and certificates directories for separate processes.
 pub fn prepare(args: &Args) -> Result<(), Error> {
-    let certs_dir = args.certs.clone().unwrap_or_else(|| PathBuf::from("shop-certs"));
+    let certs_dir = args
+        .certs
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("shop-certs"));
     certs::prepare(&certs_dir)?;
     let ports = Ports::plan(args.base_port.unwrap_or(DEFAULT_BASE_PORT));
     report_config(&args.config, &ports)?;
@@ -55,9 +58,7 @@ pub async fn all(args: &Args) -> Result<(), Error> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(Error::io(format!("bind {} on {addr}", service.name())))?;
-        let bound = listener
-            .local_addr()
-            .map_err(Error::io("local address"))?;
+        let bound = listener.local_addr().map_err(Error::io("local address"))?;
         ports.listen.insert(*service, bound);
         listeners.push((*service, listener));
     }
@@ -72,7 +73,13 @@ pub async fn all(args: &Args) -> Result<(), Error> {
     let mut meshes = Vec::new();
     for (service, listener) in listeners {
         let mesh = node::mesh(&shared, service).await?;
-        tokio::spawn(node::serve(&shared, &mesh, service, listener, std::future::pending())?);
+        tokio::spawn(node::serve(
+            &shared,
+            &mesh,
+            service,
+            listener,
+            std::future::pending(),
+        )?);
         meshes.push((service, mesh));
     }
     let checkout = meshes
@@ -84,8 +91,13 @@ pub async fn all(args: &Args) -> Result<(), Error> {
 
     let admin_listener = TcpListener::bind(args.admin)
         .await
-        .map_err(Error::io(format!("bind the admin endpoint on {}", args.admin)))?;
-    let admin_addr = admin_listener.local_addr().map_err(Error::io("local address"))?;
+        .map_err(Error::io(format!(
+            "bind the admin endpoint on {}",
+            args.admin
+        )))?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(Error::io("local address"))?;
     let state = AdminState::new()
         .graph(shared.telemetry.service_graph().clone())
         .prometheus(install_prometheus().map_err(|e| Error::Metrics(e.to_string()))?);
@@ -113,7 +125,10 @@ pub async fn all(args: &Args) -> Result<(), Error> {
 /// One workload alone, on the `--base-port` plan; the servers run until Ctrl-C, the load
 /// generator for `--duration` and then prints the summary of every process' graph.
 pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
-    let certs_dir = args.certs.clone().unwrap_or_else(|| PathBuf::from("shop-certs"));
+    let certs_dir = args
+        .certs
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("shop-certs"));
     if !certs::identity_dir(&certs_dir, service).exists() {
         return Err(Error::NotPrepared(certs_dir));
     }
@@ -133,7 +148,9 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
     let admin_addr = Ports::admin(base, service);
     let admin_listener = TcpListener::bind(admin_addr)
         .await
-        .map_err(Error::io(format!("bind the admin endpoint on {admin_addr}")))?;
+        .map_err(Error::io(format!(
+            "bind the admin endpoint on {admin_addr}"
+        )))?;
     let peers: Vec<http::Uri> = Service::ALL
         .iter()
         .filter(|s| **s != service)
@@ -178,8 +195,10 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
 
 /// Writes the config directory and says what it did.
 fn report_config(dir: &Path, ports: &Ports) -> Result<(), Error> {
-    let written = config::write(dir, ports)
-        .map_err(Error::io(format!("write the config into {}", dir.display())))?;
+    let written = config::write(dir, ports).map_err(Error::io(format!(
+        "write the config into {}",
+        dir.display()
+    )))?;
     for path in &written.written {
         eprintln!("shop: wrote {}", path.display());
     }
@@ -192,7 +211,11 @@ fn report_config(dir: &Path, ports: &Ports) -> Result<(), Error> {
 
 /// One telemetry with a service graph covering the whole run (for the summary), at most an hour.
 fn telemetry(duration: u64) -> Telemetry {
-    let seconds = if duration == 0 { 3600 } else { duration.min(3600) + 5 };
+    let seconds = if duration == 0 {
+        3600
+    } else {
+        duration.min(3600) + 5
+    };
     let window = GraphWindow {
         slot: Duration::from_secs(1),
         slots: u32::try_from(seconds).unwrap_or(3600),
