@@ -135,6 +135,10 @@ impl Summary {
                 e.source, e.destination, e.requests, e.success_pct, e.p50_ms, e.p99_ms
             );
         }
+        let _ = writeln!(
+            out,
+            "(success as Istio counts it: 5xx and gRPC server failures are errors, policy denials are not)"
+        );
         let total = (self.split.v1 + self.split.v2).max(1) as f64;
         let _ = writeln!(
             out,
