@@ -96,6 +96,15 @@ pub enum Error {
     /// The Prometheus recorder could not be installed.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The summary could not be encoded.
+    #[error("summary: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A workload this process needs was not started.
+    #[error("{0:?} is not running in this process")]
+    Missing(Service),
+    /// Separate processes find each other on a fixed port plan.
+    #[error("--service needs a fixed --base-port, not 0")]
+    NoPortPlan,
     /// `--service loadgen` serves nothing.
     #[error("the load generator does not serve")]
     NotAServer,

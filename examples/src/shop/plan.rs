@@ -110,12 +110,16 @@ pub struct Ports {
 }
 
 impl Ports {
-    /// The fixed plan for separate processes: `base + i` for the i-th workload of
-    /// [`Service::ALL`] on 127.0.0.1.
+    /// The plan on 127.0.0.1: `base + i` for the i-th workload of [`Service::ALL`], or any free
+    /// port for each when `base` is 0.
     pub fn plan(base: u16) -> Self {
+        let port = |s: Service| match base {
+            0 => 0,
+            base => base.saturating_add(s.index()),
+        };
         let listen = Service::SERVERS
             .iter()
-            .map(|s| (*s, local(base.saturating_add(s.index()))))
+            .map(|s| (*s, local(port(*s))))
             .collect();
         Self { listen }
     }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::checkout::canary_weights;
 use super::loadgen::{self, Load};
 use super::node::{self, Shared};
-use super::plan::{Ports, Service, local};
+use super::plan::{Ports, Service};
 use super::summary::Summary;
 use super::{Args, Error, certs, config};
 
@@ -29,7 +29,7 @@ pub fn prepare(args: &Args) -> Result<(), Error> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("shop-certs"));
     certs::prepare(&certs_dir)?;
-    let ports = Ports::plan(args.base_port.unwrap_or(DEFAULT_BASE_PORT));
+    let ports = Ports::plan(fixed_base_port(args)?);
     report_config(&args.config, &ports)?;
     eprintln!("shop: identities in {}", certs_dir.display());
     Ok(())
@@ -46,12 +46,7 @@ pub async fn all(args: &Args) -> Result<(), Error> {
         }
     };
     certs::prepare(&certs_dir)?;
-    let plan = match args.base_port {
-        Some(base) => Ports::plan(base),
-        None => Ports {
-            listen: Service::SERVERS.iter().map(|s| (*s, local(0))).collect(),
-        },
-    };
+    let plan = Ports::plan(args.base_port.unwrap_or(0));
     let mut listeners = Vec::new();
     let mut ports = Ports::default();
     for (service, addr) in &plan.listen {
@@ -86,7 +81,7 @@ pub async fn all(args: &Args) -> Result<(), Error> {
         .iter()
         .find(|(s, _)| *s == Service::Checkout)
         .map(|(_, m)| m.clone())
-        .ok_or(Error::NotAServer)?;
+        .ok_or(Error::Missing(Service::Checkout))?;
     watch_canary(&checkout);
 
     let admin_listener = TcpListener::bind(args.admin)
@@ -132,7 +127,7 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
     if !certs::identity_dir(&certs_dir, service).exists() {
         return Err(Error::NotPrepared(certs_dir));
     }
-    let base = args.base_port.unwrap_or(DEFAULT_BASE_PORT);
+    let base = fixed_base_port(args)?;
     let ports = Ports::plan(base);
     config::write(&args.config, &ports).map_err(Error::io(format!(
         "write the config into {}",
@@ -191,6 +186,14 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
     node::serve(&shared, &mesh, service, listener, ctrl_c())?
         .await
         .map_err(Error::io(format!("serve {}", service.name())))
+}
+
+/// The port plan's base for separate processes: `--base-port`, 17000 by default, never 0.
+fn fixed_base_port(args: &Args) -> Result<u16, Error> {
+    match args.base_port.unwrap_or(DEFAULT_BASE_PORT) {
+        0 => Err(Error::NoPortPlan),
+        base => Ok(base),
+    }
 }
 
 /// Writes the config directory and says what it did.
@@ -281,9 +284,7 @@ async fn ctrl_c() {
 
 fn print(args: &Args, summary: &Summary) -> Result<(), Error> {
     if args.json {
-        let json = serde_json::to_string_pretty(summary)
-            .map_err(|e| Error::Metrics(format!("summary: {e}")))?;
-        println!("{json}");
+        println!("{}", serde_json::to_string_pretty(summary)?);
     } else {
         print!("{}", summary.text());
     }
