@@ -7,7 +7,10 @@
 //! - `inventory.yaml`: the inventory subsets (DestinationRule) and the canary (VirtualService):
 //!   `end-user: jason` goes to v2, everyone else 95/5.
 //!
-//! The last two are written only when absent, so edits survive restarts: change the weights in
+//! - `frontend.yaml`: HTTP/2 towards the frontend (`h2UpgradePolicy: UPGRADE`), so the load
+//!   generator multiplexes its requests on one connection rather than opening one per request.
+//!
+//! The last three are written only when absent, so edits survive restarts: change the weights in
 //! `inventory.yaml` while the demo runs and the next requests follow them.
 
 use std::fmt::Write as _;
@@ -22,6 +25,8 @@ pub const SERVICES_FILE: &str = "services.yaml";
 pub const SECURITY_FILE: &str = "security.yaml";
 /// DestinationRule and VirtualService of inventory.
 pub const INVENTORY_FILE: &str = "inventory.yaml";
+/// DestinationRule of the frontend.
+pub const FRONTEND_FILE: &str = "frontend.yaml";
 
 /// What [`write`] did to each file.
 #[derive(Debug)]
@@ -51,6 +56,7 @@ pub fn write(dir: &Path, ports: &Ports) -> io::Result<Written> {
     for (name, text) in [
         (SECURITY_FILE, SECURITY.to_owned()),
         (INVENTORY_FILE, inventory(95, 5)),
+        (FRONTEND_FILE, FRONTEND.to_owned()),
     ] {
         let path = dir.join(name);
         if path.exists() {
@@ -119,6 +125,17 @@ spec:
   action: ALLOW
   rules:
   - from: [{source: {principals: [cluster.local/ns/shop/sa/checkout]}}]
+";
+
+const FRONTEND: &str = "# Callers of the frontend multiplex requests over HTTP/2 (one TLS handshake, not one per request).
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: frontend, namespace: shop}
+spec:
+  host: frontend
+  trafficPolicy:
+    tls: {mode: ISTIO_MUTUAL}
+    connectionPool: {http: {h2UpgradePolicy: UPGRADE}}
 ";
 
 /// The inventory subsets and the canary at `v1`/`v2` percent.

@@ -26,6 +26,9 @@ use super::plan::HTTP_PORT;
 const MAX_IN_FLIGHT: usize = 256;
 /// Bound on one request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests sent one after the other before the timed load, one of each kind, so connections
+/// are up before the rate starts.
+const WARM_UP: u64 = 20;
 /// Bound on waiting for the requests in flight at the end.
 const DRAIN: Duration = Duration::from_secs(15);
 
@@ -99,7 +102,7 @@ impl Kind {
     }
 }
 
-/// Sends load through `client` until `load.duration` passes or `stop` completes, waits for the
+/// Sends [`WARM_UP`] requests one by one, then load through `client` until `load.duration` passes or `stop` completes, waits for the
 /// requests in flight (bounded), and returns what it saw. Prints a progress line a second.
 pub async fn run(
     client: MeshClient,
@@ -107,6 +110,22 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> LoadStats {
     let stats = Arc::new(Mutex::new(LoadStats::default()));
+    tokio::pin!(stop);
+    for i in 0..WARM_UP {
+        let kind = Kind::of(i);
+        let outcome = tokio::select! {
+            biased;
+            () = &mut stop => return lock(&stats).clone(),
+            outcome = tokio::time::timeout(REQUEST_TIMEOUT, call(client.clone(), kind)) => outcome,
+        };
+        let mut s = lock(&stats);
+        s.sent += 1;
+        record(
+            &mut s,
+            kind,
+            outcome.unwrap_or_else(|_| Outcome::Failed("timeout".into())),
+        );
+    }
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = JoinSet::new();
     let start = Instant::now();
@@ -122,8 +141,8 @@ pub async fn run(
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(stop, deadline);
-    let mut i = 0u64;
+    tokio::pin!(deadline);
+    let mut i = WARM_UP;
     loop {
         tokio::select! {
             biased;
