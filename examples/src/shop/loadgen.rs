@@ -102,8 +102,9 @@ impl Kind {
     }
 }
 
-/// Sends [`WARM_UP`] requests one by one, then load through `client` until `load.duration` passes or `stop` completes, waits for the
-/// requests in flight (bounded), and returns what it saw. Prints a progress line a second.
+/// Sends [`WARM_UP`] requests one by one, then load through `client` until `load.duration`
+/// passes or `stop` completes; waits for the requests in flight (bounded, the rest are counted
+/// as failed) and returns what it saw. Prints a progress line a second.
 pub async fn run(
     client: MeshClient,
     load: Load,
@@ -169,8 +170,16 @@ pub async fn run(
         }
     }
     let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    let abandoned = tasks.len() as u64;
     tasks.abort_all();
-    lock(&stats).clone()
+    let mut stats = lock(&stats).clone();
+    if abandoned > 0 {
+        *stats
+            .failures
+            .entry("still in flight at exit".to_owned())
+            .or_default() += abandoned;
+    }
+    stats
 }
 
 fn lock(stats: &Mutex<LoadStats>) -> std::sync::MutexGuard<'_, LoadStats> {
@@ -193,7 +202,7 @@ fn print_progress(start: Instant, s: &LoadStats) {
 
 enum Outcome {
     Order(OrderView),
-    Denied,
+    Denied(String),
     Allowed,
     Failed(String),
 }
@@ -219,7 +228,7 @@ async fn call(client: MeshClient, kind: Kind) -> Outcome {
     };
     match (kind, status) {
         (Kind::Refund, StatusCode::FORBIDDEN) => match serde_json::from_slice::<ErrorView>(&body) {
-            Ok(e) if e.grpc_status == "PERMISSION_DENIED" => Outcome::Denied,
+            Ok(e) if e.grpc_status == "PERMISSION_DENIED" => Outcome::Denied(e.message),
             _ => Outcome::Failed(format!("refund: 403 {}", String::from_utf8_lossy(&body))),
         },
         (Kind::Refund, s) if s.is_success() => Outcome::Allowed,
@@ -238,7 +247,10 @@ async fn call(client: MeshClient, kind: Kind) -> Outcome {
 
 fn record(s: &mut LoadStats, kind: Kind, outcome: Outcome) {
     match (kind, outcome) {
-        (Kind::Refund, Outcome::Denied) => {
+        (Kind::Refund, Outcome::Denied(message)) => {
+            if s.denied == 0 {
+                eprintln!("shop: frontend → payment directly: PERMISSION_DENIED ({message})");
+            }
             s.direct_payment += 1;
             s.denied += 1;
         }
@@ -263,6 +275,6 @@ fn record(s: &mut LoadStats, kind: Kind, outcome: Outcome) {
             }
         }
         (_, Outcome::Failed(reason)) => s.fail(reason),
-        (_, Outcome::Denied | Outcome::Allowed) => s.fail("unexpected answer".into()),
+        (_, Outcome::Denied(_) | Outcome::Allowed) => s.fail("unexpected answer".into()),
     }
 }
