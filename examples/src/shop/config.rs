@@ -178,3 +178,61 @@ pub fn describe(ports: &Ports) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use mesh_core::model::MtlsMode;
+    use mesh_core::{BuildContext, istio};
+
+    use super::*;
+    use crate::checkout::canary_weights;
+
+    fn load(dir: &Path, service: Service) -> mesh_core::model::Snapshot {
+        let ctx = BuildContext {
+            workload: service.workload(),
+            ..BuildContext::default()
+        };
+        istio::load_paths(&[dir], &ctx).unwrap()
+    }
+
+    #[test]
+    fn written_config_is_clean_strict_and_splits_95_5() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &Ports::plan(27200)).unwrap();
+        let checkout = load(dir.path(), Service::Checkout);
+        assert!(checkout.warnings.is_empty(), "{:?}", checkout.warnings);
+        assert_eq!(canary_weights(&checkout), Some((95, 5)));
+        for service in Service::SERVERS {
+            let snapshot = load(dir.path(), service);
+            assert_eq!(
+                snapshot.inbound.peer_authentication.mode_for(27200),
+                MtlsMode::Strict
+            );
+            let policies = snapshot.inbound.authorization.len();
+            assert_eq!(
+                policies,
+                usize::from(service == Service::Payment),
+                "{service:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn policies_are_kept_and_service_entries_follow_the_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &Ports::plan(27200)).unwrap();
+        write_atomic(&dir.path().join(INVENTORY_FILE), &inventory(50, 50)).unwrap();
+        let again = write(dir.path(), &Ports::plan(27300)).unwrap();
+        assert_eq!(again.written, vec![dir.path().join(SERVICES_FILE)]);
+        let services = std::fs::read_to_string(dir.path().join(SERVICES_FILE)).unwrap();
+        assert!(services.contains("{grpc: 27301}") && !services.contains("27201"));
+        assert_eq!(
+            canary_weights(&load(dir.path(), Service::Checkout)),
+            Some((50, 50))
+        );
+        let same = write(dir.path(), &Ports::plan(27300)).unwrap();
+        assert!(same.written.is_empty(), "{same:?}");
+    }
+}

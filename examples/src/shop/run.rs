@@ -110,6 +110,10 @@ pub async fn all(args: &Args) -> Result<(), Error> {
             None => "ever".to_owned(),
         }
     );
+    eprintln!(
+        "shop: edit the weights in {} while it runs; the split follows",
+        args.config.join(config::INVENTORY_FILE).display()
+    );
     let start = Instant::now();
     let stats = loadgen::run(client, load, ctrl_c()).await;
     let graph = shared.telemetry.service_graph().snapshot(Instant::now());
