@@ -200,14 +200,14 @@ pub fn markdown(arms: &[ArmResult], targets: &[Target]) -> String {
     let (tls, c) = (base("A′"), base("C"));
     let mut out = String::new();
     out.push_str(
-        "| arm | p50 µs | p90 µs | p99 µs | CPU µs/req client | CPU µs/req server | CPU µs/req total | server RSS MiB | proxies RSS MiB | peak rps | p50 ÷A′ | CPU ÷A′ | rps ÷A′ | p50 ÷C | CPU ÷C | memory ÷C |\n",
+        "| arm | p50 µs | p90 µs | p99 µs | CPU µs/req client | CPU µs/req server | CPU µs/req total | CPU µs/req at peak | server RSS MiB | proxies RSS MiB | peak rps | p50 ÷A′ | CPU ÷A′ | rps ÷A′ | p50 ÷C | CPU ÷C | memory ÷C |\n",
     );
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for arm in arms {
         let s = &arm.median;
         let _ = writeln!(
             out,
-            "| {} {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {} | {} |",
+            "| {} {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} | {} | {} | {} | {} |",
             arm.arm,
             arm.description,
             s.p50_us,
@@ -216,6 +216,7 @@ pub fn markdown(arms: &[ArmResult], targets: &[Target]) -> String {
             s.cpu_client_us,
             s.cpu_server_us,
             s.cpu_total_us,
+            s.peak_cpu_total_us,
             s.server_rss_mib,
             s.proxies_rss_mib,
             s.peak_rps,
