@@ -52,7 +52,7 @@ pub fn run(mode: ServerMode, dir: &Path) -> Result<(), BenchError> {
                 ServerMode::Plain => serve_plain(listener, routes()).await,
                 ServerMode::Tls => serve_tls(listener, server_identity(dir)?, routes()).await,
                 ServerMode::Mesh => {
-                    let _recorder = mesh_tower::telemetry::install_prometheus()?;
+                    crate::metrics_upkeep(mesh_tower::telemetry::install_prometheus()?);
                     let mesh = load_mesh(dir, Workload::new(NAMESPACE, GREETER_SA))?;
                     let telemetry = mesh_tower::telemetry::Telemetry::new()
                         .access_log(mesh_tower::telemetry::AccessLogMode::Off);
