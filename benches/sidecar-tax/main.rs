@@ -62,6 +62,9 @@ struct Args {
     /// Seconds of each phase (open loop, closed loop) per arm and repetition.
     #[arg(long)]
     duration: Option<f64>,
+    /// Seconds of the closed loop, if not `--duration`.
+    #[arg(long)]
+    peak_duration: Option<f64>,
     /// Repetitions (each runs every arm once, interleaved).
     #[arg(long, default_value_t = 3)]
     reps: usize,
@@ -150,6 +153,7 @@ struct Arm {
 #[derive(Clone, Debug)]
 struct Load {
     phase: Duration,
+    peak_phase: Duration,
     rate: u32,
     concurrency: usize,
     payload: Bytes,
@@ -178,6 +182,7 @@ fn bench(args: &Args) -> Result<(), BenchError> {
         Duration::from_secs_f64(args.duration.unwrap_or(if args.quick { 2.0 } else { 10.0 }));
     let load = Load {
         phase,
+        peak_phase: args.peak_duration.map_or(phase, Duration::from_secs_f64),
         rate: args.rate,
         concurrency: usize::from(args.concurrency),
         payload: Bytes::from(vec![0x5a; args.payload]),
@@ -232,12 +237,13 @@ fn run(args: &Args, load: &Load, dir: &Path) -> Result<(), BenchError> {
             .collect();
         let targets = report::targets(&results);
         println!(
-            "sidecar-tax: {} rps open loop over {} connections, {} B payloads, {:.0} s phases, closed loop {} in flight, {} repetitions (medians)\n",
+            "sidecar-tax: {} rps open loop over {} connections, {} B payloads, {:.0} s; closed loop {} in flight, {:.0} s; {} repetitions (medians)\n",
             load.rate,
             args.connections,
             args.payload,
             load.phase.as_secs_f64(),
             load.concurrency,
+            load.peak_phase.as_secs_f64(),
             args.reps
         );
         println!("{}", report::markdown(&results, &targets));
@@ -246,7 +252,8 @@ fn run(args: &Args, load: &Load, dir: &Path) -> Result<(), BenchError> {
                 "rate": load.rate,
                 "connections": args.connections,
                 "payload_bytes": args.payload,
-                "phase_seconds": load.phase.as_secs_f64(),
+                "open_loop_seconds": load.phase.as_secs_f64(),
+                "closed_loop_seconds": load.peak_phase.as_secs_f64(),
                 "concurrency": load.concurrency,
                 "repetitions": args.reps,
                 "arms": results,
@@ -387,7 +394,7 @@ async fn measure(arm: &Arm, load: &Load) -> Sample {
     let closed = load::closed_loop(
         &arm.clients,
         load.concurrency,
-        load.phase,
+        load.peak_phase,
         load.payload.clone(),
     )
     .await;
