@@ -26,7 +26,6 @@ mod client;
 mod envoy;
 mod error;
 mod greeter;
-mod inbound;
 mod load;
 mod procfs;
 mod proto;
@@ -291,10 +290,9 @@ async fn set_up(id: ArmId, dir: &Path, args: &Args) -> Result<Arm, BenchError> {
         ArmId::B => {
             let (server, port) = setup::spawn_server(ServerMode::Mesh, dir)?;
             arm.server_side.push(server);
-            // The client's metrics go to a real recorder, as in an application.
-            if let Ok(handle) = mesh_tower::telemetry::install_prometheus() {
-                metrics_upkeep(handle);
-            }
+            // The client's metrics go to a real recorder, as in an application (installed once:
+            // later repetitions find it in place).
+            let _ = mesh_tower::telemetry::install_prometheus();
             let identity = Arc::new(server::identity(&dir.join(CLIENT_SA))?);
             let telemetry = Telemetry::new().access_log(AccessLogMode::Off);
             arm.clients = client::mesh(&client_mesh(port)?, n, &identity, &telemetry)?;
@@ -337,23 +335,6 @@ async fn set_up(id: ArmId, dir: &Path, args: &Args) -> Result<Arm, BenchError> {
         )));
     }
     Ok(arm)
-}
-
-/// How often the Prometheus recorder folds recorded samples into its histograms: the interval
-/// `PrometheusBuilder::install` uses. Without it (and without scrapes, which also do it) the
-/// recorder keeps every histogram sample and the process grows without bound.
-const METRICS_UPKEEP: Duration = Duration::from_secs(5);
-
-/// Runs the recorder's upkeep every [`METRICS_UPKEEP`], as an exporter with its own listener
-/// does.
-fn metrics_upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(METRICS_UPKEEP);
-        loop {
-            tick.tick().await;
-            handle.run_upkeep();
-        }
-    });
 }
 
 fn greeter_id() -> Result<SpiffeId, BenchError> {

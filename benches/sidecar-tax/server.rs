@@ -11,7 +11,7 @@ use std::path::Path;
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use mesh_core::identity::{Credentials, IdentityFiles, TlsIdentity};
-use mesh_core::{BuildContext, Mesh, Workload, istio};
+use mesh_core::{Mesh, Workload};
 use rustls_pki_types::UnixTime;
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpListener;
@@ -20,7 +20,6 @@ use tower::ServiceExt as _;
 
 use crate::error::BenchError;
 use crate::greeter::routes;
-use crate::inbound::serve_mesh;
 use crate::setup::{GREETER_SA, MESH_SERVER_YAML, NAMESPACE};
 
 /// How a server role serves the greeter.
@@ -52,11 +51,21 @@ pub fn run(mode: ServerMode, dir: &Path) -> Result<(), BenchError> {
                 ServerMode::Plain => serve_plain(listener, routes()).await,
                 ServerMode::Tls => serve_tls(listener, server_identity(dir)?, routes()).await,
                 ServerMode::Mesh => {
-                    crate::metrics_upkeep(mesh_tower::telemetry::install_prometheus()?);
-                    let mesh = load_mesh(dir, Workload::new(NAMESPACE, GREETER_SA))?;
+                    mesh_tower::telemetry::install_prometheus()?;
+                    let mesh = Mesh::builder()
+                        .workload(Workload::new(NAMESPACE, GREETER_SA))
+                        .identity(server_identity(dir)?)
+                        .config_path(dir.join(MESH_SERVER_YAML))
+                        .watch(false)
+                        .build()
+                        .await
+                        .map_err(|e| BenchError::Config(e.to_string()))?;
                     let telemetry = mesh_tower::telemetry::Telemetry::new()
                         .access_log(mesh_tower::telemetry::AccessLogMode::Off);
-                    serve_mesh(&mesh, server_identity(dir)?, telemetry, listener, routes()).await?;
+                    let options = mesh_tower::ServeOptions::new().telemetry(telemetry);
+                    mesh_tonic::serve(&mesh, listener, routes())
+                        .options(options)
+                        .await?;
                     Ok(())
                 }
             }
@@ -88,19 +97,6 @@ pub fn server_identity(dir: &Path) -> Result<TlsIdentity, BenchError> {
 pub fn identity(dir: &Path) -> Result<TlsIdentity, BenchError> {
     let credentials = Credentials::load(&IdentityFiles::in_dir(dir), UnixTime::now())?;
     Ok(TlsIdentity::new(credentials)?)
-}
-
-/// The mesh of `workload` from the Istio YAML in `dir`.
-pub fn load_mesh(dir: &Path, workload: Workload) -> Result<Mesh, BenchError> {
-    let path = dir.join(MESH_SERVER_YAML);
-    let yaml = std::fs::read_to_string(&path)?;
-    let ctx = BuildContext {
-        workload,
-        ..Default::default()
-    };
-    let snapshot = istio::load_str(&path.display().to_string(), &yaml, &ctx)
-        .map_err(|e| BenchError::Config(e.to_string()))?;
-    Ok(Mesh::from_snapshot(ctx, snapshot))
 }
 
 async fn serve_plain(listener: TcpListener, routes: Routes) -> Result<(), BenchError> {

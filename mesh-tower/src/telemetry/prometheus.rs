@@ -30,8 +30,28 @@ pub fn prometheus_builder() -> PrometheusBuilder {
         .unwrap_or_default()
 }
 
+/// How often histogram samples are folded into their buckets when nobody scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Installs a Prometheus recorder with Istio's buckets as the process' global `metrics`
 /// recorder, and returns the handle that renders it. Fails if a recorder is already installed.
+///
+/// Also starts the recorder's upkeep on a small thread of its own (as the exporter's own
+/// `install` does): histogram samples are kept until upkeep or a scrape folds them into
+/// buckets, so without it a process nobody scrapes grows with every request.
 pub fn install_prometheus() -> Result<PrometheusHandle, BuildError> {
-    prometheus_builder().install_recorder()
+    let handle = prometheus_builder().install_recorder()?;
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("mesh-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start metrics upkeep; histograms are folded at each scrape only");
+    }
+    Ok(handle)
 }
