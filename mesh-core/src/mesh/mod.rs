@@ -71,6 +71,7 @@ impl Mesh {
         stop: Vec<oneshot::Sender<()>>,
     ) -> Self {
         let snapshot = Arc::new(snapshot);
+        report_new_warnings(None, &snapshot);
         let (changes, _) = tokio_watch::channel(snapshot.clone());
         let (status, _) = tokio_watch::channel(ConfigStatus::new(&snapshot));
         Self {
@@ -129,7 +130,8 @@ impl Mesh {
             return false;
         }
         let snapshot = Arc::new(snapshot);
-        self.shared.snapshot.store(snapshot.clone());
+        let previous = self.shared.snapshot.swap(snapshot.clone());
+        report_new_warnings(Some(&previous), &snapshot);
         self.shared.status.send_modify(|s| s.applied(&snapshot));
         metrics::counter!("mesh_config_reloads_total", "result" => "applied").increment(1);
         tracing::info!(version = %snapshot.version, "config applied");
@@ -144,6 +146,20 @@ impl Mesh {
         }
         metrics::counter!("mesh_config_reloads_total", "result" => "rejected").increment(1);
         self.shared.status.send_modify(|s| s.rejected(error));
+    }
+}
+
+/// Logs (and counts) each warning of `next` that `previous` did not have, so a field mesh reads
+/// but does not implement is reported once, not at every reload.
+fn report_new_warnings(previous: Option<&Snapshot>, next: &Snapshot) {
+    let key =
+        |d: &crate::config::Diagnostic| (d.resource.clone(), d.field.clone(), d.message.clone());
+    let seen: std::collections::HashSet<_> = previous
+        .map(|p| p.warnings.iter().map(key).collect())
+        .unwrap_or_default();
+    for warning in next.warnings.iter().filter(|w| !seen.contains(&key(w))) {
+        tracing::warn!(warning = %warning, "config warning");
+        metrics::counter!("mesh_config_warnings_total").increment(1);
     }
 }
 
