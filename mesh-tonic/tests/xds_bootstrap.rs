@@ -149,3 +149,28 @@ impl futures_core::Stream for UnixIncoming {
         self.0.poll_accept(cx).map(|r| Some(r.map(|(s, _)| s)))
     }
 }
+
+#[tokio::test]
+async fn a_mesh_from_the_bootstrap_takes_its_identity_from_the_certificate_provider() {
+    // The grpc-agent writes the workload's certificates where the bootstrap's `default`
+    // file_watcher provider points; the mesh built from the bootstrap presents them.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = mesh_core::identity::CertificateAuthority::generate("cluster.local").unwrap();
+    let issued = ca
+        .issue("echo-grpc", "default", Duration::from_secs(3600))
+        .unwrap();
+    issued.write_istio_layout(dir.path()).unwrap();
+    let text = std::fs::read_to_string(fixture())
+        .unwrap()
+        .replace("/var/lib/istio/data", dir.path().to_str().unwrap());
+    let bootstrap = Bootstrap::parse(Path::new("bootstrap.json"), &text).unwrap();
+    let mesh = bootstrap.mesh_builder().build().await.unwrap();
+    assert_eq!(mesh.context().workload.namespace, "echo-grpc");
+    let identity = mesh
+        .identity()
+        .expect("identity from the certificate provider");
+    assert_eq!(
+        identity.current().credentials().spiffe_id().to_string(),
+        "spiffe://cluster.local/ns/echo-grpc/sa/default"
+    );
+}

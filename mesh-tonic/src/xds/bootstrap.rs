@@ -322,6 +322,30 @@ impl Bootstrap {
         })
     }
 
+    /// A mesh builder for the workload this bootstrap describes: its [`workload`](Self::workload)
+    /// and, when the `default` certificate provider names its files, that identity (watched, so
+    /// the agent's rotations apply). Start an [`XdsClient`](super::client::XdsClient) on the built mesh
+    /// with [`XdsClientConfig::from_bootstrap`](super::client::XdsClientConfig::from_bootstrap): a
+    /// workload configured by Istio's `grpc-agent` runs from its bootstrap file unchanged.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mesh_tonic::xds::bootstrap::Bootstrap;
+    /// use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
+    /// let bootstrap = Bootstrap::from_env()?; // GRPC_XDS_BOOTSTRAP
+    /// let mesh = bootstrap.mesh_builder().build().await?;
+    /// let xds = XdsClient::start(mesh.clone(), XdsClientConfig::from_bootstrap(&bootstrap));
+    /// xds.ready().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn mesh_builder(&self) -> mesh_core::MeshBuilder {
+        let builder = mesh_core::Mesh::builder().workload(self.workload());
+        match self.identity_files() {
+            Some(files) => builder.identity_paths(files),
+            None => builder,
+        }
+    }
+
     /// The inbound listener name for a server on `addr`, from the template.
     pub fn server_listener_name(&self, addr: std::net::SocketAddr) -> Option<String> {
         let t = self.server_listener_resource_name_template.as_ref()?;
