@@ -215,12 +215,6 @@ impl AdsStream {
             return true;
         };
         let wanted = |name: &str| sub.names.as_ref().is_none_or(|n| n.contains(name));
-        fn any<M: Message>(type_url: &str, m: &M) -> Any {
-            Any {
-                type_url: type_url.to_owned(),
-                value: m.encode_to_vec(),
-            }
-        }
         let res = &view.resources;
         let resources: Vec<Any> = match type_url {
             type_url::LISTENER => match (view.kind, &sub.names) {
@@ -229,31 +223,16 @@ impl AdsStream {
                     .filter_map(|n| api_listener_for(&view.snapshot, n))
                     .map(|l| any(type_url, &l))
                     .collect(),
-                _ => res
-                    .listeners
-                    .iter()
-                    .filter(|l| wanted(&l.name))
-                    .map(|l| any(type_url, l))
-                    .collect(),
+                _ => select(&res.listeners, |l| &l.name, &wanted, type_url),
             },
-            type_url::ROUTE => res
-                .route_configurations
-                .iter()
-                .filter(|r| wanted(&r.name))
-                .map(|r| any(type_url, r))
-                .collect(),
-            type_url::CLUSTER => res
-                .clusters
-                .iter()
-                .filter(|c| wanted(&c.name))
-                .map(|c| any(type_url, c))
-                .collect(),
-            _ => res
-                .load_assignments
-                .iter()
-                .filter(|e| wanted(&e.cluster_name))
-                .map(|e| any(type_url, e))
-                .collect(),
+            type_url::ROUTE => select(&res.route_configurations, |r| &r.name, &wanted, type_url),
+            type_url::CLUSTER => select(&res.clusters, |c| &c.name, &wanted, type_url),
+            _ => select(
+                &res.load_assignments,
+                |e| &e.cluster_name,
+                &wanted,
+                type_url,
+            ),
         };
         if sub.names.as_ref().is_some_and(|n| n.is_empty()) {
             return true;
@@ -269,4 +248,25 @@ impl AdsStream {
         };
         self.tx.send(Ok(response)).await.is_ok()
     }
+}
+
+fn any<M: Message>(type_url: &str, m: &M) -> Any {
+    Any {
+        type_url: type_url.to_owned(),
+        value: m.encode_to_vec(),
+    }
+}
+
+/// The resources of one type a stream asked for, by their names, encoded.
+fn select<M: Message>(
+    items: &[M],
+    name: impl Fn(&M) -> &str,
+    wanted: &dyn Fn(&str) -> bool,
+    type_url: &str,
+) -> Vec<Any> {
+    items
+        .iter()
+        .filter(|r| wanted(name(r)))
+        .map(|r| any(type_url, r))
+        .collect()
 }
