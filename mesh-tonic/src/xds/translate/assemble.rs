@@ -11,7 +11,8 @@ use mesh_core::model::{
 
 use super::cluster::{self, DecodedCluster};
 use super::endpoints::{self, DecodedEndpoints};
-use super::listener::{self, DecodedListener};
+use super::inbound::InboundListener;
+use super::listener::{self, DecodedListener, ListenerRole};
 use super::route::{self, DecodedRouteConfiguration};
 use super::{NodeKind, XdsResources};
 
@@ -57,7 +58,7 @@ impl Decoded {
     pub fn wanted_route_configurations(&self) -> BTreeSet<String> {
         self.listeners
             .values()
-            .map(|l| l.route_config_name.clone())
+            .filter_map(|l| l.route_config_name().map(str::to_owned))
             .collect()
     }
 
@@ -94,11 +95,18 @@ impl Decoded {
 pub fn assemble(decoded: &Decoded, version: String, source: SnapshotSource) -> Snapshot {
     let mut by_port: BTreeMap<u16, (String, Vec<VirtualHost>)> = BTreeMap::new();
     for l in decoded.listeners.values() {
-        let Some(rc) = decoded.route_configurations.get(&l.route_config_name) else {
+        let ListenerRole::Outbound {
+            port,
+            route_config_name,
+        } = &l.role
+        else {
+            continue;
+        };
+        let Some(rc) = decoded.route_configurations.get(route_config_name) else {
             continue;
         };
         let (_, hosts) = by_port
-            .entry(l.port)
+            .entry(*port)
             .or_insert_with(|| (rc.name.clone(), Vec::new()));
         for vh in &rc.virtual_hosts {
             if !hosts.iter().any(|h| h.name == vh.name) {
@@ -157,9 +165,47 @@ pub fn assemble(decoded: &Decoded, version: String, source: SnapshotSource) -> S
             .map(|(port, (name, hosts))| (port, RouteConfiguration::new(name, hosts)))
             .collect(),
         clusters,
-        inbound: InboundPolicy::default(),
+        inbound: inbound_policy(decoded),
         warnings,
     }
+}
+
+/// The inbound policy the inbound listeners describe. The mode and policies most ports share
+/// are the workload's defaults (istiod sends the same for every port); a port that differs
+/// keeps its own. Without inbound listeners, Istio's defaults: PERMISSIVE, no policies.
+fn inbound_policy(decoded: &Decoded) -> InboundPolicy {
+    let listeners: Vec<&InboundListener> = decoded
+        .listeners
+        .values()
+        .filter_map(|l| match &l.role {
+            ListenerRole::Inbound(i) => Some(i),
+            ListenerRole::Outbound { .. } => None,
+        })
+        .collect();
+    let mut policy = InboundPolicy::default();
+    let most_common = |same: &dyn Fn(&InboundListener, &InboundListener) -> bool| {
+        listeners
+            .iter()
+            .max_by_key(|a| listeners.iter().filter(|b| same(a, b)).count())
+            .copied()
+    };
+    if let Some(l) = most_common(&|a, b| a.mode == b.mode) {
+        policy.peer_authentication.mode = l.mode;
+    }
+    if let Some(l) = most_common(&|a, b| a.authorization == b.authorization) {
+        policy.authorization = l.authorization.clone();
+    }
+    for l in &listeners {
+        if l.mode != policy.peer_authentication.mode {
+            policy.peer_authentication.port_modes.insert(l.port, l.mode);
+        }
+        if l.authorization != policy.authorization {
+            policy
+                .port_authorization
+                .insert(l.port, l.authorization.clone());
+        }
+    }
+    policy
 }
 
 /// Every resource for `snapshot`, as a control plane serves it to a node of kind `node` that

@@ -19,25 +19,50 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use mesh_core::config::Diagnostic;
 
 use super::error::{ResourceKind, Scope, XdsError};
+use super::inbound::{self, InboundListener};
 use super::proto::{pack, unpack};
 use super::route::FAULT_FILTER;
 use super::tls::ads_source;
 
-const HCM: &str = "envoy.filters.network.http_connection_manager";
-const ROUTER: &str = "envoy.filters.http.router";
+pub(crate) const HCM: &str = "envoy.filters.network.http_connection_manager";
+pub(crate) const ROUTER: &str = "envoy.filters.http.router";
 
-/// A validated listener: which route configuration serves which port.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A validated listener.
+#[derive(Clone, Debug, PartialEq)]
 pub struct DecodedListener {
     /// Listener name.
     pub name: String,
-    /// The outbound port it stands for: from `host:port` API listener names, the bound address,
-    /// or a numeric route-configuration name.
-    pub port: u16,
-    /// The RDS route configuration it uses.
-    pub route_config_name: String,
+    /// What it configures.
+    pub role: ListenerRole,
     /// Warnings.
     pub warnings: Vec<Diagnostic>,
+}
+
+/// What a listener configures: outbound routing, or this workload's server side.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListenerRole {
+    /// Calls to a port: which route configuration serves them.
+    Outbound {
+        /// The outbound port it stands for: from `host:port` API listener names, the bound
+        /// address, or a numeric route-configuration name.
+        port: u16,
+        /// The RDS route configuration it uses.
+        route_config_name: String,
+    },
+    /// A port this workload serves on (gRFC A36).
+    Inbound(InboundListener),
+}
+
+impl DecodedListener {
+    /// The RDS route configuration an outbound listener names.
+    pub fn route_config_name(&self) -> Option<&str> {
+        match &self.role {
+            ListenerRole::Outbound {
+                route_config_name, ..
+            } => Some(route_config_name),
+            ListenerRole::Inbound(_) => None,
+        }
+    }
 }
 
 fn hcm(route_config_name: &str, stat_prefix: &str) -> HttpConnectionManager {
@@ -101,9 +126,42 @@ fn port_of_name(name: &str) -> Option<u16> {
     name.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
+/// The HTTP connection manager of a filter chain, and its field path.
+pub(crate) fn chain_hcm(
+    chain: &FilterChain,
+    at: &str,
+    scope: &Scope,
+) -> Result<(HttpConnectionManager, String), XdsError> {
+    let (i, filter) = chain
+        .filters
+        .iter()
+        .enumerate()
+        .find(|(_, f)| {
+            f.name == HCM
+                || matches!(&f.config_type, Some(FilterConfig::TypedConfig(a)) if a.type_url.ends_with("HttpConnectionManager"))
+        })
+        .ok_or_else(|| scope.error(format!("{at}.filters"), "no HTTP connection manager"))?;
+    let path = format!("{at}.filters[{i}].typed_config");
+    match &filter.config_type {
+        Some(FilterConfig::TypedConfig(a)) => {
+            let hcm = unpack(a).map_err(|e| scope.error(&path, e))?;
+            Ok((hcm, path))
+        }
+        _ => Err(scope.error(&path, "missing")),
+    }
+}
+
 /// Decodes and validates one LDS resource.
 pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
     let mut scope = Scope::new(ResourceKind::Listener, l.name.clone());
+    if inbound::is_inbound(l) {
+        let decoded = inbound::decode(l, &mut scope)?;
+        return Ok(DecodedListener {
+            name: l.name.clone(),
+            role: ListenerRole::Inbound(decoded),
+            warnings: scope.warnings,
+        });
+    }
     let (manager, path, bound_port) = match (&l.api_listener, l.filter_chains.as_slice()) {
         (Some(api), _) => {
             let any = api
@@ -118,26 +176,8 @@ pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
             if !rest.is_empty() {
                 scope.warn("filter_chains", "only the first filter chain is used");
             }
-            let (i, filter) = chain
-                .filters
-                .iter()
-                .enumerate()
-                .find(|(_, f)| f.name == HCM || matches!(&f.config_type, Some(FilterConfig::TypedConfig(a)) if a.type_url.ends_with("HttpConnectionManager")))
-                .ok_or_else(|| scope.error("filter_chains[0].filters", "no HTTP connection manager"))?;
-            let path = format!("filter_chains[0].filters[{i}].typed_config");
-            let hcm: HttpConnectionManager = match &filter.config_type {
-                Some(FilterConfig::TypedConfig(a)) => {
-                    unpack(a).map_err(|e| scope.error(&path, e))?
-                }
-                _ => return Err(scope.error(&path, "missing")),
-            };
-            let port = match l.address.as_ref().and_then(|a| a.address.as_ref()) {
-                Some(address::Address::SocketAddress(s)) => match s.port_specifier {
-                    Some(PortSpecifier::PortValue(p)) => u16::try_from(p).ok(),
-                    _ => None,
-                },
-                _ => None,
-            };
+            let (hcm, path) = chain_hcm(chain, "filter_chains[0]", &scope)?;
+            let port = inbound::bound_port(l);
             (hcm, path, port)
         }
         (None, []) => {
@@ -168,8 +208,10 @@ pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
         .ok_or_else(|| scope.error("name", "cannot tell the port: expected host:port, a bound address, or a numeric route name"))?;
     Ok(DecodedListener {
         name: l.name.clone(),
-        port,
-        route_config_name: rds.route_config_name.clone(),
+        role: ListenerRole::Outbound {
+            port,
+            route_config_name: rds.route_config_name.clone(),
+        },
         warnings: scope.warnings,
     })
 }

@@ -23,9 +23,11 @@ mod assemble;
 mod cluster;
 mod endpoints;
 mod error;
+mod inbound;
 mod listener;
 mod meta;
 pub(crate) mod proto;
+mod rbac;
 mod route;
 mod tls;
 
@@ -33,7 +35,8 @@ pub use assemble::{Decoded, api_listener_for, assemble, to_resources};
 pub use cluster::{DecodedCluster, decode_cluster};
 pub use endpoints::{DecodedEndpoints, decode_load_assignment};
 pub use error::{ResourceKind, XdsError};
-pub use listener::{DecodedListener, decode_listener};
+pub use inbound::{INBOUND_PREFIX, InboundListener, inbound_listener_for, not_serving};
+pub use listener::{DecodedListener, ListenerRole, decode_listener};
 pub use route::{DecodedRouteConfiguration, decode_route_configuration};
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;

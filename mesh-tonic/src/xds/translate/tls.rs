@@ -23,7 +23,7 @@ use super::error::{Scope, XdsError};
 use super::proto::{pack, unpack};
 
 /// Name of the TLS transport socket.
-const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+pub(crate) const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 /// Istio's certificate names.
 pub const CERT_DEFAULT: &str = "default";
 /// Istio's root-bundle name.
@@ -75,6 +75,52 @@ fn san_matchers(sans: &[String]) -> Vec<SubjectAltNameMatcher> {
         .collect()
 }
 
+/// The workload identity as a TLS context: the certificate `default` and the roots `ROOTCA`, by
+/// SDS for Envoy and from the bootstrap's certificate-provider instance for gRPC; `validation`
+/// holds the other checks (SAN matchers).
+pub(crate) fn identity_context(
+    node: NodeKind,
+    validation: CertificateValidationContext,
+) -> CommonTlsContext {
+    let mut common = CommonTlsContext::default();
+    match node {
+        NodeKind::Envoy => {
+            common.tls_certificate_sds_secret_configs = vec![sds(CERT_DEFAULT)];
+            common.validation_context_type =
+                Some(ValidationContextType::CombinedValidationContext(
+                    CombinedCertificateValidationContext {
+                        default_validation_context: Some(validation),
+                        validation_context_sds_secret_config: Some(sds(CERT_ROOTCA)),
+                        ..Default::default()
+                    },
+                ));
+        }
+        NodeKind::ProxylessGrpc => {
+            common.tls_certificate_provider_instance = Some(provider(CERT_DEFAULT));
+            common.validation_context_type = Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    ca_certificate_provider_instance: Some(provider(CERT_ROOTCA)),
+                    ..validation
+                },
+            ));
+        }
+    }
+    common
+}
+
+/// Whether `common` names the workload identity's certificate (`default`, by SDS or a provider
+/// instance).
+pub(crate) fn names_identity_certificate(common: &CommonTlsContext) -> bool {
+    common
+        .tls_certificate_sds_secret_configs
+        .iter()
+        .any(|s| s.name == CERT_DEFAULT)
+        || common
+            .tls_certificate_provider_instance
+            .as_ref()
+            .is_some_and(|p| p.certificate_name == CERT_DEFAULT || p.certificate_name.is_empty())
+}
+
 /// The transport socket for `tls`, `None` for plaintext.
 pub(crate) fn to_transport_socket(tls: &UpstreamTls, node: NodeKind) -> Option<TransportSocket> {
     let validation = CertificateValidationContext {
@@ -86,29 +132,8 @@ pub(crate) fn to_transport_socket(tls: &UpstreamTls, node: NodeKind) -> Option<T
     match tls.mode {
         TlsMode::Disable => return None,
         TlsMode::IstioMutual => {
+            common = identity_context(node, validation);
             common.alpn_protocols = vec!["istio".into()];
-            match node {
-                NodeKind::Envoy => {
-                    common.tls_certificate_sds_secret_configs = vec![sds(CERT_DEFAULT)];
-                    common.validation_context_type =
-                        Some(ValidationContextType::CombinedValidationContext(
-                            CombinedCertificateValidationContext {
-                                default_validation_context: Some(validation),
-                                validation_context_sds_secret_config: Some(sds(CERT_ROOTCA)),
-                                ..Default::default()
-                            },
-                        ));
-                }
-                NodeKind::ProxylessGrpc => {
-                    common.tls_certificate_provider_instance = Some(provider(CERT_DEFAULT));
-                    common.validation_context_type = Some(
-                        ValidationContextType::ValidationContext(CertificateValidationContext {
-                            ca_certificate_provider_instance: Some(provider(CERT_ROOTCA)),
-                            ..validation
-                        }),
-                    );
-                }
-            }
         }
         TlsMode::Simple | TlsMode::Mutual => {
             if let (Some(cert), Some(key)) = (&tls.client_certificate, &tls.private_key) {
@@ -195,14 +220,7 @@ pub(crate) fn from_transport_socket(
     };
     let path = "transport_socket.typed_config.common_tls_context";
     let common = context.common_tls_context.clone().unwrap_or_default();
-    let identity_cert = common
-        .tls_certificate_sds_secret_configs
-        .iter()
-        .any(|s| s.name == CERT_DEFAULT)
-        || common
-            .tls_certificate_provider_instance
-            .as_ref()
-            .is_some_and(|p| p.certificate_name == CERT_DEFAULT || p.certificate_name.is_empty());
+    let identity_cert = names_identity_certificate(&common);
     let (validation, root_provider) = match &common.validation_context_type {
         None => (CertificateValidationContext::default(), false),
         Some(ValidationContextType::ValidationContext(v)) => {

@@ -127,7 +127,10 @@ impl<S, P: PeerInfo> Authz<S, P> {
         };
 
         let snapshot = self.mesh.snapshot();
-        let decision = evaluate(&snapshot.inbound.authorization, &request);
+        let decision = evaluate(
+            snapshot.inbound.authorization_for(request.destination_port),
+            &request,
+        );
         let peer_name = principal.unwrap_or("-");
         if decision.should_audit() {
             tracing::info!(

@@ -1,0 +1,236 @@
+//! A mesh server whose security comes from the control plane: `mesh xds serve` on 127.0.0.1
+//! sends the workload's inbound listener (gRFC A36, Istio's
+//! `xds.istio.io/grpc/lds/inbound/ip:port`), whose filter chain sets STRICT mutual TLS and whose
+//! RBAC filters carry the AuthorizationPolicies. Real tonic-health server, real mutual-TLS
+//! callers with identities minted at test time; an edit of the policy file reaches the server
+//! as a push.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use mesh_core::identity::{CertificateAuthority, ExpectedIdentities, TlsIdentity};
+use mesh_core::model::{AuthzAction, MtlsMode};
+use mesh_core::{Mesh, MeshSettings, Workload};
+use mesh_tonic::xds::bootstrap::XdsTarget;
+use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
+use mesh_tonic::xds::server::XdsServer;
+use mesh_tower::tls::TlsConnector;
+use rustls_pki_types::{ServerName, UnixTime};
+use support::write_atomic;
+use tokio::net::{TcpListener, TcpStream};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_client::HealthClient;
+
+fn policy(principals: &[&str]) -> String {
+    format!(
+        "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {{name: default, namespace: default}}
+spec:
+  mtls: {{mode: STRICT}}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: reviews-callers, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: reviews}}}}
+  action: ALLOW
+  rules:
+  - from: [{{source: {{principals: [{}]}}}}]
+    to: [{{operation: {{methods: [POST], paths: ['/grpc.health.v1.Health/*']}}}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: not-for-ratings, namespace: default}}
+spec:
+  selector: {{matchLabels: {{app: ratings}}}}
+  action: DENY
+  rules: [{{}}]
+",
+        principals.join(", ")
+    )
+}
+
+fn identity(ca: &CertificateAuthority, ns: &str, sa: &str) -> TlsIdentity {
+    let issued = ca.issue(ns, sa, Duration::from_secs(3600)).unwrap();
+    TlsIdentity::new(issued.credentials(UnixTime::now()).unwrap()).unwrap()
+}
+
+/// A tonic channel to `addr` over mutual TLS as `ns/sa`.
+async fn channel(ca: &CertificateAuthority, addr: SocketAddr, ns: &str, sa: &str) -> Channel {
+    let connector = TlsConnector::new(identity(ca, ns, sa));
+    Endpoint::from_static("http://reviews.default.svc.cluster.local")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connector = connector.clone();
+            async move {
+                let tcp = TcpStream::connect(addr).await?;
+                let name = ServerName::try_from("reviews.default.svc.cluster.local").unwrap();
+                let tls = connector
+                    .connect(tcp, name, &ExpectedIdentities::any_in_trust_domain())
+                    .await
+                    .map_err(std::io::Error::other)?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls.stream))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+async fn check(channel: Channel) -> Result<(), tonic::Status> {
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .map(drop)
+}
+
+async fn start_xds(dir: &std::path::Path) -> SocketAddr {
+    let server = XdsServer::new(vec![dir.to_owned()], MeshSettings::default())
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_listener_sets_mtls_and_authorization_and_follows_edits() {
+    let ca = CertificateAuthority::generate("cluster.local").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("security.yaml");
+    write_atomic(&file, &policy(&["cluster.local/ns/foo/sa/sleep"]));
+    let xds = start_xds(dir.path()).await;
+
+    let workload = Workload::new("default", "reviews").labels([("app", "reviews")]);
+    let mesh = Mesh::builder()
+        .workload(workload.clone())
+        .identity(identity(&ca, "default", "reviews"))
+        .build()
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = XdsClientConfig::new(XdsTarget::Tcp(xds.to_string()), &workload).serving(addr);
+    let client = XdsClient::start(mesh.clone(), config);
+    tokio::time::timeout(Duration::from_secs(10), client.ready())
+        .await
+        .expect("the client gets its inbound listener");
+
+    let snapshot = mesh.snapshot();
+    let inbound = &snapshot.inbound;
+    assert_eq!(
+        inbound.peer_authentication.mode_for(addr.port()),
+        MtlsMode::Strict
+    );
+    let policies = inbound.authorization_for(Some(addr.port()));
+    assert_eq!(
+        policies
+            .iter()
+            .map(|p| (p.name.as_str(), p.action))
+            .collect::<Vec<_>>(),
+        [("default/reviews-callers", AuthzAction::Allow)],
+        "only the policies selecting this workload"
+    );
+    let inbound_name = format!("xds.istio.io/grpc/lds/inbound/{addr}");
+    assert!(
+        client
+            .status()
+            .resources
+            .iter()
+            .any(|r| r.name == inbound_name),
+        "the config dump shows the inbound listener"
+    );
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let routes = tonic::service::Routes::new(health);
+    tokio::spawn(mesh_tonic::serve(&mesh, listener, routes).into_future());
+
+    check(channel(&ca, addr, "foo", "sleep").await)
+        .await
+        .expect("the allowed principal is served");
+    let denied = check(channel(&ca, addr, "foo", "other").await)
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // STRICT: a plaintext caller gets no HTTP/2 connection.
+    let plaintext = Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(channel) = plaintext {
+        assert!(check(channel).await.is_err(), "plaintext refused");
+    }
+
+    // An edit of the policy reaches the server through the control plane.
+    let mut changes = mesh.subscribe();
+    write_atomic(
+        &file,
+        &policy(&[
+            "cluster.local/ns/foo/sa/sleep",
+            "cluster.local/ns/foo/sa/other",
+        ]),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        changes.wait_for(|s| {
+            s.inbound
+                .authorization_for(Some(addr.port()))
+                .iter()
+                .any(|p| format!("{:?}", p.rules).contains("sa/other"))
+        }),
+    )
+    .await
+    .expect("the edit is pushed")
+    .unwrap();
+    check(channel(&ca, addr, "foo", "other").await)
+        .await
+        .expect("allowed after the edit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_inbound_listener_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(
+        &dir.path().join("security.yaml"),
+        &policy(&["cluster.local/ns/foo/sa/sleep"]),
+    );
+    let xds = start_xds(dir.path()).await;
+    let workload = Workload::new("default", "reviews").labels([("app", "reviews")]);
+    let mesh = Mesh::builder()
+        .workload(workload.clone())
+        .build()
+        .await
+        .unwrap();
+    // A listener name the control plane has no address in: it never sends it.
+    let mut config = XdsClientConfig::new(XdsTarget::Tcp(xds.to_string()), &workload)
+        .resource_timeout(Duration::from_millis(300));
+    config.server_listener_template = "xds.istio.io/grpc/lds/inbound/nowhere:%s".into();
+    let config = config.serving("127.0.0.1:9443".parse().unwrap());
+    let client = XdsClient::start(mesh.clone(), config);
+    tokio::time::timeout(Duration::from_secs(10), client.ready())
+        .await
+        .expect("ready once the listener is known not to exist");
+    let snapshot = mesh.snapshot();
+    let policies = snapshot.inbound.authorization_for(Some(9443));
+    assert_eq!(policies.len(), 1);
+    assert_eq!(policies[0].action, AuthzAction::Allow);
+    assert!(
+        policies[0].rules.is_empty(),
+        "an ALLOW policy without rules: every request refused"
+    );
+    assert!(policies[0].name.contains("does not exist"));
+}
