@@ -26,6 +26,11 @@ mod error;
 mod listener;
 mod meta;
 pub(crate) mod proto;
+#[allow(
+    dead_code,
+    reason = "called by the inbound listener decoding, written separately"
+)]
+mod rbac;
 mod route;
 mod tls;
 
