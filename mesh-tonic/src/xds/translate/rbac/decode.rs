@@ -14,7 +14,7 @@ use prost::Name;
 use super::super::error::{Scope, XdsError};
 use super::super::proto::unpack;
 use super::encode::matches_nothing;
-use super::tree::{Entry, Group, Slot, Tree, Value, entry};
+use super::tree::{Entry, Group, Slot, Tree, Value, elements, entry};
 
 /// See [`super::decode_rbac_filters`].
 pub(crate) fn decode_rbac_filters(
@@ -218,7 +218,7 @@ fn rule(p: &Policy, path: &str, scope: &mut Scope) -> Result<AuthzRule, XdsError
 
 /// Reads a permission or principal list: the entries standing for operations / sources (none
 /// for "any") and the conditions they all carry.
-fn entries<T: Tree>(
+fn entries<T: Tree + PartialEq>(
     list: &[T],
     path: &str,
     what: &str,
@@ -230,23 +230,61 @@ fn entries<T: Tree>(
             "at least one is required (an empty list matches nothing)",
         ));
     }
-    let mut read = Vec::with_capacity(list.len());
-    for (i, node) in list.iter().enumerate() {
-        read.push(entry(node, &format!("{path}[{i}]"), scope)?);
+    let read_all = |forced_tail: usize, scope: &mut Scope| -> Result<Vec<Entry>, XdsError> {
+        let mut read = Vec::with_capacity(list.len());
+        for (i, node) in list.iter().enumerate() {
+            read.push(entry(node, &format!("{path}[{i}]"), forced_tail, scope)?);
+        }
+        Ok(read)
+    };
+    let differs = |read: &[Entry]| read.iter().position(|e| e.conditions != read[0].conditions);
+    let mut read = read_all(0, scope)?;
+    if let Some(i) = differs(&read) {
+        // istiod appends the rule's conditions, bare, to every entry: where the first reading
+        // put some of them in a still-empty field of one entry, read the elements that every
+        // entry ends with as the conditions.
+        let tail = common_tail(list);
+        let retry = if tail > 0 {
+            let mut probe = Scope::new(scope.kind, scope.name.clone());
+            read_all(tail, &mut probe)
+                .ok()
+                .filter(|r| differs(r).is_none())
+                .map(|r| (r, probe))
+        } else {
+            None
+        };
+        match retry {
+            Some((r, probe)) => {
+                scope.warnings.extend(probe.warnings);
+                read = r;
+            }
+            None => {
+                return Err(scope.error(
+                    format!("{path}[{i}]"),
+                    format!(
+                        "its conditions differ from those of {path}[0]: mesh cannot express a condition that only some {what} carry"
+                    ),
+                ));
+            }
+        }
     }
     let when = read[0].conditions.clone();
-    if let Some(i) = read.iter().position(|e| e.conditions != when) {
-        return Err(scope.error(
-            format!("{path}[{i}]"),
-            format!(
-                "its conditions differ from those of {path}[0]: mesh cannot express a condition that only some {what} carry"
-            ),
-        ));
-    }
     if read.len() == 1 && !read[0].explicit {
         read.clear();
     }
     Ok((read, when))
+}
+
+/// How many elements every entry of `list` ends with, alike.
+fn common_tail<T: Tree + PartialEq>(list: &[T]) -> usize {
+    let lists: Vec<&[T]> = list.iter().map(elements).collect();
+    let shortest = lists.iter().map(|l| l.len()).min().unwrap_or(0);
+    (0..shortest)
+        .take_while(|&k| {
+            let first = &lists[0][lists[0].len() - 1 - k];
+            lists.iter().all(|l| &l[l.len() - 1 - k] == first)
+        })
+        .count()
 }
 
 fn patterns(g: Group, scope: &Scope) -> Result<Vec<StringPattern>, XdsError> {

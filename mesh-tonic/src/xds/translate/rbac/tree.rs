@@ -118,8 +118,22 @@ pub(super) struct Entry {
     pub(super) explicit: bool,
 }
 
-/// Reads one permission or principal at `path`.
-pub(super) fn entry<T: Tree>(node: &T, path: &str, scope: &mut Scope) -> Result<Entry, XdsError> {
+/// The elements of a permission or principal: its `and`'s list, or itself.
+pub(super) fn elements<T: Tree>(node: &T) -> &[T] {
+    match node.shape() {
+        Shape::And(children) => children,
+        _ => std::slice::from_ref(node),
+    }
+}
+
+/// Reads one permission or principal at `path`; its last `forced_tail` elements are read as
+/// conditions even where they could fill a field.
+pub(super) fn entry<T: Tree>(
+    node: &T,
+    path: &str,
+    forced_tail: usize,
+    scope: &mut Scope,
+) -> Result<Entry, XdsError> {
     let mut out = Entry::default();
     let elements: Vec<(String, &T)> = match node.shape() {
         Shape::And(children) => children
@@ -133,7 +147,8 @@ pub(super) fn entry<T: Tree>(node: &T, path: &str, scope: &mut Scope) -> Result<
     // Whether the last condition came from a bare group (istiod appends `values` then
     // `notValues` of one key as two neighbours).
     let mut last_bare = false;
-    for (path, el) in elements {
+    let forced_from = elements.len().saturating_sub(forced_tail);
+    for (index, (path, el)) in elements.into_iter().enumerate() {
         match el.shape() {
             Shape::Any(true) => {
                 out.explicit |= top_and;
@@ -166,6 +181,7 @@ pub(super) fn entry<T: Tree>(node: &T, path: &str, scope: &mut Scope) -> Result<
                 let g = group(el, &path, scope)?;
                 let is_field = !matches!(g.slot, Slot::When(_));
                 if is_field
+                    && index < forced_from
                     && !out
                         .fields
                         .iter()
