@@ -260,10 +260,7 @@ fn metadata(m: &MetadataMatcher) -> Leaf {
     let segments: Vec<&str> = m
         .path
         .iter()
-        .filter_map(|s| match &s.segment {
-            Some(Segment::Key(k)) => Some(k.as_str()),
-            None => None,
-        })
+        .filter_map(|s| s.segment.as_ref().map(|Segment::Key(k)| k.as_str()))
         .collect();
     let value = match m.value.as_ref().and_then(|v| v.match_pattern.as_ref()) {
         Some(value_matcher::MatchPattern::StringMatch(s)) => pattern(s, false).ok(),
