@@ -320,3 +320,67 @@ fn other_filters_are_skipped() {
     assert_eq!(decoded.unwrap(), []);
     assert!(scope.warnings.is_empty());
 }
+
+/// istiod's JWT shapes (metadata matchers under and/or) and `remote_ip` are conditions mesh does
+/// not evaluate: an ALLOW rule with them never matches, a DENY rule always does.
+#[test]
+fn jwt_and_remote_ip_fail_closed() {
+    use envoy_types::pb::envoy::config::core::v3::CidrRange;
+    use envoy_types::pb::envoy::r#type::matcher::v3::{
+        MetadataMatcher, ValueMatcher, metadata_matcher::PathSegment,
+        metadata_matcher::path_segment::Segment, value_matcher,
+    };
+    let claim = |name: &str, value: &str| {
+        i(principal::Identifier::Metadata(MetadataMatcher {
+            filter: "istio_authn".into(),
+            path: ["request.auth.claims", name]
+                .into_iter()
+                .map(|k| PathSegment {
+                    segment: Some(Segment::Key(k.into())),
+                })
+                .collect(),
+            value: Some(ValueMatcher {
+                match_pattern: Some(value_matcher::MatchPattern::StringMatch(exact(value))),
+            }),
+            invert: false,
+        }))
+    };
+    // requestPrincipals: [iss/sub] → or_ids[and_ids[iss, sub]].
+    let jwt = i_and(vec![i_or(vec![i_and(vec![
+        claim("iss", "issuer"),
+        claim("sub", "subject"),
+    ])])]);
+    let remote = i_and(vec![i_or(vec![i(principal::Identifier::RemoteIp(
+        CidrRange {
+            address_prefix: "10.0.0.0".into(),
+            prefix_len: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 8 }),
+        },
+    ))])]);
+    for (id, key) in [(jwt, "request.auth.claims[iss]"), (remote, "remote.ip")] {
+        let allow = filter(
+            "envoy.filters.http.rbac",
+            Action::Allow,
+            vec![(
+                "ns[default]-policy[a]-rule[0]",
+                policy(vec![p_any()], vec![id.clone()]),
+            )],
+        );
+        let (decoded, _) = decode(&[allow]);
+        let policies = decoded.unwrap();
+        assert_eq!(
+            policies[0].rules[0].when[0].key,
+            ConditionKey::Unsupported(key.into())
+        );
+        assert!(!req(Some("td/ns/a/sa/b"), "GET", "/").allowed(&policies));
+        let deny = filter(
+            "envoy.filters.http.rbac.DENY",
+            Action::Deny,
+            vec![(
+                "ns[default]-policy[d]-rule[0]",
+                policy(vec![p_any()], vec![id]),
+            )],
+        );
+        let (decoded, _) = decode(&[deny]);
+        assert!(!req(Some("td/ns/a/sa/b"), "GET", "/").allowed(&decoded.unwrap()));
+    }
+}

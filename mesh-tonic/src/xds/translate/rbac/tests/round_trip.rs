@@ -176,3 +176,77 @@ spec: {action: AUDIT, rules: [{}]}
     assert!(rbac_filters(&audit_only, NodeKind::ProxylessGrpc).is_empty());
     assert_eq!(rbac_filters(&audit_only, NodeKind::Envoy).len(), 1);
 }
+
+/// The wire shape is istiod's: one entry per rule keyed `name-index`, SPIFFE principals,
+/// namespace regexes, case-insensitive hosts; conditions in their own `and`.
+#[test]
+fn encoding_is_shaped_like_istiod() {
+    use envoy_types::pb::envoy::config::rbac::v3::{Principal, principal::Identifier};
+    use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType;
+    use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+
+    use super::super::super::proto::unpack;
+
+    let policies = load(POLICIES);
+    let filters = rbac_filters(&policies, NodeKind::ProxylessGrpc);
+    let Some(ConfigType::TypedConfig(any)) = &filters[1].config_type else {
+        panic!("typed config");
+    };
+    let rbac: HttpRbac = unpack(any).unwrap();
+    let rules = rbac.rules.unwrap();
+    let mut keys: Vec<_> = rules.policies.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "default/allow-nothing",
+            "default/allow-reviews-0",
+            "default/allow-reviews-1",
+            "default/allow-reviews-2",
+            "default/allow-reviews-3",
+            "default/allow-reviews-4",
+        ]
+    );
+    let rule0 = &rules.policies["default/allow-reviews-0"];
+    let ids = |p: &Principal| match &p.identifier {
+        Some(Identifier::AndIds(s)) => s.ids.clone(),
+        other => panic!("{other:?}"),
+    };
+    let first = ids(&rule0.principals[0]);
+    let Some(Identifier::OrIds(principals)) = &first[0].identifier else {
+        panic!("{first:?}");
+    };
+    let Some(Identifier::Authenticated(a)) = &principals.ids[0].identifier else {
+        panic!("{principals:?}");
+    };
+    assert_eq!(
+        a.principal_name.as_ref().unwrap().match_pattern,
+        Some(MatchPattern::Exact(
+            "spiffe://cluster.local/ns/default/sa/gateway".into()
+        ))
+    );
+    let second = ids(&rule0.principals[1]);
+    let Some(Identifier::OrIds(namespaces)) = &second[0].identifier else {
+        panic!("{second:?}");
+    };
+    let Some(Identifier::Authenticated(a)) = &namespaces.ids[1].identifier else {
+        panic!("{namespaces:?}");
+    };
+    match &a.principal_name.as_ref().unwrap().match_pattern {
+        Some(MatchPattern::SafeRegex(r)) => assert_eq!(r.regex, ".*/ns/team-.*/.*"),
+        other => panic!("{other:?}"),
+    }
+    // Four source-side conditions, each in its own `and`, after the source's own fields.
+    let tail = &second[second.len() - 4..];
+    assert!(
+        tail.iter()
+            .all(|c| matches!(&c.identifier, Some(Identifier::AndIds(_)))),
+        "{tail:?}"
+    );
+    assert_eq!(first[first.len() - 4..], *tail);
+    // Hosts are case-insensitive.
+    let debug = format!("{:?}", rule0.permissions[0]);
+    assert!(debug.contains("\":authority\""), "{debug}");
+    assert!(debug.contains("ignore_case: true"), "{debug}");
+}
