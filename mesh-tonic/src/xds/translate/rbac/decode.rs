@@ -238,6 +238,7 @@ fn entries<T: Tree + PartialEq>(
         Ok(read)
     };
     let differs = |read: &[Entry]| read.iter().position(|e| e.conditions != read[0].conditions);
+    let warnings_before = scope.warnings.len();
     let mut read = read_all(0, scope)?;
     if let Some(i) = differs(&read) {
         // istiod appends the rule's conditions, bare, to every entry: where the first reading
@@ -255,6 +256,7 @@ fn entries<T: Tree + PartialEq>(
         };
         match retry {
             Some((r, probe)) => {
+                scope.warnings.truncate(warnings_before);
                 scope.warnings.extend(probe.warnings);
                 read = r;
             }
