@@ -184,8 +184,10 @@ fn inbound_policy(decoded: &Decoded) -> InboundPolicy {
         .collect();
     let mut policy = InboundPolicy::default();
     let most_common = |same: &dyn Fn(&InboundListener, &InboundListener) -> bool| {
+        // Ties go to the lowest port (`max_by_key` keeps the last maximum).
         listeners
             .iter()
+            .rev()
             .max_by_key(|a| listeners.iter().filter(|b| same(a, b)).count())
             .copied()
     };
