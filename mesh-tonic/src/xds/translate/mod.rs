@@ -6,7 +6,9 @@
 //!   [`assemble`] joins a complete set into a [`Snapshot`]. Errors carry the resource and the
 //!   field path: `cluster outbound|9080|v1|reviews.default.svc.cluster.local: lb_policy: …`.
 //! - model → xDS: [`to_resources`] produces what istiod would send, for an Envoy sidecar or a
-//!   proxyless gRPC client ([`NodeKind`]).
+//!   proxyless gRPC client ([`NodeKind`]); [`api_listener_for`] and [`inbound_listener_for`] the
+//!   listeners a proxyless client names (its targets, and its server side: the port's mutual-TLS
+//!   mode as filter chains, its AuthorizationPolicies as RBAC filters).
 //!
 //! Fields of a resource that mesh does not implement are reported as warning diagnostics (field
 //! number and message type), never silently dropped. Whatever the model holds that xDS has no
