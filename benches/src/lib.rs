@@ -191,6 +191,8 @@ pub fn cluster(lb: LbPolicy, n: usize) -> Arc<Cluster> {
             locality: Locality::default(),
             identity: None,
             health: HealthStatus::Healthy,
+            priority: 0,
+            locality_weight: None,
         })
         .collect();
     Arc::new(Cluster {
@@ -206,6 +208,7 @@ pub fn cluster(lb: LbPolicy, n: usize) -> Arc<Cluster> {
         endpoints: endpoints.into(),
         lb,
         locality_lb: LocalityLbSetting::default(),
+        locality_weighted_lb: false,
         tls: UpstreamTls::istio_mutual(),
         connection_pool: ConnectionPool::default(),
         outlier: None,
