@@ -390,7 +390,8 @@ fn eds_priorities_must_be_contiguous_and_localities_unique() {
 
     // A locality weight of zero.
     let mut zero = cla;
-    zero.endpoints[0].load_balancing_weight = Some(envoy_types::pb::google::protobuf::UInt32Value { value: 0 });
+    zero.endpoints[0].load_balancing_weight =
+        Some(envoy_types::pb::google::protobuf::UInt32Value { value: 0 });
     assert_eq!(
         decode_load_assignment(&zero).unwrap_err().field,
         "endpoints[0].load_balancing_weight"
@@ -404,14 +405,20 @@ fn istiod_locality_weights_mean_the_sum_of_endpoint_weights() {
     let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
     for cla in to_resources(&snapshot, NodeKind::ProxylessGrpc).load_assignments {
         let decoded = decode_load_assignment(&cla).unwrap();
-        assert!(decoded.endpoints.iter().all(|e| e.locality_weight.is_none()));
+        assert!(
+            decoded
+                .endpoints
+                .iter()
+                .all(|e| e.locality_weight.is_none())
+        );
         // A weight other than the sum is the control plane's own.
         let mut explicit = cla.clone();
         let Some(group) = explicit.endpoints.first_mut() else {
             continue;
         };
         let sum = group.load_balancing_weight.unwrap().value;
-        group.load_balancing_weight = Some(envoy_types::pb::google::protobuf::UInt32Value { value: sum + 1 });
+        group.load_balancing_weight =
+            Some(envoy_types::pb::google::protobuf::UInt32Value { value: sum + 1 });
         let decoded = decode_load_assignment(&explicit).unwrap();
         assert_eq!(decoded.endpoints[0].locality_weight, Some(sum + 1));
     }

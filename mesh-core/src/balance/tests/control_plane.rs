@@ -131,7 +131,11 @@ fn explicit_priorities_win_over_client_failover() {
 fn gaps_in_a_hand_built_model_are_compacted() {
     let c = cluster(
         LbPolicy::Random,
-        vec![at(0, 0, "", None), at(1, 7, "", None), at(2, 4_000_000_000, "", None)],
+        vec![
+            at(0, 0, "", None),
+            at(1, 7, "", None),
+            at(2, 4_000_000_000, "", None),
+        ],
     );
     let (_, balancer) = build(&c, &ClientLocality::default());
     assert_eq!(balancer.priority(1), Some(1));
