@@ -216,16 +216,6 @@ pub fn cluster(lb: LbPolicy, n: usize) -> Arc<Cluster> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn weights_total_100() {
-        for n in 1..10 {
-            assert_eq!(super::split_weights(n).iter().sum::<usize>(), 100);
-        }
-    }
-}
-
 /// `cluster` as a control plane with priorities and locality weights sends it: endpoints spread
 /// round-robin over `localities` localities (`r/z<k>/s`, locality `k` weighing `k + 1`) and, in
 /// contiguous halves, over priorities 0 and 1; locality-weighted balancing on.
@@ -250,4 +240,14 @@ pub fn zoned(cluster: &Cluster, localities: usize) -> Arc<Cluster> {
         locality_weighted_lb: true,
         ..cluster.clone()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn weights_total_100() {
+        for n in 1..10 {
+            assert_eq!(super::split_weights(n).iter().sum::<usize>(), 100);
+        }
+    }
 }
