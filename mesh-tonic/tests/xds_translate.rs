@@ -344,7 +344,7 @@ fn priorities_and_locality_weights_round_trip() {
 }
 
 #[test]
-fn eds_priorities_must_be_contiguous_and_localities_unique() {
+fn eds_priorities_must_be_contiguous_and_repeated_localities_merge() {
     use mesh_tonic::xds::translate::decode_load_assignment;
     let snapshot = with_priorities_and_weights();
     let cla = to_resources(&snapshot, NodeKind::Envoy)
@@ -382,11 +382,13 @@ fn eds_priorities_must_be_contiguous_and_localities_unique() {
         "endpoints[0].priority"
     );
 
-    // The same locality twice at one priority.
+    // The same locality twice at one priority (Envoy accepts it): one locality, whose weight
+    // is the sum of the two groups' (7 given + 3 implied by the endpoints).
     let mut twice = cla.clone();
     twice.endpoints[1].locality = twice.endpoints[0].locality.clone();
-    let err = decode_load_assignment(&twice).unwrap_err();
-    assert_eq!(err.field, "endpoints[1].locality");
+    let merged = decode_load_assignment(&twice).unwrap();
+    let weights: Vec<Option<u32>> = merged.endpoints.iter().map(|e| e.locality_weight).collect();
+    assert_eq!(weights, vec![Some(10), Some(10), Some(10), Some(2), None]);
 
     // A locality weight of zero.
     let mut zero = cla;

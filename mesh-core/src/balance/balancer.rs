@@ -81,8 +81,15 @@ enum Algorithm {
     Maglev,
 }
 
-/// Chooses endpoints of one cluster version by its [`LbPolicy`], locality priorities, outlier
-/// ejection and panic threshold.
+/// Chooses endpoints of one cluster version by its [`LbPolicy`], priority levels, locality
+/// weights, outlier ejection and panic threshold.
+///
+/// The levels are the control plane's ([`Endpoint::priority`]) when any endpoint has a non-zero
+/// priority or the cluster uses locality weights, else Istio's client-side locality failover
+/// (the control plane wins: istiod already folded `localityLbSetting` into what it sent). A pick
+/// chooses a level by Envoy's priority load, then, in a locality-weighted level
+/// ([`Cluster::locality_weighted_lb`]) not in panic, a locality by weight × availability, then an
+/// endpoint by the policy.
 ///
 /// Built once per cluster version ([`Balancer::new`]): placement, weights, round-robin
 /// schedules, rings and Maglev tables are precomputed. [`Balancer::pick`] is lock-free and does
@@ -322,8 +329,9 @@ impl Balancer {
         self.priority.get(index).copied().flatten()
     }
 
-    /// The effective weight of the endpoint at `index` after locality `distribute` (0 when it
-    /// gets no traffic).
+    /// The effective weight of the endpoint at `index` after locality `distribute`, or for
+    /// consistent-hash policies with locality weights, its share of its locality's weight (0 when
+    /// it gets no traffic).
     pub fn weight(&self, index: usize) -> u32 {
         self.weights.get(index).copied().unwrap_or(0)
     }

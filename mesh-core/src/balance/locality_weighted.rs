@@ -200,6 +200,21 @@ mod tests {
     }
 
     #[test]
+    fn shares_match_envoys_documented_table() {
+        // X weighs 1, Y weighs 2 and is fully available; the table in Envoy's
+        // `locality_weight` page, within its one-percent rounding.
+        for (healthy_x, percent_x) in [(100, 33), (70, 33), (69, 32), (50, 26), (25, 15), (0, 0)] {
+            let x = effective_weight(1, healthy_x, 100) as f64;
+            let y = effective_weight(2, 100, 100) as f64;
+            let share = 100.0 * x / (x + y);
+            assert!(
+                (share - f64::from(percent_x)).abs() <= 1.0,
+                "{healthy_x} % healthy: {share:.2} % against {percent_x} %"
+            );
+        }
+    }
+
+    #[test]
     fn folding_keeps_locality_proportions() {
         let groups = [
             LocalityGroup {

@@ -5,7 +5,7 @@
 //! the endpoints' [`Endpoint::locality_weight`], or when that is `None` the sum of their weights,
 //! as istiod sends (and gRPC needs: it drops localities without a weight). Decoding maps a weight
 //! equal to that sum back to `None`, so model → xDS → model is lossless. Priorities must run
-//! from 0 without gaps and a locality appears once per priority, as Envoy and gRPC require.
+//! from 0 without gaps, as Envoy requires; a locality repeated at one priority is merged.
 //! Labels travel in the `envoy.lb` metadata namespace and the expected identity in `mesh`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -152,6 +152,63 @@ fn check_priorities(cla: &ClusterLoadAssignment, scope: &Scope) -> Result<(), Xd
     ))
 }
 
+fn locality_of(group: &LocalityLbEndpoints) -> Locality {
+    group
+        .locality
+        .as_ref()
+        .map_or_else(Locality::default, |l| Locality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            subzone: l.sub_zone.clone(),
+        })
+}
+
+/// Each (priority, locality)'s weight in the model: `None` when it is the sum of its endpoints'
+/// weights. Groups repeating a locality at one priority (Envoy accepts them) are one locality
+/// whose weight is the sum of theirs, a group without a weight counting as its endpoints' sum.
+fn locality_weights(
+    cla: &ClusterLoadAssignment,
+    scope: &Scope,
+) -> Result<BTreeMap<(u32, Locality), Option<u32>>, XdsError> {
+    let mut sums: BTreeMap<(u32, Locality), (u64, u64)> = BTreeMap::new();
+    for (i, group) in cla.endpoints.iter().enumerate() {
+        let endpoints: u64 = group
+            .lb_endpoints
+            .iter()
+            .map(|e| {
+                u64::from(
+                    e.load_balancing_weight
+                        .as_ref()
+                        .map_or(1, |w| w.value)
+                        .max(1),
+                )
+            })
+            .sum();
+        let weight = match group.load_balancing_weight.as_ref().map(|w| w.value) {
+            Some(0) => {
+                return Err(scope.error(
+                    format!("endpoints[{i}].load_balancing_weight"),
+                    "must be at least 1",
+                ));
+            }
+            Some(w) => u64::from(w),
+            None => endpoints,
+        };
+        let entry = sums
+            .entry((group.priority, locality_of(group)))
+            .or_default();
+        entry.0 += weight;
+        entry.1 += endpoints;
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(key, (weight, endpoints))| {
+            let explicit = (weight != endpoints).then(|| u32::try_from(weight).unwrap_or(u32::MAX));
+            (key, explicit)
+        })
+        .collect())
+}
+
 /// Decodes and validates one EDS resource.
 pub fn decode_load_assignment(cla: &ClusterLoadAssignment) -> Result<DecodedEndpoints, XdsError> {
     let mut scope = Scope::new(ResourceKind::Endpoints, cla.cluster_name.clone());
@@ -173,46 +230,14 @@ pub(crate) fn decode_inline(
 ) -> Result<Vec<Endpoint>, XdsError> {
     check_priorities(cla, scope)?;
     let mut out = Vec::new();
-    let mut seen: BTreeSet<(u32, Locality)> = BTreeSet::new();
+    let weights = locality_weights(cla, scope)?;
     for (i, group) in cla.endpoints.iter().enumerate() {
         let gpath = format!("endpoints[{i}]");
-        let locality = group
-            .locality
-            .as_ref()
-            .map_or_else(Locality::default, |l| Locality {
-                region: l.region.clone(),
-                zone: l.zone.clone(),
-                subzone: l.sub_zone.clone(),
-            });
-        if !seen.insert((group.priority, locality.clone())) {
-            return Err(scope.error(
-                format!("{gpath}.locality"),
-                format!(
-                    "locality {locality} appears twice at priority {}",
-                    group.priority
-                ),
-            ));
-        }
-        let locality_weight = match group.load_balancing_weight.as_ref().map(|w| w.value) {
-            Some(0) => {
-                return Err(scope.error(
-                    format!("{gpath}.load_balancing_weight"),
-                    "must be at least 1",
-                ));
-            }
-            // The sum of the endpoints' weights is what `None` stands for.
-            Some(w)
-                if w != weight_sum(
-                    group
-                        .lb_endpoints
-                        .iter()
-                        .map(|e| e.load_balancing_weight.as_ref().map_or(1, |w| w.value)),
-                ) =>
-            {
-                Some(w)
-            }
-            _ => None,
-        };
+        let locality = locality_of(group);
+        let locality_weight = weights
+            .get(&(group.priority, locality.clone()))
+            .copied()
+            .flatten();
         for (j, e) in group.lb_endpoints.iter().enumerate() {
             // Built only for an error: formatting 10,000 paths would dominate a large update.
             let path = Lazy(&gpath, j);
