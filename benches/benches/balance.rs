@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use mesh_benches::{cluster, policies};
+use mesh_benches::{cluster, policies, zoned};
 use mesh_core::balance::{Balancer, ClientLocality, ClusterState, PickContext, WeightedPick};
 use mesh_core::model::{ClusterName, HeaderMutation, WeightedCluster};
 use rand::SeedableRng;
@@ -48,6 +48,29 @@ fn pick(c: &mut Criterion) {
             });
             drop(held);
         }
+    }
+    group.finish();
+}
+
+fn pick_locality_weighted(c: &mut Criterion) {
+    // Two priorities of four weighted localities: a locality draw before the policy's pick.
+    let mut group = c.benchmark_group("pick_locality_weighted");
+    let n = 1000;
+    for (name, lb) in policies() {
+        let t0 = Instant::now();
+        let cluster = zoned(&cluster(lb, n), 4);
+        let state = ClusterState::new(cluster.name.clone(), t0);
+        let balancer = Balancer::new(&cluster, &state, &ClientLocality::default(), t0)
+            .expect("bench clusters are valid");
+        let mut rng = SmallRng::seed_from_u64(1);
+        let mut key = 0u64;
+        group.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter(|| {
+                key = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let ctx = PickContext::new(t0).with_hash(key);
+                black_box(balancer.pick(black_box(&ctx), &mut rng))
+            })
+        });
     }
     group.finish();
 }
@@ -107,6 +130,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = pick, pick_and_track, weighted_cluster
+    targets = pick, pick_locality_weighted, pick_and_track, weighted_cluster
 }
 criterion_main!(benches);

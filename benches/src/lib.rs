@@ -191,6 +191,8 @@ pub fn cluster(lb: LbPolicy, n: usize) -> Arc<Cluster> {
             locality: Locality::default(),
             identity: None,
             health: HealthStatus::Healthy,
+            priority: 0,
+            locality_weight: None,
         })
         .collect();
     Arc::new(Cluster {
@@ -206,10 +208,37 @@ pub fn cluster(lb: LbPolicy, n: usize) -> Arc<Cluster> {
         endpoints: endpoints.into(),
         lb,
         locality_lb: LocalityLbSetting::default(),
+        locality_weighted_lb: false,
         tls: UpstreamTls::istio_mutual(),
         connection_pool: ConnectionPool::default(),
         outlier: None,
         retry_budget: RetryBudget::default(),
+    })
+}
+
+/// `cluster` as a control plane with priorities and locality weights sends it: endpoints spread
+/// round-robin over `localities` localities (`r/z<k>/s`, locality `k` weighing `k + 1`) and, in
+/// contiguous halves, over priorities 0 and 1; locality-weighted balancing on.
+pub fn zoned(cluster: &Cluster, localities: usize) -> Arc<Cluster> {
+    let n = cluster.endpoints.len();
+    let endpoints: Vec<Endpoint> = cluster
+        .endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let k = i % localities.max(1);
+            Endpoint {
+                locality: Locality::parse(&format!("r/z{k}/s")),
+                locality_weight: u32::try_from(k + 1).ok(),
+                priority: u32::from(i >= n / 2),
+                ..e.clone()
+            }
+        })
+        .collect();
+    Arc::new(Cluster {
+        endpoints: endpoints.into(),
+        locality_weighted_lb: true,
+        ..cluster.clone()
     })
 }
 

@@ -1,8 +1,11 @@
 //! The pick path allocates nothing: route match, weighted cluster pick and endpoint pick at
-//! 1,000 endpoints, counted by dhat's allocator in testing mode.
+//! 1,000 endpoints, and every policy's pick over two priorities of weighted localities, counted
+//! by dhat's allocator in testing mode (one profiler per process, so one test).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: a panic is a failed test.
 
-use mesh_benches::PickFixture;
+use mesh_benches::{PickFixture, cluster, policies, zoned};
+use mesh_core::balance::{Balancer, ClientLocality, ClusterState, PickContext};
+use mesh_core::model::HealthStatus;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
@@ -15,14 +18,42 @@ fn pick_path_does_not_allocate() {
     let headers = vec![("content-type".to_owned(), "application/grpc".to_owned())];
     let mut rng = SmallRng::seed_from_u64(3);
     let now = tokio::time::Instant::now();
+    let zoned: Vec<(ClusterState, Balancer)> = policies()
+        .into_iter()
+        .map(|(_, lb)| {
+            let mut cluster = (*zoned(&cluster(lb, 1_000), 4)).clone();
+            // Some of priority 0 down: spill-over and health-scaled locality weights in play.
+            let mut endpoints = cluster.endpoints.to_vec();
+            for e in endpoints.iter_mut().take(400).step_by(2) {
+                e.health = HealthStatus::Unhealthy;
+            }
+            cluster.endpoints = endpoints.into();
+            let state = ClusterState::new(cluster.name.clone(), now);
+            let balancer =
+                Balancer::new(&cluster, &state, &ClientLocality::default(), now).unwrap();
+            (state, balancer)
+        })
+        .collect();
+    for (_, balancer) in &zoned {
+        // 300 of 500 healthy at priority 0: 84 % stays, 16 % spills over.
+        assert_eq!(balancer.priority_loads(), vec![84, 16]);
+    }
     // Warm up: the first pick after a build may compute the balancer's healthy view.
     for _ in 0..10 {
         assert!(fixture.pick(&headers, &mut rng, now).is_some());
+        for (_, balancer) in &zoned {
+            assert!(balancer.pick(&PickContext::new(now), &mut rng).is_some());
+        }
     }
     let _profiler = dhat::Profiler::builder().testing().build();
     let before = dhat::HeapStats::get();
     for _ in 0..10_000 {
         assert!(fixture.pick(&headers, &mut rng, now).is_some());
+    }
+    for (_, balancer) in &zoned {
+        for _ in 0..2_000 {
+            assert!(balancer.pick(&PickContext::new(now), &mut rng).is_some());
+        }
     }
     let after = dhat::HeapStats::get();
     dhat::assert_eq!(after.total_blocks, before.total_blocks);

@@ -246,3 +246,182 @@ fn istiod_proxyless_shapes_are_read() {
         "only what was sent"
     );
 }
+
+/// bookinfo with the reviews cluster's endpoints spread over two priorities and three
+/// localities, one with an explicit weight, and locality-weighted balancing on.
+fn with_priorities_and_weights() -> Snapshot {
+    use mesh_core::model::Locality;
+    let ctx = BuildContext::default();
+    let mut snapshot = istio::load_paths(
+        &[
+            fixture("bookinfo-services.yaml"),
+            bookinfo("destination-rule-all.yaml"),
+        ],
+        &ctx,
+    )
+    .unwrap();
+    let (name, cluster) = snapshot
+        .clusters
+        .iter_mut()
+        .find(|(n, c)| {
+            n.as_str() == "outbound|9080||reviews.default.svc.cluster.local"
+                && !c.endpoints.is_empty()
+        })
+        .unwrap();
+    let cluster = std::sync::Arc::make_mut(cluster);
+    let template = cluster.endpoints[0].clone();
+    let endpoint = |i: u8, priority: u32, locality: &str, locality_weight: Option<u32>| {
+        let mut e = template.clone();
+        e.address = mesh_core::model::EndpointAddress::Socket(([10, 9, 0, i], 9080).into());
+        e.weight = u32::from(i);
+        e.priority = priority;
+        e.locality = Locality::parse(locality);
+        e.locality_weight = locality_weight;
+        e
+    };
+    cluster.endpoints = vec![
+        endpoint(1, 0, "us-east/a/1", Some(7)),
+        endpoint(2, 0, "us-east/a/1", Some(7)),
+        endpoint(3, 0, "us-east/b/1", None),
+        endpoint(4, 1, "us-west/a/1", Some(2)),
+        // The same locality at another priority is a different group.
+        endpoint(5, 1, "us-east/b/1", None),
+    ]
+    .into();
+    cluster.locality_weighted_lb = true;
+    assert_eq!(name.as_str(), cluster.name.as_str());
+    snapshot
+}
+
+#[test]
+fn priorities_and_locality_weights_round_trip() {
+    let snapshot = with_priorities_and_weights();
+    for node in [NodeKind::Envoy, NodeKind::ProxylessGrpc] {
+        assert_same(&snapshot, &round_trip(&snapshot, node));
+    }
+    // On the wire: one group per (locality, priority), weights as istiod would send them.
+    let resources = to_resources(&snapshot, NodeKind::ProxylessGrpc);
+    let cla = resources
+        .load_assignments
+        .iter()
+        .find(|c| c.cluster_name == "outbound|9080||reviews.default.svc.cluster.local")
+        .unwrap();
+    let groups: Vec<(String, u32, u32, usize)> = cla
+        .endpoints
+        .iter()
+        .map(|g| {
+            let l = g.locality.as_ref().unwrap();
+            (
+                format!("{}/{}", l.region, l.zone),
+                g.priority,
+                g.load_balancing_weight.unwrap().value,
+                g.lb_endpoints.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        vec![
+            ("us-east/a".to_owned(), 0, 7, 2),
+            ("us-east/b".to_owned(), 0, 3, 1),
+            ("us-west/a".to_owned(), 1, 2, 1),
+            ("us-east/b".to_owned(), 1, 5, 1),
+        ]
+    );
+    let cluster = resources
+        .clusters
+        .iter()
+        .find(|c| c.name == "outbound|9080||reviews.default.svc.cluster.local")
+        .unwrap();
+    assert!(
+        cluster
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.locality_config_specifier.as_ref())
+            .is_some(),
+        "locality_weighted_lb_config is sent"
+    );
+}
+
+#[test]
+fn eds_priorities_must_be_contiguous_and_repeated_localities_merge() {
+    use mesh_tonic::xds::translate::decode_load_assignment;
+    let snapshot = with_priorities_and_weights();
+    let cla = to_resources(&snapshot, NodeKind::Envoy)
+        .load_assignments
+        .into_iter()
+        .find(|c| c.cluster_name == "outbound|9080||reviews.default.svc.cluster.local")
+        .unwrap();
+    let decoded = decode_load_assignment(&cla).unwrap();
+    assert!(decoded.warnings.is_empty(), "{:?}", decoded.warnings);
+    let priorities: Vec<u32> = decoded.endpoints.iter().map(|e| e.priority).collect();
+    assert_eq!(priorities, vec![0, 0, 0, 1, 1]);
+
+    // Priority 1 → 2 leaves a gap at 1.
+    let mut gap = cla.clone();
+    for g in &mut gap.endpoints {
+        if g.priority == 1 {
+            g.priority = 2;
+        }
+    }
+    let err = decode_load_assignment(&gap).unwrap_err();
+    assert_eq!(err.kind, ResourceKind::Endpoints);
+    assert_eq!(err.field, "endpoints[2].priority");
+    assert_eq!(
+        err.to_string(),
+        "endpoints outbound|9080||reviews.default.svc.cluster.local: endpoints[2].priority: \
+         priority 2 without priority 1: priorities must run from 0 without gaps"
+    );
+    // No priority 0 at all.
+    let mut no_zero = cla.clone();
+    for g in &mut no_zero.endpoints {
+        g.priority += 1;
+    }
+    assert_eq!(
+        decode_load_assignment(&no_zero).unwrap_err().field,
+        "endpoints[0].priority"
+    );
+
+    // The same locality twice at one priority (Envoy accepts it): one locality, whose weight
+    // is the sum of the two groups' (7 given + 3 implied by the endpoints).
+    let mut twice = cla.clone();
+    twice.endpoints[1].locality = twice.endpoints[0].locality.clone();
+    let merged = decode_load_assignment(&twice).unwrap();
+    let weights: Vec<Option<u32>> = merged.endpoints.iter().map(|e| e.locality_weight).collect();
+    assert_eq!(weights, vec![Some(10), Some(10), Some(10), Some(2), None]);
+
+    // A locality weight of zero.
+    let mut zero = cla;
+    zero.endpoints[0].load_balancing_weight =
+        Some(envoy_types::pb::google::protobuf::UInt32Value { value: 0 });
+    assert_eq!(
+        decode_load_assignment(&zero).unwrap_err().field,
+        "endpoints[0].load_balancing_weight"
+    );
+}
+
+#[test]
+fn istiod_locality_weights_mean_the_sum_of_endpoint_weights() {
+    use mesh_tonic::xds::translate::decode_load_assignment;
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
+    for cla in to_resources(&snapshot, NodeKind::ProxylessGrpc).load_assignments {
+        let decoded = decode_load_assignment(&cla).unwrap();
+        assert!(
+            decoded
+                .endpoints
+                .iter()
+                .all(|e| e.locality_weight.is_none())
+        );
+        // A weight other than the sum is the control plane's own.
+        let mut explicit = cla.clone();
+        let Some(group) = explicit.endpoints.first_mut() else {
+            continue;
+        };
+        let sum = group.load_balancing_weight.unwrap().value;
+        group.load_balancing_weight =
+            Some(envoy_types::pb::google::protobuf::UInt32Value { value: sum + 1 });
+        let decoded = decode_load_assignment(&explicit).unwrap();
+        assert_eq!(decoded.endpoints[0].locality_weight, Some(sum + 1));
+    }
+}

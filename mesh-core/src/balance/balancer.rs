@@ -9,6 +9,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use super::locality::{ClientLocality, place};
+use super::locality_weighted::{self, LocalityGroup};
 use super::maglev::{self, Maglev};
 use super::priority::{HealthView, HostsRef, LevelMembers};
 use super::ring_hash::{self, Ring};
@@ -80,8 +81,15 @@ enum Algorithm {
     Maglev,
 }
 
-/// Chooses endpoints of one cluster version by its [`LbPolicy`], locality priorities, outlier
-/// ejection and panic threshold.
+/// Chooses endpoints of one cluster version by its [`LbPolicy`], priority levels, locality
+/// weights, outlier ejection and panic threshold.
+///
+/// The levels are the control plane's ([`Endpoint::priority`]) when any endpoint has a non-zero
+/// priority or the cluster uses locality weights, else Istio's client-side locality failover
+/// (the control plane wins: istiod already folded `localityLbSetting` into what it sent). A pick
+/// chooses a level by Envoy's priority load, then, in a locality-weighted level
+/// ([`Cluster::locality_weighted_lb`]) not in panic, a locality by weight × availability, then an
+/// endpoint by the policy.
 ///
 /// Built once per cluster version ([`Balancer::new`]): placement, weights, round-robin
 /// schedules, rings and Maglev tables are precomputed. [`Balancer::pick`] is lock-free and does
@@ -100,6 +108,9 @@ pub struct Balancer {
     /// Endpoints per priority level, and the level's precomputed table.
     members: Box<[LevelMembers]>,
     tables: Box<[Table]>,
+    /// Per level, one table per locality of a locality-weighted level (parallel to its
+    /// `localities`); empty for other levels.
+    locality_tables: Box<[Box<[Table]>]>,
     panic_threshold: u32,
     health: Arc<AtomicU64>,
     view: ArcSwap<HealthView>,
@@ -147,7 +158,7 @@ impl Balancer {
         let stats: Box<[Arc<EndpointStats>]> =
             state.update(endpoints, now).iter().cloned().collect();
         let placement = place(cluster, client);
-        let weights: Box<[u32]> = placement
+        let mut weights: Vec<u32> = placement
             .iter()
             .map(|p| p.map_or(0, |p| p.weight))
             .collect();
@@ -168,31 +179,52 @@ impl Balancer {
                 members[*p as usize].push(i as u32);
             }
         }
-        let name = |i: u32| endpoints[i as usize].address.to_string();
-        let tables: Box<[Table]> = members
+        let hashing = matches!(algorithm, Algorithm::RingHash | Algorithm::Maglev);
+        let mut localities: Vec<Vec<LocalityGroup>> = members
             .iter()
-            .map(|members| {
-                let usable: Vec<u32> = members
-                    .iter()
-                    .copied()
-                    .filter(|&i| eligible[i as usize])
-                    .collect();
-                match algorithm {
-                    Algorithm::RoundRobin => Table::RoundRobin(RoundRobin::new(&usable, &weights)),
-                    Algorithm::RingHash => {
-                        Table::Ring(Ring::new(&usable, &weights, name, ring_size))
-                    }
-                    Algorithm::Maglev => {
-                        Table::Maglev(Maglev::new(&usable, &weights, name, table_size))
-                    }
-                    _ => Table::None,
+            .map(|m| {
+                if cluster.locality_weighted_lb {
+                    locality_weighted::groups(endpoints, m, &weights)
+                } else {
+                    Vec::new()
                 }
             })
             .collect();
+        if hashing {
+            // A key must keep its endpoint: fold the locality weights into the table instead.
+            for groups in &mut localities {
+                locality_weighted::fold(groups, &mut weights);
+                groups.clear();
+            }
+        }
+        let weights: Box<[u32]> = weights.into();
+        let name = |i: u32| endpoints[i as usize].address.to_string();
+        let table = |members: &[u32]| {
+            let usable: Vec<u32> = members
+                .iter()
+                .copied()
+                .filter(|&i| eligible[i as usize])
+                .collect();
+            match algorithm {
+                Algorithm::RoundRobin => Table::RoundRobin(RoundRobin::new(&usable, &weights)),
+                Algorithm::RingHash => Table::Ring(Ring::new(&usable, &weights, name, ring_size)),
+                Algorithm::Maglev => {
+                    Table::Maglev(Maglev::new(&usable, &weights, name, table_size))
+                }
+                _ => Table::None,
+            }
+        };
+        let tables: Box<[Table]> = members.iter().map(|m| table(m)).collect();
+        let locality_tables: Box<[Box<[Table]>]> = localities
+            .iter()
+            .map(|groups| groups.iter().map(|g| table(&g.members)).collect())
+            .collect();
         let members: Box<[LevelMembers]> = members
             .into_iter()
-            .map(|m| LevelMembers {
+            .zip(localities)
+            .map(|(m, l)| LevelMembers {
                 members: m.into_boxed_slice(),
+                localities: l.into_boxed_slice(),
             })
             .collect();
         let panic_threshold = cluster
@@ -208,6 +240,7 @@ impl Balancer {
             priority,
             members,
             tables,
+            locality_tables,
             panic_threshold,
             health,
             view: ArcSwap::from_pointee(HealthView {
@@ -244,22 +277,32 @@ impl Balancer {
             view.level(point)
         }?;
         let health = &view.levels[level];
+        let (candidates, table) = match &health.localities {
+            Some(localities) => {
+                let locality = localities.draw(rng);
+                (
+                    &localities.candidates[locality],
+                    &self.locality_tables[level][locality],
+                )
+            }
+            None => (&health.candidates, &self.tables[level]),
+        };
         let usable = |i: u32| health.panic || !self.stats[i as usize].is_ejected();
-        let picked = match (&self.tables[level], self.algorithm) {
+        let picked = match (table, self.algorithm) {
             (Table::RoundRobin(rr), _) => rr.pick(usable),
             (Table::Ring(ring), _) => ring
                 .pick(hash.unwrap_or_default(), usable)
-                .or_else(|| health.candidates.by_hash(hash.unwrap_or_default())),
+                .or_else(|| candidates.by_hash(hash.unwrap_or_default())),
             (Table::Maglev(table), _) => table
                 .pick(hash.unwrap_or_default(), usable)
-                .or_else(|| health.candidates.by_hash(hash.unwrap_or_default())),
+                .or_else(|| candidates.by_hash(hash.unwrap_or_default())),
             (Table::None, Algorithm::LeastRequest) => {
-                least_request::pick(&health.candidates, &self.stats, &self.weights, rng)
+                least_request::pick(candidates, &self.stats, &self.weights, rng)
             }
             (Table::None, Algorithm::PeakEwma) => {
-                peak_ewma::pick(&health.candidates, &self.stats, ctx.now, rng)
+                peak_ewma::pick(candidates, &self.stats, ctx.now, rng)
             }
-            (Table::None, _) => health.candidates.sample(rng),
+            (Table::None, _) => candidates.sample(rng),
         };
         picked.map(|i| i as usize)
     }
@@ -286,10 +329,32 @@ impl Balancer {
         self.priority.get(index).copied().flatten()
     }
 
-    /// The effective weight of the endpoint at `index` after locality `distribute` (0 when it
-    /// gets no traffic).
+    /// The effective weight of the endpoint at `index` after locality `distribute`, or for
+    /// consistent-hash policies with locality weights, its share of its locality's weight (0 when
+    /// it gets no traffic).
     pub fn weight(&self, index: usize) -> u32 {
         self.weights.get(index).copied().unwrap_or(0)
+    }
+
+    /// Each locality's share of a locality-weighted `level` in the current health state, in
+    /// parts per million: `(index of the locality's first endpoint, share)`, localities in
+    /// [`Locality`](crate::model::Locality) order. Empty when the level is not locality-weighted,
+    /// has one locality, is in panic, or the policy is a consistent hash (whose tables hold the
+    /// locality weights folded into endpoint weights).
+    pub fn locality_shares(&self, level: usize) -> Vec<(usize, u64)> {
+        let view = self.view();
+        let (Some(members), Some(Some(localities))) = (
+            self.members.get(level),
+            view.levels.get(level).map(|l| l.localities.as_ref()),
+        ) else {
+            return Vec::new();
+        };
+        members
+            .localities
+            .iter()
+            .zip(localities.shares())
+            .filter_map(|(g, share)| Some((*g.members.first()? as usize, share)))
+            .collect()
     }
 
     /// The share of traffic, in percent, each priority level gets in the current health state.

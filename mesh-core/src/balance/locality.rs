@@ -20,6 +20,12 @@
 //!   Combined with `failover`, label priority orders first and locality priority breaks ties.
 //!
 //! Priorities are then compacted to consecutive levels 0, 1, 2, ….
+//!
+//! **The control plane wins.** When a cluster's endpoints carry explicit priorities (any
+//! [`Endpoint::priority`] other than 0) or the cluster uses the control plane's locality weights
+//! ([`Cluster::locality_weighted_lb`]), those are the levels and weights, and none of the above
+//! is applied on top: istiod computes EDS priorities from `failover` and locality weights from
+//! `distribute` itself, so applying them again here would count them twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -75,6 +81,9 @@ pub(crate) fn place(cluster: &Cluster, client: &ClientLocality) -> Vec<Option<Pl
             })
             .collect()
     };
+    if cluster.locality_weighted_lb || endpoints.iter().any(|e| e.priority != 0) {
+        return control_plane(endpoints);
+    }
     let setting = &cluster.locality_lb;
     if !setting.enabled || client.locality.is_empty() {
         return flat();
@@ -123,6 +132,22 @@ pub(crate) fn place(cluster: &Cluster, client: &ClientLocality) -> Vec<Option<Pl
                 priority: level(p),
                 weight: e.weight.max(1),
                 eligible: eligible(e),
+            })
+        })
+        .collect()
+}
+
+/// The control plane's own levels: each endpoint's [`Endpoint::priority`], compacted to
+/// consecutive levels (a hand-built model may skip some; EDS decoding rejects gaps).
+fn control_plane(endpoints: &[Endpoint]) -> Vec<Option<Placement>> {
+    let distinct: BTreeSet<u32> = endpoints.iter().map(|e| e.priority).collect();
+    endpoints
+        .iter()
+        .map(|e| {
+            Some(Placement {
+                priority: distinct.range(..e.priority).count() as u32,
+                weight: e.weight.max(1),
+                eligible: e.health == HealthStatus::Healthy,
             })
         })
         .collect()

@@ -9,8 +9,11 @@
 //!   endpoints and locality settings, and answers [`Balancer::pick`] without locks or allocation:
 //!   LEAST_REQUEST (power of two choices), ROUND_ROBIN (weighted, EDF schedule),
 //!   RANDOM (weighted), PEAK_EWMA (linkerd's and Finagle's), RING_HASH (Ketama) and MAGLEV.
-//! - Locality-aware priorities ([`ClientLocality`], Istio's `localityLbSetting`), Envoy's priority
-//!   spill-over with overprovisioning factor 1.4, and its panic threshold.
+//! - Priority levels: the control plane's EDS priorities when it sends any, else locality-aware
+//!   levels from the client's locality ([`ClientLocality`], Istio's `localityLbSetting`); Envoy's
+//!   priority spill-over with overprovisioning factor 1.4, and its panic threshold.
+//! - Locality-weighted balancing within a level (the control plane's locality weights, scaled by
+//!   each locality's health as Envoy and gRPC do) when the cluster asks for it.
 //! - [`WeightedPick`] chooses among a route's weighted clusters.
 //!
 //! Everything takes its randomness from the caller (`&mut impl rand::Rng`) and its time as a
@@ -31,8 +34,10 @@
 //! #     endpoints: (1..=3).map(|i| Endpoint {
 //! #         address: EndpointAddress::Socket(([10, 0, 0, i], 9080).into()),
 //! #         labels: Default::default(), weight: 1, locality: Locality::default(),
-//! #         identity: None, health: HealthStatus::Healthy }).collect(),
+//! #         identity: None, health: HealthStatus::Healthy, priority: 0, locality_weight: None,
+//! #     }).collect(),
 //! #     lb: LbPolicy::LeastRequest, locality_lb: LocalityLbSetting::default(),
+//! #     locality_weighted_lb: false,
 //! #     tls: UpstreamTls::istio_mutual(), connection_pool: ConnectionPool::default(),
 //! #     outlier: Some(OutlierDetection::default()), retry_budget: RetryBudget::default(),
 //! # };
@@ -60,6 +65,7 @@ mod ewma;
 mod hash;
 mod least_request;
 mod locality;
+mod locality_weighted;
 mod maglev;
 mod peak_ewma;
 mod priority;

@@ -16,9 +16,15 @@
 //! Loads are integer percentages, as Envoy's; the rounding remainder goes to the first loaded
 //! level.
 //!
+//! Levels are the control plane's EDS priorities when it sends any, else the client-side
+//! locality failover levels (see `locality`). Within a level that uses locality weights, the
+//! view also holds each locality's effective weight and healthy endpoints (see
+//! `locality_weighted`).
+//!
 //! A [`HealthView`] is rebuilt (O(endpoints), off the steady-state path) whenever the cluster's
 //! health generation moves, i.e. an ejection starts or ends.
 
+use super::locality_weighted::{LocalityGroup, LocalityView};
 use super::random::WeightedSampler;
 use super::stats::EndpointStats;
 use std::sync::Arc;
@@ -31,6 +37,8 @@ const OVERPROVISIONING: u64 = 140;
 pub(crate) struct LevelMembers {
     /// Every endpoint placed at this level (indices into the cluster's endpoints).
     pub(crate) members: Box<[u32]>,
+    /// The level's localities under locality-weighted balancing; empty otherwise.
+    pub(crate) localities: Box<[LocalityGroup]>,
 }
 
 /// What the balancer needs of each endpoint to compute health.
@@ -47,6 +55,8 @@ pub(crate) struct LevelView {
     pub(crate) panic: bool,
     /// The endpoints to pick from: healthy ones, or every eligible one in panic.
     pub(crate) candidates: WeightedSampler,
+    /// Locality-weighted levels not in panic: the localities to draw first.
+    pub(crate) localities: Option<LocalityView>,
 }
 
 /// Loads and candidates of every level for one health generation.
@@ -118,6 +128,7 @@ impl HealthView {
                 views.push(LevelView {
                     panic: true,
                     candidates: WeightedSampler::new(members, hosts.weights),
+                    localities: None,
                 });
             }
         } else {
@@ -141,9 +152,17 @@ impl HealthView {
                 if members.is_empty() {
                     loads[p] = 0;
                 }
+                let localities = (!panic[p] && !levels[p].localities.is_empty())
+                    .then(|| {
+                        LocalityView::new(&levels[p].localities, hosts.weights, |i| {
+                            hosts.eligible[i as usize] && !hosts.stats[i as usize].is_ejected()
+                        })
+                    })
+                    .flatten();
                 views.push(LevelView {
                     panic: panic[p],
                     candidates: WeightedSampler::new(members, hosts.weights),
+                    localities,
                 });
             }
         }

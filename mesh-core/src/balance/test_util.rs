@@ -43,6 +43,8 @@ pub(crate) fn endpoint(i: usize, weight: u32, locality: &str) -> Endpoint {
         locality: Locality::parse(locality),
         identity: None,
         health: HealthStatus::Healthy,
+        priority: 0,
+        locality_weight: None,
     }
 }
 
@@ -61,6 +63,7 @@ pub(crate) fn cluster(lb: LbPolicy, endpoints: Vec<Endpoint>) -> Cluster {
         endpoints: endpoints.into(),
         lb,
         locality_lb: LocalityLbSetting::default(),
+        locality_weighted_lb: false,
         tls: UpstreamTls::istio_mutual(),
         connection_pool: ConnectionPool::default(),
         outlier: None,

@@ -140,8 +140,14 @@ pub struct Cluster {
     pub endpoints: Arc<[Endpoint]>,
     /// Load-balancing policy.
     pub lb: LbPolicy,
-    /// Locality-aware balancing.
+    /// Locality-aware balancing configured on the client side (Istio's `localityLbSetting`).
     pub locality_lb: LocalityLbSetting,
+    /// Whether the control plane's locality weights ([`Endpoint::locality_weight`]) are used:
+    /// within a priority level a locality is chosen by weight × availability, then an endpoint
+    /// within it (Envoy's `common_lb_config.locality_weighted_lb_config`). Istio files leave it
+    /// off; when on, client-side `locality_lb` is not applied (the control plane already did).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub locality_weighted_lb: bool,
     /// Upstream TLS.
     pub tls: UpstreamTls,
     /// Connection-pool limits (the circuit breaker).
@@ -238,6 +244,22 @@ pub struct Endpoint {
     pub identity: Option<String>,
     /// Health from config.
     pub health: HealthStatus,
+    /// Priority level the control plane gave the endpoint (EDS `LocalityLbEndpoints.priority`):
+    /// 0 is preferred, higher levels take traffic as lower ones lose health. Istio files leave
+    /// it 0 (client-side `localityLbSetting` computes levels instead). When any endpoint of a
+    /// cluster has a non-zero priority, these are the levels and client-side failover is off.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: u32,
+    /// The weight of the endpoint's locality within its priority level (EDS
+    /// `LocalityLbEndpoints.load_balancing_weight`), used when the cluster's
+    /// [`locality_weighted_lb`](Cluster::locality_weighted_lb) is on. `None` means the sum of
+    /// the weights of the locality's endpoints at that level, which is what istiod sends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality_weight: Option<u32>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// The key a consistent-hash balancer hashes.

@@ -1,5 +1,6 @@
 //! Cross-module tests of the balancer, seeded and without sockets.
 
+mod control_plane;
 mod distribution;
 mod hashing;
 mod health;

@@ -109,6 +109,7 @@ fn cluster(
         endpoints: endpoints(service, port, subset).into(),
         lb,
         locality_lb,
+        locality_weighted_lb: false,
         tls,
         connection_pool: policy.pool.unwrap_or_default(),
         outlier: policy.outlier,
@@ -130,6 +131,8 @@ fn endpoints(service: &Service, port: &Port, subset: Option<&CompiledSubset>) ->
                 locality: Default::default(),
                 identity: None,
                 health: HealthStatus::Healthy,
+                priority: 0,
+                locality_weight: None,
             }],
             _ => Vec::new(),
         };
@@ -153,6 +156,8 @@ fn endpoints(service: &Service, port: &Port, subset: Option<&CompiledSubset>) ->
                 locality: e.locality.clone(),
                 identity: e.identity.clone(),
                 health: HealthStatus::Healthy,
+                priority: 0,
+                locality_weight: None,
             }
         })
         .collect()

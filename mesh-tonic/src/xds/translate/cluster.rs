@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     cluster::{
         ClusterDiscoveryType, CommonLbConfig, DiscoveryType, EdsClusterConfig, LbConfig,
         LbPolicy as XdsLb, MaglevLbConfig, RingHashLbConfig,
+        common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
     },
 };
 use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, HttpProtocolOptions};
@@ -166,6 +167,14 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
             }),
             ..Default::default()
         });
+    }
+    if cluster.locality_weighted_lb {
+        // gRPC always weighs localities and ignores this; Envoy needs it.
+        c.common_lb_config
+            .get_or_insert_with(CommonLbConfig::default)
+            .locality_config_specifier = Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+            LocalityWeightedLbConfig {},
+        ));
     }
     c.transport_socket = tls::to_transport_socket(&cluster.tls, node);
     mesh_meta.insert(
@@ -676,9 +685,19 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
         }
     };
     residual.outlier_detection = None;
+    // Envoy's rule: locality weights count only when the cluster asks for them.
+    let locality_weighted_lb = matches!(
+        c.common_lb_config
+            .as_ref()
+            .and_then(|l| l.locality_config_specifier.as_ref()),
+        Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+    );
     if let Some(l) = &c.common_lb_config {
         let mut r = l.clone();
         r.healthy_panic_threshold = None;
+        if locality_weighted_lb {
+            r.locality_config_specifier = None;
+        }
         scope.unsupported("common_lb_config", &r);
     }
     residual.common_lb_config = None;
@@ -709,6 +728,7 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             endpoints,
             lb,
             locality_lb,
+            locality_weighted_lb,
             tls,
             connection_pool: pool,
             outlier,

@@ -1,10 +1,14 @@
 //! EDS: `ClusterLoadAssignment` ↔ model [`Endpoint`]s.
 //!
-//! Endpoints are grouped by locality (one `LocalityLbEndpoints` per locality, weighted by the
-//! sum of its endpoints' weights, as istiod does); labels travel in the `envoy.lb` metadata
-//! namespace and the expected identity in `mesh`.
+//! Endpoints are grouped by locality and priority (one `LocalityLbEndpoints` per pair). A
+//! group's `priority` is each endpoint's [`Endpoint::priority`]; its `load_balancing_weight` is
+//! the endpoints' [`Endpoint::locality_weight`], or when that is `None` the sum of their weights,
+//! as istiod sends (and gRPC needs: it drops localities without a weight). Decoding maps a weight
+//! equal to that sum back to `None`, so model → xDS → model is lossless. Priorities must run
+//! from 0 without gaps, as Envoy requires; a locality repeated at one priority is merged.
+//! Labels travel in the `envoy.lb` metadata namespace and the expected identity in `mesh`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -36,18 +40,19 @@ pub struct DecodedEndpoints {
 
 /// The assignment for `cluster`'s endpoints, named by the cluster.
 pub(crate) fn to_xds(cluster: &Cluster) -> ClusterLoadAssignment {
-    let mut groups: Vec<(Locality, Vec<&Endpoint>)> = Vec::new();
+    let mut groups: Vec<((&Locality, u32), Vec<&Endpoint>)> = Vec::new();
     for e in cluster.endpoints.iter() {
-        match groups.iter_mut().find(|(l, _)| *l == e.locality) {
+        let key = (&e.locality, e.priority);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, list)) => list.push(e),
-            None => groups.push((e.locality.clone(), vec![e])),
+            None => groups.push((key, vec![e])),
         }
     }
     ClusterLoadAssignment {
         cluster_name: cluster.name.to_string(),
         endpoints: groups
             .into_iter()
-            .map(|(locality, list)| LocalityLbEndpoints {
+            .map(|((locality, priority), list)| LocalityLbEndpoints {
                 // Always present: gRPC rejects locality groups without one.
                 locality: Some(XdsLocality {
                     region: locality.region.clone(),
@@ -55,14 +60,24 @@ pub(crate) fn to_xds(cluster: &Cluster) -> ClusterLoadAssignment {
                     sub_zone: locality.subzone.clone(),
                 }),
                 load_balancing_weight: u32v(
-                    list.iter().map(|e| e.weight.max(1)).sum::<u32>().max(1),
+                    list.first()
+                        .and_then(|e| e.locality_weight)
+                        .unwrap_or_else(|| weight_sum(list.iter().map(|e| e.weight)))
+                        .max(1),
                 ),
+                priority,
                 lb_endpoints: list.into_iter().map(lb_endpoint).collect(),
                 ..Default::default()
             })
             .collect(),
         ..Default::default()
     }
+}
+
+/// The sum of endpoint weights (each at least 1), saturating: a locality's implied weight.
+fn weight_sum(weights: impl Iterator<Item = u32>) -> u32 {
+    let sum: u64 = weights.map(|w| u64::from(w.max(1))).sum();
+    u32::try_from(sum).unwrap_or(u32::MAX)
 }
 
 fn lb_endpoint(e: &Endpoint) -> LbEndpoint {
@@ -109,6 +124,91 @@ impl std::fmt::Display for Lazy<'_> {
     }
 }
 
+/// Envoy's rule: priorities run from 0 (highest) to N (lowest) without skipping.
+fn check_priorities(cla: &ClusterLoadAssignment, scope: &Scope) -> Result<(), XdsError> {
+    let present: BTreeSet<u32> = cla.endpoints.iter().map(|g| g.priority).collect();
+    let Some(missing) = (0u32..)
+        .zip(&present)
+        .find_map(|(want, &got)| (want != got).then_some(want))
+    else {
+        return Ok(());
+    };
+    // Name the group with the lowest priority above the gap.
+    let (field, above) = cla
+        .endpoints
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| g.priority > missing)
+        .min_by_key(|(_, g)| g.priority)
+        .map_or_else(
+            || ("endpoints".to_owned(), missing),
+            |(i, g)| (format!("endpoints[{i}].priority"), g.priority),
+        );
+    Err(scope.error(
+        field,
+        format!(
+            "priority {above} without priority {missing}: priorities must run from 0 without gaps"
+        ),
+    ))
+}
+
+fn locality_of(group: &LocalityLbEndpoints) -> Locality {
+    group
+        .locality
+        .as_ref()
+        .map_or_else(Locality::default, |l| Locality {
+            region: l.region.clone(),
+            zone: l.zone.clone(),
+            subzone: l.sub_zone.clone(),
+        })
+}
+
+/// Each (priority, locality)'s weight in the model: `None` when it is the sum of its endpoints'
+/// weights. Groups repeating a locality at one priority (Envoy accepts them) are one locality
+/// whose weight is the sum of theirs, a group without a weight counting as its endpoints' sum.
+fn locality_weights(
+    cla: &ClusterLoadAssignment,
+    scope: &Scope,
+) -> Result<BTreeMap<(u32, Locality), Option<u32>>, XdsError> {
+    let mut sums: BTreeMap<(u32, Locality), (u64, u64)> = BTreeMap::new();
+    for (i, group) in cla.endpoints.iter().enumerate() {
+        let endpoints: u64 = group
+            .lb_endpoints
+            .iter()
+            .map(|e| {
+                u64::from(
+                    e.load_balancing_weight
+                        .as_ref()
+                        .map_or(1, |w| w.value)
+                        .max(1),
+                )
+            })
+            .sum();
+        let weight = match group.load_balancing_weight.as_ref().map(|w| w.value) {
+            Some(0) => {
+                return Err(scope.error(
+                    format!("endpoints[{i}].load_balancing_weight"),
+                    "must be at least 1",
+                ));
+            }
+            Some(w) => u64::from(w),
+            None => endpoints,
+        };
+        let entry = sums
+            .entry((group.priority, locality_of(group)))
+            .or_default();
+        entry.0 += weight;
+        entry.1 += endpoints;
+    }
+    Ok(sums
+        .into_iter()
+        .map(|(key, (weight, endpoints))| {
+            let explicit = (weight != endpoints).then(|| u32::try_from(weight).unwrap_or(u32::MAX));
+            (key, explicit)
+        })
+        .collect())
+}
+
 /// Decodes and validates one EDS resource.
 pub fn decode_load_assignment(cla: &ClusterLoadAssignment) -> Result<DecodedEndpoints, XdsError> {
     let mut scope = Scope::new(ResourceKind::Endpoints, cla.cluster_name.clone());
@@ -128,23 +228,16 @@ pub(crate) fn decode_inline(
     cla: &ClusterLoadAssignment,
     scope: &mut Scope,
 ) -> Result<Vec<Endpoint>, XdsError> {
+    check_priorities(cla, scope)?;
     let mut out = Vec::new();
+    let weights = locality_weights(cla, scope)?;
     for (i, group) in cla.endpoints.iter().enumerate() {
         let gpath = format!("endpoints[{i}]");
-        if group.priority != 0 {
-            scope.warn(
-                format!("{gpath}.priority"),
-                "priorities are not implemented; the endpoints are used as priority 0",
-            );
-        }
-        let locality = group
-            .locality
-            .as_ref()
-            .map_or_else(Locality::default, |l| Locality {
-                region: l.region.clone(),
-                zone: l.zone.clone(),
-                subzone: l.sub_zone.clone(),
-            });
+        let locality = locality_of(group);
+        let locality_weight = weights
+            .get(&(group.priority, locality.clone()))
+            .copied()
+            .flatten();
         for (j, e) in group.lb_endpoints.iter().enumerate() {
             // Built only for an error: formatting 10,000 paths would dominate a large update.
             let path = Lazy(&gpath, j);
@@ -235,6 +328,8 @@ pub(crate) fn decode_inline(
                 locality: locality.clone(),
                 identity,
                 health,
+                priority: group.priority,
+                locality_weight,
             });
         }
     }
