@@ -85,7 +85,8 @@ enum Algorithm {
 /// weights, outlier ejection and panic threshold.
 ///
 /// The levels are the control plane's ([`Endpoint::priority`]) when any endpoint has a non-zero
-/// priority or the cluster uses locality weights, else Istio's client-side locality failover
+/// priority or the cluster uses locality weights ([`Cluster::uses_locality_weights`]), else
+/// Istio's client-side locality failover
 /// (the control plane wins: istiod already folded `localityLbSetting` into what it sent). A pick
 /// chooses a level by Envoy's priority load, then, in a locality-weighted level
 /// ([`Cluster::locality_weighted_lb`]) not in panic, a locality by weight × availability, then an
@@ -180,10 +181,11 @@ impl Balancer {
             }
         }
         let hashing = matches!(algorithm, Algorithm::RingHash | Algorithm::Maglev);
+        let weighted_localities = cluster.uses_locality_weights();
         let mut localities: Vec<Vec<LocalityGroup>> = members
             .iter()
             .map(|m| {
-                if cluster.locality_weighted_lb {
+                if weighted_localities {
                     locality_weighted::groups(endpoints, m, &weights)
                 } else {
                     Vec::new()

@@ -23,7 +23,7 @@
 //!
 //! **The control plane wins.** When a cluster's endpoints carry explicit priorities (any
 //! [`Endpoint::priority`] other than 0) or the cluster uses the control plane's locality weights
-//! ([`Cluster::locality_weighted_lb`]), those are the levels and weights, and none of the above
+//! ([`Cluster::uses_locality_weights`]), those are the levels and weights, and none of the above
 //! is applied on top: istiod computes EDS priorities from `failover` and locality weights from
 //! `distribute` itself, so applying them again here would count them twice.
 
@@ -81,7 +81,7 @@ pub(crate) fn place(cluster: &Cluster, client: &ClientLocality) -> Vec<Option<Pl
             })
             .collect()
     };
-    if cluster.locality_weighted_lb || endpoints.iter().any(|e| e.priority != 0) {
+    if cluster.uses_locality_weights() || endpoints.iter().any(|e| e.priority != 0) {
         return control_plane(endpoints);
     }
     let setting = &cluster.locality_lb;

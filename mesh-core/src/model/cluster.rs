@@ -158,6 +158,18 @@ pub struct Cluster {
     pub retry_budget: RetryBudget,
 }
 
+impl Cluster {
+    /// Whether a pick chooses a locality by the control plane's weights before an endpoint:
+    /// when the cluster turns them on ([`locality_weighted_lb`](Self::locality_weighted_lb), Envoy's
+    /// rule), or when any endpoint carries an explicit [`Endpoint::locality_weight`]. gRPC always
+    /// uses locality weights, and istiod does not set the flag for gRPC nodes, so its
+    /// `distribute` weights reach a mesh workload only as explicit weights; a weight equal to the
+    /// locality's endpoint sum is no weight (`None`), and Istio files never set one.
+    pub fn uses_locality_weights(&self) -> bool {
+        self.locality_weighted_lb || self.endpoints.iter().any(|e| e.locality_weight.is_some())
+    }
+}
+
 /// Where an endpoint is reached.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

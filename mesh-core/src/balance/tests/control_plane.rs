@@ -194,9 +194,32 @@ fn locality_weights_split_a_level_three_to_one() {
 }
 
 #[test]
-fn locality_weights_are_ignored_unless_the_cluster_uses_them() {
+fn explicit_locality_weights_count_without_the_flag_as_grpc_does() {
+    // istiod sends gRPC nodes `distribute` weights without `locality_weighted_lb_config`.
     let mut c = three_to_one(LbPolicy::Random);
     c.locality_weighted_lb = false;
+    let (_, balancer) = build(&c, &ClientLocality::default());
+    assert_eq!(
+        balancer.locality_shares(0),
+        vec![(0, 750_000), (2, 250_000)]
+    );
+    let n = 30_000;
+    let a = picks(&balancer, n, 10).iter().filter(|&&i| i < 2).count() as u32;
+    assert_within_5_sigma(a, n, 0.75);
+}
+
+#[test]
+fn implied_locality_weights_without_the_flag_balance_flat() {
+    let mut c = three_to_one(LbPolicy::Random);
+    c.locality_weighted_lb = false;
+    c.endpoints = c
+        .endpoints
+        .iter()
+        .map(|e| Endpoint {
+            locality_weight: None,
+            ..e.clone()
+        })
+        .collect();
     let (_, balancer) = build(&c, &ClientLocality::default());
     assert!(balancer.locality_shares(0).is_empty());
     let n = 30_000;
