@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mesh_core::identity::IdentityFiles;
 use mesh_core::{Mesh, MeshSettings};
-use mesh_tonic::xds::bootstrap::{Bootstrap, BootstrapError, XdsTarget};
+use mesh_tonic::xds::bootstrap::{Bootstrap, BootstrapError, XdsServerConfig, XdsTarget};
 use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
 use mesh_tonic::xds::server::XdsServer;
 
@@ -19,8 +19,17 @@ fn fixture() -> std::path::PathBuf {
 #[test]
 fn istio_grpc_agent_bootstrap() {
     let b = Bootstrap::load(&fixture()).unwrap();
-    assert_eq!(b.server, XdsTarget::Unix("/etc/istio/proxy/XDS".into()));
-    assert_eq!(b.server_features, ["xds_v3"]);
+    assert_eq!(
+        b.servers,
+        [XdsServerConfig {
+            target: XdsTarget::Unix("/etc/istio/proxy/XDS".into()),
+            server_features: vec!["xds_v3".into()],
+        }]
+    );
+    assert_eq!(
+        b.primary(),
+        Some(&XdsTarget::Unix("/etc/istio/proxy/XDS".into()))
+    );
     let id = b.istio_node_id().unwrap();
     assert_eq!(
         (
@@ -82,6 +91,64 @@ fn bad_bootstraps_name_the_field() {
     assert!(err.to_string().contains("channel_creds"), "{err}");
     let err = Bootstrap::parse(Path::new("b.json"), r#"{"xds_servers": []}"#).unwrap_err();
     assert!(err.to_string().contains("xds_servers"), "{err}");
+    // A fallback is validated as the primary is, and named by its index.
+    let err = Bootstrap::parse(
+        Path::new("b.json"),
+        r#"{"xds_servers": [{"server_uri": "x:1"}, {"server_uri": "istiod"}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, BootstrapError::Invalid { message, .. } if message.starts_with("xds_servers[1].server_uri")),
+        "{err}"
+    );
+    let err = Bootstrap::parse(
+        Path::new("b.json"),
+        r#"{"xds_servers": [{"server_uri": "x:1"}, {"server_uri": "y:2", "channel_creds": [{"type": "tls"}]}]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, BootstrapError::Invalid { message, .. } if message.starts_with("xds_servers[1].channel_creds")),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_server_is_kept_the_primary_first() {
+    let b = Bootstrap::parse(
+        Path::new("b.json"),
+        r#"{"xds_servers": [
+            {"server_uri": "dns:///istiod.istio-system.svc:15010", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]},
+            {"server_uri": "unix:///etc/istio/proxy/XDS"},
+            {"server_uri": "10.0.0.9:15010", "server_features": ["ignore_resource_deletion"]}
+        ]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        b.servers,
+        [
+            XdsServerConfig {
+                target: XdsTarget::Tcp("istiod.istio-system.svc:15010".into()),
+                server_features: vec!["xds_v3".into()],
+            },
+            XdsServerConfig {
+                target: XdsTarget::Unix("/etc/istio/proxy/XDS".into()),
+                server_features: vec![],
+            },
+            XdsServerConfig {
+                target: XdsTarget::Tcp("10.0.0.9:15010".into()),
+                server_features: vec!["ignore_resource_deletion".into()],
+            },
+        ]
+    );
+    assert!(b.ignored.is_empty(), "fallbacks are used: {:?}", b.ignored);
+    let config = XdsClientConfig::from_bootstrap(&b);
+    assert_eq!(
+        config.servers,
+        b.servers
+            .iter()
+            .map(|s| s.target.clone())
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,7 +15,8 @@
 //! }
 //! ```
 //!
-//! mesh reads the first server (targets `unix:`, `dns:` and plain `host:port`), the node (its
+//! mesh reads every server, the first as the primary and the rest as fallbacks in order (gRFC
+//! A71; targets `unix:`, `dns:` and plain `host:port`), the node (its
 //! Istio id gives the workload namespace), the `file_watcher` provider instances (mapped to
 //! mesh identity files: Istio names the workload certificate `default` and the roots `ROOTCA`,
 //! both in the `default` instance), and the server listener name template. Unknown fields are
@@ -99,6 +100,24 @@ impl XdsTarget {
     }
 }
 
+impl std::fmt::Display for XdsTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            XdsTarget::Tcp(host_port) => f.write_str(host_port),
+            XdsTarget::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// One `xds_servers` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdsServerConfig {
+    /// Where it is (`server_uri`).
+    pub target: XdsTarget,
+    /// Its `server_features` (e.g. `xds_v3`, `ignore_resource_deletion`).
+    pub server_features: Vec<String>,
+}
+
 /// A certificate provider instance of plugin `file_watcher`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileWatcherProvider {
@@ -115,10 +134,9 @@ pub struct FileWatcherProvider {
 /// A parsed bootstrap.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bootstrap {
-    /// The first `xds_servers` entry.
-    pub server: XdsTarget,
-    /// The server's `server_features` (e.g. `xds_v3`, `ignore_resource_deletion`).
-    pub server_features: Vec<String>,
+    /// Every `xds_servers` entry in order: the primary first, then the fallbacks (gRFC A71).
+    /// Never empty when parsed.
+    pub servers: Vec<XdsServerConfig>,
     /// The node this client announces.
     pub node: Node,
     /// `file_watcher` provider instances by name.
@@ -214,22 +232,27 @@ impl Bootstrap {
             message,
         };
         let raw: RawBootstrap = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
-        let server = raw
-            .xds_servers
-            .first()
-            .ok_or_else(|| invalid("xds_servers: at least one server is required".into()))?;
-        let target = XdsTarget::parse(&server.server_uri)
-            .map_err(|e| invalid(format!("xds_servers[0].server_uri: {e}")))?;
+        if raw.xds_servers.is_empty() {
+            return Err(invalid(
+                "xds_servers: at least one server is required".into(),
+            ));
+        }
+        let mut servers = Vec::with_capacity(raw.xds_servers.len());
+        for (i, server) in raw.xds_servers.into_iter().enumerate() {
+            let target = XdsTarget::parse(&server.server_uri)
+                .map_err(|e| invalid(format!("xds_servers[{i}].server_uri: {e}")))?;
+            if let Some(c) = server.channel_creds.iter().find(|c| c.kind != "insecure") {
+                return Err(invalid(format!(
+                    "xds_servers[{i}].channel_creds: {:?} is not supported (only \"insecure\", as Istio's agent uses over its local socket)",
+                    c.kind
+                )));
+            }
+            servers.push(XdsServerConfig {
+                target,
+                server_features: server.server_features,
+            });
+        }
         let mut ignored: Vec<String> = raw.rest.keys().cloned().collect();
-        if let Some(c) = server.channel_creds.iter().find(|c| c.kind != "insecure") {
-            return Err(invalid(format!(
-                "xds_servers[0].channel_creds: {:?} is not supported (only \"insecure\", as Istio's agent uses over its local socket)",
-                c.kind
-            )));
-        }
-        if raw.xds_servers.len() > 1 {
-            ignored.push("xds_servers[1..] (fallback servers)".into());
-        }
         let raw_node = raw.node.unwrap_or(RawNode {
             id: String::new(),
             cluster: String::new(),
@@ -288,13 +311,17 @@ impl Bootstrap {
             providers.insert(name, provider);
         }
         Ok(Self {
-            server: target,
-            server_features: server.server_features.clone(),
+            servers,
             node,
             certificate_providers: providers,
             server_listener_resource_name_template: raw.server_listener_resource_name_template,
             ignored,
         })
+    }
+
+    /// The primary server's target (the first `xds_servers` entry).
+    pub fn primary(&self) -> Option<&XdsTarget> {
+        self.servers.first().map(|s| &s.target)
     }
 
     /// The Istio node id, when the node id has Istio's form.

@@ -16,6 +16,12 @@
 //!   exist;
 //! - lost streams reconnect with jittered exponential backoff ([`Backoff`]: 1 s, ×1.6, ≤ 120 s),
 //!   immediately and with the backoff reset when the lost stream had received a response;
+//! - fallback control planes (gRFC A71): when a server cannot be reached (or its stream ends
+//!   before any response) and the client does not hold a complete config, the next server is
+//!   tried at once; after the last, the client backs off and starts again from the primary.
+//!   With a complete config cached, the client keeps serving it and retries only the primary.
+//!   While on a fallback, the primary is retried in the background on the backoff schedule; the
+//!   first response on its stream moves the client back to it and closes the fallback stream;
 //! - an inbound listener sets its port's mutual-TLS mode and authorization policies (its RBAC
 //!   filters); one that does not exist leaves the port refusing every request;
 //! - [`XdsClient::ready`] resolves once the first complete config is applied;
@@ -38,15 +44,16 @@ use mesh_core::{Mesh, Workload};
 use tokio::sync::{oneshot, watch};
 
 pub use backoff::Backoff;
-pub use status::{ResourceState, ResourceStatus, XdsStatus};
+pub use status::{ResourceState, ResourceStatus, ServerStatus, XdsStatus};
 
 use super::bootstrap::{Bootstrap, XdsTarget};
 
 /// How the client connects and what it asks for.
 #[derive(Clone, Debug)]
 pub struct XdsClientConfig {
-    /// The control plane.
-    pub server: XdsTarget,
+    /// The control planes in order of preference: the primary first, then the fallbacks
+    /// (gRFC A71). Never empty.
+    pub servers: Vec<XdsTarget>,
     /// The node announced on the stream.
     pub node: Node,
     /// API listener names to subscribe to (`host:port` targets); empty subscribes to every
@@ -86,9 +93,17 @@ impl XdsClientConfig {
         Self::with_node(server, node)
     }
 
-    /// A client from a gRPC bootstrap file (the server and node it names).
+    /// A client from a gRPC bootstrap file (the servers, primary first, and node it names).
+    ///
+    /// A bootstrap with no server (only constructible by hand; [`Bootstrap::parse`] refuses
+    /// it) gives a config that retries an unreachable `unix:` socket of an empty path.
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
-        let mut config = Self::with_node(bootstrap.server.clone(), bootstrap.node.clone());
+        let mut servers = bootstrap.servers.iter().map(|s| s.target.clone());
+        let primary = servers
+            .next()
+            .unwrap_or_else(|| XdsTarget::Unix(std::path::PathBuf::new()));
+        let mut config = Self::with_node(primary, bootstrap.node.clone());
+        config.servers.extend(servers);
         if let Some(t) = &bootstrap.server_listener_resource_name_template {
             config.server_listener_template = t.clone();
         }
@@ -97,7 +112,7 @@ impl XdsClientConfig {
 
     fn with_node(server: XdsTarget, node: Node) -> Self {
         Self {
-            server,
+            servers: vec![server],
             node,
             listeners: Vec::new(),
             server_listeners: Vec::new(),
@@ -124,6 +139,13 @@ impl XdsClientConfig {
             self.server_listener_template
                 .replace("%s", &addr.to_string()),
         );
+        self
+    }
+
+    /// Appends a fallback control plane, tried after the primary and the fallbacks before it
+    /// when the client has no complete config (gRFC A71).
+    pub fn fallback(mut self, server: XdsTarget) -> Self {
+        self.servers.push(server);
         self
     }
 

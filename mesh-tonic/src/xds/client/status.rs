@@ -33,11 +33,28 @@ pub struct ResourceStatus {
     pub state: ResourceState,
 }
 
+/// One control plane's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServerStatus {
+    /// Its target (`host:port` or `unix:PATH`).
+    pub target: String,
+    /// Connection attempts to it, failed ones included.
+    pub connect_attempts: u64,
+    /// Streams from it that the client used.
+    pub connections: u64,
+}
+
 /// The client's status.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct XdsStatus {
     /// Whether a stream to the server is open.
     pub connected: bool,
+    /// The control plane of the open stream, or of the last one when disconnected.
+    pub server: Option<String>,
+    /// Whether that control plane is a fallback (not the primary; gRFC A71).
+    pub on_fallback: bool,
+    /// Every configured control plane, the primary first.
+    pub servers: Vec<ServerStatus>,
     /// Whether a complete config has been applied.
     pub ready: bool,
     /// Version of the last snapshot applied to the mesh.

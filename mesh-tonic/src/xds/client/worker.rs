@@ -1,7 +1,12 @@
-//! The client's background worker: connection loop, one ADS stream at a time, the resource
-//! caches, ACK/NACK, the does-not-exist timer, and applying complete configs.
+//! The client's background worker: connection loop over the primary and fallback control
+//! planes (gRFC A71), one ADS stream in use at a time (plus, while on a fallback, a probe of the
+//! primary), the resource caches, ACK/NACK, the does-not-exist timer, and applying complete
+//! configs.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -51,6 +56,9 @@ struct TypeState {
     names: BTreeSet<String>,
     /// Version of the last accepted response.
     version: String,
+    /// The server (index into the config's servers) that sent `version`: versions are one
+    /// server's, so another server is asked without one.
+    version_server: Option<usize>,
     /// Nonce of the last response on the current stream.
     nonce: String,
     /// Whether any response of this type was ever received.
@@ -64,9 +72,14 @@ struct TypeState {
 }
 
 impl TypeState {
-    fn request(&self, kind: ResourceKind) -> DiscoveryRequest {
+    /// The request of this type on a stream to `server`.
+    fn request(&self, kind: ResourceKind, server: usize) -> DiscoveryRequest {
         DiscoveryRequest {
-            version_info: self.version.clone(),
+            version_info: if self.version_server == Some(server) {
+                self.version.clone()
+            } else {
+                String::new()
+            },
             // A wildcard subscription that also names resources (a server's inbound
             // listeners, which wildcard LDS does not send) asks for `*` and those names.
             resource_names: match (self.wildcard, self.names.is_empty()) {
@@ -108,8 +121,29 @@ impl TypeState {
 
 /// How a stream ended.
 struct StreamEnd {
+    /// The server the stream was to (the primary after a switch back from a fallback).
+    server: usize,
     got_response: bool,
     error: String,
+}
+
+/// The primary's stream, opened while the client was on a fallback, once it has delivered its
+/// first response.
+struct Probed {
+    tx: mpsc::Sender<DiscoveryRequest>,
+    responses: tonic::Streaming<DiscoveryResponse>,
+    first: DiscoveryResponse,
+    /// The resource names asked for on it, by type URL.
+    sent: BTreeMap<String, Vec<String>>,
+}
+
+type Probe = Pin<Box<dyn Future<Output = Result<Probed, String>> + Send>>;
+
+/// What woke the stream loop.
+enum Event {
+    Message(Result<Option<DiscoveryResponse>, tonic::Status>),
+    Deadline,
+    Probe(Result<Probed, String>),
 }
 
 pub(super) struct Worker {
@@ -121,6 +155,8 @@ pub(super) struct Worker {
     applied: Option<Snapshot>,
     generation: u64,
     logged_warnings: HashSet<String>,
+    /// The server of the stream in use (index into the config's servers).
+    current: usize,
 }
 
 impl Worker {
@@ -143,6 +179,15 @@ impl Worker {
         if let Some(cds) = types.get_mut(&ResourceKind::Cluster) {
             cds.wildcard = true;
         }
+        let servers = config
+            .servers
+            .iter()
+            .map(|t| super::ServerStatus {
+                target: t.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        status.send_modify(|s| s.servers = servers);
         Self {
             mesh,
             config,
@@ -152,30 +197,131 @@ impl Worker {
             applied: None,
             generation: 0,
             logged_warnings: HashSet::new(),
+            current: 0,
         }
     }
 
     pub(super) async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut backoff = BackoffState::new(self.config.backoff.clone(), self.config.seed);
+        let servers = self.config.servers.len();
+        let mut index = 0;
         loop {
             let end = tokio::select! {
                 _ = &mut stop => return,
-                end = self.stream() => end,
+                end = self.stream(index) => end,
             };
             self.disconnected();
-            let delay = if end.got_response {
+            // gRFC A71: without a complete config, the next server is tried at once; after the
+            // last (or with a complete config cached, which keeps serving), back off and start
+            // again from the primary. A stream that got a response reconnects at once.
+            let (next, delay) = if end.got_response {
                 backoff.reset();
-                std::time::Duration::ZERO
+                (0, Duration::ZERO)
+            } else if end.server + 1 < servers && !self.complete() {
+                (end.server + 1, Duration::ZERO)
             } else {
-                backoff.next_delay()
+                (0, backoff.next_delay())
             };
-            tracing::warn!(error = %end.error, ?delay, "xDS stream lost; the last good config keeps serving");
+            tracing::warn!(
+                server = %self.target_name(end.server),
+                error = %end.error,
+                next = %self.target_name(next),
+                ?delay,
+                "xDS stream lost; the last good config keeps serving"
+            );
             metrics::counter!("mesh_xds_client_disconnects_total").increment(1);
             tokio::select! {
                 _ = &mut stop => return,
                 _ = tokio::time::sleep(delay) => {}
             }
+            index = next;
         }
+    }
+
+    fn target_name(&self, server: usize) -> String {
+        self.config
+            .servers
+            .get(server)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
+    fn count_attempt(&self, server: usize) {
+        self.status.send_modify(|s| {
+            s.connect_attempts += 1;
+            if let Some(c) = s.servers.get_mut(server) {
+                c.connect_attempts += 1;
+            }
+        });
+    }
+
+    /// A stream to `server` is the one in use.
+    fn use_stream(&mut self, server: usize) {
+        self.current = server;
+        let target = self.target_name(server);
+        self.status.send_modify(|s| {
+            s.connected = true;
+            s.connections += 1;
+            s.server = Some(target.clone());
+            s.on_fallback = server > 0;
+            if let Some(c) = s.servers.get_mut(server) {
+                c.connections += 1;
+            }
+        });
+        if server > 0 {
+            tracing::warn!(server = %target, "xDS stream open to a fallback control plane; the primary is retried in the background");
+        } else {
+            tracing::info!(server = %target, "xDS stream open");
+        }
+    }
+
+    /// The requests that open a stream to `server`: every subscription, without nonces, with
+    /// versions only where `server` sent them.
+    fn subscription_requests(&self, server: usize) -> Vec<DiscoveryRequest> {
+        let mut out = Vec::new();
+        for kind in KINDS {
+            let Some(t) = self.types.get(&kind) else {
+                continue;
+            };
+            if t.wildcard || !t.names.is_empty() {
+                let mut request = t.request(kind, server);
+                request.response_nonce.clear();
+                if kind == ResourceKind::Listener {
+                    request.node = Some(self.config.node.clone());
+                }
+                out.push(request);
+            }
+        }
+        out
+    }
+
+    /// A background attempt on the primary after `delay`, resolving with its first response.
+    fn probe(&self, delay: Duration) -> Probe {
+        let target = self.config.servers.first().cloned();
+        let timeout = self.config.connect_timeout;
+        let requests = self.subscription_requests(0);
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            let target = target.ok_or_else(|| "no primary server".to_owned())?;
+            let sent = requests
+                .iter()
+                .map(|r| (r.type_url.clone(), r.resource_names.clone()))
+                .collect();
+            let channel = connect::connect(&target, timeout)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            let (tx, mut responses) = open_stream(channel, requests).await?;
+            match responses.message().await {
+                Ok(Some(first)) => Ok(Probed {
+                    tx,
+                    responses,
+                    first,
+                    sent,
+                }),
+                Ok(None) => Err("server closed the stream".into()),
+                Err(status) => Err(status.to_string()),
+            }
+        })
     }
 
     fn disconnected(&mut self) {
@@ -187,92 +333,132 @@ impl Worker {
         self.status.send_modify(|s| s.connected = false);
     }
 
-    /// One stream, until it fails.
-    async fn stream(&mut self) -> StreamEnd {
-        self.status.send_modify(|s| s.connect_attempts += 1);
-        let channel = match connect::connect(&self.config.server, self.config.connect_timeout).await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return StreamEnd {
-                    got_response: false,
-                    error: format!("connect: {e}"),
-                };
-            }
+    /// One stream to `server` (switching to the primary when its probe answers), until it
+    /// fails.
+    async fn stream(&mut self, server: usize) -> StreamEnd {
+        let end = |server, got_response, error: String| StreamEnd {
+            server,
+            got_response,
+            error,
         };
-        let (tx, rx) = mpsc::channel(64);
+        let Some(target) = self.config.servers.get(server).cloned() else {
+            return end(server, false, "no such server".into());
+        };
+        self.count_attempt(server);
+        let channel = match connect::connect(&target, self.config.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => return end(server, false, format!("connect: {e}")),
+        };
         let now = Instant::now();
         for kind in KINDS {
             let decoded = &self.decoded;
-            let Some(t) = self.types.get_mut(&kind) else {
-                continue;
-            };
-            t.arm(now, |n| have(decoded, kind, n));
-            if t.wildcard || !t.names.is_empty() {
-                let mut request = t.request(kind);
-                if kind == ResourceKind::Listener {
-                    request.node = Some(self.config.node.clone());
-                }
-                // The channel has room for the four initial requests.
-                let _ = tx.try_send(request);
+            if let Some(t) = self.types.get_mut(&kind) {
+                t.arm(now, |n| have(decoded, kind, n));
             }
         }
-        let mut client =
-            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
-        let mut responses = match client.stream_aggregated_resources(ReceiverStream(rx)).await {
-            Ok(r) => r.into_inner(),
-            Err(status) => {
-                return StreamEnd {
-                    got_response: false,
-                    error: format!("open stream: {status}"),
-                };
-            }
+        let requests = self.subscription_requests(server);
+        let (mut tx, mut responses) = match open_stream(channel, requests).await {
+            Ok(s) => s,
+            Err(error) => return end(server, false, error),
         };
-        self.status.send_modify(|s| {
-            s.connected = true;
-            s.connections += 1;
-        });
-        tracing::info!(server = ?self.config.server, "xDS stream open");
+        self.use_stream(server);
         self.publish_status();
+        let mut probe_backoff = BackoffState::new(
+            self.config.backoff.clone(),
+            self.config.seed.wrapping_add(1),
+        );
+        let mut probe = (server > 0).then(|| self.probe(probe_backoff.next_delay()));
         let mut got_response = false;
         loop {
             let deadline = self.next_deadline();
-            let message = tokio::select! {
-                m = responses.message() => m,
-                _ = sleep_until(deadline) => {
+            let event = tokio::select! {
+                m = responses.message() => Event::Message(m),
+                _ = sleep_until(deadline) => Event::Deadline,
+                p = poll_probe(&mut probe) => Event::Probe(p),
+            };
+            let requests = match event {
+                Event::Deadline => {
                     self.expire(Instant::now());
                     self.publish_status();
                     self.try_apply();
                     self.publish_status();
                     continue;
                 }
-            };
-            match message {
-                Ok(Some(response)) => {
+                Event::Message(Ok(Some(response))) => {
                     got_response = true;
-                    for request in self.handle(response) {
-                        if tx.send(request).await.is_err() {
-                            return StreamEnd {
-                                got_response,
-                                error: "request stream closed".into(),
-                            };
-                        }
+                    self.handle(response)
+                }
+                Event::Message(Ok(None)) => {
+                    return end(
+                        self.current,
+                        got_response,
+                        "server closed the stream".into(),
+                    );
+                }
+                Event::Message(Err(status)) => {
+                    return end(self.current, got_response, status.to_string());
+                }
+                Event::Probe(Err(error)) => {
+                    self.count_attempt(0);
+                    let delay = probe_backoff.next_delay();
+                    tracing::debug!(server = %self.target_name(0), %error, ?delay, "xDS primary control plane still unavailable");
+                    probe = Some(self.probe(delay));
+                    continue;
+                }
+                Event::Probe(Ok(p)) => {
+                    self.count_attempt(0);
+                    probe = None;
+                    tracing::info!(
+                        primary = %self.target_name(0),
+                        fallback = %self.target_name(self.current),
+                        "xDS primary control plane is back; leaving the fallback"
+                    );
+                    // The fallback's stream closes as its sender and receiver drop.
+                    tx = p.tx;
+                    responses = p.responses;
+                    for t in self.types.values_mut() {
+                        t.nonce.clear();
                     }
+                    self.use_stream(0);
+                    got_response = true;
+                    let mut requests = self.handle(p.first);
+                    requests.extend(self.changed_since(&p.sent, &requests));
+                    requests
                 }
-                Ok(None) => {
-                    return StreamEnd {
-                        got_response,
-                        error: "server closed the stream".into(),
-                    };
-                }
-                Err(status) => {
-                    return StreamEnd {
-                        got_response,
-                        error: status.to_string(),
-                    };
+            };
+            for request in requests {
+                if tx.send(request).await.is_err() {
+                    return end(self.current, got_response, "request stream closed".into());
                 }
             }
         }
+    }
+
+    /// The subscription updates for what changed since `sent` was asked for (the probe's
+    /// opening requests), leaving out the types `pending` already asks for.
+    fn changed_since(
+        &self,
+        sent: &BTreeMap<String, Vec<String>>,
+        pending: &[DiscoveryRequest],
+    ) -> Vec<DiscoveryRequest> {
+        let mut out = Vec::new();
+        for kind in KINDS {
+            let url = url(kind);
+            if pending.iter().any(|r| r.type_url == url) {
+                continue;
+            }
+            let Some(t) = self.types.get(&kind) else {
+                continue;
+            };
+            let request = t.request(kind, self.current);
+            let subscribed = t.wildcard || !t.names.is_empty();
+            match sent.get(url) {
+                Some(names) if *names == request.resource_names => {}
+                None if !subscribed => {}
+                _ => out.push(request),
+            }
+        }
+        out
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -317,9 +503,10 @@ impl Worker {
         };
         t.nonce = response.nonce.clone();
         t.received = true;
-        let mut ack = t.request(kind);
+        let mut ack = t.request(kind, self.current);
         if errors.is_empty() {
             t.version = response.version_info.clone();
+            t.version_server = Some(self.current);
             ack.version_info = t.version.clone();
             metrics::counter!("mesh_xds_client_responses_total", "type" => short, "result" => "ack").increment(1);
         } else {
@@ -489,6 +676,7 @@ impl Worker {
     fn follow_dependencies(&mut self) -> Vec<DiscoveryRequest> {
         let mut out = Vec::new();
         let now = Instant::now();
+        let server = self.current;
         for (kind, wanted) in [
             (
                 ResourceKind::RouteConfiguration,
@@ -514,7 +702,7 @@ impl Worker {
                 _ => decoded.endpoints.retain(|n, _| t.names.contains(n)),
             }
             t.arm(now, |n| have(decoded, kind, n));
-            out.push(t.request(kind));
+            out.push(t.request(kind, server));
         }
         out
     }
@@ -559,7 +747,7 @@ impl Worker {
             .collect();
         let base = versions.join("/");
         let source = SnapshotSource::Xds {
-            server: format!("{:?}", self.config.server),
+            server: self.target_name(self.current),
         };
         let mut snapshot = assemble(&self.decoded, base.clone(), source);
         for name in &self.config.server_listeners {
@@ -629,6 +817,39 @@ fn have(decoded: &Decoded, kind: ResourceKind, name: &str) -> bool {
 
 fn decode<M: Message + Default>(any: &Any) -> Result<M, String> {
     M::decode(any.value.as_slice()).map_err(|e| format!("cannot decode: {e}"))
+}
+
+/// Opens the ADS stream on `channel`, `requests` first.
+async fn open_stream(
+    channel: tonic::transport::Channel,
+    requests: Vec<DiscoveryRequest>,
+) -> Result<
+    (
+        mpsc::Sender<DiscoveryRequest>,
+        tonic::Streaming<DiscoveryResponse>,
+    ),
+    String,
+> {
+    let (tx, rx) = mpsc::channel(64);
+    for request in requests {
+        // The channel has room for the four opening requests.
+        let _ = tx.try_send(request);
+    }
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
+    let responses = client
+        .stream_aggregated_resources(ReceiverStream(rx))
+        .await
+        .map_err(|status| format!("open stream: {status}"))?
+        .into_inner();
+    Ok((tx, responses))
+}
+
+async fn poll_probe(probe: &mut Option<Probe>) -> Result<Probed, String> {
+    match probe {
+        Some(p) => p.await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
