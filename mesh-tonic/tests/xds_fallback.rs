@@ -18,7 +18,7 @@ use mesh_core::{Mesh, MeshSettings, Workload};
 use mesh_tonic::xds::bootstrap::XdsTarget;
 use mesh_tonic::xds::client::{Backoff, XdsClient, XdsClientConfig, XdsStatus};
 use mesh_tonic::xds::server::XdsServer;
-use support::{Backend, backend, config, traffic, write_atomic};
+use support::{Backend, backend, config, traffic, until, write_atomic};
 use tokio::sync::oneshot;
 
 const URL: &str = "http://inventory:8080/";
@@ -35,7 +35,7 @@ fn fast_backoff() -> Backoff {
 
 /// A control plane serving `weights` over v1/v2, until the sender is used or dropped.
 struct ControlPlane {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -63,11 +63,15 @@ impl ControlPlane {
                 .await
                 .unwrap();
         });
-        Self {
-            _dir: dir,
-            stop,
-            task,
-        }
+        Self { dir, stop, task }
+    }
+
+    /// Pushes new weights (the server watches its files).
+    fn push(&self, backends: &[&Backend], weights: &[u32]) {
+        write_atomic(
+            &self.dir.path().join("inventory.yaml"),
+            &config(backends, weights),
+        );
     }
 
     async fn shut_down(self) {
@@ -168,38 +172,57 @@ async fn an_unreachable_primary_sends_the_client_to_the_fallback_and_its_return_
     // (2) The primary comes up on its address, with a different config: the client moves to
     // it, applies its config and closes the fallback stream.
     let listener = tokio::net::TcpListener::bind(primary).await.unwrap();
-    let _primary_plane = ControlPlane::start(listener, &[&v1, &v2], &[100, 0]).await;
+    let primary_plane = ControlPlane::start(listener, &[&v1, &v2], &[100, 0]).await;
     wait_status(&client, "the switch to the primary", |s| {
         s.connected && !s.on_fallback && s.servers[0].connections == 1
     })
     .await;
-    let mut snapshots = mesh.subscribe();
-    tokio::time::timeout(
-        LIMIT,
-        snapshots.wait_for(|s| {
-            s.source
-                == SnapshotSource::Xds {
-                    server: primary.to_string(),
-                }
-        }),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    // Its resources replace the fallback's as they arrive: traffic moves to v1, with nothing
+    // failing across the switch.
+    let (t, handle) = traffic(&mesh, URL, 5_000);
+    until("traffic on the primary's v1", LIMIT, || {
+        t.by_version[0].load(Ordering::Relaxed) >= 20
+    })
+    .await;
+    t.stop.store(true, Ordering::Relaxed);
+    handle.await.unwrap();
+    assert_eq!(t.failed.load(Ordering::Relaxed), 0, "{:?}", client.status());
     assert_eq!(
         served_by(&mesh, 20).await,
         0,
         "the primary's config: all to v1"
     );
+    assert_eq!(
+        source(&mesh),
+        SnapshotSource::Xds {
+            server: primary.to_string()
+        }
+    );
     let s = client.status();
     assert_eq!(s.server.as_deref(), Some(primary.to_string().as_str()));
     assert!(s.ready && s.last_nack.is_none(), "{s:?}");
 
-    // The fallback's stream is closed: stopping the fallback does not disturb the client.
+    // Without the fallback, the primary's stream carries its pushes: the client is on it.
     fallback_plane.shut_down().await;
+    let version = mesh.snapshot().version.clone();
+    primary_plane.push(&[&v1, &v2], &[0, 100]);
+    let mut snapshots = mesh.subscribe();
+    tokio::time::timeout(LIMIT, snapshots.wait_for(|s| s.version != version))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        served_by(&mesh, 20).await,
+        1,
+        "the primary's push: all to v2"
+    );
     let s = client.status();
     assert!(s.connected && !s.on_fallback, "{s:?}");
-    assert_eq!(s.servers[1].connections, 1);
+    assert_eq!(
+        (s.servers[0].connections, s.servers[1].connections),
+        (1, 1),
+        "no reconnect: {s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,13 +137,13 @@ struct Probed {
     sent: BTreeMap<String, Vec<String>>,
 }
 
-type Probe = Pin<Box<dyn Future<Output = Result<Probed, String>> + Send>>;
+type Probe = Pin<Box<dyn Future<Output = Result<Box<Probed>, String>> + Send>>;
 
 /// What woke the stream loop.
 enum Event {
     Message(Result<Option<DiscoveryResponse>, tonic::Status>),
     Deadline,
-    Probe(Result<Probed, String>),
+    Probe(Result<Box<Probed>, String>),
 }
 
 pub(super) struct Worker {
@@ -312,12 +312,12 @@ impl Worker {
                 .map_err(|e| format!("connect: {e}"))?;
             let (tx, mut responses) = open_stream(channel, requests).await?;
             match responses.message().await {
-                Ok(Some(first)) => Ok(Probed {
+                Ok(Some(first)) => Ok(Box::new(Probed {
                     tx,
                     responses,
                     first,
                     sent,
-                }),
+                })),
                 Ok(None) => Err("server closed the stream".into()),
                 Err(status) => Err(status.to_string()),
             }
@@ -845,7 +845,7 @@ async fn open_stream(
     Ok((tx, responses))
 }
 
-async fn poll_probe(probe: &mut Option<Probe>) -> Result<Probed, String> {
+async fn poll_probe(probe: &mut Option<Probe>) -> Result<Box<Probed>, String> {
     match probe {
         Some(p) => p.await,
         None => std::future::pending().await,
