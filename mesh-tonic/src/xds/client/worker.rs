@@ -858,3 +858,35 @@ async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_sent_only_to_the_server_that_sent_them() {
+        let t = TypeState {
+            wildcard: true,
+            version: "7".into(),
+            version_server: Some(1),
+            nonce: "n".into(),
+            ..Default::default()
+        };
+        let on_fallback = t.request(ResourceKind::Cluster, 1);
+        assert_eq!(
+            (
+                on_fallback.version_info.as_str(),
+                on_fallback.response_nonce.as_str()
+            ),
+            ("7", "n")
+        );
+        let to_primary = t.request(ResourceKind::Cluster, 0);
+        assert_eq!(to_primary.version_info, "");
+        assert_eq!(to_primary.type_url, type_url::CLUSTER);
+        let never = TypeState {
+            version: "7".into(),
+            ..Default::default()
+        };
+        assert_eq!(never.request(ResourceKind::Cluster, 0).version_info, "");
+    }
+}
