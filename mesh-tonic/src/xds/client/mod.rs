@@ -52,7 +52,8 @@ use super::bootstrap::{Bootstrap, XdsTarget};
 #[derive(Clone, Debug)]
 pub struct XdsClientConfig {
     /// The control planes in order of preference: the primary first, then the fallbacks
-    /// (gRFC A71). Never empty.
+    /// (gRFC A71). Empty only when built so by hand: the client then never connects and
+    /// retries with backoff.
     pub servers: Vec<XdsTarget>,
     /// The node announced on the stream.
     pub node: Node,
@@ -90,29 +91,22 @@ impl XdsClientConfig {
             user_agent_name: "mesh".into(),
             ..Default::default()
         };
-        Self::with_node(server, node)
+        Self::with_node(vec![server], node)
     }
 
     /// A client from a gRPC bootstrap file (the servers, primary first, and node it names).
-    ///
-    /// A bootstrap with no server (only constructible by hand; [`Bootstrap::parse`] refuses
-    /// it) gives a config that retries an unreachable `unix:` socket of an empty path.
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
-        let mut servers = bootstrap.servers.iter().map(|s| s.target.clone());
-        let primary = servers
-            .next()
-            .unwrap_or_else(|| XdsTarget::Unix(std::path::PathBuf::new()));
-        let mut config = Self::with_node(primary, bootstrap.node.clone());
-        config.servers.extend(servers);
+        let servers = bootstrap.servers.iter().map(|s| s.target.clone()).collect();
+        let mut config = Self::with_node(servers, bootstrap.node.clone());
         if let Some(t) = &bootstrap.server_listener_resource_name_template {
             config.server_listener_template = t.clone();
         }
         config
     }
 
-    fn with_node(server: XdsTarget, node: Node) -> Self {
+    fn with_node(servers: Vec<XdsTarget>, node: Node) -> Self {
         Self {
-            servers: vec![server],
+            servers,
             node,
             listeners: Vec::new(),
             server_listeners: Vec::new(),

@@ -342,7 +342,7 @@ impl Worker {
             error,
         };
         let Some(target) = self.config.servers.get(server).cloned() else {
-            return end(server, false, "no such server".into());
+            return end(server, false, "no control plane configured".into());
         };
         self.count_attempt(server);
         let channel = match connect::connect(&target, self.config.connect_timeout).await {
