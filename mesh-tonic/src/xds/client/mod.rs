@@ -33,7 +33,9 @@
 
 mod backoff;
 mod connect;
+mod probe;
 mod status;
+mod subscription;
 mod worker;
 
 use std::sync::Arc;
