@@ -425,3 +425,50 @@ fn istiod_locality_weights_mean_the_sum_of_endpoint_weights() {
         assert_eq!(decoded.endpoints[0].locality_weight, Some(sum + 1));
     }
 }
+
+#[test]
+fn envoy_takes_its_workload_certificate_from_the_agent_as_istiod_says() {
+    use envoy_types::pb::envoy::config::core::v3::{
+        config_source::ConfigSourceSpecifier, grpc_service::TargetSpecifier,
+        transport_socket::ConfigType,
+    };
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    use prost::Message;
+
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(
+        &[
+            fixture("bookinfo-services.yaml"),
+            bookinfo("destination-rule-all-mtls.yaml"),
+        ],
+        &ctx,
+    )
+    .unwrap();
+    let cluster = to_resources(&snapshot, NodeKind::Envoy)
+        .clusters
+        .into_iter()
+        .find(|c| c.name == "outbound|9080|v1|reviews.default.svc.cluster.local")
+        .unwrap();
+    let Some(ConfigType::TypedConfig(any)) = cluster.transport_socket.unwrap().config_type else {
+        panic!("no TLS")
+    };
+    let tls = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+    let secret = &tls
+        .common_tls_context
+        .unwrap()
+        .tls_certificate_sds_secret_configs[0];
+    assert_eq!(secret.name, "default");
+    let Some(ConfigSourceSpecifier::ApiConfigSource(api)) = secret
+        .sds_config
+        .as_ref()
+        .unwrap()
+        .config_source_specifier
+        .as_ref()
+    else {
+        panic!("SDS over ADS: istiod serves no secrets")
+    };
+    match &api.grpc_services[0].target_specifier {
+        Some(TargetSpecifier::EnvoyGrpc(g)) => assert_eq!(g.cluster_name, "sds-grpc"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,13 +1,14 @@
 //! Upstream TLS: a cluster's `transport_socket` (UpstreamTlsContext) ↔ [`UpstreamTls`].
 //!
 //! Istio's ISTIO_MUTUAL is the workload identity: for Envoy, SDS secrets named `default` (the
-//! certificate) and `ROOTCA` (the roots); for proxyless gRPC, certificate-provider instances from
+//! certificate) and `ROOTCA` (the roots) from the sidecar agent's `sds-grpc` cluster; for proxyless gRPC, certificate-provider instances from
 //! the bootstrap (instance `default`, certificate names `default` and `ROOTCA`). SIMPLE and MUTUAL
 //! name files. Expected server identities are SAN matchers (exact URI SANs for SPIFFE IDs).
 
 use envoy_types::pb::envoy::config::core::v3::{
-    AggregatedConfigSource, ApiVersion, ConfigSource, DataSource, TransportSocket,
-    config_source::ConfigSourceSpecifier, data_source::Specifier, transport_socket::ConfigType,
+    AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, DataSource, GrpcService,
+    TransportSocket, api_config_source, config_source::ConfigSourceSpecifier,
+    data_source::Specifier, grpc_service, transport_socket::ConfigType,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
@@ -44,10 +45,35 @@ fn file(path: &str) -> DataSource {
     }
 }
 
+/// The cluster an Istio sidecar's bootstrap defines for its agent's SDS server.
+pub(crate) const SDS_CLUSTER: &str = "sds-grpc";
+
+/// A secret from the sidecar's agent, as istiod names it: over gRPC to the bootstrap's
+/// `sds-grpc` cluster (the agent's socket), not over ADS (istiod serves no secrets).
 fn sds(name: &str) -> SdsSecretConfig {
     SdsSecretConfig {
         name: name.to_owned(),
-        sds_config: Some(ads_source()),
+        sds_config: Some(ConfigSource {
+            resource_api_version: ApiVersion::V3 as i32,
+            config_source_specifier: Some(ConfigSourceSpecifier::ApiConfigSource(
+                ApiConfigSource {
+                    api_type: api_config_source::ApiType::Grpc as i32,
+                    transport_api_version: ApiVersion::V3 as i32,
+                    set_node_on_first_message_only: true,
+                    grpc_services: vec![GrpcService {
+                        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                            grpc_service::EnvoyGrpc {
+                                cluster_name: SDS_CLUSTER.to_owned(),
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
     }
 }
 
