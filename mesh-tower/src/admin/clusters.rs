@@ -24,12 +24,22 @@ pub struct EndpointStatus {
     pub weight: u32,
     /// `region/zone/subzone`.
     pub locality: String,
+    /// Priority level from the control plane (0 is preferred).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: u32,
+    /// The control plane's weight of the endpoint's locality, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality_weight: Option<u32>,
     /// Ejected by outlier detection (`None`: runtime state not known).
     pub ejected: Option<bool>,
     /// Requests in flight.
     pub in_flight: Option<u32>,
     /// Peak-EWMA latency estimate, milliseconds.
     pub ewma_ms: Option<f64>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 impl EndpointStatus {
@@ -73,6 +83,8 @@ impl ClusterStatus {
                     } else {
                         e.locality.to_string()
                     },
+                    priority: e.priority,
+                    locality_weight: e.locality_weight,
                     ejected: None,
                     in_flight: None,
                     ewma_ms: None,
