@@ -7,6 +7,9 @@
 #     an Envoy over incremental ADS (DELTA_GRPC, Istio's default since 1.22) does the same.
 #  3. A Python gRPC xDS server (`xds=True`) takes its inbound listener (gRFC A36) from the same
 #     server and enforces the RBAC filters mesh wrote from AuthorizationPolicies (gRFC A41).
+#  4. Python gRPC clients with xDS credentials (gRFC A29) call a mesh server over mutual TLS, both
+#     configured by the same server (ISTIO_MUTUAL cluster; STRICT inbound listener with an ALLOW
+#     policy): the allowed identity is served, another is refused PERMISSION_DENIED.
 # Needs: Rust, Python 3 with venv, network access to PyPI. SVC_PORT (default 18080) must be free:
 # Envoy binds its outbound listener there.
 set -euo pipefail
@@ -199,6 +202,77 @@ GRPC_XDS_BOOTSTRAP="$work/server-bootstrap.json" "$py" .ci/interop/xds_server.py
 pids+=($!)
 wait_for_line "$work/pyserver.log" 'serving on' 30
 "$py" .ci/interop/xds_server.py check --port "$server_port"
+
+echo "-- 4. Mutual TLS from xDS: Python gRPC (xDS credentials, gRFC A29) -> mesh server"
+# The mesh server reads the gRPC bootstrap as a proxyless workload does (Istio's grpc-agent form:
+# a file_watcher certificate provider for its identity, the inbound listener template); its
+# inbound listener says STRICT and carries an ALLOW policy for one caller.
+"$bin/mesh" certs init --dir "$work/ca" >/dev/null
+for sa in secure pyclient intruder; do
+  "$bin/mesh" certs issue --dir "$work/ca" --namespace default --service-account "$sa" --out "$work/id-$sa" >/dev/null
+done
+grpc_bootstrap() { # file service-account labels-json
+  cat >"$1" <<JSON
+{
+  "xds_servers": [{"server_uri": "127.0.0.1:$xds_port", "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
+  "node": {"id": "sidecar~127.0.0.1~$2.default~default.svc.cluster.local",
+           "metadata": {"GENERATOR": "grpc", "NAMESPACE": "default", "LABELS": $3}, "locality": {}},
+  "certificate_providers": {"default": {"plugin_name": "file_watcher", "config": {
+    "certificate_file": "$work/id-$2/cert-chain.pem", "private_key_file": "$work/id-$2/key.pem",
+    "ca_certificate_file": "$work/id-$2/root-cert.pem", "refresh_interval": "900s"}}},
+  "server_listener_resource_name_template": "xds.istio.io/grpc/lds/inbound/%s"
+}
+JSON
+}
+secure_svc_port=$((SVC_PORT + 1))
+grpc_bootstrap "$work/secure-bootstrap.json" secure '{"app": "secure"}'
+GRPC_XDS_BOOTSTRAP="$work/secure-bootstrap.json" "$bin/xds-interop-mesh-server" secure >"$work/secure.txt" 2>"$work/secure.log" &
+pids+=($!)
+wait_for_line "$work/secure.txt" '^[0-9]' 30
+secure_port="$(head -1 "$work/secure.txt")"
+cat >"$work/config/secure.yaml.tmp" <<YAML
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: secure, namespace: default}
+spec:
+  hosts: [secure.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: $secure_svc_port, name: grpc, protocol: GRPC}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {grpc: $secure_port}, labels: {app: secure}, serviceAccount: secure}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: secure, namespace: default}
+spec:
+  host: secure
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: secure, namespace: default}
+spec:
+  selector: {matchLabels: {app: secure}}
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: secure, namespace: default}
+spec:
+  selector: {matchLabels: {app: secure}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/default/sa/pyclient]}}]
+YAML
+mv "$work/config/secure.yaml.tmp" "$work/config/secure.yaml"
+wait_for_line "$work/secure.txt" '^ready' 30
+grpc_bootstrap "$work/pyclient-bootstrap.json" pyclient '{}'
+GRPC_XDS_BOOTSTRAP="$work/pyclient-bootstrap.json" "$py" .ci/interop/xds_client.py --xds-creds \
+  --target "xds:///secure.default.svc.cluster.local:$secure_svc_port" --calls 50 --expect secure=1.0
+grpc_bootstrap "$work/intruder-bootstrap.json" intruder '{}'
+GRPC_XDS_BOOTSTRAP="$work/intruder-bootstrap.json" "$py" .ci/interop/xds_client.py --xds-creds \
+  --target "xds:///secure.default.svc.cluster.local:$secure_svc_port" --calls 20 --expect secure=1.0 --expect-denied
 
 echo "-- ACKs"
 if grep -q 'xDS NACK' "$work/xds.log"; then

@@ -5,6 +5,10 @@ must be within 5 sigma of the expected one (binomial), every call must succeed.
 
 With --settle, calls are first made (bounded by --settle-seconds) until the last 100 calls look
 like the expected split, so a pushed change has reached the client before measuring.
+
+With --xds-creds the channel takes its security from xDS (gRFC A29: the cluster's TLS context
+and the bootstrap's certificate providers). With --expect-denied every call must fail with
+PERMISSION_DENIED instead.
 """
 
 import argparse
@@ -15,6 +19,7 @@ import sys
 import time
 
 import grpc
+import grpc.experimental
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
@@ -35,6 +40,18 @@ def within_5_sigma(counts, n, expect):
     return ok
 
 
+def denied(stub, calls):
+    codes = collections.Counter()
+    for _ in range(calls):
+        try:
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
+            codes["OK"] += 1
+        except grpc.RpcError as e:
+            codes[e.code().name] += 1
+    print(json.dumps({"calls": calls, "codes": codes}))
+    return 0 if codes == {"PERMISSION_DENIED": calls} else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", required=True)
@@ -43,11 +60,19 @@ def main():
     ap.add_argument("--expect", required=True)
     ap.add_argument("--settle", action="store_true")
     ap.add_argument("--settle-seconds", type=float, default=60)
+    ap.add_argument("--xds-creds", action="store_true")
+    ap.add_argument("--expect-denied", action="store_true")
     a = ap.parse_args()
     expect = {k: float(v) for k, v in (kv.split("=") for kv in a.expect.split(","))}
     options = [("grpc.default_authority", a.authority)] if a.authority else []
-    channel = grpc.insecure_channel(a.target, options=options)
+    if a.xds_creds:
+        fallback = grpc.experimental.insecure_channel_credentials()
+        channel = grpc.secure_channel(a.target, grpc.xds_channel_credentials(fallback), options=options)
+    else:
+        channel = grpc.insecure_channel(a.target, options=options)
     stub = health_pb2_grpc.HealthStub(channel)
+    if a.expect_denied:
+        return denied(stub, a.calls)
     if a.settle:
         deadline = time.monotonic() + a.settle_seconds
         window = collections.deque(maxlen=100)

@@ -80,12 +80,30 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
     };
     c.cluster_discovery_type = Some(ClusterDiscoveryType::Type(discovery as i32));
     let mut mesh_meta: HashMap<String, Value> = HashMap::new();
+    // gRPC takes only ROUND_ROBIN and RING_HASH (istiod sends it ROUND_ROBIN for the others);
+    // the policy mesh means travels in its metadata, so a mesh client keeps it.
+    let grpc = node == NodeKind::ProxylessGrpc;
+    let mut mesh_lb = |name: &str| {
+        mesh_meta.insert("lb".into(), proto::string_value(name));
+    };
     c.lb_policy = match &cluster.lb {
+        LbPolicy::LeastRequest if grpc => {
+            mesh_lb("LEAST_REQUEST");
+            XdsLb::RoundRobin
+        }
+        LbPolicy::Random if grpc => {
+            mesh_lb("RANDOM");
+            XdsLb::RoundRobin
+        }
+        LbPolicy::PeakEwma if grpc => {
+            mesh_lb("PEAK_EWMA");
+            XdsLb::RoundRobin
+        }
         LbPolicy::LeastRequest => XdsLb::LeastRequest,
         LbPolicy::RoundRobin => XdsLb::RoundRobin,
         LbPolicy::Random => XdsLb::Random,
         LbPolicy::PeakEwma => {
-            mesh_meta.insert("lb".into(), proto::string_value("PEAK_EWMA"));
+            mesh_lb("PEAK_EWMA");
             XdsLb::LeastRequest
         }
         LbPolicy::RingHash {
@@ -95,6 +113,14 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
                 minimum_ring_size: u64v(*minimum_ring_size),
                 ..Default::default()
             }));
+            XdsLb::RingHash
+        }
+        LbPolicy::Maglev { table_size, .. } if grpc => {
+            mesh_lb("MAGLEV");
+            mesh_meta.insert(
+                "maglev_table_size".into(),
+                proto::number_value(*table_size as f64),
+            );
             XdsLb::RingHash
         }
         LbPolicy::Maglev { table_size, .. } => {
@@ -456,19 +482,46 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
     residual.eds_cluster_config = None;
     let lb_type = XdsLb::try_from(c.lb_policy)
         .map_err(|_| scope.error("lb_policy", format!("unknown value {}", c.lb_policy)))?;
-    let peak_ewma =
-        meta::field(c.metadata.as_ref(), MESH, "lb").and_then(proto::as_str) == Some("PEAK_EWMA");
+    // mesh's own policy name wins over the enum (gRPC nodes get ROUND_ROBIN / RING_HASH).
+    let meant = meta::field(c.metadata.as_ref(), MESH, "lb").and_then(proto::as_str);
     // The hash key is on the routes (hash_policy), which assembly prefers; mesh's metadata
     // carries it for clusters no route names.
     let meta_key = meta::field(c.metadata.as_ref(), MESH, "hash_key").and_then(hash_key_from_value);
     let hash_from_routes = meta_key.is_none();
     let placeholder = meta_key.unwrap_or(HashKey::SourceIp);
-    let lb = match lb_type {
-        XdsLb::LeastRequest if peak_ewma => LbPolicy::PeakEwma,
-        XdsLb::LeastRequest => LbPolicy::LeastRequest,
-        XdsLb::RoundRobin => LbPolicy::RoundRobin,
-        XdsLb::Random => LbPolicy::Random,
-        XdsLb::RingHash => LbPolicy::RingHash {
+    let maglev_table = |default: u64| match &c.lb_config {
+        Some(LbConfig::MaglevLbConfig(m)) => m.table_size.as_ref().map_or(default, |v| v.value),
+        _ => meta::field(c.metadata.as_ref(), MESH, "maglev_table_size")
+            .and_then(proto::as_number)
+            .map_or(default, |n| n as u64),
+    };
+    if !matches!(
+        lb_type,
+        XdsLb::LeastRequest | XdsLb::RoundRobin | XdsLb::Random | XdsLb::RingHash | XdsLb::Maglev
+    ) {
+        return Err(scope.error(
+            "lb_policy",
+            format!("{} is not supported", lb_type.as_str_name()),
+        ));
+    }
+    let lb = match (meant, lb_type) {
+        (Some("PEAK_EWMA"), _) => LbPolicy::PeakEwma,
+        (Some("LEAST_REQUEST"), _) => LbPolicy::LeastRequest,
+        (Some("RANDOM"), _) => LbPolicy::Random,
+        (Some("MAGLEV"), _) => LbPolicy::Maglev {
+            key: placeholder,
+            table_size: maglev_table(65537),
+        },
+        (Some(other), _) => {
+            return Err(scope.error(
+                "metadata.filter_metadata.mesh.lb",
+                format!("unknown balancing policy {other:?}"),
+            ));
+        }
+        (None, XdsLb::LeastRequest) => LbPolicy::LeastRequest,
+        (None, XdsLb::RoundRobin) => LbPolicy::RoundRobin,
+        (None, XdsLb::Random) => LbPolicy::Random,
+        (None, XdsLb::RingHash) => LbPolicy::RingHash {
             key: placeholder,
             minimum_ring_size: match &c.lb_config {
                 Some(LbConfig::RingHashLbConfig(r)) => {
@@ -477,16 +530,11 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
                 _ => 1024,
             },
         },
-        XdsLb::Maglev => LbPolicy::Maglev {
+        (None, XdsLb::Maglev) => LbPolicy::Maglev {
             key: placeholder,
-            table_size: match &c.lb_config {
-                Some(LbConfig::MaglevLbConfig(m)) => {
-                    m.table_size.as_ref().map_or(65537, |v| v.value)
-                }
-                _ => 65537,
-            },
+            table_size: maglev_table(65537),
         },
-        other => {
+        (None, other) => {
             return Err(scope.error(
                 "lb_policy",
                 format!("{} is not supported", other.as_str_name()),
