@@ -9,7 +9,8 @@
 #     server and enforces the RBAC filters mesh wrote from AuthorizationPolicies (gRFC A41).
 #  4. Python gRPC clients with xDS credentials (gRFC A29) call a mesh server over mutual TLS, both
 #     configured by the same server (ISTIO_MUTUAL cluster; STRICT inbound listener with an ALLOW
-#     policy): the allowed identity is served, another is refused PERMISSION_DENIED.
+#     policy): the allowed identity is served, another is refused PERMISSION_DENIED, and a
+#     service listing the server under another identity never reaches it (SANs pinned).
 # Needs: Rust, Python 3 with venv, network access to PyPI. SVC_PORT (default 18080) must be free:
 # Envoy binds its outbound listener there.
 set -euo pipefail
@@ -242,6 +243,25 @@ spec:
   endpoints:
   - {address: 127.0.0.1, ports: {grpc: $secure_port}, labels: {app: secure}, serviceAccount: secure}
 ---
+# The same server listed as another service account: clients must refuse its certificate.
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: pinned, namespace: default}
+spec:
+  hosts: [pinned.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: $secure_svc_port, name: grpc, protocol: GRPC}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {grpc: $secure_port}, labels: {app: pinned}, serviceAccount: impostor}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: pinned, namespace: default}
+spec:
+  host: pinned
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: secure, namespace: default}
@@ -272,7 +292,10 @@ GRPC_XDS_BOOTSTRAP="$work/pyclient-bootstrap.json" "$py" .ci/interop/xds_client.
   --target "xds:///secure.default.svc.cluster.local:$secure_svc_port" --calls 50 --expect secure=1.0
 grpc_bootstrap "$work/intruder-bootstrap.json" intruder '{}'
 GRPC_XDS_BOOTSTRAP="$work/intruder-bootstrap.json" "$py" .ci/interop/xds_client.py --xds-creds \
-  --target "xds:///secure.default.svc.cluster.local:$secure_svc_port" --calls 20 --expect secure=1.0 --expect-denied
+  --target "xds:///secure.default.svc.cluster.local:$secure_svc_port" --calls 20 --expect-code PERMISSION_DENIED
+# The server's identity is pinned: listed as `impostor`, the same server is never reached.
+GRPC_XDS_BOOTSTRAP="$work/pyclient-bootstrap.json" "$py" .ci/interop/xds_client.py --xds-creds \
+  --target "xds:///pinned.default.svc.cluster.local:$secure_svc_port" --calls 1 --timeout 5 --expect-code DEADLINE_EXCEEDED
 
 echo "-- ACKs"
 if grep -q 'xDS NACK' "$work/xds.log"; then

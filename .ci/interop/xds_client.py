@@ -7,8 +7,8 @@ With --settle, calls are first made (bounded by --settle-seconds) until the last
 like the expected split, so a pushed change has reached the client before measuring.
 
 With --xds-creds the channel takes its security from xDS (gRFC A29: the cluster's TLS context
-and the bootstrap's certificate providers). With --expect-denied every call must fail with
-PERMISSION_DENIED instead.
+and the bootstrap's certificate providers). With --expect-code CODE every call must fail with
+that status instead (each waits at most --timeout seconds).
 """
 
 import argparse
@@ -40,16 +40,16 @@ def within_5_sigma(counts, n, expect):
     return ok
 
 
-def denied(stub, calls):
+def failing(stub, calls, code, timeout):
     codes = collections.Counter()
     for _ in range(calls):
         try:
-            stub.Check(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)
             codes["OK"] += 1
         except grpc.RpcError as e:
             codes[e.code().name] += 1
     print(json.dumps({"calls": calls, "codes": codes}))
-    return 0 if codes == {"PERMISSION_DENIED": calls} else 1
+    return 0 if codes == {code: calls} else 1
 
 
 def main():
@@ -57,13 +57,14 @@ def main():
     ap.add_argument("--target", required=True)
     ap.add_argument("--authority")
     ap.add_argument("--calls", type=int, default=2000)
-    ap.add_argument("--expect", required=True)
+    ap.add_argument("--expect")
     ap.add_argument("--settle", action="store_true")
     ap.add_argument("--settle-seconds", type=float, default=60)
     ap.add_argument("--xds-creds", action="store_true")
-    ap.add_argument("--expect-denied", action="store_true")
+    ap.add_argument("--expect-code")
+    ap.add_argument("--timeout", type=float, default=10)
     a = ap.parse_args()
-    expect = {k: float(v) for k, v in (kv.split("=") for kv in a.expect.split(","))}
+    expect = {k: float(v) for k, v in (kv.split("=") for kv in (a.expect or "").split(",") if kv)}
     options = [("grpc.default_authority", a.authority)] if a.authority else []
     if a.xds_creds:
         fallback = grpc.experimental.insecure_channel_credentials()
@@ -71,8 +72,8 @@ def main():
     else:
         channel = grpc.insecure_channel(a.target, options=options)
     stub = health_pb2_grpc.HealthStub(channel)
-    if a.expect_denied:
-        return denied(stub, a.calls)
+    if a.expect_code:
+        return failing(stub, a.calls, a.expect_code, a.timeout)
     if a.settle:
         deadline = time.monotonic() + a.settle_seconds
         window = collections.deque(maxlen=100)

@@ -24,7 +24,7 @@ use envoy_types::pb::envoy::r#type::v3::Percent as XdsPercent;
 use envoy_types::pb::google::protobuf::Value;
 use mesh_core::model::{
     Cluster, ClusterName, ConnectionPool, HashKey, LbPolicy, LocalityFailover, LocalityLbSetting,
-    OutlierDetection, Protocol, Resolution, RetryBudget, ServiceKey,
+    OutlierDetection, Protocol, Resolution, RetryBudget, ServiceKey, TlsMode, UpstreamTls,
 };
 
 use super::NodeKind;
@@ -202,7 +202,29 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
             LocalityWeightedLbConfig {},
         ));
     }
-    c.transport_socket = tls::to_transport_socket(&cluster.tls, node);
+    // Istio pins an ISTIO_MUTUAL cluster's servers to the service accounts behind it. mesh checks
+    // each endpoint's own identity; gRPC and Envoy check the cluster's SAN list, so it lists
+    // them, marked as derived so a mesh client reads them back as endpoint identities only.
+    let mut endpoint_sans: Vec<String> = cluster
+        .endpoints
+        .iter()
+        .filter_map(|e| e.identity.clone())
+        .collect();
+    endpoint_sans.sort();
+    endpoint_sans.dedup();
+    c.transport_socket = if cluster.tls.mode == TlsMode::IstioMutual
+        && cluster.tls.subject_alt_names.is_empty()
+        && !endpoint_sans.is_empty()
+    {
+        mesh_meta.insert("sans_from_endpoints".into(), proto::bool_value(true));
+        let pinned = UpstreamTls {
+            subject_alt_names: endpoint_sans,
+            ..cluster.tls.clone()
+        };
+        tls::to_transport_socket(&pinned, node)
+    } else {
+        tls::to_transport_socket(&cluster.tls, node)
+    };
     mesh_meta.insert(
         "protocol".into(),
         proto::string_value(protocol_name(cluster.protocol)),
@@ -749,7 +771,12 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
         scope.unsupported("common_lb_config", &r);
     }
     residual.common_lb_config = None;
-    let tls = tls::from_transport_socket(c.transport_socket.as_ref(), &mut scope)?;
+    let mut tls = tls::from_transport_socket(c.transport_socket.as_ref(), &mut scope)?;
+    if meta::field(c.metadata.as_ref(), MESH, "sans_from_endpoints").and_then(proto::as_bool)
+        == Some(true)
+    {
+        tls.subject_alt_names.clear();
+    }
     residual.transport_socket = None;
     let locality_lb = match meta::field(c.metadata.as_ref(), MESH, "locality_lb") {
         Some(v) => locality_from_value(v, &scope)?,

@@ -149,11 +149,26 @@ pub(crate) fn names_identity_certificate(common: &CommonTlsContext) -> bool {
 
 /// The transport socket for `tls`, `None` for plaintext.
 pub(crate) fn to_transport_socket(tls: &UpstreamTls, node: NodeKind) -> Option<TransportSocket> {
-    let validation = CertificateValidationContext {
-        match_typed_subject_alt_names: san_matchers(&tls.subject_alt_names),
+    let mut validation = CertificateValidationContext {
         trusted_ca: tls.ca_certificates.as_deref().map(file),
         ..Default::default()
     };
+    match node {
+        NodeKind::Envoy => {
+            validation.match_typed_subject_alt_names = san_matchers(&tls.subject_alt_names);
+        }
+        // gRPC checks the untyped list only (A29); given typed matchers it checks nothing.
+        NodeKind::ProxylessGrpc => {
+            validation.match_subject_alt_names = tls
+                .subject_alt_names
+                .iter()
+                .map(|s| StringMatcher {
+                    match_pattern: Some(MatchPattern::Exact(s.clone())),
+                    ignore_case: false,
+                })
+                .collect();
+        }
+    }
     let mut common = CommonTlsContext::default();
     match tls.mode {
         TlsMode::Disable => return None,
