@@ -11,6 +11,8 @@
 #     configured by the same server (ISTIO_MUTUAL cluster; STRICT inbound listener with an ALLOW
 #     policy): the allowed identity is served, another is refused PERMISSION_DENIED, and a
 #     service listing the server under another identity never reaches it (SANs pinned).
+#  5. The Python gRPC client follows header routes and fault aborts, with retries, a timeout,
+#     ring hash and outlier detection in the same config, and NACKs none of it.
 # Needs: Rust, Python 3 with venv, network access to PyPI. SVC_PORT (default 18080) must be free:
 # Envoy binds its outbound listener there.
 set -euo pipefail
@@ -296,6 +298,58 @@ GRPC_XDS_BOOTSTRAP="$work/intruder-bootstrap.json" "$py" .ci/interop/xds_client.
 # The server's identity is pinned: listed as `impostor`, the same server is never reached.
 GRPC_XDS_BOOTSTRAP="$work/pyclient-bootstrap.json" "$py" .ci/interop/xds_client.py --xds-creds \
   --target "xds:///pinned.default.svc.cluster.local:$secure_svc_port" --calls 1 --timeout 5 --expect-code DEADLINE_EXCEEDED
+
+echo "-- 5. Traffic features through gRPC: header routes, fault abort, retries, timeout, ring hash, outlier detection"
+features_port=$((SVC_PORT + 2))
+cat >"$work/config/features.yaml.tmp" <<YAML
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: features, namespace: default}
+spec:
+  hosts: [features.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: $features_port, name: grpc, protocol: GRPC}]
+  endpoints:
+  - {address: 127.0.0.1, ports: {grpc: $port_v1}, labels: {app: features, version: v1}}
+  - {address: 127.0.0.1, ports: {grpc: $port_v2}, labels: {app: features, version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: features, namespace: default}
+spec:
+  host: features
+  trafficPolicy:
+    tls: {mode: DISABLE}
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: features, namespace: default}
+spec:
+  hosts: [features]
+  http:
+  - match: [{headers: {x-canary: {exact: "yes"}}}]
+    route: [{destination: {host: features, subset: v2}}]
+  - match: [{headers: {x-fault: {exact: abort}}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: features, subset: v1}}]
+  - route: [{destination: {host: features, subset: v1}}]
+    timeout: 5s
+    retries: {attempts: 2, perTryTimeout: 2s, retryOn: unavailable}
+YAML
+mv "$work/config/features.yaml.tmp" "$work/config/features.yaml"
+features="xds:///features.default.svc.cluster.local:$features_port"
+GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" "$py" .ci/interop/xds_client.py --target "$features" \
+  --calls 20 --expect v1=1.0 --metadata x-user=alice
+GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" "$py" .ci/interop/xds_client.py --target "$features" \
+  --calls 20 --expect v2=1.0 --metadata x-canary=yes
+GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" "$py" .ci/interop/xds_client.py --target "$features" \
+  --calls 5 --expect-code UNAVAILABLE --metadata x-fault=abort
 
 echo "-- ACKs"
 if grep -q 'xDS NACK' "$work/xds.log"; then

@@ -6,7 +6,7 @@ must be within 5 sigma of the expected one (binomial), every call must succeed.
 With --settle, calls are first made (bounded by --settle-seconds) until the last 100 calls look
 like the expected split, so a pushed change has reached the client before measuring.
 
-With --xds-creds the channel takes its security from xDS (gRFC A29: the cluster's TLS context
+--metadata k=v (repeatable) is sent on every call. With --xds-creds the channel takes its security from xDS (gRFC A29: the cluster's TLS context
 and the bootstrap's certificate providers). With --expect-code CODE every call must fail with
 that status instead (each waits at most --timeout seconds).
 """
@@ -23,8 +23,11 @@ import grpc.experimental
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
+METADATA = ()
+
+
 def call(stub):
-    _, c = stub.Check.with_call(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
+    _, c = stub.Check.with_call(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True, metadata=METADATA)
     return dict(c.initial_metadata()).get("x-version", "?")
 
 
@@ -44,7 +47,7 @@ def failing(stub, calls, code, timeout):
     codes = collections.Counter()
     for _ in range(calls):
         try:
-            stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True)
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True, metadata=METADATA)
             codes["OK"] += 1
         except grpc.RpcError as e:
             codes[e.code().name] += 1
@@ -63,7 +66,10 @@ def main():
     ap.add_argument("--xds-creds", action="store_true")
     ap.add_argument("--expect-code")
     ap.add_argument("--timeout", type=float, default=10)
+    ap.add_argument("--metadata", action="append", default=[], help="k=v, sent on every call")
     a = ap.parse_args()
+    global METADATA
+    METADATA = tuple(tuple(kv.split("=", 1)) for kv in a.metadata)
     expect = {k: float(v) for k, v in (kv.split("=") for kv in (a.expect or "").split(",") if kv)}
     options = [("grpc.default_authority", a.authority)] if a.authority else []
     if a.xds_creds:
