@@ -234,3 +234,121 @@ async fn a_missing_inbound_listener_fails_closed() {
     );
     assert!(policies[0].name.contains("does not exist"));
 }
+
+/// Both sides from the control plane: the caller's cluster is ISTIO_MUTUAL with the server's
+/// service account pinned, the server's inbound listener is STRICT with an ALLOW policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_to_mesh_over_mutual_tls_configured_by_xds() {
+    use http_body_util::{BodyExt, Empty};
+    use tower::ServiceExt;
+
+    let ca = CertificateAuthority::generate("cluster.local").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_atomic(
+        &dir.path().join("reviews.yaml"),
+        &format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {port}}}, labels: {{app: reviews}}, serviceAccount: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: impostor, namespace: default}}
+spec:
+  hosts: [impostor.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 9080, name: http, protocol: HTTP}}]
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {port}}}, serviceAccount: impostor}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: impostor, namespace: default}}
+spec:
+  host: impostor
+  trafficPolicy: {{tls: {{mode: ISTIO_MUTUAL}}}}
+---
+{}",
+            policy(&["cluster.local/ns/default/sa/frontend"]),
+            port = addr.port()
+        ),
+    );
+    let xds = start_xds(dir.path()).await;
+    let target = XdsTarget::Tcp(xds.to_string());
+
+    let server_workload = Workload::new("default", "reviews").labels([("app", "reviews")]);
+    let server = Mesh::builder()
+        .workload(server_workload.clone())
+        .identity(identity(&ca, "default", "reviews"))
+        .build()
+        .await
+        .unwrap();
+    let server_xds = XdsClient::start(
+        server.clone(),
+        XdsClientConfig::new(target.clone(), &server_workload).serving(addr),
+    );
+    tokio::time::timeout(Duration::from_secs(10), server_xds.ready())
+        .await
+        .unwrap();
+    let app = axum::Router::new().fallback(|| async { "reviews" });
+    tokio::spawn(mesh_tower::serve(&server, listener, app).into_future());
+
+    let call = |sa: &'static str, host: &'static str| {
+        let (ca, target) = (&ca, target.clone());
+        async move {
+            let workload = Workload::new("default", sa);
+            let mesh = Mesh::builder()
+                .workload(workload.clone())
+                .identity(identity(ca, "default", sa))
+                .build()
+                .await
+                .unwrap();
+            let xds = XdsClient::start(mesh.clone(), XdsClientConfig::new(target, &workload));
+            tokio::time::timeout(Duration::from_secs(10), xds.ready())
+                .await
+                .unwrap();
+            let client = mesh_tower::client::MeshClient::new(mesh);
+            // What the policy allows: POST to the health service's methods.
+            let request =
+                http::Request::post(format!("http://{host}:9080/grpc.health.v1.Health/Check"))
+                    .body(Empty::<bytes::Bytes>::new())
+                    .unwrap();
+            let response = client.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    };
+    let (status, body) = call("frontend", "reviews").await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert_eq!(&body[..], b"reviews");
+    let (status, _) = call("other", "reviews").await;
+    assert_eq!(
+        status,
+        http::StatusCode::FORBIDDEN,
+        "authenticated, not allowed"
+    );
+    let (status, _) = call("frontend", "impostor").await;
+    assert_eq!(
+        status,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "the server's identity is not the one the control plane lists"
+    );
+}
