@@ -10,17 +10,14 @@
 //! `initial_resource_versions` are taken as what it holds.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
-use mesh_core::MeshSettings;
-use mesh_core::model::Snapshot;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::XdsServer;
-use super::view::{Event, PUSH_ORDER, View, next_event, record_answer, wildcard_type};
+use super::session::{Protocol, Session};
+use super::view::{PUSH_ORDER, View, record_answer, wildcard_type};
 
 /// One type's subscription.
 #[derive(Debug, Default)]
@@ -41,94 +38,34 @@ struct Subscription {
 type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, tonic::Status>>;
 
 pub(super) struct DeltaStream {
-    server: XdsServer,
-    settings: MeshSettings,
-    changes: watch::Receiver<Arc<Snapshot>>,
-    stop: watch::Receiver<bool>,
+    session: Session,
     tx: Tx,
-    peer: String,
     view: Option<View>,
     subs: HashMap<&'static str, Subscription>,
     nonce: u64,
 }
 
 impl DeltaStream {
-    pub(super) fn new(
-        server: XdsServer,
-        settings: MeshSettings,
-        changes: watch::Receiver<Arc<Snapshot>>,
-        stop: watch::Receiver<bool>,
-        tx: Tx,
-        peer: String,
-    ) -> Self {
+    pub(super) fn new(session: Session, tx: Tx) -> Self {
         Self {
-            server,
-            settings,
-            changes,
-            stop,
+            session,
             tx,
-            peer,
             view: None,
             subs: HashMap::new(),
             nonce: 0,
         }
     }
 
-    pub(super) async fn run(mut self, mut requests: tonic::Streaming<DeltaDiscoveryRequest>) {
-        let (mut stop, mut changes) = (self.stop.clone(), self.changes.clone());
-        loop {
-            match next_event(&mut stop, &mut requests, &mut changes).await {
-                Event::Request(request) => match *request {
-                    Ok(Some(r)) => {
-                        if !self.handle(r).await {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(status) => {
-                        tracing::debug!(peer = %self.peer, %status, "delta xDS stream ended");
-                        return;
-                    }
-                },
-                Event::Stop => {
-                    let _ = self
-                        .tx
-                        .send(Err(tonic::Status::unavailable("xDS server stopping")))
-                        .await;
-                    return;
-                }
-                Event::Changed(false) => return,
-                Event::Changed(true) => {
-                    let rebuilt = match &mut self.view {
-                        Some(view) => view.rebuild(&self.server).await,
-                        None => false,
-                    };
-                    if rebuilt && !self.push_all().await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
     /// Handles one request; false when the stream is done.
     async fn handle(&mut self, r: DeltaDiscoveryRequest) -> bool {
         if self.view.is_none() {
-            let Some(node) = &r.node else {
-                let _ = self
-                    .tx
-                    .send(Err(tonic::Status::invalid_argument(
-                        "the first request must carry the node",
-                    )))
-                    .await;
+            self.view = self.session.first_view(r.node.as_ref(), &self.tx).await;
+            if self.view.is_none() {
                 return false;
-            };
-            let mut view = View::new(node, &self.settings, &self.peer);
-            view.rebuild(&self.server).await;
-            self.view = Some(view);
+            }
         }
         let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == r.type_url) else {
-            tracing::warn!(peer = %self.peer, type_url = %r.type_url, "delta xDS request for a type not served; ignored");
+            tracing::warn!(peer = %self.session.peer, type_url = %r.type_url, "delta xDS request for a type not served; ignored");
             return true;
         };
         if let (false, Some(view)) = (r.response_nonce.is_empty(), &self.view) {
@@ -220,6 +157,31 @@ impl DeltaStream {
             ..Default::default()
         };
         self.tx.send(Ok(response)).await.is_ok()
+    }
+}
+
+impl Protocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+
+    fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn tx(&self) -> &Tx {
+        &self.tx
+    }
+
+    fn view_mut(&mut self) -> Option<&mut View> {
+        self.view.as_mut()
+    }
+
+    async fn handle(&mut self, r: DeltaDiscoveryRequest) -> bool {
+        DeltaStream::handle(self, r).await
+    }
+
+    async fn push_all(&mut self) -> bool {
+        DeltaStream::push_all(self).await
     }
 }
 

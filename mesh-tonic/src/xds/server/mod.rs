@@ -11,6 +11,7 @@
 //! It is a development and small-fleet control plane and the test peer of the client.
 
 mod delta;
+mod session;
 mod stream;
 mod view;
 
@@ -100,10 +101,12 @@ impl XdsServer {
     }
 }
 
-type ResponseStream =
-    Pin<Box<dyn futures_core::Stream<Item = Result<DiscoveryResponse, tonic::Status>> + Send>>;
-type DeltaStream =
-    Pin<Box<dyn futures_core::Stream<Item = Result<DeltaDiscoveryResponse, tonic::Status>> + Send>>;
+/// What a stream sends the client.
+type Outgoing<T> = Pin<Box<dyn futures_core::Stream<Item = Result<T, tonic::Status>> + Send>>;
+/// Where a stream's responses go.
+type Sender<T> = tokio::sync::mpsc::Sender<Result<T, tonic::Status>>;
+type ResponseStream = Outgoing<DiscoveryResponse>;
+type DeltaStream = Outgoing<DeltaDiscoveryResponse>;
 
 #[tonic::async_trait]
 impl AggregatedDiscoveryService for XdsServer {
@@ -114,41 +117,37 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
     ) -> Result<tonic::Response<ResponseStream>, tonic::Status> {
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let state = stream::AdsStream::new(
-            self.clone(),
-            self.inner.settings.clone(),
-            self.inner.mesh.subscribe(),
-            self.inner.stop.subscribe(),
-            tx,
-            peer,
-        );
-        tokio::spawn(state.run(request.into_inner()));
-        Ok(tonic::Response::new(Box::pin(ReceiverStream(rx))))
+        Ok(self.open(request, stream::AdsStream::new))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<DeltaStream>, tonic::Status> {
+        Ok(self.open(request, delta::DeltaStream::new))
+    }
+}
+
+impl XdsServer {
+    /// Starts serving one stream with protocol `P`; the response stream is what it sends.
+    fn open<P: session::Protocol + 'static>(
+        &self,
+        request: tonic::Request<tonic::Streaming<P::Request>>,
+        new: fn(session::Session, Sender<P::Response>) -> P,
+    ) -> tonic::Response<Outgoing<P::Response>> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let state = delta::DeltaStream::new(
-            self.clone(),
-            self.inner.settings.clone(),
-            self.inner.mesh.subscribe(),
-            self.inner.stop.subscribe(),
-            tx,
+        let session = session::Session {
+            server: self.clone(),
+            settings: self.inner.settings.clone(),
+            changes: self.inner.mesh.subscribe(),
+            stop: self.inner.stop.subscribe(),
             peer,
-        );
-        tokio::spawn(state.run(request.into_inner()));
-        Ok(tonic::Response::new(Box::pin(ReceiverStream(rx))))
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(session::run(new(session, tx), request.into_inner()));
+        tonic::Response::new(Box::pin(ReceiverStream(rx)))
     }
 }

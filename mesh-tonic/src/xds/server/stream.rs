@@ -1,15 +1,12 @@
 //! One ADS stream: the node's view, its subscriptions, versions and nonces.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-use mesh_core::MeshSettings;
-use mesh_core::model::Snapshot;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::XdsServer;
-use super::view::{Event, PUSH_ORDER, View, next_event, record_answer, wildcard_type};
+use super::session::{Protocol, Session};
+use super::view::{PUSH_ORDER, View, record_answer, wildcard_type};
 
 #[derive(Debug, Default)]
 struct Subscription {
@@ -19,12 +16,8 @@ struct Subscription {
 }
 
 pub(super) struct AdsStream {
-    server: XdsServer,
-    settings: MeshSettings,
-    changes: watch::Receiver<Arc<Snapshot>>,
-    stop: watch::Receiver<bool>,
+    session: Session,
     tx: mpsc::Sender<Result<DiscoveryResponse, tonic::Status>>,
-    peer: String,
     view: Option<View>,
     subs: HashMap<&'static str, Subscription>,
     nonce: u64,
@@ -32,76 +25,28 @@ pub(super) struct AdsStream {
 
 impl AdsStream {
     pub(super) fn new(
-        server: XdsServer,
-        settings: MeshSettings,
-        changes: watch::Receiver<Arc<Snapshot>>,
-        stop: watch::Receiver<bool>,
+        session: Session,
         tx: mpsc::Sender<Result<DiscoveryResponse, tonic::Status>>,
-        peer: String,
     ) -> Self {
         Self {
-            server,
-            settings,
-            changes,
-            stop,
+            session,
             tx,
-            peer,
             view: None,
             subs: HashMap::new(),
             nonce: 0,
         }
     }
 
-    pub(super) async fn run(mut self, mut requests: tonic::Streaming<DiscoveryRequest>) {
-        let (mut stop, mut changes) = (self.stop.clone(), self.changes.clone());
-        loop {
-            match next_event(&mut stop, &mut requests, &mut changes).await {
-                Event::Request(request) => match *request {
-                    Ok(Some(r)) => {
-                        if !self.handle(r).await {
-                            return;
-                        }
-                    }
-                    Ok(None) => return,
-                    Err(status) => {
-                        tracing::debug!(peer = %self.peer, %status, "xDS stream ended");
-                        return;
-                    }
-                },
-                Event::Stop => {
-                    let _ = self
-                        .tx
-                        .send(Err(tonic::Status::unavailable("xDS server stopping")))
-                        .await;
-                    return;
-                }
-                Event::Changed(false) => return,
-                Event::Changed(true) => {
-                    if self.view.is_some() && self.rebuild().await && !self.push_all().await {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
     /// Handles one request; false when the stream is done.
     async fn handle(&mut self, r: DiscoveryRequest) -> bool {
         if self.view.is_none() {
-            let Some(node) = r.node.clone() else {
-                let _ = self
-                    .tx
-                    .send(Err(tonic::Status::invalid_argument(
-                        "the first request must carry the node",
-                    )))
-                    .await;
+            self.view = self.session.first_view(r.node.as_ref(), &self.tx).await;
+            if self.view.is_none() {
                 return false;
-            };
-            self.view = Some(View::new(&node, &self.settings, &self.peer));
-            self.rebuild().await;
+            }
         }
         let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == r.type_url) else {
-            tracing::warn!(peer = %self.peer, type_url = %r.type_url, "xDS request for a type not served; ignored");
+            tracing::warn!(peer = %self.session.peer, type_url = %r.type_url, "xDS request for a type not served; ignored");
             return true;
         };
         let node_id = self.view.as_ref().map(|v| v.id.clone()).unwrap_or_default();
@@ -121,14 +66,6 @@ impl AdsStream {
             return self.push(type_url).await;
         }
         true
-    }
-
-    /// Rebuilds the node's view from the files; false when unchanged or invalid.
-    async fn rebuild(&mut self) -> bool {
-        match &mut self.view {
-            Some(view) => view.rebuild(&self.server).await,
-            None => false,
-        }
     }
 
     async fn push_all(&mut self) -> bool {
@@ -163,5 +100,30 @@ impl AdsStream {
             ..Default::default()
         };
         self.tx.send(Ok(response)).await.is_ok()
+    }
+}
+
+impl Protocol for AdsStream {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+
+    fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn tx(&self) -> &mpsc::Sender<Result<DiscoveryResponse, tonic::Status>> {
+        &self.tx
+    }
+
+    fn view_mut(&mut self) -> Option<&mut View> {
+        self.view.as_mut()
+    }
+
+    async fn handle(&mut self, r: DiscoveryRequest) -> bool {
+        AdsStream::handle(self, r).await
+    }
+
+    async fn push_all(&mut self) -> bool {
+        AdsStream::push_all(self).await
     }
 }

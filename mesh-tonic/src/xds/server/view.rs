@@ -13,7 +13,6 @@ use envoy_types::pb::google::protobuf::Any;
 use mesh_core::model::Snapshot;
 use mesh_core::{BuildContext, MeshSettings};
 use prost::Message;
-use tokio::sync::watch;
 
 use super::XdsServer;
 use crate::xds::node;
@@ -203,29 +202,6 @@ fn encode_all<M: Message>(
         .filter(|r| wanted(name(r)))
         .map(|r| (name(r).to_owned(), any(type_url, r)))
         .collect()
-}
-
-/// What wakes a stream.
-pub(super) enum Event<R> {
-    /// The server is stopping.
-    Stop,
-    /// A request, the end of the requests, or an error.
-    Request(Box<Result<Option<R>, tonic::Status>>),
-    /// The files changed (false: the watcher is gone).
-    Changed(bool),
-}
-
-/// Waits for the next thing a stream reacts to.
-pub(super) async fn next_event<R: Message + Default>(
-    stop: &mut watch::Receiver<bool>,
-    requests: &mut tonic::Streaming<R>,
-    changes: &mut watch::Receiver<Arc<Snapshot>>,
-) -> Event<R> {
-    tokio::select! {
-        _ = stop.wait_for(|s| *s) => Event::Stop,
-        request = requests.message() => Event::Request(Box::new(request)),
-        changed = changes.changed() => Event::Changed(changed.is_ok()),
-    }
 }
 
 /// Logs and counts a client's answer to a response: a NACK with its error, or an ACK.
