@@ -17,7 +17,8 @@ use super::CliError;
 /// xDS control-plane commands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum XdsCommand {
-    /// Serve LDS/RDS/CDS/EDS over ADS from watched Istio files.
+    /// Serve LDS/RDS/CDS/EDS over ADS (state of the world and incremental) from watched Istio
+    /// files, to Envoy sidecars, proxyless gRPC clients and servers, and mesh workloads.
     Serve(Serve),
 }
 
