@@ -472,3 +472,20 @@ fn envoy_takes_its_workload_certificate_from_the_agent_as_istiod_says() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_table_no_balancer_can_build_is_refused_where_it_is_written() {
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{LbConfig, MaglevLbConfig};
+    use envoy_types::pb::google::protobuf::UInt64Value;
+
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
+    let mut cluster = to_resources(&snapshot, NodeKind::Envoy).clusters.remove(0);
+    cluster.lb_policy = 5; // MAGLEV
+    cluster.lb_config = Some(LbConfig::MaglevLbConfig(MaglevLbConfig {
+        table_size: Some(UInt64Value { value: 65_536 }),
+    }));
+    let err = decode_cluster(&cluster).unwrap_err();
+    assert_eq!(err.field, "lb_config");
+    assert!(err.message.contains("65536"), "{err}");
+}

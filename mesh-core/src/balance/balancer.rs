@@ -118,6 +118,44 @@ pub struct Balancer {
     rebuilding: AtomicBool,
 }
 
+/// Checks that a balancer can be built for `lb`: a ring hash's minimum size is at most Envoy's
+/// 8,388,608, a Maglev table's size a prime up to 5,000,011 (0 means the default, 65,537).
+/// Config sources call it to refuse such a policy where it is written.
+pub fn check_lb_policy(lb: &LbPolicy) -> Result<(), BalancerError> {
+    parameters(lb).map(drop)
+}
+
+/// The algorithm and its ring or table size.
+fn parameters(lb: &LbPolicy) -> Result<(Algorithm, u64, u64), BalancerError> {
+    Ok(match lb {
+        LbPolicy::LeastRequest => (Algorithm::LeastRequest, 0, 0),
+        LbPolicy::RoundRobin => (Algorithm::RoundRobin, 0, 0),
+        LbPolicy::Random => (Algorithm::Random, 0, 0),
+        LbPolicy::PeakEwma => (Algorithm::PeakEwma, 0, 0),
+        LbPolicy::RingHash {
+            minimum_ring_size, ..
+        } => {
+            if *minimum_ring_size > ring_hash::MAX_RING_SIZE {
+                return Err(BalancerError::RingSize {
+                    size: *minimum_ring_size,
+                });
+            }
+            (Algorithm::RingHash, *minimum_ring_size, 0)
+        }
+        LbPolicy::Maglev { table_size, .. } => {
+            let size = if *table_size == 0 {
+                maglev::DEFAULT_TABLE_SIZE
+            } else {
+                *table_size
+            };
+            if !maglev::is_prime(size) || size > maglev::MAX_TABLE_SIZE {
+                return Err(BalancerError::MaglevTableSize { size });
+            }
+            (Algorithm::Maglev, 0, size)
+        }
+    })
+}
+
 impl Balancer {
     /// Builds the balancer for `cluster` as seen from `client`, first moving `state` to the
     /// cluster's endpoint set (stats of remaining addresses are kept, see
@@ -128,33 +166,7 @@ impl Balancer {
         client: &ClientLocality,
         now: Instant,
     ) -> Result<Self, BalancerError> {
-        let (algorithm, ring_size, table_size) = match &cluster.lb {
-            LbPolicy::LeastRequest => (Algorithm::LeastRequest, 0, 0),
-            LbPolicy::RoundRobin => (Algorithm::RoundRobin, 0, 0),
-            LbPolicy::Random => (Algorithm::Random, 0, 0),
-            LbPolicy::PeakEwma => (Algorithm::PeakEwma, 0, 0),
-            LbPolicy::RingHash {
-                minimum_ring_size, ..
-            } => {
-                if *minimum_ring_size > ring_hash::MAX_RING_SIZE {
-                    return Err(BalancerError::RingSize {
-                        size: *minimum_ring_size,
-                    });
-                }
-                (Algorithm::RingHash, *minimum_ring_size, 0)
-            }
-            LbPolicy::Maglev { table_size, .. } => {
-                let size = if *table_size == 0 {
-                    maglev::DEFAULT_TABLE_SIZE
-                } else {
-                    *table_size
-                };
-                if !maglev::is_prime(size) || size > maglev::MAX_TABLE_SIZE {
-                    return Err(BalancerError::MaglevTableSize { size });
-                }
-                (Algorithm::Maglev, 0, size)
-            }
-        };
+        let (algorithm, ring_size, table_size) = parameters(&cluster.lb)?;
         let endpoints: &[Endpoint] = &cluster.endpoints;
         let stats: Box<[Arc<EndpointStats>]> =
             state.update(endpoints, now).iter().cloned().collect();

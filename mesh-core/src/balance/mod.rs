@@ -81,7 +81,7 @@ mod weighted_pick;
 #[cfg(test)]
 mod tests;
 
-pub use balancer::{Balancer, BalancerError, PickContext};
+pub use balancer::{Balancer, BalancerError, PickContext, check_lb_policy};
 pub use ewma::EwmaConfig;
 pub use hash::hash_key;
 pub use locality::ClientLocality;

@@ -563,6 +563,14 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             ));
         }
     };
+    mesh_core::balance::check_lb_policy(&lb).map_err(|e| {
+        let field = if c.lb_config.is_some() {
+            "lb_config"
+        } else {
+            "metadata.filter_metadata.mesh.maglev_table_size"
+        };
+        scope.error(field, e.to_string())
+    })?;
     residual.lb_policy = 0;
     residual.lb_config = None;
     let mut pool = ConnectionPool {

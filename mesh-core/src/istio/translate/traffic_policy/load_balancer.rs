@@ -10,8 +10,6 @@ use crate::model::{HashKey, LbPolicy, LocalityFailover, LocalityLbSetting};
 const DEFAULT_RING_SIZE: u64 = 1024;
 /// Envoy's default Maglev table size.
 const DEFAULT_MAGLEV_TABLE: u64 = 65537;
-/// Envoy's largest Maglev table.
-const MAX_MAGLEV_TABLE: u64 = 5_000_011;
 /// Envoy's largest ring.
 const MAX_RING_SIZE: u64 = 8_388_608;
 
@@ -100,15 +98,15 @@ fn consistent_hash(
         return None;
     }
     if let Some(m) = &ch.maglev {
-        let table_size = m.table_size.unwrap_or(DEFAULT_MAGLEV_TABLE);
-        if table_size > MAX_MAGLEV_TABLE || !is_prime(table_size) {
-            report.error(
-                &field.key("maglev").key("tableSize"),
-                format!("table size {table_size} must be a prime up to {MAX_MAGLEV_TABLE}"),
-            );
+        let policy = LbPolicy::Maglev {
+            key,
+            table_size: m.table_size.unwrap_or(DEFAULT_MAGLEV_TABLE),
+        };
+        if let Err(e) = crate::balance::check_lb_policy(&policy) {
+            report.error(&field.key("maglev").key("tableSize"), e.to_string());
             return None;
         }
-        return Some(LbPolicy::Maglev { key, table_size });
+        return Some(policy);
     }
     let minimum_ring_size = ch
         .ring_hash
@@ -128,14 +126,6 @@ fn consistent_hash(
         key,
         minimum_ring_size,
     })
-}
-
-/// Trial division; `n` is at most [`MAX_MAGLEV_TABLE`] here, so this is quick.
-fn is_prime(n: u64) -> bool {
-    n >= 2
-        && (2..)
-            .take_while(|d| d * d <= n)
-            .all(|d| !n.is_multiple_of(d))
 }
 
 /// Istio's mesh-wide default when a rule gives no `localityLbSetting`: enabled (it takes effect
