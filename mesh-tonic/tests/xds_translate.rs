@@ -489,3 +489,33 @@ fn a_table_no_balancer_can_build_is_refused_where_it_is_written() {
     assert_eq!(err.field, "lb_config");
     assert!(err.message.contains("65536"), "{err}");
 }
+
+#[test]
+fn an_overprovisioning_factor_mesh_does_not_use_is_reported() {
+    use envoy_types::pb::envoy::config::endpoint::v3::cluster_load_assignment::Policy;
+    use envoy_types::pb::google::protobuf::UInt32Value;
+    use mesh_tonic::xds::translate::decode_load_assignment;
+
+    let ctx = BuildContext::default();
+    let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
+    let mut cla = to_resources(&snapshot, NodeKind::ProxylessGrpc)
+        .load_assignments
+        .remove(0);
+    cla.policy = Some(Policy {
+        overprovisioning_factor: Some(UInt32Value { value: 140 }),
+        ..Default::default()
+    });
+    assert!(decode_load_assignment(&cla).unwrap().warnings.is_empty());
+    cla.policy = Some(Policy {
+        overprovisioning_factor: Some(UInt32Value { value: 200 }),
+        ..Default::default()
+    });
+    let warnings = decode_load_assignment(&cla).unwrap().warnings;
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0]
+            .to_string()
+            .contains("policy.overprovisioning_factor"),
+        "{warnings:?}"
+    );
+}

@@ -333,12 +333,20 @@ pub(crate) fn decode_inline(
             });
         }
     }
-    if cla
-        .policy
-        .as_ref()
-        .is_some_and(|p| !p.drop_overloads.is_empty())
-    {
-        scope.warn("policy.drop_overloads", "not implemented; ignored");
+    if let Some(policy) = &cla.policy {
+        if !policy.drop_overloads.is_empty() {
+            scope.warn("policy.drop_overloads", "not implemented; ignored");
+        }
+        if let Some(f) = policy.overprovisioning_factor.filter(|f| f.value != 140) {
+            scope.warn(
+                "policy.overprovisioning_factor",
+                format!("{} not implemented; Envoy's default 140 is used", f.value),
+            );
+        }
+        let mut residual = policy.clone();
+        residual.drop_overloads.clear();
+        residual.overprovisioning_factor = None;
+        scope.unsupported("policy", &residual);
     }
     if !cla.named_endpoints.is_empty() {
         scope.warn("named_endpoints", "not implemented; ignored");
