@@ -49,7 +49,7 @@ use mesh_core::model::{AuthzAction, AuthzPolicy, InboundPolicy, MtlsMode};
 
 use super::NodeKind;
 use super::error::{Scope, XdsError};
-use super::listener::{HCM, ROUTER, chain_hcm};
+use super::listener::{HCM, ROUTER, chain_hcm, report_unused};
 use super::meta;
 use super::proto::{list_value, pack, string_value, unpack};
 use super::rbac;
@@ -247,6 +247,7 @@ fn chain_policies(
     scope: &mut Scope,
 ) -> Result<Vec<AuthzPolicy>, XdsError> {
     let (hcm, path) = chain_hcm(chain, at, scope)?;
+    report_unused(&hcm, &path, scope);
     match &hcm.route_specifier {
         Some(RouteSpecifier::RouteConfig(rc)) => {
             for (v, vh) in rc.virtual_hosts.iter().enumerate() {

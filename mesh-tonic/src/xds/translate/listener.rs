@@ -126,6 +126,19 @@ fn port_of_name(name: &str) -> Option<u16> {
     name.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
 }
 
+/// Reports the connection-manager fields mesh does not read (everything but the route
+/// specifier, the HTTP filters and the stat prefix), such as gRPC's default
+/// `common_http_protocol_options.max_stream_duration`.
+pub(crate) fn report_unused(hcm: &HttpConnectionManager, path: &str, scope: &mut Scope) {
+    let residual = HttpConnectionManager {
+        stat_prefix: String::new(),
+        route_specifier: None,
+        http_filters: Vec::new(),
+        ..hcm.clone()
+    };
+    scope.unsupported(path, &residual);
+}
+
 /// The HTTP connection manager of a filter chain, and its field path.
 pub(crate) fn chain_hcm(
     chain: &FilterChain,
@@ -184,6 +197,7 @@ pub fn decode_listener(l: &Listener) -> Result<DecodedListener, XdsError> {
             return Err(scope.error("api_listener", "neither an API listener nor a filter chain"));
         }
     };
+    report_unused(&manager, &path, &mut scope);
     let rds = match &manager.route_specifier {
         Some(RouteSpecifier::Rds(r)) => r,
         Some(_) => {
