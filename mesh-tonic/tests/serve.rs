@@ -2,16 +2,13 @@
 //! get answers, denied ones `PERMISSION_DENIED` without reaching the service.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
+mod support;
 
-use hyper_util::rt::TokioIo;
-use mesh_core::identity::{CertificateAuthority, ExpectedIdentities, TlsIdentity};
+use mesh_core::identity::CertificateAuthority;
 use mesh_core::{Mesh, Workload};
-use mesh_tower::tls::TlsConnector;
-use rustls_pki_types::{ServerName, UnixTime};
-use tokio::net::{TcpListener, TcpStream};
+use support::tls::{channel, identity};
+use tokio::net::TcpListener;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -30,33 +27,6 @@ spec:
   rules:
   - from: [{source: {principals: [cluster.local/ns/foo/sa/sleep]}}]
 ";
-
-fn identity(ca: &CertificateAuthority, ns: &str, sa: &str) -> TlsIdentity {
-    let issued = ca
-        .issue(ns, sa, std::time::Duration::from_secs(3600))
-        .unwrap();
-    TlsIdentity::new(issued.credentials(UnixTime::now()).unwrap()).unwrap()
-}
-
-/// A tonic channel to `addr` over mutual TLS as `ns/sa`.
-async fn channel(ca: &CertificateAuthority, addr: SocketAddr, ns: &str, sa: &str) -> Channel {
-    let connector = TlsConnector::new(identity(ca, ns, sa));
-    Endpoint::from_static("http://reviews.default.svc.cluster.local")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let connector = connector.clone();
-            async move {
-                let tcp = TcpStream::connect(addr).await?;
-                let name = ServerName::try_from("reviews.default.svc.cluster.local").unwrap();
-                let tls = connector
-                    .connect(tcp, name, &ExpectedIdentities::any_in_trust_domain())
-                    .await
-                    .map_err(std::io::Error::other)?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls.stream))
-            }
-        }))
-        .await
-        .unwrap()
-}
 
 /// `istio_requests_total` lines as (grpc_response_status, response_code, value).
 fn grpc_series(text: &str) -> Vec<(String, String, String)> {

@@ -12,17 +12,15 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use mesh_core::identity::{CertificateAuthority, ExpectedIdentities, TlsIdentity};
+use mesh_core::identity::CertificateAuthority;
 use mesh_core::model::{AuthzAction, MtlsMode};
 use mesh_core::{Mesh, MeshSettings, Workload};
 use mesh_tonic::xds::bootstrap::XdsTarget;
 use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
 use mesh_tonic::xds::server::XdsServer;
-use mesh_tower::tls::TlsConnector;
-use rustls_pki_types::{ServerName, UnixTime};
+use support::tls::{channel, identity};
 use support::write_atomic;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::HealthCheckRequest;
@@ -56,31 +54,6 @@ spec:
 ",
         principals.join(", ")
     )
-}
-
-fn identity(ca: &CertificateAuthority, ns: &str, sa: &str) -> TlsIdentity {
-    let issued = ca.issue(ns, sa, Duration::from_secs(3600)).unwrap();
-    TlsIdentity::new(issued.credentials(UnixTime::now()).unwrap()).unwrap()
-}
-
-/// A tonic channel to `addr` over mutual TLS as `ns/sa`.
-async fn channel(ca: &CertificateAuthority, addr: SocketAddr, ns: &str, sa: &str) -> Channel {
-    let connector = TlsConnector::new(identity(ca, ns, sa));
-    Endpoint::from_static("http://reviews.default.svc.cluster.local")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let connector = connector.clone();
-            async move {
-                let tcp = TcpStream::connect(addr).await?;
-                let name = ServerName::try_from("reviews.default.svc.cluster.local").unwrap();
-                let tls = connector
-                    .connect(tcp, name, &ExpectedIdentities::any_in_trust_domain())
-                    .await
-                    .map_err(std::io::Error::other)?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls.stream))
-            }
-        }))
-        .await
-        .unwrap()
 }
 
 async fn check(channel: Channel) -> Result<(), tonic::Status> {

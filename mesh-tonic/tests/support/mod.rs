@@ -18,6 +18,8 @@ use mesh_core::Mesh;
 use mesh_tower::client::MeshClient;
 use tower::ServiceExt;
 
+pub mod tls;
+
 /// A backend answering its version.
 pub struct Backend {
     pub addr: SocketAddr,
