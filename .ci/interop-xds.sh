@@ -56,31 +56,39 @@ port_v1="$(awk '$1 == "v1" {print $2}' "$work/backends.txt")"
 port_v2="$(awk '$1 == "v2" {print $2}' "$work/backends.txt")"
 
 mkdir -p "$work/config"
-write_config() { # weight_v1 weight_v2
-  cat >"$work/config/inventory.yaml.tmp" <<YAML
+# A ServiceEntry NAME on PORT over the v1 and v2 backends, and a DestinationRule with a subset per
+# version and the trafficPolicy given as YAML lines (indented under `trafficPolicy:`).
+two_versions() { # name port traffic-policy-lines
+  cat <<YAML
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {name: inventory, namespace: default}
+metadata: {name: $1, namespace: default}
 spec:
-  hosts: [inventory.default.svc.cluster.local]
+  hosts: [$1.default.svc.cluster.local]
   location: MESH_INTERNAL
   resolution: STATIC
-  ports: [{number: $SVC_PORT, name: grpc, protocol: GRPC}]
+  ports: [{number: $2, name: grpc, protocol: GRPC}]
   endpoints:
-  - {address: 127.0.0.1, ports: {grpc: $port_v1}, labels: {app: inventory, version: v1}}
-  - {address: 127.0.0.1, ports: {grpc: $port_v2}, labels: {app: inventory, version: v2}}
+  - {address: 127.0.0.1, ports: {grpc: $port_v1}, labels: {app: $1, version: v1}}
+  - {address: 127.0.0.1, ports: {grpc: $port_v2}, labels: {app: $1, version: v2}}
 ---
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
-metadata: {name: inventory, namespace: default}
+metadata: {name: $1, namespace: default}
 spec:
-  host: inventory
+  host: $1
   trafficPolicy:
-    tls: {mode: DISABLE}
-    loadBalancer: {simple: ROUND_ROBIN}
+$3
   subsets:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}}
+YAML
+}
+write_config() { # weight_v1 weight_v2
+  {
+    two_versions inventory "$SVC_PORT" "    tls: {mode: DISABLE}
+    loadBalancer: {simple: ROUND_ROBIN}"
+    cat <<YAML
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -94,6 +102,7 @@ spec:
     - destination: {host: inventory, subset: v2}
       weight: $2
 YAML
+  } >"$work/config/inventory.yaml.tmp"
   mv "$work/config/inventory.yaml.tmp" "$work/config/inventory.yaml"
 }
 write_config 90 10
@@ -301,31 +310,11 @@ GRPC_XDS_BOOTSTRAP="$work/pyclient-bootstrap.json" "$py" .ci/interop/xds_client.
 
 echo "-- 5. Traffic features through gRPC: header routes, fault abort, retries, timeout, ring hash, outlier detection"
 features_port=$((SVC_PORT + 2))
-cat >"$work/config/features.yaml.tmp" <<YAML
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: features, namespace: default}
-spec:
-  hosts: [features.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: $features_port, name: grpc, protocol: GRPC}]
-  endpoints:
-  - {address: 127.0.0.1, ports: {grpc: $port_v1}, labels: {app: features, version: v1}}
-  - {address: 127.0.0.1, ports: {grpc: $port_v2}, labels: {app: features, version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: features, namespace: default}
-spec:
-  host: features
-  trafficPolicy:
-    tls: {mode: DISABLE}
+{
+  two_versions features "$features_port" "    tls: {mode: DISABLE}
     loadBalancer: {consistentHash: {httpHeaderName: x-user}}
-    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
+    outlierDetection: {consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s}"
+  cat <<YAML
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -342,6 +331,7 @@ spec:
     timeout: 5s
     retries: {attempts: 2, perTryTimeout: 2s, retryOn: unavailable}
 YAML
+} >"$work/config/features.yaml.tmp"
 mv "$work/config/features.yaml.tmp" "$work/config/features.yaml"
 features="xds:///features.default.svc.cluster.local:$features_port"
 GRPC_XDS_BOOTSTRAP="$work/bootstrap.json" "$py" .ci/interop/xds_client.py --target "$features" \
