@@ -376,8 +376,13 @@ impl Bootstrap {
     /// The inbound listener name for a server on `addr`, from the template.
     pub fn server_listener_name(&self, addr: std::net::SocketAddr) -> Option<String> {
         let t = self.server_listener_resource_name_template.as_ref()?;
-        Some(t.replace("%s", &addr.to_string()))
+        Some(listener_name(t, addr))
     }
+}
+
+/// A server listener name: `template` with `%s` replaced by `addr` (`ip:port`, `[ip6]:port`).
+pub(crate) fn listener_name(template: &str, addr: std::net::SocketAddr) -> String {
+    template.replace("%s", &addr.to_string())
 }
 
 #[cfg(test)]

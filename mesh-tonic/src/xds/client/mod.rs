@@ -131,10 +131,8 @@ impl XdsClientConfig {
     /// policies. Until it arrives the client is not ready; if it does not exist, every request
     /// on the port is refused (gRFC A36).
     pub fn serving(mut self, addr: std::net::SocketAddr) -> Self {
-        self.server_listeners.push(
-            self.server_listener_template
-                .replace("%s", &addr.to_string()),
-        );
+        let name = super::bootstrap::listener_name(&self.server_listener_template, addr);
+        self.server_listeners.push(name);
         self
     }
 

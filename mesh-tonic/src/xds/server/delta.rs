@@ -6,18 +6,17 @@
 //! each resource the client holds. A response carries only what changed since: resources whose
 //! version differs, and the names of resources that are gone. A resource's version is a hash of
 //! the model it was built from ([`View::version`]), so a push of an unchanged resource sends
-//! nothing. A reconnecting client's
-//! `initial_resource_versions` are taken as what it holds.
+//! nothing. A reconnecting client's `initial_resource_versions` are taken as what it holds.
 
 use std::collections::{BTreeSet, HashMap};
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
-use tokio::sync::mpsc;
 
-use super::session::{Protocol, Session};
-use super::view::{PUSH_ORDER, View, record_answer, wildcard_type};
+use super::session::Protocol;
+use super::view::{View, record_answer, wildcard_type};
 
 /// One type's subscription.
 #[derive(Debug, Default)]
@@ -35,68 +34,44 @@ struct Subscription {
     answered: bool,
 }
 
-type Tx = mpsc::Sender<Result<DeltaDiscoveryResponse, tonic::Status>>;
-
+/// Incremental: each response carries what changed of its type since the client's copy.
+#[derive(Debug, Default)]
 pub(super) struct DeltaStream {
-    session: Session,
-    tx: Tx,
-    view: Option<View>,
     subs: HashMap<&'static str, Subscription>,
     nonce: u64,
 }
 
-impl DeltaStream {
-    pub(super) fn new(session: Session, tx: Tx) -> Self {
-        Self {
-            session,
-            tx,
-            view: None,
-            subs: HashMap::new(),
-            nonce: 0,
-        }
+impl Protocol for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+
+    fn node(r: &DeltaDiscoveryRequest) -> Option<&Node> {
+        r.node.as_ref()
     }
 
-    /// Handles one request; false when the stream is done.
-    async fn handle(&mut self, r: DeltaDiscoveryRequest) -> bool {
-        if self.view.is_none() {
-            self.view = self.session.first_view(r.node.as_ref(), &self.tx).await;
-            if self.view.is_none() {
-                return false;
-            }
-        }
-        let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == r.type_url) else {
-            tracing::warn!(peer = %self.session.peer, type_url = %r.type_url, "delta xDS request for a type not served; ignored");
-            return true;
-        };
-        if let (false, Some(view)) = (r.response_nonce.is_empty(), &self.view) {
+    fn type_url(r: &DeltaDiscoveryRequest) -> &str {
+        &r.type_url
+    }
+
+    fn request(&mut self, view: &View, type_url: &'static str, r: &DeltaDiscoveryRequest) -> bool {
+        if !r.response_nonce.is_empty() {
             let error = r.error_detail.as_ref().map(|e| e.message.as_str());
             record_answer(&view.id, type_url, &view.snapshot.version, error);
         }
         let first = !self.subs.contains_key(type_url);
         let sub = self.subs.entry(type_url).or_default();
-        let changed = subscribe(sub, &r, first, wildcard_type(type_url));
-        if changed || first {
-            return self.push(type_url).await;
-        }
-        true
+        subscribe(sub, r, first, wildcard_type(type_url)) || first
     }
 
-    async fn push_all(&mut self) -> bool {
-        for t in PUSH_ORDER {
-            if self.subs.contains_key(t) && !self.push(t).await {
-                return false;
-            }
-        }
-        true
+    fn subscribed(&self, type_url: &str) -> bool {
+        self.subs.contains_key(type_url)
     }
 
-    /// Sends what changed of `type_url` since the client's copy: resources at a new version and
-    /// the names of those gone (or named and not existing). Nothing when nothing changed, but
-    /// always a first response.
-    async fn push(&mut self, type_url: &'static str) -> bool {
-        let (Some(view), Some(sub)) = (&self.view, self.subs.get_mut(type_url)) else {
-            return true;
-        };
+    /// What changed of `type_url` since the client's copy: resources at a new version and the
+    /// names of those gone (or named and not existing). Nothing when nothing changed, but always
+    /// a first response.
+    fn response(&mut self, view: &View, type_url: &'static str) -> Option<DeltaDiscoveryResponse> {
+        let sub = self.subs.get_mut(type_url)?;
         let names = if sub.wildcard {
             sub.names
                 .iter()
@@ -144,44 +119,18 @@ impl DeltaStream {
             }
         }
         if sub.answered && resources.is_empty() && removed.is_empty() {
-            return true;
+            return None;
         }
         sub.answered = true;
         self.nonce += 1;
-        let response = DeltaDiscoveryResponse {
+        Some(DeltaDiscoveryResponse {
             system_version_info: view.snapshot.version.clone(),
             resources,
             type_url: type_url.to_owned(),
             removed_resources: removed,
             nonce: self.nonce.to_string(),
             ..Default::default()
-        };
-        self.tx.send(Ok(response)).await.is_ok()
-    }
-}
-
-impl Protocol for DeltaStream {
-    type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
-
-    fn session(&self) -> &Session {
-        &self.session
-    }
-
-    fn tx(&self) -> &Tx {
-        &self.tx
-    }
-
-    fn view_mut(&mut self) -> Option<&mut View> {
-        self.view.as_mut()
-    }
-
-    async fn handle(&mut self, r: DeltaDiscoveryRequest) -> bool {
-        DeltaStream::handle(self, r).await
-    }
-
-    async fn push_all(&mut self) -> bool {
-        DeltaStream::push_all(self).await
+        })
     }
 }
 

@@ -103,8 +103,6 @@ impl XdsServer {
 
 /// What a stream sends the client.
 type Outgoing<T> = Pin<Box<dyn futures_core::Stream<Item = Result<T, tonic::Status>> + Send>>;
-/// Where a stream's responses go.
-type Sender<T> = tokio::sync::mpsc::Sender<Result<T, tonic::Status>>;
 type ResponseStream = Outgoing<DiscoveryResponse>;
 type DeltaStream = Outgoing<DeltaDiscoveryResponse>;
 
@@ -117,23 +115,22 @@ impl AggregatedDiscoveryService for XdsServer {
         &self,
         request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
     ) -> Result<tonic::Response<ResponseStream>, tonic::Status> {
-        Ok(self.open(request, stream::AdsStream::new))
+        Ok(self.open::<stream::AdsStream>(request))
     }
 
     async fn delta_aggregated_resources(
         &self,
         request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<tonic::Response<DeltaStream>, tonic::Status> {
-        Ok(self.open(request, delta::DeltaStream::new))
+        Ok(self.open::<delta::DeltaStream>(request))
     }
 }
 
 impl XdsServer {
     /// Starts serving one stream with protocol `P`; the response stream is what it sends.
-    fn open<P: session::Protocol + 'static>(
+    fn open<P: session::Protocol>(
         &self,
         request: tonic::Request<tonic::Streaming<P::Request>>,
-        new: fn(session::Session, Sender<P::Response>) -> P,
     ) -> tonic::Response<Outgoing<P::Response>> {
         let peer = request
             .remote_addr()
@@ -147,7 +144,7 @@ impl XdsServer {
             peer,
         };
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(session::run(new(session, tx), request.into_inner()));
+        tokio::spawn(session::run::<P>(session, tx, request.into_inner()));
         tonic::Response::new(Box::pin(ReceiverStream(rx)))
     }
 }

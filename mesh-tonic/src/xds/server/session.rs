@@ -2,16 +2,16 @@
 //! the files, the stop signal, the peer, and the loop that reacts to requests, edits and the
 //! server stopping.
 
-use std::future::Future;
 use std::sync::Arc;
 
+use envoy_types::pb::envoy::config::core::v3::Node;
 use mesh_core::MeshSettings;
 use mesh_core::model::Snapshot;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
 use super::XdsServer;
-use super::view::View;
+use super::view::{PUSH_ORDER, View};
 
 /// One stream's surroundings.
 pub(super) struct Session {
@@ -27,7 +27,7 @@ impl Session {
     /// error and returns `None` when it does not.
     pub(super) async fn first_view<R>(
         &self,
-        node: Option<&envoy_types::pb::envoy::config::core::v3::Node>,
+        node: Option<&Node>,
         tx: &mpsc::Sender<Result<R, tonic::Status>>,
     ) -> Option<View> {
         let Some(node) = node else {
@@ -44,20 +44,24 @@ impl Session {
     }
 }
 
-/// A protocol variant: state of the world or incremental.
-pub(super) trait Protocol: Send {
+/// A protocol variant, state of the world or incremental: its subscriptions and how it answers.
+/// The session owns the view, the sender and the loop.
+pub(super) trait Protocol: Default + Send + 'static {
     /// Its request message.
     type Request: Message + Default + Send + 'static;
     /// Its response message.
     type Response: Send + 'static;
 
-    fn session(&self) -> &Session;
-    fn tx(&self) -> &mpsc::Sender<Result<Self::Response, tonic::Status>>;
-    fn view_mut(&mut self) -> Option<&mut View>;
-    /// Handles one request; false when the stream is done.
-    fn handle(&mut self, r: Self::Request) -> impl Future<Output = bool> + Send;
-    /// Sends what changed of every subscribed type; false when the stream is done.
-    fn push_all(&mut self) -> impl Future<Output = bool> + Send;
+    /// The node a request carries (the first must).
+    fn node(r: &Self::Request) -> Option<&Node>;
+    /// The type a request is about.
+    fn type_url(r: &Self::Request) -> &str;
+    /// Takes a request of `type_url` (a type mesh serves); true when it calls for a response.
+    fn request(&mut self, view: &View, type_url: &'static str, r: &Self::Request) -> bool;
+    /// Whether the client subscribed to `type_url`.
+    fn subscribed(&self, type_url: &str) -> bool;
+    /// The response for `type_url` now; `None` when there is nothing to send.
+    fn response(&mut self, view: &View, type_url: &'static str) -> Option<Self::Response>;
 }
 
 /// What wakes a stream.
@@ -67,40 +71,62 @@ enum Wake<R> {
     Changed(bool),
 }
 
-/// Serves one stream until the client leaves, the watcher goes or the server stops.
-pub(super) async fn run<P: Protocol>(mut p: P, mut requests: tonic::Streaming<P::Request>) {
-    let (mut stop, mut changes) = (p.session().stop.clone(), p.session().changes.clone());
+/// Serves one stream until the client leaves, the watcher goes or the server stops: the first
+/// request's node gets its view, each request its answer, each valid edit a push of every
+/// subscribed type (clusters and endpoints before listeners and routes).
+pub(super) async fn run<P: Protocol>(
+    session: Session,
+    tx: mpsc::Sender<Result<P::Response, tonic::Status>>,
+    mut requests: tonic::Streaming<P::Request>,
+) {
+    let (mut stop, mut changes) = (session.stop.clone(), session.changes.clone());
+    let mut protocol = P::default();
+    let mut view: Option<View> = None;
     loop {
         let wake = tokio::select! {
             _ = stop.wait_for(|s| *s) => Wake::Stop,
             request = requests.message() => Wake::Request(request),
             changed = changes.changed() => Wake::Changed(changed.is_ok()),
         };
-        match wake {
+        let (view, types): (&View, Vec<&'static str>) = match wake {
             Wake::Stop => {
                 let stopping = tonic::Status::unavailable("xDS server stopping");
-                let _ = p.tx().send(Err(stopping)).await;
+                let _ = tx.send(Err(stopping)).await;
                 return;
             }
-            Wake::Changed(false) => return,
+            Wake::Changed(false) | Wake::Request(Ok(None)) => return,
+            Wake::Request(Err(status)) => {
+                tracing::debug!(peer = %session.peer, %status, "xDS stream ended");
+                return;
+            }
             Wake::Changed(true) => {
-                let server = p.session().server.clone();
-                let rebuilt = match p.view_mut() {
-                    Some(view) => view.rebuild(&server).await,
-                    None => false,
-                };
-                if rebuilt && !p.push_all().await {
-                    return;
+                let Some(v) = view.as_mut() else { continue };
+                if !v.rebuild(&session.server).await {
+                    continue;
                 }
+                let types = PUSH_ORDER
+                    .into_iter()
+                    .filter(|t| protocol.subscribed(t))
+                    .collect();
+                (v, types)
             }
             Wake::Request(Ok(Some(r))) => {
-                if !p.handle(r).await {
-                    return;
+                if view.is_none() {
+                    view = session.first_view(P::node(&r), &tx).await;
                 }
+                let Some(v) = view.as_ref() else { return };
+                let Some(type_url) = PUSH_ORDER.into_iter().find(|t| *t == P::type_url(&r)) else {
+                    tracing::warn!(peer = %session.peer, type_url = %P::type_url(&r), "xDS request for a type not served; ignored");
+                    continue;
+                };
+                let answer = protocol.request(v, type_url, &r);
+                (v, if answer { vec![type_url] } else { Vec::new() })
             }
-            Wake::Request(Ok(None)) => return,
-            Wake::Request(Err(status)) => {
-                tracing::debug!(peer = %p.session().peer, %status, "xDS stream ended");
+        };
+        for t in types {
+            if let Some(response) = protocol.response(view, t)
+                && tx.send(Ok(response)).await.is_err()
+            {
                 return;
             }
         }

@@ -19,8 +19,8 @@
 //! every route is `non_forwarding_action`: a server routes to itself.
 //!
 //! What xDS has no field for travels in the listener's `mesh` metadata: the order of the
-//! AuthorizationPolicies and those without rules (RBAC has no entry for a policy without rules),
-//! so Istio files → model → xDS → model is lossless.
+//! AuthorizationPolicies (RBAC keeps them in a map), so Istio files → model → xDS → model is
+//! lossless.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,7 +51,7 @@ use super::NodeKind;
 use super::error::{Scope, XdsError};
 use super::listener::{HCM, ROUTER, chain_hcm, report_unused};
 use super::meta;
-use super::proto::{list_value, pack, string_value, unpack};
+use super::proto::{as_str, list_value, pack, string_value, unpack};
 use super::rbac;
 use super::tls::{TLS_SOCKET, identity_context, names_identity_certificate};
 
@@ -284,66 +284,22 @@ fn chain_policies(
     Ok(policies)
 }
 
-/// Puts decoded policies back in the order the `mesh` metadata lists, with the policies that
-/// have no rules (absent from RBAC). Without that metadata (another control plane), the
-/// decoded order stands.
-fn restore_order(decoded: Vec<AuthzPolicy>, l: &Listener) -> Vec<AuthzPolicy> {
+/// Puts decoded policies back in the order the `mesh` metadata lists (the RBAC policy map has
+/// none). Without that metadata (another control plane), the decoder's order stands.
+fn restore_order(mut decoded: Vec<AuthzPolicy>, l: &Listener) -> Vec<AuthzPolicy> {
     let Some(Kind::ListValue(list)) =
         meta::field(l.metadata.as_ref(), meta::MESH, "authz").and_then(|v| v.kind.as_ref())
     else {
         return decoded;
     };
-    let listed: Vec<(String, AuthzAction)> = list
-        .values
-        .iter()
-        .filter_map(|v| match &v.kind {
-            Some(Kind::StringValue(s)) => {
-                let (action, name) = s.split_once(' ')?;
-                Some((name.to_owned(), action_from(action)?))
-            }
-            _ => None,
-        })
-        .collect();
-    let mut rest = decoded;
-    let mut out = Vec::with_capacity(listed.len());
-    for (name, action) in &listed {
-        match rest
+    // A stable sort: what the list does not name keeps its place after what it does.
+    decoded.sort_by_key(|p| {
+        list.values
             .iter()
-            .position(|p| p.name == *name && p.action == *action)
-        {
-            Some(i) => out.push(rest.remove(i)),
-            None => out.push(AuthzPolicy {
-                name: name.clone(),
-                action: *action,
-                rules: Vec::new(),
-            }),
-        }
-    }
-    // What the RBAC filters hold beyond the listed policies (the decoder's stand-in for an
-    // ALLOW filter without policies is already covered when a listed ALLOW policy exists).
-    let listed_allow = listed.iter().any(|(_, a)| *a == AuthzAction::Allow);
-    out.extend(
-        rest.into_iter()
-            .filter(|p| !(listed_allow && p.action == AuthzAction::Allow && p.rules.is_empty())),
-    );
-    out
-}
-
-fn action_name(a: AuthzAction) -> &'static str {
-    match a {
-        AuthzAction::Allow => "ALLOW",
-        AuthzAction::Deny => "DENY",
-        AuthzAction::Audit => "AUDIT",
-    }
-}
-
-fn action_from(s: &str) -> Option<AuthzAction> {
-    match s {
-        "ALLOW" => Some(AuthzAction::Allow),
-        "DENY" => Some(AuthzAction::Deny),
-        "AUDIT" => Some(AuthzAction::Audit),
-        _ => None,
-    }
+            .position(|v| as_str(v) == Some(p.name.as_str()))
+            .unwrap_or(usize::MAX)
+    });
+    decoded
 }
 
 /// Refuses every request on the port of `name`, a server listener that was asked for and does
@@ -431,7 +387,7 @@ pub(crate) fn inbound_listener(
     };
     let order = policies
         .iter()
-        .map(|p| string_value(format!("{} {}", action_name(p.action), p.name)))
+        .map(|p| string_value(p.name.clone()))
         .collect();
     Listener {
         name: name.to_owned(),
