@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::Any;
-use mesh_core::model::Snapshot;
+use mesh_core::model::{ClusterName, Snapshot};
 use mesh_core::{BuildContext, MeshSettings};
 use prost::Message;
 
@@ -141,13 +141,7 @@ impl View {
     /// which writes its hash policies; a listener's is its encoding (no maps of more than one
     /// entry).
     pub(super) fn version(&self, type_url: &str, name: &str, any: &Any) -> String {
-        let cluster = || {
-            self.snapshot
-                .clusters
-                .iter()
-                .find(|(n, _)| n.as_str() == name)
-                .map(|(_, c)| c)
-        };
+        let cluster = || self.snapshot.cluster(&ClusterName::new(name));
         let text = match type_url {
             type_url::CLUSTER => cluster().and_then(|c| {
                 let mut v = serde_json::to_value(c.as_ref()).ok()?;
