@@ -92,13 +92,17 @@ fn san_matchers(sans: &[String]) -> Vec<SubjectAltNameMatcher> {
             } else {
                 SanType::Dns as i32
             },
-            matcher: Some(StringMatcher {
-                match_pattern: Some(MatchPattern::Exact(s.clone())),
-                ignore_case: false,
-            }),
+            matcher: Some(exact(s)),
             oid: String::new(),
         })
         .collect()
+}
+
+fn exact(s: &str) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(MatchPattern::Exact(s.to_owned())),
+        ignore_case: false,
+    }
 }
 
 /// The workload identity as a TLS context: the certificate `default` and the roots `ROOTCA`, by
@@ -149,45 +153,39 @@ pub(crate) fn names_identity_certificate(common: &CommonTlsContext) -> bool {
 
 /// The transport socket for `tls`, `None` for plaintext.
 pub(crate) fn to_transport_socket(tls: &UpstreamTls, node: NodeKind) -> Option<TransportSocket> {
-    let mut validation = CertificateValidationContext {
+    let sans = &tls.subject_alt_names;
+    let validation = CertificateValidationContext {
         trusted_ca: tls.ca_certificates.as_deref().map(file),
+        match_typed_subject_alt_names: match node {
+            NodeKind::Envoy => san_matchers(sans),
+            NodeKind::ProxylessGrpc => Vec::new(),
+        },
+        // gRPC checks the untyped list only (A29); given typed matchers it checks nothing.
+        match_subject_alt_names: match node {
+            NodeKind::Envoy => Vec::new(),
+            NodeKind::ProxylessGrpc => sans.iter().map(|s| exact(s)).collect(),
+        },
         ..Default::default()
     };
-    match node {
-        NodeKind::Envoy => {
-            validation.match_typed_subject_alt_names = san_matchers(&tls.subject_alt_names);
-        }
-        // gRPC checks the untyped list only (A29); given typed matchers it checks nothing.
-        NodeKind::ProxylessGrpc => {
-            validation.match_subject_alt_names = tls
-                .subject_alt_names
-                .iter()
-                .map(|s| StringMatcher {
-                    match_pattern: Some(MatchPattern::Exact(s.clone())),
-                    ignore_case: false,
-                })
-                .collect();
-        }
-    }
-    let mut common = CommonTlsContext::default();
-    match tls.mode {
+    let common = match tls.mode {
         TlsMode::Disable => return None,
-        TlsMode::IstioMutual => {
-            common = identity_context(node, validation);
-            common.alpn_protocols = vec!["istio".into()];
-        }
-        TlsMode::Simple | TlsMode::Mutual => {
-            if let (Some(cert), Some(key)) = (&tls.client_certificate, &tls.private_key) {
-                common.tls_certificates = vec![TlsCertificate {
+        TlsMode::IstioMutual => CommonTlsContext {
+            alpn_protocols: vec!["istio".into()],
+            ..identity_context(node, validation)
+        },
+        TlsMode::Simple | TlsMode::Mutual => CommonTlsContext {
+            tls_certificates: match (&tls.client_certificate, &tls.private_key) {
+                (Some(cert), Some(key)) => vec![TlsCertificate {
                     certificate_chain: Some(file(cert)),
                     private_key: Some(file(key)),
                     ..Default::default()
-                }];
-            }
-            common.validation_context_type =
-                Some(ValidationContextType::ValidationContext(validation));
-        }
-    }
+                }],
+                _ => Vec::new(),
+            },
+            validation_context_type: Some(ValidationContextType::ValidationContext(validation)),
+            ..Default::default()
+        },
+    };
     let context = UpstreamTlsContext {
         common_tls_context: Some(common),
         sni: tls.sni.clone().unwrap_or_default(),
