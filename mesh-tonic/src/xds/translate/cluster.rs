@@ -504,7 +504,7 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
     residual.eds_cluster_config = None;
     let lb_type = XdsLb::try_from(c.lb_policy)
         .map_err(|_| scope.error("lb_policy", format!("unknown value {}", c.lb_policy)))?;
-    // mesh's own policy name wins over the enum (gRPC nodes get ROUND_ROBIN / RING_HASH).
+    // gRPC nodes get ROUND_ROBIN / RING_HASH; mesh's metadata says what was meant.
     let meant = meta::field(c.metadata.as_ref(), MESH, "lb").and_then(proto::as_str);
     // The hash key is on the routes (hash_policy), which assembly prefers; mesh's metadata
     // carries it for clusters no route names.
@@ -517,34 +517,16 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             .and_then(proto::as_number)
             .map_or(default, |n| n as u64),
     };
-    if !matches!(
-        lb_type,
-        XdsLb::LeastRequest | XdsLb::RoundRobin | XdsLb::Random | XdsLb::RingHash | XdsLb::Maglev
-    ) {
-        return Err(scope.error(
-            "lb_policy",
-            format!("{} is not supported", lb_type.as_str_name()),
-        ));
-    }
-    let lb = match (meant, lb_type) {
-        (Some("PEAK_EWMA"), _) => LbPolicy::PeakEwma,
-        (Some("LEAST_REQUEST"), _) => LbPolicy::LeastRequest,
-        (Some("RANDOM"), _) => LbPolicy::Random,
-        (Some("MAGLEV"), _) => LbPolicy::Maglev {
-            key: placeholder,
-            table_size: maglev_table(65537),
-        },
-        (Some(other), _) => {
-            return Err(scope.error(
-                "metadata.filter_metadata.mesh.lb",
-                format!("unknown balancing policy {other:?}"),
-            ));
-        }
-        (None, XdsLb::LeastRequest) => LbPolicy::LeastRequest,
-        (None, XdsLb::RoundRobin) => LbPolicy::RoundRobin,
-        (None, XdsLb::Random) => LbPolicy::Random,
-        (None, XdsLb::RingHash) => LbPolicy::RingHash {
-            key: placeholder,
+    let maglev = || LbPolicy::Maglev {
+        key: placeholder.clone(),
+        table_size: maglev_table(65537),
+    };
+    let wire = match lb_type {
+        XdsLb::LeastRequest => LbPolicy::LeastRequest,
+        XdsLb::RoundRobin => LbPolicy::RoundRobin,
+        XdsLb::Random => LbPolicy::Random,
+        XdsLb::RingHash => LbPolicy::RingHash {
+            key: placeholder.clone(),
             minimum_ring_size: match &c.lb_config {
                 Some(LbConfig::RingHashLbConfig(r)) => {
                     r.minimum_ring_size.as_ref().map_or(1024, |v| v.value)
@@ -552,14 +534,25 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
                 _ => 1024,
             },
         },
-        (None, XdsLb::Maglev) => LbPolicy::Maglev {
-            key: placeholder,
-            table_size: maglev_table(65537),
-        },
-        (None, other) => {
+        XdsLb::Maglev => maglev(),
+        other => {
             return Err(scope.error(
                 "lb_policy",
                 format!("{} is not supported", other.as_str_name()),
+            ));
+        }
+    };
+    // mesh's own policy name, when present, is what the enum stands in for.
+    let lb = match meant {
+        None => wire,
+        Some("PEAK_EWMA") => LbPolicy::PeakEwma,
+        Some("LEAST_REQUEST") => LbPolicy::LeastRequest,
+        Some("RANDOM") => LbPolicy::Random,
+        Some("MAGLEV") => maglev(),
+        Some(other) => {
+            return Err(scope.error(
+                "metadata.filter_metadata.mesh.lb",
+                format!("unknown balancing policy {other:?}"),
             ));
         }
     };
