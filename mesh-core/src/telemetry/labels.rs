@@ -57,6 +57,9 @@ impl RequestLabels {
 }
 
 /// Computes the bounded label set of a request.
+///
+/// A pure function of the facts [`LabelKey`](super::LabelKey) holds: read a new record field
+/// here only after making it part of that key.
 pub fn request_labels(r: &RequestRecord) -> RequestLabels {
     let (svc, svc_name, svc_ns) = match &r.destination_service {
         Some(key) if valid(&key.host, MAX_PRINCIPAL_LEN, false) => {

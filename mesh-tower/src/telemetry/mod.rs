@@ -28,7 +28,7 @@ mod request_metrics;
 #[cfg(test)]
 mod tests;
 
-use mesh_core::telemetry::{RequestRecord, request_labels};
+use mesh_core::telemetry::RequestRecord;
 use tokio::time::Instant;
 
 pub use access_log::{ACCESS_LOG_TARGET, AccessLogMode, log_path, log_request, rfc3339};
@@ -81,7 +81,7 @@ impl Telemetry {
 
     /// Records one finished request: metrics, graph, access log.
     pub fn record(&self, r: &RequestRecord) {
-        self.metrics.record(&request_labels(r), r);
+        self.metrics.record_request(r);
         self.graph.record(r, Instant::now());
         log_request(self.access_log, r);
     }
