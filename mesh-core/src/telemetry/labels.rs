@@ -122,9 +122,14 @@ fn workload_values(w: &PeerWorkload) -> [String; 7] {
 
 /// A name-like value, or `unknown` if absent, too long or not `[A-Za-z0-9._-]`.
 pub fn bounded_name(v: Option<&str>) -> String {
+    bounded_str(v).to_owned()
+}
+
+/// [`bounded_name`], borrowed: for lookups that need the value but not an owned copy.
+pub fn bounded_str(v: Option<&str>) -> &str {
     match v {
-        Some(v) if valid(v, MAX_NAME_LEN, false) => v.to_owned(),
-        _ => UNKNOWN.to_owned(),
+        Some(v) if valid(v, MAX_NAME_LEN, false) => v,
+        _ => UNKNOWN,
     }
 }
 

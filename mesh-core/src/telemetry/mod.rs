@@ -23,7 +23,9 @@ mod tests;
 
 pub use flags::ResponseFlag;
 pub use label_key::LabelKey;
-pub use labels::{MAX_NAME_LEN, MAX_PRINCIPAL_LEN, RequestLabels, bounded_name, request_labels};
+pub use labels::{
+    MAX_NAME_LEN, MAX_PRINCIPAL_LEN, RequestLabels, bounded_name, bounded_str, request_labels,
+};
 pub use peer_metadata::{
     MAX_ENCODED_LEN, PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER, PeerMetadata, PeerMetadataError,
 };
