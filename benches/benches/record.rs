@@ -5,6 +5,8 @@
 //! (`request_labels` builds the ~25 label strings, then the label-set cache is probed), which
 //! `RequestMetrics::record` still is; `by_record` is `RequestMetrics::record_request`, what
 //! `Telemetry::record` now calls (the record's label facts hashed in place, no strings).
+//! `telemetry` is the whole `Telemetry::record` (metrics and service graph, access log off), and
+//! `trace_ids` the two ids made per request; those compare across commits (run on each).
 //! Run: `cargo bench -p mesh-benches --bench record`.
 #![allow(missing_docs)] // criterion_group! generates an undocumented public function.
 
@@ -13,7 +15,10 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use mesh_benches::client_record;
 use mesh_core::telemetry::request_labels;
-use mesh_tower::telemetry::{RequestMetrics, install_prometheus};
+use mesh_tower::telemetry::{AccessLogMode, RequestMetrics, Telemetry, install_prometheus};
+use mesh_tower::trace::{TraceId, uuid_v4};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 
 fn record(c: &mut Criterion) {
     // The handle must outlive the benchmark: it owns the recorder's upkeep.
@@ -28,8 +33,25 @@ fn record(c: &mut Criterion) {
     group.bench_function("by_record", |b| {
         b.iter(|| metrics.record_request(black_box(&r)))
     });
+    // Everything `Telemetry::record` does with the access log off (Istio's default): the
+    // metrics and the service graph.
+    let telemetry = Telemetry::new().access_log(AccessLogMode::Off);
+    telemetry.record(&r);
+    group.bench_function("telemetry", |b| b.iter(|| telemetry.record(black_box(&r))));
     group.finish();
 }
 
-criterion_group!(benches, record);
+/// The ids made for every request: a `x-request-id` and the trace id's hex for the record.
+fn ids(c: &mut Criterion) {
+    let mut group = c.benchmark_group("trace_ids");
+    let mut rng = SmallRng::seed_from_u64(1);
+    group.bench_function("uuid_v4", |b| b.iter(|| uuid_v4(&mut rng)));
+    let id = TraceId::random(&mut rng);
+    group.bench_function("trace_id_to_string", |b| {
+        b.iter(|| black_box(&id).to_string())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, record, ids);
 criterion_main!(benches);
