@@ -472,3 +472,44 @@ fn record_request_caps_peer_chosen_names() {
         .unwrap();
     assert!(unknown.ends_with(" 1900"), "{unknown}");
 }
+
+/// The cache answers what `peer_workload` answers, decodes a value once, never keeps a refused
+/// value, and stops growing at its capacity (still answering correctly past it).
+#[test]
+fn peer_metadata_cache_matches_decoding() {
+    use ::http::HeaderMap;
+    use mesh_core::telemetry::PeerMetadata;
+
+    let headers = |name: &str, version: &str| {
+        let w = Workload::new("shop", name).labels([("app", name), ("version", version)]);
+        let (value, id) = peer_metadata_headers(
+            &PeerMetadata::from_workload(&w, "Kubernetes"),
+            "cluster.local",
+        )
+        .unwrap();
+        let mut h = HeaderMap::new();
+        insert_peer_metadata(&mut h, &value, &id);
+        h
+    };
+    let cache = PeerMetadataCache::default();
+    assert_eq!(cache.peer_workload(&HeaderMap::new()), None);
+    let h = headers("frontend", "v1");
+    for _ in 0..3 {
+        assert_eq!(cache.peer_workload(&h), peer_workload(&h));
+        assert_eq!(cache.peer_workload(&h), Some(workload("frontend", "v1")));
+    }
+    assert_eq!(cache.len(), 1);
+    let mut bad = HeaderMap::new();
+    bad.insert("x-envoy-peer-metadata", "%%%garbage".parse().unwrap());
+    assert_eq!(cache.peer_workload(&bad), None);
+    assert_eq!(cache.len(), 1);
+    for i in 0..PEER_CACHE_CAPACITY + 10 {
+        let h = headers(&format!("w{i}"), "v2");
+        assert_eq!(
+            cache.peer_workload(&h),
+            Some(workload(&format!("w{i}"), "v2"))
+        );
+    }
+    assert_eq!(cache.len(), PEER_CACHE_CAPACITY);
+    assert_eq!(cache.peer_workload(&h), Some(workload("frontend", "v1")));
+}
