@@ -13,9 +13,15 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use http::HeaderMap;
 use mesh_benches::client_record;
+use mesh_core::Workload;
+use mesh_core::telemetry::PeerMetadata;
 use mesh_core::telemetry::request_labels;
-use mesh_tower::telemetry::{AccessLogMode, RequestMetrics, Telemetry, install_prometheus};
+use mesh_tower::telemetry::{
+    AccessLogMode, RequestMetrics, Telemetry, insert_peer_metadata, install_prometheus,
+    peer_metadata_headers, peer_workload,
+};
 use mesh_tower::trace::{TraceId, uuid_v4};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -53,5 +59,27 @@ fn ids(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, record, ids);
+/// The peer's metadata header read on every request (server) and response (client): decoded
+/// each time (`peer_workload`) and through `Telemetry`'s cache, in one run.
+fn peer_metadata(c: &mut Criterion) {
+    let server =
+        Workload::new("default", "greeter").labels([("app", "greeter"), ("version", "v1")]);
+    let Some((value, id)) = peer_metadata_headers(
+        &PeerMetadata::from_workload(&server, "Kubernetes"),
+        "cluster.local",
+    ) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    insert_peer_metadata(&mut headers, &value, &id);
+    let telemetry = Telemetry::new();
+    let mut group = c.benchmark_group("peer_metadata");
+    group.bench_function("decode", |b| b.iter(|| peer_workload(black_box(&headers))));
+    group.bench_function("cached", |b| {
+        b.iter(|| telemetry.peer_workload(black_box(&headers)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, record, ids, peer_metadata);
 criterion_main!(benches);
