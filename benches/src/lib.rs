@@ -242,6 +242,48 @@ pub fn zoned(cluster: &Cluster, localities: usize) -> Arc<Cluster> {
     })
 }
 
+/// A finished `reporter="source"` gRPC record as `MeshClient` fills one in for the sidecar-tax
+/// call (`helloworld.Greeter/SayHello` to `greeter.default`, mutual TLS, the server's peer
+/// metadata received): the record-path benchmark's and allocation test's input.
+pub fn client_record() -> mesh_core::telemetry::RequestRecord {
+    use mesh_core::Workload;
+    use mesh_core::telemetry::{PeerWorkload, Reporter, RequestProtocol, RequestRecord};
+    let workload = |name: &str| {
+        PeerWorkload::from_workload(
+            &Workload::new("default", name).labels([("app", name), ("version", "v1")]),
+            "Kubernetes",
+        )
+    };
+    let mut r = RequestRecord::new(Reporter::Source, std::time::SystemTime::now());
+    r.method = "POST".into();
+    r.path = "/helloworld.Greeter/SayHello".into();
+    r.authority = "greeter.default.svc.cluster.local:50051".into();
+    r.protocol = RequestProtocol::Grpc;
+    r.source = workload("client");
+    r.request_id = Some("5f1b7a6e-0c3d-4a8e-9b2f-6d4c3b2a1908".into());
+    r.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+    r.destination_service = Some(ServiceKey {
+        host: "greeter.default.svc.cluster.local".into(),
+        namespace: "default".into(),
+        port: 50051,
+        subset: None,
+    });
+    r.upstream_cluster = Some(ClusterName::outbound(
+        "greeter.default.svc.cluster.local",
+        50051,
+        None,
+    ));
+    r.response_code = Some(200);
+    r.grpc_status = Some(0);
+    r.destination_principal = Some("spiffe://cluster.local/ns/default/sa/greeter".into());
+    r.destination = workload("greeter");
+    r.peer_address = Some("127.0.0.1:50051".into());
+    r.duration = std::time::Duration::from_micros(250);
+    r.request_bytes = 1029;
+    r.response_bytes = 1029;
+    r
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -57,6 +57,9 @@ impl RequestLabels {
 }
 
 /// Computes the bounded label set of a request.
+///
+/// A pure function of the facts [`LabelKey`](super::LabelKey) holds: read a new record field
+/// here only after making it part of that key.
 pub fn request_labels(r: &RequestRecord) -> RequestLabels {
     let (svc, svc_name, svc_ns) = match &r.destination_service {
         Some(key) if valid(&key.host, MAX_PRINCIPAL_LEN, false) => {
@@ -119,9 +122,14 @@ fn workload_values(w: &PeerWorkload) -> [String; 7] {
 
 /// A name-like value, or `unknown` if absent, too long or not `[A-Za-z0-9._-]`.
 pub fn bounded_name(v: Option<&str>) -> String {
+    bounded_str(v).to_owned()
+}
+
+/// [`bounded_name`], borrowed: for lookups that need the value but not an owned copy.
+pub fn bounded_str(v: Option<&str>) -> &str {
     match v {
-        Some(v) if valid(v, MAX_NAME_LEN, false) => v.to_owned(),
-        _ => UNKNOWN.to_owned(),
+        Some(v) if valid(v, MAX_NAME_LEN, false) => v,
+        _ => UNKNOWN,
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`names`]: Istio's standard metric names, labels and histogram buckets.
 //! - [`RequestRecord`]: the facts of one finished request, filled in by the client or server.
 //! - [`request_labels`]: the bounded label set of a request ([`RequestLabels`]).
+//! - [`LabelKey`]: the facts those labels are computed from, to look cached labels up by record.
 //! - [`PeerMetadata`]: Istio's `x-envoy-peer-metadata` exchange, so each side learns the other's
 //!   workload.
 //!
@@ -11,6 +12,7 @@
 //! `mesh_tower::telemetry`; this module is pure.
 
 mod flags;
+mod label_key;
 mod labels;
 pub mod names;
 mod peer_metadata;
@@ -20,7 +22,10 @@ mod record;
 mod tests;
 
 pub use flags::ResponseFlag;
-pub use labels::{MAX_NAME_LEN, MAX_PRINCIPAL_LEN, RequestLabels, bounded_name, request_labels};
+pub use label_key::LabelKey;
+pub use labels::{
+    MAX_NAME_LEN, MAX_PRINCIPAL_LEN, RequestLabels, bounded_name, bounded_str, request_labels,
+};
 pub use peer_metadata::{
     MAX_ENCODED_LEN, PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER, PeerMetadata, PeerMetadataError,
 };

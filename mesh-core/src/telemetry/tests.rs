@@ -318,3 +318,75 @@ proptest! {
         prop_assert!(code == "0" || (code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit())));
     }
 }
+
+fn same_key_hash(a: &RequestRecord, b: &RequestRecord) -> bool {
+    use std::hash::BuildHasher;
+    let s = std::hash::RandomState::new();
+    let hash = |r: &RequestRecord| {
+        let mut h = s.build_hasher();
+        LabelKey::hash_record(r, &mut h);
+        std::hash::Hasher::finish(&h)
+    };
+    hash(a) == hash(b)
+}
+
+/// Facts that are not labels (path, authority, timing, sizes, ids, the cluster's port and
+/// subset) leave the key alone; every fact a label is computed from changes it.
+#[test]
+fn label_key_holds_exactly_the_label_facts() {
+    let base = record();
+    let key = LabelKey::of(&base);
+    assert!(key.matches(&base));
+
+    let mut same = base.clone();
+    same.path = "/other?y=2".into();
+    same.authority = "reviews.shop:9080".into();
+    same.method = "POST".into();
+    same.duration = Duration::from_secs(3);
+    same.start = SystemTime::UNIX_EPOCH + Duration::from_secs(9);
+    same.request_bytes = 7;
+    same.response_bytes = 9;
+    same.request_id = Some("id".into());
+    same.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+    same.peer_address = Some("10.0.0.1:9080".into());
+    same.upstream_cluster = None;
+    if let Some(s) = &mut same.destination_service {
+        s.port = 1;
+        s.subset = None;
+    }
+    assert!(key.matches(&same));
+    assert!(same_key_hash(&base, &same));
+    assert_eq!(request_labels(&base), request_labels(&same));
+
+    let changes: Vec<fn(&mut RequestRecord)> = vec![
+        |r| r.reporter = Reporter::Destination,
+        |r| r.source.name = Some("other".into()),
+        |r| r.source.cluster = None,
+        |r| r.source_principal = Some("spiffe://td/ns/shop/sa/a".into()),
+        |r| r.destination.app = Some("reviews".into()),
+        |r| r.destination_principal = Some("spiffe://td/ns/shop/sa/b".into()),
+        |r| r.destination_service = None,
+        |r| {
+            if let Some(s) = &mut r.destination_service {
+                s.namespace = "other".into();
+            }
+        },
+        |r| {
+            if let Some(s) = &mut r.destination_service {
+                s.host = "ratings.shop.svc.cluster.local".into();
+            }
+        },
+        |r| r.protocol = RequestProtocol::Grpc,
+        |r| r.response_code = Some(503),
+        |r| r.response_code = None,
+        |r| r.grpc_status = Some(14),
+        |r| r.response_flags.push(ResponseFlag::UpstreamRequestTimeout),
+        |r| r.security = SecurityPolicy::MutualTls,
+    ];
+    for (i, change) in changes.iter().enumerate() {
+        let mut other = base.clone();
+        change(&mut other);
+        assert!(!key.matches(&other), "change {i} kept the key");
+        assert!(LabelKey::of(&other).matches(&other), "change {i}");
+    }
+}

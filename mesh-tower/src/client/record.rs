@@ -15,8 +15,7 @@ use super::body::{BodyOutcome, EndOfStream, MeshBody};
 use super::pool::UpstreamPeer;
 use super::runtime::ClusterRuntime;
 use crate::telemetry::{
-    Telemetry, grpc_status, insert_peer_metadata, peer_workload, remove_peer_metadata,
-    request_protocol,
+    Telemetry, grpc_status, insert_peer_metadata, remove_peer_metadata, request_protocol,
 };
 use crate::trace::RequestContext;
 
@@ -108,7 +107,8 @@ pub(crate) fn finish(
         record.destination_principal = Some(peer.spiffe_id().to_string());
     }
     let host = response.extensions().get::<UpstreamHost>().cloned();
-    record.destination = peer_workload(response.headers())
+    record.destination = telemetry
+        .peer_workload(response.headers())
         .or_else(|| host.as_ref().map(configured_workload))
         .unwrap_or_default();
     if let Some(host) = &host {

@@ -206,7 +206,8 @@ impl Inner {
         let mut rng = self.rng();
         let ctx = trace::outbound(request.headers_mut(), &mut rng);
         self.reporting.add_metadata(request.headers_mut());
-        let authority = target(&request).map(|(a, _)| a).unwrap_or_default();
+        // The target and path are read once, for the record and for routing.
+        let target = target(&request);
         let path = request
             .uri()
             .path_and_query()
@@ -215,13 +216,15 @@ impl Inner {
         let record = self.reporting.start(
             request.method().as_str(),
             &path,
-            &authority,
+            target.as_ref().map_or("", |(a, _)| a.as_str()),
             request.headers(),
             &ctx,
         );
         let started = Instant::now();
         let mut facts = CallFacts::default();
-        let mut response = self.route_and_send(request, &mut rng, &mut facts).await;
+        let mut response = self
+            .route_and_send(request, target, path, &mut rng, &mut facts)
+            .await;
         record::finish(
             &self.reporting.telemetry,
             record,
@@ -232,9 +235,13 @@ impl Inner {
         response
     }
 
+    /// Routes and sends `request`, whose [`target`] and path and query (`/` when absent) the
+    /// caller has read.
     async fn route_and_send<B>(
         &self,
         request: Request<B>,
+        target: Option<(String, u16)>,
+        path_and_query: String,
         rng: &mut SmallRng,
         facts: &mut CallFacts,
     ) -> Response<MeshBody>
@@ -247,15 +254,10 @@ impl Inner {
             LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
         };
 
-        let Some((authority, port)) = target(&request) else {
+        let Some((authority, port)) = target else {
             return local(ResponseFlag::NoRoute, "request has no authority");
         };
         let snapshot = self.mesh.snapshot();
-        let path_and_query = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
         let info = RequestInfo {
             method: request.method().as_str(),
             authority: &authority,

@@ -11,13 +11,15 @@
 //! `"destination"` from the server); the merged view shows the source's report when there is
 //! one, as Kiali does, and the destination's otherwise.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mesh_core::telemetry::names::{DURATION_BUCKETS_MS, UNKNOWN};
-use mesh_core::telemetry::{PeerWorkload, Reporter, RequestRecord, bounded_name};
+use mesh_core::telemetry::{PeerWorkload, Reporter, RequestRecord, bounded_name, bounded_str};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -148,6 +150,87 @@ impl Counts {
 
 type EdgeKey = (Reporter, NodeId, NodeId);
 
+/// An edge's key as the request path looks it up: the bounded node values borrowed from the
+/// record, so a known edge is found without building its [`NodeId`]s. `EdgeKey` borrows as
+/// `dyn EdgeView`, hashing and comparing alike (the reporter, then the six strings in order,
+/// as the tuple and `NodeId`'s derived `Hash` feed them).
+struct EdgeRef<'a> {
+    reporter: Reporter,
+    /// Source namespace, workload, version; destination namespace, workload, version.
+    nodes: [&'a str; 6],
+}
+
+impl<'a> EdgeRef<'a> {
+    fn of(r: &'a RequestRecord) -> Self {
+        let (s, d) = (&r.source, &r.destination);
+        Self {
+            reporter: r.reporter,
+            nodes: [
+                bounded_str(s.namespace.as_deref()),
+                bounded_str(s.name.as_deref()),
+                bounded_str(s.version.as_deref()),
+                bounded_str(d.namespace.as_deref()),
+                bounded_str(d.name.as_deref()),
+                bounded_str(d.version.as_deref()),
+            ],
+        }
+    }
+}
+
+trait EdgeView {
+    fn reporter(&self) -> Reporter;
+    fn nodes(&self) -> [&str; 6];
+}
+
+impl EdgeView for EdgeRef<'_> {
+    fn reporter(&self) -> Reporter {
+        self.reporter
+    }
+    fn nodes(&self) -> [&str; 6] {
+        self.nodes
+    }
+}
+
+impl EdgeView for EdgeKey {
+    fn reporter(&self) -> Reporter {
+        self.0
+    }
+    fn nodes(&self) -> [&str; 6] {
+        let (_, s, d) = self;
+        [
+            &s.namespace,
+            &s.workload,
+            &s.version,
+            &d.namespace,
+            &d.workload,
+            &d.version,
+        ]
+    }
+}
+
+impl Hash for dyn EdgeView + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.reporter().hash(state);
+        for n in self.nodes() {
+            n.hash(state);
+        }
+    }
+}
+
+impl PartialEq for dyn EdgeView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.reporter() == other.reporter() && self.nodes() == other.nodes()
+    }
+}
+
+impl Eq for dyn EdgeView + '_ {}
+
+impl<'a> Borrow<dyn EdgeView + 'a> for EdgeKey {
+    fn borrow(&self) -> &(dyn EdgeView + 'a) {
+        self
+    }
+}
+
 /// Windows settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GraphWindow {
@@ -217,11 +300,6 @@ impl ServiceGraph {
 
     /// Adds a finished request at `now`.
     pub fn record(&self, r: &RequestRecord, now: Instant) {
-        let mut key = (
-            r.reporter,
-            NodeId::of(&r.source),
-            NodeId::of(&r.destination),
-        );
         let ms = r.duration.as_secs_f64() * 1000.0;
         let bucket = DURATION_BUCKETS_MS
             .iter()
@@ -229,8 +307,32 @@ impl ServiceGraph {
             .unwrap_or(DURATION_BUCKETS_MS.len());
         let slot = self.slot_of(now);
         let oldest = slot.saturating_sub(u64::from(self.window.slots) - 1);
+        let count = |windows: &mut VecDeque<(u64, Counts)>| {
+            while windows.front().is_some_and(|(s, _)| *s < oldest) {
+                windows.pop_front();
+            }
+            if windows.back().is_none_or(|(s, _)| *s != slot) {
+                windows.push_back((slot, Counts::default()));
+            }
+            if let Some((_, c)) = windows.back_mut() {
+                c.requests += 1;
+                c.errors += u64::from(r.is_error());
+                c.buckets[bucket] += 1;
+            }
+        };
+        let view = EdgeRef::of(r);
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if !inner.edges.contains_key(&key) && inner.edges.len() >= self.max_edges {
+        // A known edge: found by the borrowed view, no node strings built.
+        if let Some(windows) = inner.edges.get_mut(&view as &dyn EdgeView) {
+            count(windows);
+            return;
+        }
+        let mut key = (
+            r.reporter,
+            NodeId::of(&r.source),
+            NodeId::of(&r.destination),
+        );
+        if inner.edges.len() >= self.max_edges {
             inner
                 .edges
                 .retain(|_, w| w.back().is_some_and(|(s, _)| *s >= oldest));
@@ -238,18 +340,7 @@ impl ServiceGraph {
                 key = (r.reporter, NodeId::unknown(), NodeId::unknown());
             }
         }
-        let windows = inner.edges.entry(key).or_default();
-        while windows.front().is_some_and(|(s, _)| *s < oldest) {
-            windows.pop_front();
-        }
-        if windows.back().is_none_or(|(s, _)| *s != slot) {
-            windows.push_back((slot, Counts::default()));
-        }
-        if let Some((_, c)) = windows.back_mut() {
-            c.requests += 1;
-            c.errors += u64::from(r.is_error());
-            c.buckets[bucket] += 1;
-        }
+        count(inner.edges.entry(key).or_default());
     }
 
     /// The graph over the windows ending at `now`.
@@ -430,5 +521,35 @@ fn node(id: &str) -> GraphNode {
         namespace: n.namespace,
         workload: n.workload,
         version: n.version,
+    }
+}
+
+#[cfg(test)]
+mod edge_key_tests {
+    use std::hash::BuildHasher;
+    use std::time::SystemTime;
+
+    use super::*;
+
+    /// The borrowed view of a record and the owned key built from it hash and compare alike,
+    /// including values collapsed to `unknown`.
+    #[test]
+    fn view_and_key_agree() {
+        let mut r = RequestRecord::new(Reporter::Source, SystemTime::UNIX_EPOCH);
+        r.source.namespace = Some("shop".into());
+        r.source.name = Some("frontend".into());
+        r.destination.version = Some("not a valid name".into());
+        let key: EdgeKey = (
+            r.reporter,
+            NodeId::of(&r.source),
+            NodeId::of(&r.destination),
+        );
+        let view = EdgeRef::of(&r);
+        let state = std::hash::RandomState::new();
+        assert_eq!(state.hash_one(&key), state.hash_one(&view as &dyn EdgeView));
+        assert!(*Borrow::<dyn EdgeView>::borrow(&key) == *(&view as &dyn EdgeView));
+        let mut other = r.clone();
+        other.reporter = Reporter::Destination;
+        assert!(*Borrow::<dyn EdgeView>::borrow(&key) != *(&EdgeRef::of(&other) as &dyn EdgeView));
     }
 }

@@ -9,7 +9,8 @@
 //! - [`ServiceGraph`]: recent per-edge rates and latencies for the admin `/graph` and `mesh top`.
 //! - [`log_request`]: the access log, `tracing` target `mesh::access`.
 //! - [`request_protocol`], [`grpc_status`], [`peer_workload`], [`insert_peer_metadata`]: the
-//!   header facts a record needs, and Istio's metadata exchange.
+//!   header facts a record needs, and Istio's metadata exchange; [`PeerMetadataCache`] (in
+//!   every [`Telemetry`]) decodes each peer's metadata once.
 //! - [`record_config_metrics`]: mesh's own `mesh_config_*` gauges.
 //! - [`install_prometheus`] / [`prometheus_builder`]: an exporter with Istio's buckets.
 //!
@@ -22,13 +23,14 @@ mod access_log;
 mod config_metrics;
 mod graph;
 mod headers;
+mod peer_cache;
 mod prometheus;
 mod request_metrics;
 
 #[cfg(test)]
 mod tests;
 
-use mesh_core::telemetry::{RequestRecord, request_labels};
+use mesh_core::telemetry::RequestRecord;
 use tokio::time::Instant;
 
 pub use access_log::{ACCESS_LOG_TARGET, AccessLogMode, log_path, log_request, rfc3339};
@@ -43,6 +45,7 @@ pub use headers::{
     grpc_status, insert_peer_metadata, peer_metadata_headers, peer_workload, remove_peer_metadata,
     request_protocol,
 };
+pub use peer_cache::{PEER_CACHE_CAPACITY, PeerMetadataCache};
 pub use prometheus::{install_prometheus, prometheus_builder};
 pub use request_metrics::{DEFAULT_CAPACITY, LABEL_OVERFLOW_TOTAL, RequestMetrics};
 
@@ -53,6 +56,7 @@ pub struct Telemetry {
     metrics: RequestMetrics,
     graph: ServiceGraph,
     access_log: AccessLogMode,
+    peers: PeerMetadataCache,
 }
 
 impl Telemetry {
@@ -81,9 +85,18 @@ impl Telemetry {
 
     /// Records one finished request: metrics, graph, access log.
     pub fn record(&self, r: &RequestRecord) {
-        self.metrics.record(&request_labels(r), r);
+        self.metrics.record_request(r);
         self.graph.record(r, Instant::now());
         log_request(self.access_log, r);
+    }
+
+    /// The peer's workload from its `x-envoy-peer-metadata` ([`peer_workload`]), each distinct
+    /// value decoded once.
+    pub fn peer_workload(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<mesh_core::telemetry::PeerWorkload> {
+        self.peers.peer_workload(headers)
     }
 
     /// The service graph (for the admin endpoint).

@@ -9,14 +9,20 @@
 //! ([`RequestLabels::without_peer_values`]), and `mesh_telemetry_label_overflow_total` counts
 //! them. The number of series is therefore at most `capacity` plus the (config-bounded) sets
 //! without peer values.
+//!
+//! [`RequestMetrics::record_request`] finds the handles by the record itself: a second,
+//! equally bounded cache maps the record's [`LabelKey`] (the facts its labels are computed from,
+//! hashed in place) to the handles of its label set, so a request whose combination was seen
+//! before builds no label strings at all; the labels are computed only on a miss.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use mesh_core::telemetry::names::{
     REQUEST_BYTES, REQUEST_DURATION_MILLISECONDS, REQUESTS_TOTAL, RESPONSE_BYTES,
 };
-use mesh_core::telemetry::{RequestLabels, RequestRecord};
+use mesh_core::telemetry::{LabelKey, RequestLabels, RequestRecord, request_labels};
 use metrics::{Counter, Histogram, Label};
 
 /// Counter of requests recorded with peer-chosen label values dropped.
@@ -35,7 +41,29 @@ pub struct RequestMetrics {
 struct Inner {
     capacity: usize,
     handles: RwLock<HashMap<RequestLabels, Arc<Handles>>>,
+    by_record: RwLock<RecordCache>,
     overflow: Counter,
+}
+
+/// Handles by [`LabelKey`]: buckets keyed by the record's hash (keyed SipHash, so a peer cannot
+/// aim collisions), each holding the keys that hash alike. Holds only label sets that are
+/// themselves in `handles` (never an overflowed one, whose every request must count), at most
+/// `capacity` keys.
+#[derive(Debug, Default)]
+struct RecordCache {
+    hasher: RandomState,
+    buckets: HashMap<u64, Vec<(LabelKey, Arc<Handles>)>>,
+    len: usize,
+}
+
+impl RecordCache {
+    fn get(&self, hash: u64, record: &RequestRecord) -> Option<&Arc<Handles>> {
+        self.buckets
+            .get(&hash)?
+            .iter()
+            .find(|(k, _)| k.matches(record))
+            .map(|(_, h)| h)
+    }
 }
 
 #[derive(Debug)]
@@ -83,6 +111,7 @@ impl RequestMetrics {
             inner: Arc::new(Inner {
                 capacity,
                 handles: RwLock::new(HashMap::new()),
+                by_record: RwLock::new(RecordCache::default()),
                 overflow: metrics::counter!(LABEL_OVERFLOW_TOTAL),
             }),
         }
@@ -98,14 +127,60 @@ impl RequestMetrics {
         h.response_bytes.record(record.response_bytes as f64);
     }
 
+    /// Records one finished request under its labels
+    /// ([`request_labels`](mesh_core::telemetry::request_labels)`(record)`), the same as
+    /// [`record`](Self::record), computing the labels only when the record's label-determining
+    /// facts were not seen before.
+    pub fn record_request(&self, record: &RequestRecord) {
+        let h = self.handles_for(record);
+        h.requests.increment(1);
+        h.duration_ms.record(record.duration.as_secs_f64() * 1000.0);
+        h.request_bytes.record(record.request_bytes as f64);
+        h.response_bytes.record(record.response_bytes as f64);
+    }
+
     /// Distinct label sets registered so far.
     pub fn series(&self) -> usize {
         self.read().len()
     }
 
+    fn handles_for(&self, record: &RequestRecord) -> Arc<Handles> {
+        let hash = {
+            let cache = self.by_record();
+            let hash = cache.hasher.hash_one(RecordHash(record));
+            if let Some(h) = cache.get(hash, record) {
+                return h.clone();
+            }
+            hash
+        };
+        let labels = request_labels(record);
+        let (h, cached) = self.lookup(&labels);
+        if cached {
+            let mut cache = self
+                .inner
+                .by_record
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.len < self.inner.capacity && cache.get(hash, record).is_none() {
+                cache
+                    .buckets
+                    .entry(hash)
+                    .or_default()
+                    .push((LabelKey::of(record), h.clone()));
+                cache.len += 1;
+            }
+        }
+        h
+    }
+
     fn handles(&self, labels: &RequestLabels) -> Arc<Handles> {
+        self.lookup(labels).0
+    }
+
+    /// The handles of `labels`, and whether they are `labels`' own (not an overflow's).
+    fn lookup(&self, labels: &RequestLabels) -> (Arc<Handles>, bool) {
         if let Some(h) = self.read().get(labels) {
-            return h.clone();
+            return (h.clone(), true);
         }
         let mut map = self
             .inner
@@ -113,21 +188,28 @@ impl RequestMetrics {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(h) = map.get(labels) {
-            return h.clone();
+            return (h.clone(), true);
         }
-        let key = if map.len() >= self.inner.capacity {
+        let (key, own) = if map.len() >= self.inner.capacity {
             self.inner.overflow.increment(1);
             let reduced = labels.without_peer_values();
             if let Some(h) = map.get(&reduced) {
-                return h.clone();
+                return (h.clone(), false);
             }
-            reduced
+            (reduced, false)
         } else {
-            labels.clone()
+            (labels.clone(), true)
         };
         let h = Arc::new(Handles::register(&key));
         map.insert(key, h.clone());
-        h
+        (h, own)
+    }
+
+    fn by_record(&self) -> std::sync::RwLockReadGuard<'_, RecordCache> {
+        self.inner
+            .by_record
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<RequestLabels, Arc<Handles>>> {
@@ -135,5 +217,14 @@ impl RequestMetrics {
             .handles
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Hashes a record's label-determining facts ([`LabelKey::hash_record`]).
+struct RecordHash<'a>(&'a RequestRecord);
+
+impl std::hash::Hash for RecordHash<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        LabelKey::hash_record(self.0, state);
     }
 }

@@ -401,3 +401,115 @@ fn config_gauges_follow_the_mesh_status() {
     assert_eq!(gauge(&text, CONFIG_REJECTED_COUNT), 1.0);
     assert_eq!(gauge(&text, CONFIG_CLUSTERS), 0.0);
 }
+
+/// `record_request` (labels looked up by record) writes byte-for-byte the series `record`
+/// (labels computed first) writes, over records that share and differ in label facts.
+#[test]
+fn record_request_matches_record() {
+    let records: Vec<RequestRecord> = (0..300u32)
+        .map(|i| {
+            let mut r = record(
+                [Reporter::Source, Reporter::Destination][(i % 2) as usize],
+                [200, 404, 503][(i % 3) as usize],
+                u64::from(i % 7),
+            );
+            r.path = format!("/item/{i}");
+            if i % 5 == 0 {
+                r.protocol = RequestProtocol::Grpc;
+                r.grpc_status = Some((i % 17) as i32);
+            }
+            if i % 11 == 0 {
+                r.response_flags.push(ResponseFlag::UpstreamRequestTimeout);
+            }
+            r.source.name = Some(format!("w{}", i % 13));
+            r
+        })
+        .collect();
+    let by_labels = render(|| {
+        let m = RequestMetrics::with_capacity(40);
+        for r in &records {
+            m.record(&request_labels(r), r);
+        }
+    });
+    let by_record = render(|| {
+        let m = RequestMetrics::with_capacity(40);
+        for r in &records {
+            m.record_request(r);
+        }
+    });
+    assert!(by_labels.contains(LABEL_OVERFLOW_TOTAL), "{by_labels}");
+    // The exporter's family order is not fixed; the lines are.
+    let sorted = |text: &str| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(&by_labels), sorted(&by_record));
+}
+
+/// The same cap as `record`: every overflowing request counts, none is cached as its own.
+#[test]
+fn record_request_caps_peer_chosen_names() {
+    let text = render(|| {
+        let m = RequestMetrics::with_capacity(50);
+        for _ in 0..2 {
+            for i in 0..1_000u32 {
+                let mut r = record(Reporter::Destination, 200, 1);
+                r.source.name = Some(format!("w{i}"));
+                m.record_request(&r);
+            }
+        }
+        assert_eq!(m.series(), 51);
+    });
+    let overflow = text
+        .lines()
+        .find(|l| l.starts_with(LABEL_OVERFLOW_TOTAL))
+        .unwrap();
+    assert!(overflow.ends_with(" 1900"), "{overflow}");
+    let unknown = sample_lines(&text, "istio_requests_total")
+        .into_iter()
+        .find(|l| l.contains("source_workload=\"unknown\""))
+        .unwrap();
+    assert!(unknown.ends_with(" 1900"), "{unknown}");
+}
+
+/// The cache answers what `peer_workload` answers, decodes a value once, never keeps a refused
+/// value, and stops growing at its capacity (still answering correctly past it).
+#[test]
+fn peer_metadata_cache_matches_decoding() {
+    use ::http::HeaderMap;
+    use mesh_core::telemetry::PeerMetadata;
+
+    let headers = |name: &str, version: &str| {
+        let w = Workload::new("shop", name).labels([("app", name), ("version", version)]);
+        let (value, id) = peer_metadata_headers(
+            &PeerMetadata::from_workload(&w, "Kubernetes"),
+            "cluster.local",
+        )
+        .unwrap();
+        let mut h = HeaderMap::new();
+        insert_peer_metadata(&mut h, &value, &id);
+        h
+    };
+    let cache = PeerMetadataCache::default();
+    assert_eq!(cache.peer_workload(&HeaderMap::new()), None);
+    let h = headers("frontend", "v1");
+    for _ in 0..3 {
+        assert_eq!(cache.peer_workload(&h), peer_workload(&h));
+        assert_eq!(cache.peer_workload(&h), Some(workload("frontend", "v1")));
+    }
+    assert_eq!(cache.len(), 1);
+    let mut bad = HeaderMap::new();
+    bad.insert("x-envoy-peer-metadata", "%%%garbage".parse().unwrap());
+    assert_eq!(cache.peer_workload(&bad), None);
+    assert_eq!(cache.len(), 1);
+    for i in 0..PEER_CACHE_CAPACITY + 10 {
+        let h = headers(&format!("w{i}"), "v2");
+        assert_eq!(
+            cache.peer_workload(&h),
+            Some(workload(&format!("w{i}"), "v2"))
+        );
+    }
+    assert_eq!(cache.len(), PEER_CACHE_CAPACITY);
+    assert_eq!(cache.peer_workload(&h), Some(workload("frontend", "v1")));
+}

@@ -78,11 +78,22 @@ pub(super) fn nibble(c: u8) -> Option<u8> {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// The two lowercase hex digits of `b`.
+pub(super) fn hex_pair(b: u8) -> [u8; 2] {
+    [HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]
+}
+
+/// Writes `bytes` (at most 16) as lowercase hex in one `write_str`: ids are formatted for every
+/// request (headers, records), so no per-digit formatting machinery.
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
+    let mut buf = [0u8; 32];
+    let out = buf.get_mut(..bytes.len() * 2).ok_or(fmt::Error)?;
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&hex_pair(*b));
     }
-    Ok(())
+    f.write_str(std::str::from_utf8(out).map_err(|_| fmt::Error)?)
 }
 
 impl fmt::Display for TraceId {

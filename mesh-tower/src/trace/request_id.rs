@@ -15,15 +15,17 @@ pub fn uuid_v4(rng: &mut impl Rng) -> String {
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    // One allocation: `8-4-4-4-12` hex digits.
+    let mut id = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        for d in super::ids::hex_pair(*x) {
+            id.push(char::from(d));
+        }
+    }
+    id
 }
 
 /// The request's id: the incoming `x-request-id` if it is short printable ASCII, else a new

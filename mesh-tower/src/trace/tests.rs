@@ -239,3 +239,38 @@ async fn handler_scope_carries_the_context_to_outbound_calls() {
     assert_eq!(root.trace.parent_span_id, None);
     let _span = root.span();
 }
+
+/// Ids and request ids read exactly as per-byte `{:02x}` formatting writes them.
+#[test]
+fn hex_forms_match_per_byte_formatting() {
+    use rand::Rng;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut r = rng();
+    for _ in 0..1_000 {
+        let t = TraceId::random(&mut r);
+        let s = SpanId::random(&mut r);
+        assert_eq!(t.to_string(), hex(&t.0));
+        assert_eq!(s.to_string(), hex(&s.0));
+    }
+    for b in [[0u8; 16], [0xff; 16]] {
+        assert_eq!(TraceId(b).to_string(), hex(&b));
+    }
+    // uuid_v4 draws 16 random bytes, then sets the version and variant bits.
+    let mut a = rng();
+    let mut b = rng();
+    for _ in 0..1_000 {
+        let mut bytes: [u8; 16] = b.random();
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let h = hex(&bytes);
+        let want = format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        );
+        assert_eq!(uuid_v4(&mut a), want);
+    }
+}

@@ -19,7 +19,7 @@ use super::body::RequestBody;
 use super::future::{Pending, ResponseFuture};
 use super::layer::Shared;
 use crate::inbound::{LocalAddr, RemoteAddr};
-use crate::telemetry::{peer_workload, remove_peer_metadata, request_protocol};
+use crate::telemetry::{remove_peer_metadata, request_protocol};
 use crate::trace;
 
 /// The inbound policy around one application service; see the [module docs](super).
@@ -85,7 +85,11 @@ where
         let ctx = trace::inbound(req.headers_mut(), &mut rng);
 
         let mut record = RequestRecord::new(Reporter::Destination, start);
-        record.source = peer_workload(req.headers()).unwrap_or_default();
+        record.source = self
+            .shared
+            .telemetry
+            .peer_workload(req.headers())
+            .unwrap_or_default();
         remove_peer_metadata(req.headers_mut());
         self.describe(&req, &mut record);
         record.request_id = Some(ctx.request_id.clone());

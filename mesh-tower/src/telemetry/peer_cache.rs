@@ -1,0 +1,65 @@
+//! Peers' decoded `x-envoy-peer-metadata`, cached by the header's bytes.
+//!
+//! Every request (server side) and every response (client side) carries the other end's
+//! metadata: base64 of a protobuf `Struct`, a few hundred bytes. Decoding it is the costliest
+//! part of filling in a record, yet a peer sends the same bytes on every call. The cache maps the
+//! exact bytes to the validated [`PeerWorkload`], so a known peer costs a hash and a lookup.
+//!
+//! Bounded: at most [`PEER_CACHE_CAPACITY`] distinct values (each at most
+//! [`MAX_ENCODED_LEN`](mesh_core::telemetry::MAX_ENCODED_LEN) bytes); past that, new values are
+//! decoded on every request, as without the cache. Values that fail to decode are never cached,
+//! so each is still refused (and logged) per request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use http::HeaderMap;
+use mesh_core::telemetry::{PEER_METADATA_HEADER, PeerWorkload};
+
+use super::peer_workload;
+
+/// Most distinct peer metadata values cached.
+pub const PEER_CACHE_CAPACITY: usize = 256;
+
+/// Decoded peer metadata by header value. Cheap to clone; clones share the cache.
+#[derive(Clone, Debug, Default)]
+pub struct PeerMetadataCache {
+    workloads: Arc<RwLock<HashMap<Box<[u8]>, PeerWorkload>>>,
+}
+
+impl PeerMetadataCache {
+    /// [`peer_workload`]`(headers)`, decoding a given header value once.
+    pub fn peer_workload(&self, headers: &HeaderMap) -> Option<PeerWorkload> {
+        let raw = headers.get(PEER_METADATA_HEADER)?.as_bytes();
+        if let Some(w) = self
+            .workloads
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(raw)
+        {
+            return Some(w.clone());
+        }
+        let w = peer_workload(headers)?;
+        let mut map = self
+            .workloads
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if map.len() < PEER_CACHE_CAPACITY {
+            map.entry(raw.into()).or_insert_with(|| w.clone());
+        }
+        Some(w)
+    }
+
+    /// Distinct values cached.
+    pub fn len(&self) -> usize {
+        self.workloads
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
