@@ -29,4 +29,4 @@ pub mod telemetry;
 mod workload;
 
 pub use mesh::{ConfigStatus, Mesh, MeshBuilder, MeshError, Rejection};
-pub use workload::{BuildContext, MeshSettings, Workload};
+pub use workload::{BuildContext, MeshSettings, OutboundTrafficPolicy, Workload};

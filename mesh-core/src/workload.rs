@@ -85,6 +85,29 @@ pub struct MeshSettings {
     pub root_namespace: String,
     /// Namespace of resources that do not name one (`default`).
     pub default_namespace: String,
+    /// `exportTo` of VirtualServices that give none (MeshConfig
+    /// `defaultVirtualServiceExportTo`); empty means `*`.
+    pub default_virtual_service_export_to: Vec<String>,
+    /// `exportTo` of DestinationRules that give none (`defaultDestinationRuleExportTo`); empty
+    /// means `*`.
+    pub default_destination_rule_export_to: Vec<String>,
+    /// `exportTo` of ServiceEntries that give none (`defaultServiceExportTo`); empty means `*`.
+    pub default_service_export_to: Vec<String>,
+    /// What the client does with a request for a host no resource declares (MeshConfig
+    /// `outboundTrafficPolicy.mode`).
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+}
+
+/// Istio's `outboundTrafficPolicy.mode`: requests for hosts outside the registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OutboundTrafficPolicy {
+    /// Pass through: connect in plaintext to the host and port the request names, resolved by
+    /// DNS (Istio's `PassthroughCluster`). Istio's default.
+    #[default]
+    AllowAny,
+    /// Refuse with 502 (Istio's `BlackHoleCluster`).
+    RegistryOnly,
 }
 
 impl Default for MeshSettings {
@@ -94,6 +117,10 @@ impl Default for MeshSettings {
             trust_domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
             default_namespace: "default".into(),
+            default_virtual_service_export_to: Vec::new(),
+            default_destination_rule_export_to: Vec::new(),
+            default_service_export_to: Vec::new(),
+            outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
         }
     }
 }

@@ -111,6 +111,16 @@ impl Reporter<'_> {
         self.sink.push(d);
     }
 
+    /// The document reported on.
+    pub(crate) fn origin(&self) -> &Origin {
+        self.origin
+    }
+
+    /// The resource reported on.
+    pub(crate) fn resource(&self) -> &ResourceRef {
+        self.resource
+    }
+
     /// Warns that an Istio field is present but not implemented by mesh.
     pub(crate) fn unimplemented<T>(&mut self, value: &Option<T>, field: &str) {
         if value.is_some() {

@@ -17,12 +17,12 @@
 //! Everything is checked before anything is built, and every problem of every document is
 //! reported: fields Istio does not have are errors (a typo never passes); fields Istio has but
 //! mesh does not implement are warnings ("not implemented; ignored"); wrong types, unknown enum
-//! values, bad durations, regexes, ports, addresses, weights, percentages, dangling subsets,
-//! duplicates and conflicting DestinationRules are errors. Each [`Diagnostic`] names the file,
+//! values, bad durations, regexes, ports, addresses, weights, percentages, dangling subsets and
+//! duplicates are errors, as istiod's validation (pkg/config/validation) has them. Each [`Diagnostic`] names the file,
 //! document, resource and field:
 //!
 //! ```text
-//! mesh/reviews.yaml: doc 2 VirtualService default/reviews: spec.http[0].route[1].weight: weights sum to 105, expected 100
+//! mesh/reviews.yaml: doc 2 VirtualService default/reviews: spec.http[0].route[1].weight: weight -5 < 0
 //! ```
 //!
 //! Diagnostics are ordered by file and document; within a document, in the order found.
@@ -50,13 +50,13 @@
 //! apiVersion: networking.istio.io/v1
 //! kind: VirtualService
 //! metadata: {name: reviews}
-//! spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}, weight: 50}]}]}
+//! spec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}, weight: -5}]}]}
 //! ";
 //! let err = istio::load_str("mesh/bad.yaml", bad, &ctx).unwrap_err();
 //! assert_eq!(
 //!     err.to_string(),
 //!     "config refused with 1 error\n  mesh/bad.yaml: doc 0 VirtualService default/reviews: \
-//!      spec.http[0].route[0].weight: weights sum to 50, expected 100"
+//!      spec.http[0].route[0].weight: weight -5 < 0"
 //! );
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -68,6 +68,10 @@
 //! block are evaluated against the workload (a block that cannot match it is dropped); routes
 //! without `retries` get Istio's default retry policy; services without a VirtualService get a
 //! default route; subset policies merge over the rule's as Istio's `MergeTrafficPolicy` does.
+//! As in istiod: `exportTo` decides which resources the workload sees (defaults in
+//! [`MeshSettings`](crate::MeshSettings)); resources are ordered by `creationTimestamp`, then
+//! name, so the oldest VirtualService for a host wins; several DestinationRules for one host
+//! merge; delegate VirtualServices merge into their roots; route weights are relative.
 //! Two deliberate differences, because mesh has no Kubernetes Services to declare hosts:
 //!
 //! - ServiceEntry hosts are resolved like VirtualService hosts (Istio takes them literally), so

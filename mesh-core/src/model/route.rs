@@ -212,7 +212,8 @@ pub enum RouteAction {
 pub struct WeightedCluster {
     /// Cluster name.
     pub cluster: ClusterName,
-    /// Weight; all weights of a route add up to the route's total (100 from Istio files).
+    /// Relative weight: the share is this weight over the sum of the route's weights (Istio
+    /// weights need not add up to 100).
     pub weight: u32,
     /// Header operations for requests sent to this destination.
     pub request_headers: HeaderMutation,

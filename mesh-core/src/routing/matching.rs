@@ -33,6 +33,9 @@ fn block_matches<H: RequestHeaders + ?Sized>(m: &RouteMatch, request: &RequestIn
 
 fn header_matches<H: RequestHeaders + ?Sized>(h: &HeaderMatch, headers: &H) -> bool {
     let hit = match (headers.header(&h.name), &h.value) {
+        // Envoy's `treat_missing_header_as_empty`, which istiod sets on every inverted value
+        // match (pilot/pkg/networking/core/route TranslateRouteMatch, withoutHeaders).
+        (None, Some(matcher)) if h.invert => matcher.matches("", false),
         (None, _) => false,
         (Some(_), None) => true,
         (Some(value), Some(matcher)) => matcher.matches(value, false),

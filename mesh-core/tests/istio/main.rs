@@ -3,6 +3,7 @@
 mod bookinfo;
 mod clusters;
 mod errors;
+mod fidelity;
 mod perf;
 mod routes;
 mod security;

@@ -15,7 +15,8 @@ pub(crate) struct DestinationRuleSpec {
     pub(crate) traffic_policy: Option<TrafficPolicy>,
     #[serde(default)]
     pub(crate) subsets: Vec<Subset>,
-    pub(crate) export_to: NotImplemented,
+    #[serde(default)]
+    pub(crate) export_to: Vec<String>,
     pub(crate) workload_selector: Option<WorkloadSelector>,
 }
 

@@ -24,7 +24,8 @@ pub(crate) struct ServiceEntrySpec {
     pub(crate) workload_selector: Option<LabelSelector>,
     #[serde(default)]
     pub(crate) subject_alt_names: Vec<String>,
-    pub(crate) export_to: NotImplemented,
+    #[serde(default)]
+    pub(crate) export_to: Vec<String>,
 }
 
 /// A service port.

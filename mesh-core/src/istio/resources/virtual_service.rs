@@ -19,7 +19,8 @@ pub(crate) struct VirtualServiceSpec {
     pub(crate) http: Vec<HttpRoute>,
     pub(crate) tls: NotImplemented,
     pub(crate) tcp: NotImplemented,
-    pub(crate) export_to: NotImplemented,
+    #[serde(default)]
+    pub(crate) export_to: Vec<String>,
 }
 
 /// `http[]`.
@@ -32,7 +33,7 @@ pub(crate) struct HttpRoute {
     pub(crate) route: Option<Vec<HttpRouteDestination>>,
     pub(crate) redirect: Option<HttpRedirect>,
     pub(crate) direct_response: Option<HttpDirectResponse>,
-    pub(crate) delegate: NotImplemented,
+    pub(crate) delegate: Option<Delegate>,
     pub(crate) rewrite: Option<HttpRewrite>,
     pub(crate) timeout: Option<String>,
     pub(crate) retries: Option<HttpRetry>,
@@ -43,6 +44,13 @@ pub(crate) struct HttpRoute {
     pub(crate) mirrors: Option<Vec<HttpMirrorPolicy>>,
     pub(crate) cors_policy: NotImplemented,
     pub(crate) headers: Option<Headers>,
+}
+
+/// `http[].delegate`: the VirtualService whose routes replace this entry.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Delegate {
+    pub(crate) name: Option<String>,
+    pub(crate) namespace: Option<String>,
 }
 
 /// Istio's `StringMatch`: one of exact, prefix, regex.

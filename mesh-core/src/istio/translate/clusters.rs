@@ -40,6 +40,7 @@ pub(crate) fn build_clusters(
             }
         }
     }
+    let mut warned = std::collections::HashSet::new();
     for (rule, used) in rules.rules.iter().zip(used) {
         // A rule shadowed by a more specific one (or one closer to this workload) is not
         // reported: Istio keeps it for the proxies that see it first.
@@ -48,7 +49,7 @@ pub(crate) fn build_clusters(
         } else {
             services.contains_key(&rule.host)
         };
-        if !used && !matches_a_service {
+        if !used && !matches_a_service && warned.insert(&rule.resource) {
             diags.at(&rule.origin, &rule.resource).warn(
                 &Field::new("spec").key("host"),
                 format!(

@@ -4,8 +4,11 @@
 
 mod authz;
 mod clusters;
+mod delegate;
 mod destination_rule;
+mod export_to;
 mod http;
+mod order;
 mod peer_authn;
 mod routes;
 mod services;

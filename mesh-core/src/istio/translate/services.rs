@@ -70,7 +70,9 @@ impl Service {
 /// Reads Istio's port protocol, falling back to the name prefix (`http-web`, `grpc`, …) as
 /// Istio's protocol selection does.
 fn protocol(port: &r::ServicePort, field: &Field, report: &mut Reporter<'_>) -> Protocol {
-    if let Some(p) = &port.protocol {
+    // An empty protocol is Istio's "sniff" (pkg/config/validation ValidateProtocol): like an
+    // absent one. A library client sees the request the application made, which is HTTP.
+    if let Some(p) = port.protocol.as_deref().filter(|p| !p.is_empty()) {
         return match Protocol::from_istio(p) {
             Some(p) => p,
             None => {
@@ -231,12 +233,24 @@ pub(crate) fn build_services(
         let spec = &item.spec;
         let ns = item.resource.namespace.as_str();
         let f = Field::new("spec");
-        report.unimplemented(&spec.export_to, &f.key("exportTo"));
+        let export_to = super::export_to::read(
+            &spec.export_to,
+            ns,
+            &ctx.settings.default_service_export_to,
+            true,
+            &f.key("exportTo"),
+            &mut report,
+        );
         if spec.hosts.is_empty() {
             report.error(&f.key("hosts"), "at least one host is required");
         }
+        // `ports` is optional in Istio (ValidateServiceEntry checks only the ports given).
         if spec.ports.is_empty() {
-            report.error(&f.key("ports"), "at least one port is required");
+            report.warn(
+                &f.key("ports"),
+                "no ports: mesh routes nothing to these hosts; requests for them follow the \
+                 outbound traffic policy (ALLOW_ANY passes them through)",
+            );
         }
         for (i, a) in spec.addresses.iter().enumerate() {
             if mesh_address(a).is_none() {
@@ -310,6 +324,11 @@ pub(crate) fn build_services(
             }
             if host.starts_with('*') && resolution == Resolution::Dns && endpoints.is_empty() {
                 report.error(&hf, "a wildcard host with resolution DNS needs endpoints");
+                continue;
+            }
+            if !export_to.visible_to(&ctx.workload.namespace) {
+                // Not exported to this workload's namespace: istiod leaves it out of the
+                // sidecar's services (PushContext.servicesExportedToNamespace).
                 continue;
             }
             if let Some(first) = declared.get(&host) {

@@ -1,18 +1,24 @@
-//! VirtualServices: validated, checked against the DestinationRules their destinations name,
-//! and indexed by host.
+//! VirtualServices: validated, delegates merged into their roots, checked against the
+//! DestinationRules their destinations name, and indexed by host for this workload.
 //!
-//! When several VirtualServices claim the same host, the first one read (files in sorted order,
-//! documents in order) keeps it and the others are reported; for a service, a VirtualService
-//! naming its exact host beats one naming a wildcard that covers it.
+//! Which VirtualService routes a host follows istiod: only those exported to the workload's
+//! namespace count (`exportTo`, default from the mesh settings); they are taken in istiod's
+//! order — the namespace's private ones, then ones exported to it by name, then public ones,
+//! each group oldest first (`sortConfigByCreationTime`) — and the first to name a host keeps it
+//! (later ones are reported). For a service, a VirtualService naming its exact host beats one
+//! naming a wildcard that covers it.
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::super::diag::{Diagnostics, Field, Origin};
+use super::super::diag::{Diagnostics, Field, Origin, Reporter};
 use super::super::names;
 use super::super::resources as r;
 use super::Item;
+use super::delegate;
 use super::destination_rule::RuleIndex;
+use super::export_to::{self, ExportTo};
 use super::http::{self, ActionSpec, CompiledRoute, DestSpec};
+use super::order;
 use super::services::Service;
 use crate::BuildContext;
 use crate::config::ResourceRef;
@@ -53,7 +59,7 @@ fn check_destination(
     rules: &RuleIndex,
     ctx: &BuildContext,
     warned: &mut Vec<String>,
-    report: &mut super::super::diag::Reporter<'_>,
+    report: &mut Reporter<'_>,
 ) {
     let service = services.get(&dest.host);
     if service.is_none() && !warned.contains(&dest.host) {
@@ -99,7 +105,191 @@ fn check_destination(
     }
 }
 
-/// Validates VirtualServices and indexes those that apply to the mesh.
+/// Istio's "duplicate hosts in virtual service" (pkg/config/validation ValidateVirtualService:
+/// two hosts as written where one matches the other, wildcards included).
+fn duplicate_hosts(hosts: &[String], f: &Field, report: &mut Reporter<'_>) {
+    if hosts.iter().any(|h| names::validate_host(h).is_err()) {
+        return;
+    }
+    for (i, a) in hosts.iter().enumerate() {
+        for (j, b) in hosts.iter().enumerate().skip(i + 1) {
+            if names::host_matches(a, b) || names::host_matches(b, a) {
+                report.error(
+                    &f.key("hosts").index(j),
+                    format!("duplicate hosts in virtual service: {a} & {b}"),
+                );
+            }
+        }
+    }
+}
+
+/// A delegate VirtualService (no hosts), validated, with its routes' hosts resolved.
+struct DelegateVs {
+    routes: Vec<r::HttpRoute>,
+    export_to: ExportTo,
+}
+
+/// Validates the delegates (host-less VirtualServices) and indexes them by namespace and name.
+fn index_delegates(
+    items: &[Item<r::VirtualServiceSpec>],
+    services: &BTreeMap<String, Service>,
+    rules: &RuleIndex,
+    ctx: &BuildContext,
+    diags: &mut Diagnostics,
+) -> HashMap<(String, String), DelegateVs> {
+    let mut out = HashMap::new();
+    for item in items.iter().filter(|i| i.spec.hosts.is_empty()) {
+        let mut report = diags.at(&item.origin, &item.resource);
+        let spec = &item.spec;
+        let ns = item.resource.namespace.as_str();
+        let f = Field::new("spec");
+        // pkg/config/validation ValidateVirtualService, for a VirtualService without hosts.
+        if !spec.gateways.is_empty() {
+            report.error(
+                &f.key("gateways"),
+                "delegate virtual service must have no gateways specified",
+            );
+        }
+        if spec.tls.is_some() {
+            report.error(
+                &f.key("tls"),
+                "delegate virtual service must have no tls route specified",
+            );
+        }
+        if spec.tcp.is_some() {
+            report.error(
+                &f.key("tcp"),
+                "delegate virtual service must have no tcp route specified",
+            );
+        }
+        if spec.http.is_empty() {
+            report.error(&f.key("http"), "at least one of http, tcp, tls is required");
+        }
+        let export_to = export_to::read(
+            &spec.export_to,
+            ns,
+            &ctx.settings.default_virtual_service_export_to,
+            false,
+            &f.key("exportTo"),
+            &mut report,
+        );
+        let mut warned = Vec::new();
+        for (i, route) in spec.http.iter().enumerate() {
+            if route.delegate.is_some() {
+                report.error(
+                    &f.key("http").index(i).key("delegate"),
+                    "a delegate virtual service cannot delegate again",
+                );
+                continue;
+            }
+            if let Some(c) = http::compile_route(route, i, ns, ctx, &mut report) {
+                check_route(&c, services, rules, ctx, &mut warned, &mut report);
+            }
+        }
+        let routes = spec
+            .http
+            .iter()
+            .map(|route| {
+                let mut route = route.clone();
+                delegate::resolve_hosts(&mut route, ns, &ctx.settings);
+                route
+            })
+            .collect();
+        out.insert(
+            (ns.to_owned(), item.resource.name.clone()),
+            DelegateVs { routes, export_to },
+        );
+    }
+    out
+}
+
+fn check_route(
+    route: &CompiledRoute,
+    services: &BTreeMap<String, Service>,
+    rules: &RuleIndex,
+    ctx: &BuildContext,
+    warned: &mut Vec<String>,
+    report: &mut Reporter<'_>,
+) {
+    if let ActionSpec::Forward(dests) = &route.action {
+        for d in dests {
+            check_destination(&d.dest, services, rules, ctx, warned, report);
+        }
+    }
+    for m in &route.mirrors {
+        check_destination(&m.dest, services, rules, ctx, warned, report);
+    }
+}
+
+/// The routes of root entry `http[index]` that delegates: the delegate's routes merged under it,
+/// or none (with a warning) when the delegate is missing or not exported to the root.
+fn delegated_routes(
+    route: &r::HttpRoute,
+    delegate: &r::Delegate,
+    index: usize,
+    ns: &str,
+    delegates: &HashMap<(String, String), DelegateVs>,
+    ctx: &BuildContext,
+    report: &mut Reporter<'_>,
+) -> Vec<CompiledRoute> {
+    let f = Field::new("spec").key("http").index(index);
+    // pkg/config/validation validateHTTPRoute: a delegating entry has no action of its own.
+    if route.route.is_some() || route.redirect.is_some() || route.direct_response.is_some() {
+        report.error(
+            &f,
+            "http route with delegate cannot have route, redirect or directResponse",
+        );
+        return Vec::new();
+    }
+    let Some(name) = delegate.name.as_deref().filter(|n| !n.is_empty()) else {
+        report.error(&f.key("delegate").key("name"), "name is required");
+        return Vec::new();
+    };
+    let delegate_ns = delegate
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or(ns);
+    let Some(found) = delegates.get(&(delegate_ns.to_owned(), name.to_owned())) else {
+        report.warn(
+            &f.key("delegate"),
+            format!("delegate virtual service {delegate_ns}/{name} not found; entry skipped"),
+        );
+        return Vec::new();
+    };
+    if !found.export_to.visible_to(ns) {
+        report.warn(
+            &f.key("delegate"),
+            format!(
+                "delegate virtual service {delegate_ns}/{name} is not exported to {ns}; entry skipped"
+            ),
+        );
+        return Vec::new();
+    }
+    let mut root = route.clone();
+    delegate::resolve_hosts(&mut root, ns, &ctx.settings);
+    // The delegate's own document reports its problems; the merged copies are not re-reported.
+    let mut scratch = Diagnostics::default();
+    let mut quiet = scratch.at(report.origin(), report.resource());
+    delegate::merge_routes(&root, &found.routes)
+        .iter()
+        .filter_map(|merged| http::compile_route(merged, index, ns, ctx, &mut quiet))
+        .collect()
+}
+
+/// A root VirtualService this workload sees: its rank (private, exported, public), the
+/// resource, its routes and its resolved hosts (with their index in `hosts`).
+type Visible<'a> = (
+    u8,
+    &'a Item<r::VirtualServiceSpec>,
+    Vec<CompiledRoute>,
+    Vec<(usize, String)>,
+);
+
+/// Validates VirtualServices and indexes those this workload sees, as istiod does: delegates
+/// merged into their roots, roots in creation order, the workload namespace's private ones
+/// first, then those exported to it, then public ones
+/// (`PushContext.VirtualServicesForGateway`); the first to claim a host keeps it.
 pub(crate) fn compile_virtual_services(
     items: &[Item<r::VirtualServiceSpec>],
     services: &BTreeMap<String, Service>,
@@ -107,20 +297,27 @@ pub(crate) fn compile_virtual_services(
     ctx: &BuildContext,
     diags: &mut Diagnostics,
 ) -> VsIndex {
-    let mut index = VsIndex::default();
-    let mut claimed: HashMap<String, usize> = HashMap::new();
-    for item in items {
+    let delegates = index_delegates(items, services, rules, ctx, diags);
+    let roots = order::by_creation(items.iter().filter(|i| !i.spec.hosts.is_empty()), diags);
+    let workload_ns = ctx.workload.namespace.as_str();
+    let mut visible: Vec<Visible<'_>> = Vec::new();
+    for item in roots {
         let mut report = diags.at(&item.origin, &item.resource);
         let spec = &item.spec;
         let ns = item.resource.namespace.as_str();
         let f = Field::new("spec");
         report.unimplemented(&spec.tls, &f.key("tls"));
         report.unimplemented(&spec.tcp, &f.key("tcp"));
-        report.unimplemented(&spec.export_to, &f.key("exportTo"));
-        if spec.hosts.is_empty() {
-            report.error(&f.key("hosts"), "at least one host is required");
-        }
+        let export_to = export_to::read(
+            &spec.export_to,
+            ns,
+            &ctx.settings.default_virtual_service_export_to,
+            false,
+            &f.key("exportTo"),
+            &mut report,
+        );
         let gateways_only = !spec.gateways.is_empty() && !spec.gateways.iter().any(|g| g == "mesh");
+        duplicate_hosts(&spec.hosts, &f, &mut report);
         let mut hosts = Vec::new();
         for (i, h) in spec.hosts.iter().enumerate() {
             match names::validate_host(h) {
@@ -132,21 +329,15 @@ pub(crate) fn compile_virtual_services(
                 Err(e) => report.error(&f.key("hosts").index(i), e),
             }
         }
-        let routes: Vec<CompiledRoute> = spec
-            .http
-            .iter()
-            .enumerate()
-            .filter_map(|(i, route)| http::compile_route(route, i, ns, ctx, &mut report))
-            .collect();
+        let mut routes: Vec<CompiledRoute> = Vec::new();
         let mut warned = Vec::new();
-        for route in &routes {
-            if let ActionSpec::Forward(dests) = &route.action {
-                for d in dests {
-                    check_destination(&d.dest, services, rules, ctx, &mut warned, &mut report);
-                }
-            }
-            for m in &route.mirrors {
-                check_destination(&m.dest, services, rules, ctx, &mut warned, &mut report);
+        for (i, route) in spec.http.iter().enumerate() {
+            if let Some(d) = &route.delegate {
+                let merged = delegated_routes(route, d, i, ns, &delegates, ctx, &mut report);
+                routes.extend(merged);
+            } else if let Some(c) = http::compile_route(route, i, ns, ctx, &mut report) {
+                check_route(&c, services, rules, ctx, &mut warned, &mut report);
+                routes.push(c);
             }
         }
         if gateways_only {
@@ -163,11 +354,35 @@ pub(crate) fn compile_virtual_services(
             // Only TCP/TLS routes, which mesh does not implement: keep the default routes.
             continue;
         }
+        // initVirtualServices / VirtualServicesForGateway: private, then exported, then public.
+        let rank = if export_to.public {
+            2
+        } else if export_to.namespaces.contains(workload_ns) {
+            u8::from(ns != workload_ns)
+        } else {
+            continue;
+        };
+        visible.push((rank, item, routes, hosts));
+    }
+    visible.sort_by_key(|(rank, ..)| *rank);
+
+    let mut index = VsIndex::default();
+    let mut claimed: HashMap<String, usize> = HashMap::new();
+    for (_, item, routes, hosts) in visible {
+        let mut report = diags.at(&item.origin, &item.resource);
+        let f = Field::new("spec");
         let vs_index = index.services.len();
+        let mut hosts_seen: Vec<String> = Vec::new();
         for (i, host) in hosts {
             let hf = f.key("hosts").index(i);
-            if let Some(&first) = claimed.get(&host) {
-                let first: &CompiledVs = &index.services[first];
+            if hosts_seen.contains(&host) {
+                // Two spellings of one host (`reviews` and its FQDN): the same routes, once.
+                continue;
+            }
+            hosts_seen.push(host.clone());
+            if let Some(&first) = claimed.get(&host)
+                && let Some(first) = index.services.get(first)
+            {
                 report.warn(
                     &hf,
                     format!(

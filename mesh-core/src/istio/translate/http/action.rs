@@ -216,29 +216,36 @@ fn forward(
         report.error(&f.key("route"), "at least one destination is required");
         return None;
     }
+    // Weights are relative (pkg/config/validation validateHTTPRouteDestinations and
+    // validateWeight: each >= 0, an error only when several destinations total 0); one
+    // destination takes all traffic whatever its weight, and among several a 0 weight drops the
+    // destination (pilot/pkg/networking/core/route applyHTTPRouteDestination).
+    let single = dests.len() == 1;
     let mut out = Vec::new();
-    let mut total: i64 = 0;
+    let mut total: u64 = 0;
     let mut ok = true;
     for (i, d) in dests.iter().enumerate() {
         let df = f.key("route").index(i);
         let weight = match d.weight {
-            None if dests.len() == 1 => 100,
-            None => {
-                report.error(
-                    &df.key("weight"),
-                    "weight is required when a route has several destinations",
-                );
+            None => 0,
+            Some(w) if w < 0 => {
+                report.error(&df.key("weight"), format!("weight {w} < 0"));
                 ok = false;
                 0
             }
-            Some(w @ 0..=100) => w,
-            Some(w) => {
-                report.error(&df.key("weight"), format!("weight {w} is outside 0..100"));
-                ok = false;
-                0
-            }
+            Some(w) => match i32::try_from(w) {
+                Ok(w) => w.unsigned_abs(),
+                Err(_) => {
+                    report.error(
+                        &df.key("weight"),
+                        format!("weight {w} is out of range (at most {})", i32::MAX),
+                    );
+                    ok = false;
+                    0
+                }
+            },
         };
-        total += weight;
+        total += u64::from(weight);
         let (request_headers, response_headers) =
             headers(d.headers.as_ref(), &df.key("headers"), report);
         let Some(dest) = destination(
@@ -251,21 +258,18 @@ fn forward(
             ok = false;
             continue;
         };
+        if !single && weight == 0 {
+            continue;
+        }
         out.push(WeightedDest {
             dest,
-            // In 0..=100 from the match above.
-            weight: weight as u32,
+            weight: if single { 100 } else { weight },
             request_headers,
             response_headers,
         });
     }
-    if ok && total != 100 {
-        let field = if dests.len() == 1 {
-            f.key("route").index(0).key("weight")
-        } else {
-            f.key("route")
-        };
-        report.error(&field, format!("weights sum to {total}, expected 100"));
+    if ok && !single && total == 0 {
+        report.error(&f.key("route"), "total destination weight = 0");
         return None;
     }
     ok.then_some(ActionSpec::Forward(out))

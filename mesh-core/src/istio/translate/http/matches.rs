@@ -88,7 +88,18 @@ pub(super) fn compile_match(
                 report.error(&hf, "header name must not be empty");
                 continue;
             }
-            if let Some(value) = string_match(sm, &hf.key(name), report) {
+            // `regex: "*"` is not a regex but Istio's "present" match, as an empty match is
+            // (pilot/pkg/networking/core/route canBeConvertedToPresentMatch): under
+            // withoutHeaders it means "absent".
+            let present =
+                sm.regex.as_deref() == Some("*") && sm.exact.is_none() && sm.prefix.is_none();
+            if present {
+                out.headers.push(HeaderMatch {
+                    name: name.to_ascii_lowercase(),
+                    value: None,
+                    invert,
+                });
+            } else if let Some(value) = string_match(sm, &hf.key(name), report) {
                 out.headers.push(HeaderMatch {
                     name: name.to_ascii_lowercase(),
                     value,
@@ -108,15 +119,24 @@ pub(super) fn compile_match(
     if let Some(p) = m.port {
         out.port = port_number(Some(p), &f.key("port"), report);
     }
-    let for_this_workload = m
-        .source_labels
-        .as_ref()
-        .is_none_or(|l| labels_match(l, &ctx.workload.labels))
-        && m.source_namespace
-            .as_ref()
-            .is_none_or(|ns| *ns == ctx.workload.namespace)
-        && m.gateways
-            .as_ref()
-            .is_none_or(|g| g.is_empty() || g.iter().any(|g| g == "mesh"));
-    for_this_workload.then_some(out)
+    for_this_workload(m, ctx).then_some(out)
+}
+
+/// Whether a match block applies to this workload, as istiod's `sourceMatchHTTP`
+/// (pilot/pkg/networking/core/route/route.go) decides for a sidecar: when the block names
+/// `gateways`, only they count (it applies when one is `mesh`; `sourceLabels` and
+/// `sourceNamespace` are then ignored); otherwise `sourceLabels` must be a subset of the
+/// workload's labels and `sourceNamespace`, when set, its namespace.
+fn for_this_workload(m: &r::HttpMatchRequest, ctx: &BuildContext) -> bool {
+    match m.gateways.as_deref() {
+        Some(gateways) if !gateways.is_empty() => gateways.iter().any(|g| g == "mesh"),
+        _ => {
+            m.source_labels
+                .as_ref()
+                .is_none_or(|l| labels_match(l, &ctx.workload.labels))
+                && m.source_namespace
+                    .as_deref()
+                    .is_none_or(|ns| ns.is_empty() || ns == ctx.workload.namespace)
+        }
+    }
 }

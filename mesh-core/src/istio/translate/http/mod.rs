@@ -88,7 +88,6 @@ pub(crate) fn compile_route(
     report: &mut Reporter<'_>,
 ) -> Option<CompiledRoute> {
     let f = Field::new("spec").key("http").index(index);
-    report.unimplemented(&route.delegate, &f.key("delegate"));
     report.unimplemented(&route.cors_policy, &f.key("corsPolicy"));
     let had_matches = route.matches.as_ref().is_some_and(|m| !m.is_empty());
     let mut matches = Vec::new();
