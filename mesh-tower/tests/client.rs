@@ -105,7 +105,15 @@ async fn end_user_jason_goes_to_v2() {
 #[tokio::test]
 async fn no_route_is_404_nr() {
     let v1 = backend("v1").await;
-    let client = MeshClient::new(mesh(&service_yaml("reviews", &[&v1], "")));
+    // A declared host whose routes do not match answers 404 NR (undeclared hosts follow the
+    // outbound traffic policy: see client_passthrough.rs).
+    let yaml = service_yaml("reviews", &[&v1], "")
+        + &service_yaml("ratings", &[&v1], "")
+        + &vs(
+            "ratings",
+            "  - match: [{headers: {end-user: {exact: jason}}}]\n    route: [{destination: {host: ratings}}]\n",
+        );
+    let client = MeshClient::new(mesh(&yaml));
     let (status, _, flag) = get(&client, "http://ratings:8080/", &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(flag, Some(ResponseFlag::NoRoute));

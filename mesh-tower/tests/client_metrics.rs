@@ -50,6 +50,9 @@ async fn source_reporter_metrics_for_known_traffic() {
             .labels([("app", "frontend"), ("version", "v1")]),
         ..Default::default()
     };
+    let yaml = yaml
+        + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: picky, namespace: default}\nspec:\n  hosts: [picky]\n  http:\n  - match: [{headers: {x-never: {exact: \"1\"}}}]\n    route: [{destination: {host: picky}}]\n---\n"
+        + &service_yaml("picky", &[&v1], "");
     let mesh = Mesh::from_snapshot(
         ctx.clone(),
         istio::load_str("test.yaml", &yaml, &ctx).unwrap(),
@@ -75,7 +78,7 @@ async fn source_reporter_metrics_for_known_traffic() {
         response.into_body().collect().await.unwrap();
     }
     assert_eq!(
-        call(&client, "http://nowhere:8080/").await,
+        call(&client, "http://picky:8080/").await,
         StatusCode::NOT_FOUND
     );
 

@@ -7,6 +7,7 @@ mod classify;
 mod connect;
 mod hash;
 mod mirror;
+mod passthrough;
 mod pool;
 mod prepare;
 mod record;

@@ -74,6 +74,8 @@ impl Reporting {
 #[derive(Default)]
 pub(crate) struct CallFacts {
     pub(crate) cluster: Option<Arc<ClusterRuntime>>,
+    /// The service and cluster of a call no cluster runtime served (the `BlackHoleCluster`).
+    pub(crate) named: Option<(mesh_core::model::ServiceKey, mesh_core::model::ClusterName)>,
     pub(crate) request_bytes: Option<Arc<AtomicU64>>,
 }
 
@@ -97,6 +99,9 @@ pub(crate) fn finish(
     if let Some(c) = &cluster {
         record.destination_service = Some(c.cluster.service.clone());
         record.upstream_cluster = Some(c.cluster.name.clone());
+    } else if let Some((service, name)) = facts.named {
+        record.destination_service = Some(service);
+        record.upstream_cluster = Some(name);
     }
     record.response_code = Some(response.status().as_u16());
     record.grpc_status = grpc_status(response.headers());

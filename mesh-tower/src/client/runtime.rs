@@ -64,7 +64,13 @@ pub(crate) struct Runtimes {
     pools: Mutex<HashMap<(ClusterName, EndpointAddress), Arc<EndpointPool>>>,
     locality: ClientLocality,
     tls: Option<TlsConnector>,
+    /// Pass-through runtimes by (host, port), bounded by [`PASSTHROUGH_CACHE`].
+    passthrough: Mutex<HashMap<(String, u16), Arc<ClusterRuntime>>>,
 }
+
+/// Most pass-through destinations kept; the authority is the application's input, so the cache
+/// is cleared rather than grown past this.
+const PASSTHROUGH_CACHE: usize = 256;
 
 impl Runtimes {
     pub(crate) fn new(locality: ClientLocality, tls: Option<TlsConnector>) -> Self {
@@ -79,7 +85,50 @@ impl Runtimes {
             pools: Mutex::new(HashMap::new()),
             locality,
             tls,
+            passthrough: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The runtime of the pass-through cluster for `host:port` (see `passthrough.rs`), kept so
+    /// its connections are pooled across requests.
+    pub(crate) fn passthrough(&self, host: &str, port: u16) -> Option<Arc<ClusterRuntime>> {
+        let key = (host.to_ascii_lowercase(), port);
+        let mut cache = self
+            .passthrough
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(runtime) = cache.get(&key) {
+            return Some(runtime.clone());
+        }
+        let cluster = Arc::new(super::passthrough::cluster(host, port));
+        let now = Instant::now();
+        let state = self.stats.cluster(&cluster.name, now);
+        let balancer = Balancer::new(&cluster, &state, &self.locality, now).ok()?;
+        let breaker = CircuitBreaker::new(&cluster.connection_pool, &cluster.retry_budget);
+        let pools = cluster
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                let settings = PoolSettings::for_endpoint(&cluster, endpoint);
+                let security = Security::for_endpoint(&cluster, endpoint, self.tls.as_ref());
+                let connector =
+                    Connector::new(endpoint.address.clone(), settings.connect_timeout, security);
+                Arc::new(EndpointPool::new(connector, settings, breaker.clone()))
+            })
+            .collect();
+        let runtime = Arc::new(ClusterRuntime {
+            cluster,
+            balancer,
+            breaker,
+            outlier: None,
+            pools,
+            last_sweep: Mutex::new(now),
+        });
+        if cache.len() >= PASSTHROUGH_CACHE {
+            cache.clear();
+        }
+        cache.insert(key, runtime.clone());
+        Some(runtime)
     }
 
     /// The runtime for `snapshot`, building it if the snapshot is new.

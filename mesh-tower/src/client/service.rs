@@ -3,7 +3,8 @@
 //! Every request: one atomic load of the snapshot, route selection, fault injection, a weighted
 //! cluster pick, then attempts (endpoint pick → breaker admission → pooled connection → per-try
 //! timeout), retried as the route's policy and the cluster's retry budget allow, all under the
-//! route timeout. Endpoint results feed outlier detection and peak-EWMA latency. Whatever mesh
+//! route timeout. Endpoint results feed outlier detection and peak-EWMA latency. A host no
+//! resource declares follows the outbound traffic policy (`passthrough.rs`). Whatever mesh
 //! answers itself is mapped to HTTP or gRPC in [`crate::reply`].
 
 use std::convert::Infallible;
@@ -18,9 +19,10 @@ use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use mesh_core::Mesh;
+use mesh_core::OutboundTrafficPolicy;
 use mesh_core::balance::{ClientLocality, WeightedPick};
-use mesh_core::model::{AbortStatus, RouteAction};
-use mesh_core::routing::{self, RequestHeaders, RequestInfo};
+use mesh_core::model::{AbortStatus, ClusterName, Route, RouteAction, RouteOrigin};
+use mesh_core::routing::{self, NoRoute, RequestHeaders, RequestInfo};
 use mesh_core::telemetry::ResponseFlag;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 
 use super::body::MeshBody;
 use super::hash;
+use super::passthrough;
 use super::prepare;
 use super::record::{self, CallFacts, Reporting};
 use super::replay::ReplayBody;
@@ -267,7 +270,25 @@ impl Inner {
         };
         let selected = match routing::select(&snapshot, &info) {
             Ok(s) => s,
-            Err(e) => return local(ResponseFlag::NoRoute, &e.to_string()),
+            Err(e @ NoRoute::NoMatchingRoute { .. }) => {
+                return local(ResponseFlag::NoRoute, &e.to_string());
+            }
+            // A host no resource declares: Istio's outboundTrafficPolicy.
+            Err(_) => {
+                return match self.mesh.context().settings.outbound_traffic_policy {
+                    OutboundTrafficPolicy::RegistryOnly => {
+                        facts.named = Some((
+                            passthrough::service(passthrough::BLACKHOLE, port),
+                            ClusterName::new(passthrough::BLACKHOLE),
+                        ));
+                        direct(502, None)
+                    }
+                    OutboundTrafficPolicy::AllowAny => {
+                        self.pass_through(request, &authority, port, path_and_query, rng, facts)
+                            .await
+                    }
+                };
+            }
         };
         let route = selected.route;
         let destinations = match &route.action {
@@ -376,6 +397,60 @@ impl Inner {
                 .append(http::header::SET_COOKIE, cookie);
         }
         response
+    }
+}
+
+impl Inner {
+    /// Sends `request` to `PassthroughCluster`: plaintext to the host and port it names.
+    async fn pass_through<B>(
+        &self,
+        request: Request<B>,
+        authority: &str,
+        port: u16,
+        path_and_query: String,
+        rng: &mut SmallRng,
+        facts: &mut CallFacts,
+    ) -> Response<MeshBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let grpc = is_grpc(request.headers());
+        let Some(cluster) = self
+            .runtimes
+            .passthrough(passthrough::host_of(authority), port)
+        else {
+            return LocalReply::for_flag(ResponseFlag::NoHealthyUpstream, "no healthy upstream")
+                .into_response(grpc);
+        };
+        facts.cluster = Some(cluster.clone());
+        let (parts, body) = request.into_parts();
+        let body = ReplayBody::new(body.map_err(Into::into), REPLAY_LIMIT);
+        facts.request_bytes = Some(body.byte_counter());
+        // Istio's allow_any route: the whole authority, no retries, no timeout.
+        let route = Route {
+            origin: RouteOrigin::Default,
+            matches: Vec::new(),
+            action: RouteAction::Forward(Vec::new()),
+            timeout: None,
+            retry: None,
+            fault: None,
+            mirrors: Vec::new(),
+            request_headers: Default::default(),
+            response_headers: Default::default(),
+            rewrite: None,
+        };
+        self.attempts(
+            &cluster,
+            &route,
+            &parts,
+            &body,
+            authority,
+            &path_and_query,
+            None,
+            rng,
+        )
+        .await
     }
 }
 
