@@ -548,6 +548,28 @@ fn delegate_virtual_services_merge_into_their_root() {
         "{:?}",
         warnings(&s)
     );
+    // A root entry delegating may not also route (validateHTTPRouteConflict); a delegate may
+    // not delegate again.
+    let bad = format!(
+        "{base}{}{}",
+        vs(
+            "root",
+            "",
+            "  hosts: [reviews]\n  http:\n  - name: api\n    delegate: {name: api-routes, namespace: team}\n    route: [{destination: {host: reviews}}]\n",
+        ),
+        vs(
+            "api-routes",
+            ", namespace: team",
+            "  http:\n  - delegate: {name: x}\n",
+        )
+    );
+    assert_eq!(
+        errors(&bad),
+        [
+            "test.yaml: doc 2 VirtualService default/root: spec.http[0].route: root HTTP route api must not specify route",
+            "test.yaml: doc 3 VirtualService team/api-routes: spec.http[0].delegate: delegate HTTP route cannot contain delegate",
+        ]
+    );
     // A delegate may not name gateways (ValidateVirtualService).
     let bad = format!(
         "{base}{}",

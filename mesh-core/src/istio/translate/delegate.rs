@@ -70,6 +70,14 @@ fn merge_route(root: &r::HttpRoute, mut leaf: r::HttpRoute) -> Option<r::HttpRou
     inherit(&mut leaf.mirrors, &root.mirrors);
     inherit(&mut leaf.headers, &root.headers);
     leaf.delegate = None;
+    // What Envoy gets when several actions are set (route.go TranslateRoute): redirect, else
+    // direct response, else the destinations.
+    if leaf.redirect.is_some() {
+        leaf.direct_response = None;
+        leaf.route = None;
+    } else if leaf.direct_response.is_some() {
+        leaf.route = None;
+    }
     Some(leaf)
 }
 

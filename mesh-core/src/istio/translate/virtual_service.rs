@@ -178,7 +178,7 @@ fn index_delegates(
             if route.delegate.is_some() {
                 report.error(
                     &f.key("http").index(i).key("delegate"),
-                    "a delegate virtual service cannot delegate again",
+                    "delegate HTTP route cannot contain delegate",
                 );
                 continue;
             }
@@ -233,12 +233,25 @@ fn delegated_routes(
     report: &mut Reporter<'_>,
 ) -> Vec<CompiledRoute> {
     let f = Field::new("spec").key("http").index(index);
-    // pkg/config/validation validateHTTPRoute: a delegating entry has no action of its own.
-    if route.route.is_some() || route.redirect.is_some() || route.direct_response.is_some() {
+    // pkg/config/validation validateHTTPRouteConflict: a root entry names no destination or
+    // redirect (a direct response is inherited by the delegate's routes).
+    let name_of = route.name.as_deref().unwrap_or_default();
+    let mut conflict = false;
+    if route.redirect.is_some() {
         report.error(
-            &f,
-            "http route with delegate cannot have route, redirect or directResponse",
+            &f.key("redirect"),
+            format!("root HTTP route {name_of} must not specify redirect"),
         );
+        conflict = true;
+    }
+    if route.route.is_some() {
+        report.error(
+            &f.key("route"),
+            format!("root HTTP route {name_of} must not specify route"),
+        );
+        conflict = true;
+    }
+    if conflict {
         return Vec::new();
     }
     let Some(name) = delegate.name.as_deref().filter(|n| !n.is_empty()) else {
