@@ -62,7 +62,7 @@ fn check_reports_file_document_resource_and_field() {
     let file = dir.path().join("bad.yaml");
     let yaml = std::fs::read_to_string(fixture("reviews.yaml"))
         .expect("fixture")
-        .replace("weight: 10", "weight: 15");
+        .replace("weight: 10", "weight: -10");
     std::fs::write(&file, yaml).expect("write");
     let out = mesh(&["check", file.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(1));
@@ -71,7 +71,7 @@ fn check_reports_file_document_resource_and_field() {
         text.contains("bad.yaml: doc 2 VirtualService default/reviews: spec.http[1].route"),
         "{text}"
     );
-    assert!(text.contains("105"), "{text}");
+    assert!(text.contains("weight -10 < 0"), "{text}");
 }
 
 fn explain(args: &[&str]) -> (Option<i32>, serde_json::Value) {

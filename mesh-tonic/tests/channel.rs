@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use mesh_core::{BuildContext, Mesh, istio};
+use mesh_core::{BuildContext, Mesh, MeshSettings, OutboundTrafficPolicy, istio};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -68,7 +68,14 @@ spec:
         v1.port(),
         v2.port()
     );
-    let ctx = BuildContext::default();
+    // REGISTRY_ONLY: a host no resource declares is answered locally (no DNS lookup).
+    let ctx = BuildContext {
+        settings: MeshSettings {
+            outbound_traffic_policy: OutboundTrafficPolicy::RegistryOnly,
+            ..MeshSettings::default()
+        },
+        ..BuildContext::default()
+    };
     Mesh::from_snapshot(
         ctx.clone(),
         istio::load_str("test.yaml", &yaml, &ctx).unwrap(),
@@ -123,5 +130,7 @@ async fn mesh_errors_are_grpc_statuses() {
         "http://catalog:7000".parse().unwrap(),
     );
     let err = serving(&mut client, "", None).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented, "no route: {err:?}");
+    // An undeclared host under REGISTRY_ONLY: BlackHoleCluster's 502, which gRPC's HTTP
+    // status mapping makes UNAVAILABLE.
+    assert_eq!(err.code(), tonic::Code::Unavailable, "black hole: {err:?}");
 }

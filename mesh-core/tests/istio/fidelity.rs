@@ -133,7 +133,7 @@ fn weights_are_relative() {
     );
     assert_eq!(
         weights(&routes(&s, 9080, "reviews")[0]),
-        [(subset("v1"), 100)]
+        [(subset("v1"), 100), (subset("v2"), 0)]
     );
 }
 
@@ -364,6 +364,38 @@ fn destination_rules_for_one_host_merge() {
             .map(|c| c.lb.clone()),
         Some(LbPolicy::Random)
     );
+}
+
+/// exportTo variations of merged rules (push_context.go setDestinationRules,
+/// mergeDestinationRule with ENABLE_ENHANCED_DESTINATIONRULE_MERGE): a rule exported only to
+/// another namespace is not local to its own, and rules with different exportTo stay apart.
+#[test]
+fn destination_rule_merge_follows_export_to() {
+    let elsewhere = dr(
+        "a",
+        ", creationTimestamp: '2024-01-01T00:00:00Z'",
+        "  host: reviews\n  exportTo: [other]\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets: [{name: v1, labels: {version: v1}}]\n",
+    );
+    let here = dr(
+        "b",
+        ", creationTimestamp: '2024-02-01T00:00:00Z'",
+        "  host: reviews\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n  subsets: [{name: v2, labels: {version: v2}}]\n",
+    );
+    let yaml = with_reviews(&format!("{elsewhere}{here}"));
+    let s = load(&yaml);
+    let lb = |s: &Snapshot, sub: Option<&str>| {
+        s.cluster(&ClusterName::outbound(REVIEWS, 9080, sub))
+            .map(|c| c.lb.clone())
+    };
+    assert_eq!(lb(&s, None), Some(LbPolicy::RoundRobin));
+    assert_eq!(lb(&s, Some("v2")), Some(LbPolicy::RoundRobin));
+    assert_eq!(lb(&s, Some("v1")), None);
+    // Seen from `other`, through the service namespace's exported rules: only `a` is
+    // exported there (`b`, exported everywhere by default, merges with it only when their
+    // exportTo sets are equal, so it stays apart and the last catch-all wins).
+    let other = ctx_for(Workload::new("other", "client"));
+    let s = load_with(&yaml, &other);
+    assert_eq!(lb(&s, None), Some(LbPolicy::RoundRobin));
 }
 
 /// workloadSelector on DestinationRules: a matching rule in the workload's namespace wins, one

@@ -33,9 +33,10 @@ impl ExportTo {
         !self.public && self.namespaces.len() == 1 && self.namespaces.contains(namespace)
     }
 
-    /// `self` covers every namespace `other` is exported to.
+    /// Every entry of `other` is one of `self` (istiod's `SupersetOf` on the entry sets, where
+    /// `*` is an entry like the others).
     pub(crate) fn covers(&self, other: &ExportTo) -> bool {
-        self.public || (!other.public && other.namespaces.is_subset(&self.namespaces))
+        (self.public || !other.public) && other.namespaces.is_subset(&self.namespaces)
     }
 
     /// The same set of namespaces (or both public).

@@ -218,8 +218,9 @@ fn forward(
     }
     // Weights are relative (pkg/config/validation validateHTTPRouteDestinations and
     // validateWeight: each >= 0, an error only when several destinations total 0); one
-    // destination takes all traffic whatever its weight, and among several a 0 weight drops the
-    // destination (pilot/pkg/networking/core/route applyHTTPRouteDestination).
+    // destination takes all traffic whatever its weight, and among several a 0 weight is never
+    // picked (pilot/pkg/networking/core/route applyHTTPRouteDestination leaves it out of the
+    // weighted clusters; mesh keeps it at weight 0, which the pick never lands on).
     let single = dests.len() == 1;
     let mut out = Vec::new();
     let mut total: u64 = 0;
@@ -258,9 +259,6 @@ fn forward(
             ok = false;
             continue;
         };
-        if !single && weight == 0 {
-            continue;
-        }
         out.push(WeightedDest {
             dest,
             weight: if single { 100 } else { weight },
