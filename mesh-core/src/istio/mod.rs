@@ -10,8 +10,10 @@
 //! Files are split into documents on `---` lines before parsing (see `documents.rs` for the
 //! exact rule: document 0 is the text before the first separator, empty documents count), so a
 //! malformed document never hides the others. `kind: List` documents (kubectl output) are read
-//! item by item; their field paths start with `items[i].`. Other kinds (Deployment, Service,
-//! Gateway, Sidecar, …) are skipped with a warning.
+//! item by item; their field paths start with `items[i].`. Kubernetes `Service`,
+//! `EndpointSlice`, `Endpoints` and `Pod` documents declare services as istiod's Kubernetes
+//! registry does (see the `kube` module). Other kinds (Deployment, Gateway, Sidecar, …) are
+//! skipped with a warning.
 //!
 //! # Validation
 //! Everything is checked before anything is built, and every problem of every document is
@@ -88,6 +90,7 @@ mod decode;
 mod diag;
 mod documents;
 mod files;
+mod kube;
 mod names;
 mod resources;
 mod translate;

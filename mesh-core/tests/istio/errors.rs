@@ -345,8 +345,8 @@ fn other_kinds_are_skipped_and_lists_are_read() {
 apiVersion: v1
 kind: List
 items:
-- apiVersion: v1
-  kind: Service
+- apiVersion: apps/v1
+  kind: Deployment
   metadata: {name: reviews}
 - apiVersion: networking.istio.io/v1alpha3
   kind: ServiceEntry
@@ -377,7 +377,7 @@ metadata: {name: default, namespace: istio-system}
     assert_eq!(
         warnings(&s),
         [
-            "test.yaml: doc 1 Service default/reviews: items[0]: v1 Service is not read by mesh; skipped",
+            "test.yaml: doc 1 Deployment default/reviews: items[0]: apps/v1 Deployment is not read by mesh; skipped",
             "test.yaml: doc 1 Gateway default/gw: items[2]: networking.istio.io/v1beta1 Gateway is not read by mesh; skipped",
             "test.yaml: doc 3 Sidecar istio-system/default: networking.istio.io/v1 Sidecar is not read by mesh; skipped",
         ]

@@ -3,6 +3,7 @@
 mod bookinfo;
 mod clusters;
 mod errors;
+mod kube;
 mod perf;
 mod routes;
 mod security;
