@@ -86,6 +86,7 @@
 //!
 //! [`Diagnostic`]: crate::config::Diagnostic
 
+mod analyze;
 mod decode;
 mod diag;
 mod documents;
@@ -178,6 +179,7 @@ fn load(
         &mut diags,
         &mut raw,
     );
+    analyze::analyze(&raw, &ctx.settings, &mut diags);
     let built = translate::build(raw, ctx, &mut diags);
     if diags.has_errors() {
         return Err(ConfigError {

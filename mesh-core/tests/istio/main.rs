@@ -1,5 +1,6 @@
 //! Tests of `mesh_core::istio`: Istio YAML in, snapshot (or diagnostics) out.
 
+mod analyze;
 mod bookinfo;
 mod clusters;
 mod errors;
