@@ -127,9 +127,9 @@ pub(crate) struct RawResource {
 
 /// A document's text and the line it starts on (1-based).
 #[derive(Clone, Copy)]
-struct DocText<'a> {
-    text: &'a str,
-    first_line: usize,
+pub(crate) struct DocText<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) first_line: usize,
 }
 
 fn is_separator(line: &str) -> bool {
@@ -139,7 +139,7 @@ fn is_separator(line: &str) -> bool {
     })
 }
 
-fn split(content: &str) -> Vec<DocText<'_>> {
+pub(crate) fn split(content: &str) -> Vec<DocText<'_>> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut first_line = 1;

@@ -92,11 +92,14 @@ mod diag;
 mod documents;
 mod files;
 mod kube;
+mod locate;
 mod names;
 mod resources;
 mod translate;
 
 use std::path::{Path, PathBuf};
+
+pub use locate::locate;
 
 use diag::Diagnostics;
 use documents::RawResource;
