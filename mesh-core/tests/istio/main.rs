@@ -8,6 +8,7 @@ mod kube;
 mod perf;
 mod routes;
 mod security;
+mod validation;
 
 use std::path::Path;
 
