@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Endpoints,
     /// Kubernetes `v1 Pod`.
     Pod,
+    /// Kubernetes `v1 Node` (its labels give its pods' locality).
+    Node,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
             Kind::Pod => "Pod",
+            Kind::Node => "Node",
         }
     }
 
@@ -59,7 +62,7 @@ impl Kind {
     pub(crate) fn is_kubernetes(self) -> bool {
         matches!(
             self,
-            Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod
+            Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Node
         )
     }
 
@@ -70,6 +73,7 @@ impl Kind {
                 "Service" => Some(Kind::KubeService),
                 "Endpoints" => Some(Kind::Endpoints),
                 "Pod" => Some(Kind::Pod),
+                "Node" => Some(Kind::Node),
                 _ => None,
             };
         }

@@ -284,3 +284,75 @@ fn a_bad_port_is_an_error_with_its_path() {
     let d = e.errors().next().unwrap();
     assert_eq!(d.field, "spec.ports[0].port", "{d}");
 }
+
+/// An endpoint's locality is its pod's, as istiod's `getPodLocality` (`controller.go`) reads
+/// it: the pod's `topology.istio.io/locality` (or legacy `istio-locality`) label, `.` standing
+/// for `/` (`SanitizeLocalityLabel`), else its node's `topology.kubernetes.io/region` and
+/// `zone` (or the `failure-domain.beta` fallbacks) and `topology.istio.io/subzone`; none when
+/// the node is not in the config.
+#[test]
+fn endpoint_locality_comes_from_the_pod_label_or_its_node() {
+    let node = "\
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: node-a
+    labels:
+      topology.kubernetes.io/region: us-east1
+      failure-domain.beta.kubernetes.io/zone: us-east1-b
+      topology.istio.io/subzone: rack7
+  status: {capacity: {cpu: '4'}}
+";
+    let yaml = CLUSTER
+        .replace(
+            "spec: {serviceAccountName: bookinfo-reviews, containers",
+            "spec: {nodeName: node-a, serviceAccountName: bookinfo-reviews, containers",
+        )
+        .replace(
+            "labels: {app: reviews, version: v2}}\n  spec: {serviceAccountName: bookinfo-reviews}",
+            "labels: {app: reviews, version: v2, istio-locality: eu-west1.eu-west1-a}}\n  spec: {nodeName: node-a, serviceAccountName: bookinfo-reviews}",
+        )
+        .replacen("items:\n", &format!("items:\n{node}"), 1);
+    let s = load(&yaml);
+    let c = s
+        .cluster(&ClusterName::outbound(HOST, 9080, None))
+        .expect("cluster");
+    let localities: Vec<String> = c.endpoints.iter().map(|e| e.locality.to_string()).collect();
+    assert_eq!(
+        localities,
+        ["us-east1/us-east1-b/rack7", "eu-west1/eu-west1-a/"]
+    );
+    // Without the Node document the node's pods have no locality.
+    let s = load(&CLUSTER.replace(
+        "spec: {serviceAccountName: bookinfo-reviews, containers",
+        "spec: {nodeName: node-a, serviceAccountName: bookinfo-reviews, containers",
+    ));
+    let c = s
+        .cluster(&ClusterName::outbound(HOST, 9080, None))
+        .expect("cluster");
+    assert!(c.endpoints[0].locality.is_empty(), "{:?}", c.endpoints[0]);
+}
+
+/// `internalTrafficPolicy: Local` makes istiod send only the endpoints on the proxy's node
+/// (`conversion.go` NodeLocal, `endpoint_builder.go`); mesh has no node, so it says so.
+#[test]
+fn internal_traffic_policy_local_is_a_warning() {
+    let s = load(&CLUSTER.replace(
+        "    type: ClusterIP\n",
+        "    type: ClusterIP\n    internalTrafficPolicy: Local\n",
+    ));
+    let w = s
+        .warnings
+        .iter()
+        .find(|w| w.field == "items[0].spec.internalTrafficPolicy")
+        .unwrap_or_else(|| panic!("{:?}", s.warnings));
+    assert!(
+        w.message.contains("every endpoint is used"),
+        "{}",
+        w.message
+    );
+    assert_eq!(
+        sockets(&s, &ClusterName::outbound(HOST, 9080, None)),
+        ["10.244.0.11:9081", "10.244.0.12:9081"]
+    );
+}

@@ -9,7 +9,7 @@ use super::super::names;
 use super::super::translate::Item;
 use super::super::translate::services::{EndpointHost, ServiceEndpoint};
 use super::types::{
-    EndpointPort, EndpointSliceObject, EndpointsObject, ObjectReference, PodObject,
+    EndpointPort, EndpointSliceObject, EndpointsObject, NodeObject, ObjectReference, PodObject,
 };
 use crate::BuildContext;
 use crate::model::Locality;
@@ -17,14 +17,37 @@ use crate::model::Locality;
 /// The label naming an EndpointSlice's Service (`discovery.k8s.io` `LabelServiceName`).
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// Pods by namespace and name, and by IP.
+/// The pod labels naming its locality, most preferred first (istio/istio `pkg/model/proxy.go`
+/// `GetLocalityLabel`: `topology.istio.io/locality`, then the legacy `istio-locality`).
+const POD_LOCALITY_LABELS: [&str; 2] = ["topology.istio.io/locality", "istio-locality"];
+
+/// A node's region, zone and subzone labels, each GA label first, then its fallback
+/// (`controller.go` `getPodLocality` with `getLabelValue`).
+const NODE_LOCALITY_LABELS: [(&str, &str); 3] = [
+    (
+        "topology.kubernetes.io/region",
+        "failure-domain.beta.kubernetes.io/region",
+    ),
+    (
+        "topology.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/zone",
+    ),
+    ("topology.istio.io/subzone", ""),
+];
+
+/// Pods by namespace and name, and by IP; nodes by name.
 pub(crate) struct PodIndex<'a> {
     by_name: HashMap<(&'a str, &'a str), &'a Item<PodObject>>,
     by_ip: HashMap<IpAddr, &'a Item<PodObject>>,
+    nodes: HashMap<&'a str, &'a Item<NodeObject>>,
 }
 
 impl<'a> PodIndex<'a> {
-    pub(crate) fn new(pods: &'a [Item<PodObject>]) -> Self {
+    pub(crate) fn new(pods: &'a [Item<PodObject>], nodes: &'a [Item<NodeObject>]) -> Self {
+        let nodes = nodes
+            .iter()
+            .map(|n| (n.resource.name.as_str(), n))
+            .collect();
         let mut by_name = HashMap::new();
         let mut by_ip = HashMap::new();
         for pod in pods {
@@ -41,7 +64,42 @@ impl<'a> PodIndex<'a> {
                 by_ip.entry(ip).or_insert(pod);
             }
         }
-        Self { by_name, by_ip }
+        Self {
+            by_name,
+            by_ip,
+            nodes,
+        }
+    }
+
+    /// A pod's locality as istiod's `getPodLocality` reads it: its locality label (where `.`
+    /// stands for `/` unless the value has a `/`, `SanitizeLocalityLabel`), else its node's
+    /// region, zone and subzone labels; none when the node is not in the config.
+    fn locality(&self, pod: &Item<PodObject>) -> Locality {
+        let labels = &pod.metadata.labels;
+        if let Some(l) = POD_LOCALITY_LABELS.iter().find_map(|k| labels.get(*k)) {
+            if l.contains('/') {
+                return Locality::parse(l);
+            }
+            return Locality::parse(&l.replace('.', "/"));
+        }
+        let node = pod.spec.spec.node_name.as_deref().unwrap_or_default();
+        let Some(node) = self.nodes.get(node) else {
+            return Locality::default();
+        };
+        let [region, zone, subzone] = NODE_LOCALITY_LABELS.map(|(ga, fallback)| {
+            node.metadata
+                .labels
+                .get(ga)
+                .filter(|v| !v.is_empty())
+                .or_else(|| node.metadata.labels.get(fallback))
+                .cloned()
+                .unwrap_or_default()
+        });
+        Locality {
+            region,
+            zone,
+            subzone,
+        }
     }
 
     /// The pod of an endpoint address, as istiod's `getPod`: by `targetRef` when it names a Pod
@@ -133,7 +191,7 @@ fn endpoint(
         ports: ports.clone(),
         labels: pod.map(|p| p.metadata.labels.clone()).unwrap_or_default(),
         weight: 1,
-        locality: Locality::default(),
+        locality: pod.map(|p| pods.locality(p)).unwrap_or_default(),
         identity,
     })
 }

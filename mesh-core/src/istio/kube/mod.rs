@@ -1,6 +1,7 @@
-//! Kubernetes `Service`, `EndpointSlice`, `Endpoints` and `Pod` documents, read the way istiod's
-//! Kubernetes registry reads them, so that `kubectl get svc,endpointslices,pods -A -o yaml`
-//! output can be checked and explained offline.
+//! Kubernetes `Service`, `EndpointSlice`, `Endpoints`, `Pod` and `Node` documents, read the way
+//! istiod's Kubernetes registry reads them, so that
+//! `kubectl get svc,endpointslices,pods,nodes -A -o yaml` output can be checked and explained
+//! offline.
 //!
 //! What istiod does, and mesh with it (istio/istio `pilot/pkg/serviceregistry/kube`):
 //!
@@ -14,7 +15,9 @@
 //!   (`endpointslice.go`): ready endpoints only (an absent `ready` counts as ready,
 //!   `endpointHealthStatus`); an endpoint whose `targetRef` names a Pod that is not known is
 //!   skipped, as istiod waits for the pod (`getPod`). Labels come from the pod and the identity
-//!   from its `serviceAccountName` (`endpoint_builder.go` `NewEndpointBuilder`).
+//!   from its `serviceAccountName` (`endpoint_builder.go` `NewEndpointBuilder`); the locality
+//!   from the pod's locality label, else its Node's topology labels (`controller.go`
+//!   `getPodLocality`).
 //! - Legacy `Endpoints` are read for a service no EndpointSlice names (Kubernetes mirrors them
 //!   into slices, so with both present the slices are used).
 //! - A Service with no slice and no `Endpoints` document is resolved by DNS on its own name,
@@ -26,8 +29,9 @@
 //! Kubernetes objects are read leniently: fields mesh does not use are Kubernetes' business and
 //! are not reported; a wrong type in a field mesh uses is an error.
 //!
-//! Not read: node labels (so endpoints have no locality), `publishNotReadyAddresses`,
-//! `internalTrafficPolicy`, and FQDN EndpointSlices (which istiod ignores too; reported).
+//! Not read: `internalTrafficPolicy: Local` (mesh has no node; reported), and FQDN
+//! EndpointSlices (which istiod ignores too; reported). `publishNotReadyAddresses` needs
+//! nothing: Kubernetes then marks the slices' endpoints ready.
 
 mod endpoints;
 mod service;
@@ -51,6 +55,7 @@ pub(crate) struct Objects {
     slices: Vec<Item<types::EndpointSliceObject>>,
     endpoints: Vec<Item<types::EndpointsObject>>,
     pods: Vec<Item<types::PodObject>>,
+    nodes: Vec<Item<types::NodeObject>>,
 }
 
 /// Decodes a Kubernetes object read by `documents` (whole object, metadata removed).
@@ -60,6 +65,7 @@ pub(crate) fn push(raw: RawResource, diags: &mut Diagnostics, out: &mut Objects)
         Kind::EndpointSlice => decode_into(raw, diags, &mut out.slices),
         Kind::Endpoints => decode_into(raw, diags, &mut out.endpoints),
         Kind::Pod => decode_into(raw, diags, &mut out.pods),
+        Kind::Node => decode_into(raw, diags, &mut out.nodes),
         // Not a Kubernetes kind: `documents` never hands one here.
         _ => {}
     }
@@ -109,7 +115,7 @@ pub(crate) fn add_services(
     ctx: &BuildContext,
     diags: &mut Diagnostics,
 ) {
-    let pods = endpoints::PodIndex::new(&objects.pods);
+    let pods = endpoints::PodIndex::new(&objects.pods, &objects.nodes);
     for item in &objects.services {
         let mut report = diags.at(&item.origin, &item.resource);
         let Some(mut service) = service::convert(item, ctx, &mut report) else {

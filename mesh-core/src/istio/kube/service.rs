@@ -144,6 +144,15 @@ pub(crate) fn convert(
         report.error("metadata.name", e);
         return None;
     }
+    if spec.internal_traffic_policy.as_deref() == Some("Local") {
+        // istiod keeps only the endpoints on the proxy's own node (`conversion.go` NodeLocal,
+        // `endpoint_builder.go`); a mesh process has no node.
+        report.warn(
+            "spec.internalTrafficPolicy",
+            "Local: istiod keeps only the endpoints on the caller's node; mesh knows no node, \
+             so every endpoint is used",
+        );
+    }
     let f = Field::new("spec").key("ports");
     let ports: Vec<Port> = spec
         .ports

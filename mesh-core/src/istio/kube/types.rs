@@ -1,4 +1,4 @@
-//! The fields of Kubernetes `Service`, `EndpointSlice`, `Endpoints` and `Pod` that istiod's
+//! The fields of Kubernetes `Service`, `EndpointSlice`, `Endpoints`, `Pod` and `Node` that istiod's
 //! Kubernetes registry reads, as `kubectl get -o yaml` writes them. Everything else in those
 //! objects (status conditions, managed fields, container specs, …) is Kubernetes' business and
 //! is not reported.
@@ -23,6 +23,7 @@ pub(crate) struct ServiceSpec {
     pub(crate) cluster_ip: Option<String>,
     pub(crate) external_name: Option<String>,
     pub(crate) ports: Vec<ServicePort>,
+    pub(crate) internal_traffic_policy: Option<String>,
 }
 
 /// `Service.spec.ports[]`.
@@ -133,4 +134,11 @@ pub(crate) struct PodIp {
 #[serde(default, rename_all = "camelCase")]
 pub(crate) struct PodSpec {
     pub(crate) service_account_name: Option<String>,
+    /// The node the scheduler put the pod on, whose labels give its locality.
+    pub(crate) node_name: Option<String>,
 }
+
+/// `v1 Node`: only its labels (in the metadata) are read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct NodeObject {}

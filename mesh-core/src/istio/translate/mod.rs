@@ -100,7 +100,7 @@ fn decode_all(raw: Vec<RawResource>, diags: &mut Diagnostics) -> Decoded {
             Kind::VirtualService => push(res, diags, &mut d.virtual_services),
             Kind::PeerAuthentication => push(res, diags, &mut d.peer_authentications),
             Kind::AuthorizationPolicy => push(res, diags, &mut d.authorization_policies),
-            Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod => {
+            Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Node => {
                 super::kube::push(res, diags, &mut d.kube);
             }
         }
