@@ -9,11 +9,13 @@
 //!   service with more than one port (`destinationhosts.go` `checkServiceEntryPorts`).
 //! - `IST0130 VirtualServiceUnreachableRule` and `IST0131 VirtualServiceIneffectiveMatch`: HTTP
 //!   rules after a catch-all rule, and matches equal to an earlier one
-//!   (`pkg/config/validation/validation.go` `analyzeUnreachableHTTPRules`; the prefix-overlap
-//!   refinement of that function is not implemented).
+//!   (`pkg/config/validation/validation.go` `analyzeUnreachableHTTPRules`), and matches whose
+//!   URI prefix an earlier match covers (its prefix-overlap check, in `overlap`).
 //!
 //! They run on the documents as read (before translation), over every namespace, as the
 //! analyzers do: what a resource *says*, not what one workload sees.
+
+mod overlap;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -160,6 +162,7 @@ fn unreachable_rules(vs: &RawResource, diags: &mut Diagnostics) {
     let f = Field::new("spec").key("http");
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut catch_all: Option<usize> = None;
+    let mut prefixes = Vec::new();
     for (i, route) in http.iter().enumerate() {
         let rf = f.index(i);
         let matches = route
@@ -205,10 +208,28 @@ fn unreachable_rules(vs: &RawResource, diags: &mut Diagnostics) {
                 continue;
             }
             seen.insert(key, i);
+            prefixes.extend(overlap::PrefixMatch::new(
+                m,
+                (i, rule_name(route, i)),
+                (j, rule_name(m, j)),
+            ));
         }
         if duplicates == matches.len() {
             report.warn(&rf, unreachable("all matches used by prior rules"));
         }
+    }
+    for (later, earlier) in overlap::covered(&prefixes) {
+        report.warn(
+            &f.index(later.rule.0).key("match").index(later.matched.0),
+            format!(
+                "IST0131 VirtualServiceIneffectiveMatch: VirtualService rule {} match {} is not \
+                 used (duplicate/overlapping match in rule {} on {})",
+                later.rule.1,
+                later.describe(),
+                earlier.describe(),
+                earlier.rule.1
+            ),
+        );
     }
 }
 

@@ -56,6 +56,46 @@ spec:
     );
 }
 
+/// `validation.go` `analyzeUnreachableHTTPRules`, prefix overlap (`genMatchHTTPRoutes`,
+/// `coveredValidation`): a later URI prefix extending an earlier one, on the same port,
+/// method (absent counts as GET), authority, headers, query parameters and withoutHeaders, is
+/// ineffective; a different method, port or header set keeps it reachable.
+#[test]
+fn a_match_under_an_earlier_prefix_is_ineffective() {
+    let rule = |m: &str| {
+        format!(
+            "  - match: [{m}]\n    route: [{{destination: {{host: reviews, port: {{number: 9080}}}}}}]\n"
+        )
+    };
+    let yaml = format!(
+        "{REVIEWS}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+{}{}{}{}{}{}",
+        rule("{uri: {prefix: /debug}}"),
+        rule("{uri: {prefix: /debugs}, method: {exact: GET}}"),
+        rule("{uri: {prefix: /debugz}, method: {exact: POST}}"),
+        rule("{uri: {prefix: /debug/x}, headers: {x: {exact: '1'}}}"),
+        rule("{uri: {prefix: /debug/y}, port: 9080}"),
+        rule("{uri: {exact: /debug/z}}"),
+    );
+    let s = load(&yaml);
+    let found: Vec<String> = coded(&s, "IST013")
+        .iter()
+        .map(|d| format!("{}: {}", d.field, d.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "spec.http[1].match[0]: IST0131 VirtualServiceIneffectiveMatch: VirtualService rule #1 match #0 of prefix /debugs is not used (duplicate/overlapping match in rule #0 of prefix /debug on #0)"
+        ]
+    );
+}
+
 /// `destinationhosts.go` `checkServiceEntryPorts`: a destination without a port on a service
 /// with several ports needs one.
 #[test]
