@@ -67,8 +67,9 @@ fn check_reports_file_document_resource_and_field() {
     let out = mesh(&["check", file.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
+    // file:line:column of the field, documents counted from 1.
     assert!(
-        text.contains("bad.yaml: doc 2 VirtualService default/reviews: spec.http[1].route"),
+        text.contains("bad.yaml:61:5: doc 3 VirtualService default/reviews: spec.http[1].route:"),
         "{text}"
     );
     assert!(text.contains("weight -10 < 0"), "{text}");
@@ -76,7 +77,12 @@ fn check_reports_file_document_resource_and_field() {
 
 fn explain(args: &[&str]) -> (Option<i32>, serde_json::Value) {
     let config = fixture("reviews.yaml");
-    let mut all = vec!["explain", "--config", config.to_str().expect("utf-8 path")];
+    let mut all = vec![
+        "explain",
+        "--json",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ];
     all.extend_from_slice(args);
     let out = mesh(&all);
     let json = serde_json::from_slice(&out.stdout)
@@ -175,4 +181,62 @@ fn explain_from_another_namespace_needs_the_full_name() {
         "http://reviews.default.svc.cluster.local:9080/",
     ]);
     assert_eq!(code, Some(0), "{json:#}");
+}
+
+/// The case: bookinfo's own Kubernetes Services make `virtual-service-all-v1.yaml`
+/// route (it reported 0 clusters and 0 routes when Services were skipped).
+#[test]
+fn check_reads_kubernetes_services() {
+    let dir = bookinfo_dir();
+    let out = mesh(&[
+        "check",
+        dir.join("bookinfo.yaml").to_str().expect("utf-8 path"),
+        dir.join("virtual-service-all-v1.yaml")
+            .to_str()
+            .expect("utf-8 path"),
+    ]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("ok: 4 cluster(s), 4 route(s)"), "{text}");
+}
+
+/// The summary names the rule and the split; `--source-labels` makes a `sourceLabels` match
+/// apply to the caller.
+#[test]
+fn explain_summarizes_and_takes_the_callers_labels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("reviews.yaml");
+    let yaml = std::fs::read_to_string(fixture("reviews.yaml"))
+        .expect("fixture")
+        .replace(
+            "  - match:\n    - headers:",
+            "  - match:\n    - sourceLabels: {app: productpage}\n    - headers:",
+        );
+    std::fs::write(&file, yaml).expect("write");
+    let path = file.to_str().expect("utf-8 path");
+    let out = mesh(&["explain", "--config", path, "http://reviews:9080/"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("matched: VirtualService default/reviews http[1]"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" 90.0% outbound|9080|v1|reviews.default.svc.cluster.local"),
+        "{text}"
+    );
+    let out = mesh(&[
+        "explain",
+        "--config",
+        path,
+        "--source-labels",
+        "app=productpage,version=v1",
+        "http://reviews:9080/",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("matched: VirtualService default/reviews http[0]"),
+        "{text}"
+    );
+    assert!(text.contains("(app=productpage,version=v1)"), "{text}");
 }

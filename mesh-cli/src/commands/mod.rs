@@ -26,7 +26,8 @@ pub struct Cli {
 enum Command {
     /// Validate Istio resource files: exit 0 when valid (warnings printed), 1 when not.
     Check(check::Check),
-    /// Print, as JSON, the route a request takes and every policy that applies to it.
+    /// Print the route a request takes and every policy that applies to it (a summary;
+    /// `--json` for everything).
     Explain(explain::Explain),
     /// Development certificates: a CA and workload identities in Istio's file layout.
     #[command(subcommand)]

@@ -28,6 +28,16 @@ pub(crate) enum Kind {
     VirtualService,
     PeerAuthentication,
     AuthorizationPolicy,
+    /// Kubernetes `v1 Service`.
+    KubeService,
+    /// Kubernetes `discovery.k8s.io EndpointSlice`.
+    EndpointSlice,
+    /// Kubernetes `v1 Endpoints` (legacy).
+    Endpoints,
+    /// Kubernetes `v1 Pod`.
+    Pod,
+    /// Kubernetes `v1 Node` (its labels give its pods' locality).
+    Node,
 }
 
 impl Kind {
@@ -39,11 +49,34 @@ impl Kind {
             Kind::VirtualService => "VirtualService",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::KubeService => "Service",
+            Kind::EndpointSlice => "EndpointSlice",
+            Kind::Endpoints => "Endpoints",
+            Kind::Pod => "Pod",
+            Kind::Node => "Node",
         }
+    }
+
+    /// Kubernetes core kinds: their fields are not under `spec` alone (EndpointSlice has none),
+    /// so the whole object is kept, and fields mesh does not use are not reported.
+    pub(crate) fn is_kubernetes(self) -> bool {
+        matches!(
+            self,
+            Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Node
+        )
     }
 
     /// The kind for an `apiVersion` and `kind`, when mesh reads it.
     fn from_api(api_version: &str, kind: &str) -> Option<Self> {
+        if api_version == "v1" {
+            return match kind {
+                "Service" => Some(Kind::KubeService),
+                "Endpoints" => Some(Kind::Endpoints),
+                "Pod" => Some(Kind::Pod),
+                "Node" => Some(Kind::Node),
+                _ => None,
+            };
+        }
         let (group, version) = api_version.split_once('/')?;
         match group {
             "networking.istio.io" if matches!(version, "v1" | "v1beta1" | "v1alpha3") => {
@@ -54,6 +87,11 @@ impl Kind {
                     "VirtualService" => Kind::VirtualService,
                     _ => return None,
                 })
+            }
+            "discovery.k8s.io"
+                if matches!(version, "v1" | "v1beta1") && kind == "EndpointSlice" =>
+            {
+                Some(Kind::EndpointSlice)
             }
             "security.istio.io" if matches!(version, "v1" | "v1beta1") => Some(match kind {
                 "PeerAuthentication" => Kind::PeerAuthentication,
@@ -76,6 +114,8 @@ pub(crate) struct Metadata {
     pub(crate) namespace: Option<String>,
     #[serde(default)]
     pub(crate) annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) labels: BTreeMap<String, String>,
     pub(crate) creation_timestamp: Option<String>,
 }
 
@@ -91,9 +131,9 @@ pub(crate) struct RawResource {
 
 /// A document's text and the line it starts on (1-based).
 #[derive(Clone, Copy)]
-struct DocText<'a> {
-    text: &'a str,
-    first_line: usize,
+pub(crate) struct DocText<'a> {
+    pub(crate) text: &'a str,
+    pub(crate) first_line: usize,
 }
 
 fn is_separator(line: &str) -> bool {
@@ -103,7 +143,7 @@ fn is_separator(line: &str) -> bool {
     })
 }
 
-fn split(content: &str) -> Vec<DocText<'_>> {
+pub(crate) fn split(content: &str) -> Vec<DocText<'_>> {
     let mut docs = Vec::new();
     let mut start = 0;
     let mut first_line = 1;
@@ -333,6 +373,17 @@ fn read_object(
             "metadata.name",
             "required",
         ));
+        return;
+    }
+    if kind.is_kubernetes() {
+        // The object without its metadata, read leniently by the `kube` module.
+        out.push(RawResource {
+            origin,
+            kind,
+            resource,
+            metadata,
+            spec: value,
+        });
         return;
     }
     if let Some(object) = value.as_object() {

@@ -10,8 +10,10 @@
 //! Files are split into documents on `---` lines before parsing (see `documents.rs` for the
 //! exact rule: document 0 is the text before the first separator, empty documents count), so a
 //! malformed document never hides the others. `kind: List` documents (kubectl output) are read
-//! item by item; their field paths start with `items[i].`. Other kinds (Deployment, Service,
-//! Gateway, Sidecar, …) are skipped with a warning.
+//! item by item; their field paths start with `items[i].`. Kubernetes `Service`,
+//! `EndpointSlice`, `Endpoints` and `Pod` documents declare services as istiod's Kubernetes
+//! registry does (see the `kube` module). Other kinds (Deployment, Gateway, Sidecar, …) are
+//! skipped with a warning.
 //!
 //! # Validation
 //! Everything is checked before anything is built, and every problem of every document is
@@ -88,15 +90,20 @@
 //!
 //! [`Diagnostic`]: crate::config::Diagnostic
 
+mod analyze;
 mod decode;
 mod diag;
 mod documents;
 mod files;
+mod kube;
+mod locate;
 mod names;
 mod resources;
 mod translate;
 
 use std::path::{Path, PathBuf};
+
+pub use locate::locate;
 
 use diag::Diagnostics;
 use documents::RawResource;
@@ -179,6 +186,7 @@ fn load(
         &mut diags,
         &mut raw,
     );
+    analyze::analyze(&raw, &ctx.settings, &mut diags);
     let built = translate::build(raw, ctx, &mut diags);
     if diags.has_errors() {
         return Err(ConfigError {

@@ -38,6 +38,12 @@ pub(crate) fn specificity(pattern: &str) -> (bool, usize) {
     (!pattern.starts_with('*'), pattern.len())
 }
 
+/// Whether `name` is a DNS-1123 label (lowercase alphanumerics and `-`), as Kubernetes'
+/// `IsDNS1123Label`, which Istio's `ValidatePortName` uses.
+pub(crate) fn is_dns1123_label(name: &str) -> bool {
+    is_label(name) && !name.bytes().any(|b| b.is_ascii_uppercase())
+}
+
 fn is_label(label: &str) -> bool {
     !label.is_empty()
         && label.len() <= 63

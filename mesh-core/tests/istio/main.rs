@@ -1,12 +1,15 @@
 //! Tests of `mesh_core::istio`: Istio YAML in, snapshot (or diagnostics) out.
 
+mod analyze;
 mod bookinfo;
 mod clusters;
 mod errors;
 mod fidelity;
+mod kube;
 mod perf;
 mod routes;
 mod security;
+mod validation;
 
 use std::path::Path;
 

@@ -53,7 +53,7 @@ pub(crate) fn build_clusters(
             diags.at(&rule.origin, &rule.resource).warn(
                 &Field::new("spec").key("host"),
                 format!(
-                    "no ServiceEntry declares a host matching {}; the rule is not applied",
+                    "no Service or ServiceEntry declares a host matching {}; the rule is not applied",
                     rule.host
                 ),
             );

@@ -11,7 +11,7 @@ mod http;
 mod order;
 mod peer_authn;
 mod routes;
-mod services;
+pub(super) mod services;
 mod traffic_policy;
 mod virtual_service;
 
@@ -61,6 +61,7 @@ struct Decoded {
     virtual_services: Vec<Item<r::VirtualServiceSpec>>,
     peer_authentications: Vec<Item<r::PeerAuthenticationSpec>>,
     authorization_policies: Vec<Item<r::AuthorizationPolicySpec>>,
+    kube: super::kube::Objects,
 }
 
 fn push<T: DeserializeOwned>(raw: RawResource, diags: &mut Diagnostics, out: &mut Vec<Item<T>>) {
@@ -102,6 +103,9 @@ fn decode_all(raw: Vec<RawResource>, diags: &mut Diagnostics) -> Decoded {
             Kind::VirtualService => push(res, diags, &mut d.virtual_services),
             Kind::PeerAuthentication => push(res, diags, &mut d.peer_authentications),
             Kind::AuthorizationPolicy => push(res, diags, &mut d.authorization_policies),
+            Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Node => {
+                super::kube::push(res, diags, &mut d.kube);
+            }
         }
     }
     d
@@ -121,7 +125,8 @@ pub(crate) struct Built {
 pub(crate) fn build(raw: Vec<RawResource>, ctx: &BuildContext, diags: &mut Diagnostics) -> Built {
     let d = decode_all(raw, diags);
     let workloads = services::index_workload_entries(&d.workload_entries, ctx, diags);
-    let services = services::build_services(&d.service_entries, &workloads, ctx, diags);
+    let mut services = services::build_services(&d.service_entries, &workloads, ctx, diags);
+    super::kube::add_services(&d.kube, &mut services, ctx, diags);
     let rules = destination_rule::compile_rules(&d.destination_rules, ctx, diags);
     let vss = virtual_service::compile_virtual_services(
         &d.virtual_services,

@@ -53,6 +53,14 @@ pub(crate) fn resolve(
                     "portLevelMtls requires a workload selector",
                 );
             }
+            // istio/istio validation.go ValidatePeerAuthentication: "port level mTLS, if
+            // defined, must have at least one element".
+            if plm.is_empty() {
+                report.error(
+                    &f.key("portLevelMtls"),
+                    "portLevelMtls, if defined, must have at least one port",
+                );
+            }
             for (port, m) in plm {
                 match port.parse::<u16>() {
                     Ok(p) if p > 0 => {

@@ -124,6 +124,11 @@ fn endpoint(
     let mut ports = BTreeMap::new();
     for (name, &n) in &spec.ports {
         let f = field.key("ports").key(name);
+        // validation.go ValidatePortName: a DNS-1123 label.
+        if !names::is_dns1123_label(name) {
+            report.error(&f, format!("invalid port name {name:?}"));
+            continue;
+        }
         match u16::try_from(n) {
             Ok(p) if p > 0 => {
                 ports.insert(name.clone(), p);
@@ -272,6 +277,34 @@ pub(crate) fn build_services(
             Some(r::SeResolution::Dns | r::SeResolution::DnsRoundRobin) => Resolution::Dns,
         };
         let mesh_internal = spec.location == Some(r::SeLocation::MeshInternal);
+        // Istio's ServiceEntry validation (validation.go, and the CRD's rules as exercised by
+        // pkg/config/validation/testdata/crds/serviceentry-invalid.yaml).
+        if !matches!(resolution, Resolution::None | Resolution::Static) {
+            for (i, a) in spec.addresses.iter().enumerate() {
+                if a.contains('/') {
+                    report.error(
+                        &f.key("addresses").index(i),
+                        "CIDR addresses are allowed only for NONE/STATIC resolution types",
+                    );
+                }
+            }
+        }
+        if spec.resolution == Some(r::SeResolution::DnsRoundRobin) && spec.endpoints.len() > 1 {
+            report.error(
+                &f.key("endpoints"),
+                "DNS_ROUND_ROBIN mode cannot have multiple endpoints",
+            );
+        }
+        if let Some(sel) = &spec.workload_selector {
+            for (k, v) in &sel.labels {
+                if v.contains('*') {
+                    report.error(
+                        &f.key("workloadSelector").key("labels").key(k),
+                        "wildcard is not supported in selector",
+                    );
+                }
+            }
+        }
         let ports = read_ports(&spec.ports, &f.key("ports"), &mut report);
         if resolution == Resolution::None && !spec.endpoints.is_empty() {
             report.error(

@@ -67,7 +67,8 @@ fn check_destination(
         report.warn(
             &dest.field.key("host"),
             format!(
-                "no ServiceEntry declares {}; requests routed there will fail (no cluster)",
+                "IST0101 ReferencedResourceNotFound: no Service or ServiceEntry declares {}; \
+                 requests routed there will fail (no cluster)",
                 dest.host
             ),
         );
@@ -86,7 +87,8 @@ fn check_destination(
         Some((_, rule)) if rule.subset(subset).is_none() => report.error(
             &dest.field.key("subset"),
             format!(
-                "subset {subset:?} is not defined by {} ({}) for host {}",
+                "IST0101 ReferencedResourceNotFound: subset {subset:?} is not defined by {} ({}) \
+                 for host {}",
                 rule.resource,
                 rule.origin.describe(),
                 dest.host
@@ -96,7 +98,8 @@ fn check_destination(
         None if service.is_some() => report.warn(
             &dest.field.key("subset"),
             format!(
-                "no DestinationRule defines subsets for {}; subset {subset:?} has no cluster",
+                "IST0101 ReferencedResourceNotFound: no DestinationRule defines subsets for {}; \
+                 subset {subset:?} has no cluster",
                 dest.host
             ),
         ),
@@ -414,7 +417,9 @@ pub(crate) fn compile_virtual_services(
             if !matched {
                 report.warn(
                     &hf,
-                    format!("no ServiceEntry declares {host}; its routes are not installed"),
+                    format!(
+                        "no Service or ServiceEntry declares {host}; its routes are not installed"
+                    ),
                 );
             }
             claimed.insert(host.clone(), vs_index);
