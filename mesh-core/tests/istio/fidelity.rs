@@ -396,6 +396,24 @@ fn destination_rule_merge_follows_export_to() {
     let other = ctx_for(Workload::new("other", "client"));
     let s = load_with(&yaml, &other);
     assert_eq!(lb(&s, None), Some(LbPolicy::RoundRobin));
+
+    // No exportTo and `exportTo: ['*']` are different sets to mergeDestinationRule (the
+    // empty set equals only the empty set), so these two stay apart and the later catch-all
+    // applies whole: its policy, its subsets only.
+    let implicit = dr(
+        "a",
+        ", creationTimestamp: '2024-01-01T00:00:00Z'",
+        "  host: reviews\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n  subsets: [{name: v1, labels: {version: v1}}]\n",
+    );
+    let star = dr(
+        "b",
+        ", creationTimestamp: '2024-02-01T00:00:00Z'",
+        "  host: reviews\n  exportTo: ['*']\n  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}\n  subsets: [{name: v2, labels: {version: v2}}]\n",
+    );
+    let s = load(&with_reviews(&format!("{implicit}{star}")));
+    assert_eq!(lb(&s, None), Some(LbPolicy::RoundRobin));
+    assert_eq!(lb(&s, Some("v2")), Some(LbPolicy::RoundRobin));
+    assert_eq!(lb(&s, Some("v1")), None);
 }
 
 /// workloadSelector on DestinationRules: a matching rule in the workload's namespace wins, one

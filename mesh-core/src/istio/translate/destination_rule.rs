@@ -154,8 +154,7 @@ impl RuleIndex {
             }
             if rule.export_to.same(&existing.export_to) {
                 separately = false;
-            } else if existing.export_to.explicit && rule.export_to.covers(&existing.export_to)
-            {
+            } else if existing.export_to.explicit && rule.export_to.covers(&existing.export_to) {
                 separately = true;
             } else {
                 separately = true;
