@@ -81,6 +81,9 @@ pub struct MeshSettings {
     pub domain_suffix: String,
     /// SPIFFE trust domain (`cluster.local`).
     pub trust_domain: String,
+    /// Other trust domains treated as this one in authorization (MeshConfig
+    /// `trustDomainAliases`, for a trust-domain migration).
+    pub trust_domain_aliases: Vec<String>,
     /// Namespace whose policies apply mesh-wide (`istio-system`).
     pub root_namespace: String,
     /// Namespace of resources that do not name one (`default`).
@@ -115,6 +118,7 @@ impl Default for MeshSettings {
         Self {
             domain_suffix: "cluster.local".into(),
             trust_domain: "cluster.local".into(),
+            trust_domain_aliases: Vec::new(),
             root_namespace: "istio-system".into(),
             default_namespace: "default".into(),
             default_virtual_service_export_to: Vec::new(),

@@ -6,7 +6,7 @@ use super::decision::{Decision, Reason, RuleRef};
 use super::request::AuthzRequest;
 use crate::model::{
     AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, ConditionKey,
-    IpBlock, StringPattern,
+    IpBlock, ServiceAccount, StringPattern, trust_domain_matches,
 };
 
 /// Decides whether `req` may pass `policies` (the AuthorizationPolicies that select this
@@ -26,6 +26,8 @@ use crate::model::{
 /// entry of `from` (and of `to`) may; within one source or operation, every field that is set
 /// must hold: the positive list any-of, the `not` list none-of.
 ///
+/// - **Service accounts and trust domains** are read from the principal as istiod's matchers
+///   read it ([`ServiceAccount::matches`], [`trust_domain_matches`]).
 /// - **Plaintext peers** (no principal) match no `principals` or `namespaces` pattern, not even
 ///   `*`, and therefore match every `notPrincipals` / `notNamespaces`: Istio documents
 ///   `principals: ["*"]` as "requires mTLS", and a DENY with `notPrincipals: ["*"]` as refusing
@@ -37,10 +39,11 @@ use crate::model::{
 ///   case-sensitive (paths are the [`normalize_path`](super::normalize_path) form).
 ///
 /// **Failing closed.** What mesh cannot evaluate — `requestPrincipals` / `notRequestPrincipals`
-/// (no JWT support), a [`ConditionKey::Unsupported`] key, a `when` IP or port value that is not
-/// an address block or port number, an address the server did not supply — never matches in an
-/// ALLOW rule and always matches in a DENY (and AUDIT) rule, so such a rule can only make mesh
-/// refuse more. This is what Istio does with a field a proxy cannot enforce: on TCP traffic it
+/// (no JWT support), a [`ConditionKey::Unsupported`] key (which is also how the Istio
+/// translation marks every field it could not read or cannot enforce), a `when` IP, port or
+/// service-account value that does not read, an address the server did not supply — never
+/// matches in an ALLOW rule and always matches in a DENY (and AUDIT) rule, so such a rule can
+/// only make mesh refuse more. This is what Istio does with a field a proxy cannot enforce: on TCP traffic it
 /// drops an ALLOW rule that uses HTTP-only fields and keeps a DENY rule with those fields
 /// removed, i.e. matching more
 /// (<https://istio.io/latest/docs/tasks/security/authorization/authz-tcp/>, "Istio ignores …
@@ -121,6 +124,11 @@ impl Matcher<'_, '_> {
             optional(req.source_principal, p)
         }) && either(&s.namespaces, &s.not_namespaces, |p| {
             optional(req.source_namespace, p)
+        }) && either(&s.service_accounts, &s.not_service_accounts, |sa| {
+            req.source_principal.is_some_and(|p| sa.matches(p))
+        }) && either(&s.trust_domains, &s.not_trust_domains, |td| {
+            req.source_principal
+                .is_some_and(|p| trust_domain_matches(td, p))
         }) && (s.ip_blocks.is_empty() || ip(&s.ip_blocks).unwrap_or(self.unknown))
             && (s.not_ip_blocks.is_empty() || ip(&s.not_ip_blocks).map_or(self.unknown, |m| !m))
             && (s.request_principals.is_empty() || self.unknown)
@@ -157,6 +165,32 @@ impl Matcher<'_, '_> {
             }),
             ConditionKey::SourceNamespace => either(&c.values, &c.not_values, |p| {
                 optional(req.source_namespace, p)
+            }),
+            ConditionKey::SourceServiceAccount => {
+                // Values were checked when translated; one that does not read as `ns/name`
+                // cannot be evaluated.
+                let p = req.source_principal;
+                let test = |v: &StringPattern| match v {
+                    StringPattern::Exact(s) => {
+                        ServiceAccount::parse(s, "").map(|sa| p.is_some_and(|p| sa.matches(p)))
+                    }
+                    _ => None,
+                };
+                let all = |vs: &[StringPattern]| -> Option<bool> {
+                    let mut hit = false;
+                    for v in vs {
+                        hit |= test(v)?;
+                    }
+                    Some(hit)
+                };
+                match (all(&c.values), all(&c.not_values)) {
+                    (Some(pos), Some(neg)) => (c.values.is_empty() || pos) && !neg,
+                    _ => self.unknown,
+                }
+            }
+            ConditionKey::SourceTrustDomain => either(&c.values, &c.not_values, |td| {
+                req.source_principal
+                    .is_some_and(|p| trust_domain_matches(td, p))
             }),
             ConditionKey::ConnectionSni => {
                 either(&c.values, &c.not_values, |p| optional(req.sni, p))
@@ -204,11 +238,7 @@ impl Matcher<'_, '_> {
 }
 
 /// Positive list any-of (or empty), negative list none-of (or empty).
-fn either(
-    pos: &[StringPattern],
-    neg: &[StringPattern],
-    m: impl Fn(&StringPattern) -> bool,
-) -> bool {
+fn either<T>(pos: &[T], neg: &[T], m: impl Fn(&T) -> bool) -> bool {
     (pos.is_empty() || pos.iter().any(&m)) && !neg.iter().any(&m)
 }
 

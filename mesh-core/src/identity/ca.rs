@@ -97,6 +97,7 @@ pub struct IssueOptions {
     not_before: SystemTime,
     not_after: SystemTime,
     key_pem: Option<String>,
+    digital_signature: bool,
 }
 
 impl IssueOptions {
@@ -109,6 +110,7 @@ impl IssueOptions {
             not_before: now.checked_sub(BACKDATE).unwrap_or(now),
             not_after: now + ttl,
             key_pem: None,
+            digital_signature: true,
         }
     }
 
@@ -117,6 +119,13 @@ impl IssueOptions {
     pub fn validity(mut self, not_before: SystemTime, not_after: SystemTime) -> Self {
         self.not_before = not_before;
         self.not_after = not_after;
+        self
+    }
+
+    /// Whether KeyUsage allows `digitalSignature` (default yes; `false` mints a leaf that may
+    /// only encipher keys, which peers must refuse).
+    pub fn digital_signature(mut self, allowed: bool) -> Self {
+        self.digital_signature = allowed;
         self
     }
 
@@ -281,10 +290,14 @@ impl CertificateAuthority {
             .into_iter()
             .map(|san| Ok(SanType::URI(san.try_into()?)))
             .collect::<Result<_, rcgen::Error>>()?;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = if options.digital_signature {
+            vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ]
+        } else {
+            vec![KeyUsagePurpose::KeyEncipherment]
+        };
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,

@@ -14,6 +14,7 @@
 
 #[cfg(feature = "certs")]
 mod ca;
+mod cert_policy;
 mod credentials;
 mod expected;
 mod files;
@@ -30,6 +31,7 @@ mod watcher;
 
 #[cfg(feature = "certs")]
 pub use ca::{CaError, CertificateAuthority, IssueOptions, IssuedIdentity};
+pub use cert_policy::MIN_RSA_BITS;
 pub use credentials::{Credentials, CredentialsError, RootInfo, provider};
 pub use expected::ExpectedIdentities;
 pub use files::IdentityFiles;

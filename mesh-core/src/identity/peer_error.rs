@@ -53,6 +53,22 @@ pub enum PeerCertError {
         /// The identities that would have been accepted.
         expected: Vec<SpiffeId>,
     },
+    /// The leaf's KeyUsage does not allow signing (no `digitalSignature`), so it cannot
+    /// authenticate a TLS handshake.
+    #[error(
+        "peer certificate KeyUsage ({0}) does not include digitalSignature; it cannot sign a TLS handshake"
+    )]
+    KeyUsage(String),
+    /// An RSA key shorter than Istio's CA accepts.
+    #[error(
+        "{which} has a {bits}-bit RSA key; at least 2048 bits are required (as Istio's CA requires)"
+    )]
+    WeakKey {
+        /// Which certificate: the peer's, or an intermediate CA's.
+        which: &'static str,
+        /// The modulus length.
+        bits: usize,
+    },
     /// Any other certificate problem reported by webpki.
     #[error("peer certificate rejected: {0}")]
     Other(String),

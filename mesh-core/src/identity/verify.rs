@@ -6,6 +6,9 @@
 //! validity and key usage are still webpki's ([`verify_server_cert_signed_by_trust_anchor`] and
 //! [`WebPkiClientVerifier`]); only the identity checks are ours:
 //!
+//! - the leaf may sign (KeyUsage `digitalSignature` when KeyUsage is present) and no RSA key
+//!   in what the peer sent is shorter than 2048 bits ([`check_peer_chain`], checked first so
+//!   the refusal names it);
 //! - the leaf is an X.509-SVID: exactly one URI SAN, a valid SPIFFE ID;
 //! - a *server* is one of the identities the cluster expects (ServiceEntry `subjectAltNames`,
 //!   endpoint service accounts), or, when the cluster names none, any identity of the local trust
@@ -27,6 +30,7 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::cert_policy::check_peer_chain;
 use super::expected::{ExpectedIdentities, check_trust_domain};
 use super::peer_error::PeerCertError;
 use super::svid::spiffe_id_of;
@@ -73,6 +77,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        check_peer_chain(end_entity, intermediates)?;
         let cert = ParsedCertificate::try_from(end_entity)?;
         verify_server_cert_signed_by_trust_anchor(
             &cert,
@@ -153,6 +158,7 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        check_peer_chain(end_entity, intermediates)?;
         self.inner
             .verify_client_cert(end_entity, intermediates, now)?;
         let id = spiffe_id_of(end_entity).map_err(PeerCertError::from)?;

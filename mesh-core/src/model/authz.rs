@@ -5,6 +5,8 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::ServiceAccount;
+
 /// What a policy does when one of its rules matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -142,6 +144,16 @@ pub struct AuthzSource {
     pub request_principals: Vec<StringPattern>,
     /// Negated JWT request principals (same treatment).
     pub not_request_principals: Vec<StringPattern>,
+    /// Peer service accounts (`serviceAccounts`), matched on the principal as istiod's regex
+    /// does ([`ServiceAccount::matches`]); a plaintext peer matches none.
+    pub service_accounts: Vec<ServiceAccount>,
+    /// Negated service accounts.
+    pub not_service_accounts: Vec<ServiceAccount>,
+    /// Peer trust domains (`trustDomains`, aliases already expanded), matched with
+    /// [`trust_domain_matches`](super::trust_domain_matches); a plaintext peer matches none.
+    pub trust_domains: Vec<StringPattern>,
+    /// Negated trust domains.
+    pub not_trust_domains: Vec<StringPattern>,
 }
 
 /// What is called (`rules[].to[].operation`).
@@ -177,6 +189,11 @@ pub enum ConditionKey {
     SourcePrincipal,
     /// `source.namespace`.
     SourceNamespace,
+    /// `source.serviceAccount`: values are `namespace/name` (a bare name is resolved to the
+    /// policy's namespace when translated), matched like [`ServiceAccount::matches`].
+    SourceServiceAccount,
+    /// `source.trustDomain`: values are trust-domain patterns (aliases already expanded).
+    SourceTrustDomain,
     /// `destination.ip`.
     DestinationIp,
     /// `destination.port`.

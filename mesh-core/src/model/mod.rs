@@ -19,6 +19,7 @@ mod cluster;
 mod duration;
 mod matcher;
 mod route;
+mod service_account;
 mod snapshot;
 
 pub use authz::{
@@ -37,4 +38,5 @@ pub use route::{
     QueryMatch, RetryOn, RetryPolicy, Rewrite, Route, RouteAction, RouteConfiguration, RouteMatch,
     RouteOrigin, VirtualHost, WeightedCluster,
 };
+pub use service_account::{ServiceAccount, trust_domain_matches};
 pub use snapshot::{InboundPolicy, MtlsMode, PeerAuthnPolicy, Snapshot, SnapshotSource};

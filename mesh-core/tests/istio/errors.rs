@@ -218,7 +218,7 @@ fn every_error_names_file_document_resource_and_field() {
         (
             "CUSTOM authorization",
             "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: ext, namespace: other}\nspec:\n  action: CUSTOM\n  provider: {name: opa}\n".into(),
-            vec!["test.yaml: doc 0 AuthorizationPolicy other/ext: spec.action: CUSTOM authorization (ext_authz) is not supported; refusing rather than allowing what it would deny".into()],
+            vec!["test.yaml: doc 0 AuthorizationPolicy other/ext: spec.action: CUSTOM authorization (ext_authz) is not supported; the policy is enforced as a DENY of its rules rather than allowing what the provider could deny".into()],
         ),
         (
             "portLevelMtls without a selector",
@@ -295,10 +295,6 @@ fn warnings_for_what_is_read_but_not_implemented() {
                 format!("{DR_DOC}: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: not implemented; ignored"),
                 format!("{DR_DOC}: spec.trafficPolicy.tls.credentialName: not implemented; ignored"),
             ],
-        ),
-        (
-            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p}\nspec:\n  targetRef: {kind: Gateway, name: g}\n  rules: [{}]\n".into(),
-            vec!["test.yaml: doc 0 AuthorizationPolicy default/p: spec.targetRef: not implemented; ignored".into()],
         ),
         (
             vs("  - route: [{destination: {host: reviews, subset: v1}}]\n"),

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::body::{EndOfStream, MeshBody};
 use super::classify::{Attempt, endpoint_failure, should_retry};
+use super::connect::ConnectError;
 use super::pool::{SendError, UpstreamBody};
 use super::prepare;
 use super::record::UpstreamHost;
@@ -24,6 +25,22 @@ use super::replay::ReplayBody;
 use super::runtime::ClusterRuntime;
 use super::service::{BoxError, Inner};
 use crate::reply::{LocalReply, is_grpc};
+use crate::tls::TlsError;
+
+/// Why an attempt gave no response: the flag, and the transport failure reason if known.
+type Failed = (ResponseFlag, Option<String>);
+
+/// The local reply text for a failed connection, in Envoy's words; with the TLS reason when
+/// there is one (a refused identity names the expected and the presented one).
+fn connect_error_text(reason: Option<&str>) -> String {
+    const BASE: &str = "upstream connect error or disconnect/reset before headers";
+    match reason {
+        Some(r) => {
+            format!("{BASE}. reset reason: connection failure, transport failure reason: {r}")
+        }
+        None => BASE.to_owned(),
+    }
+}
 
 impl Inner {
     /// The attempts of one request: the first, then retries as the policy and budget allow.
@@ -82,17 +99,14 @@ impl Inner {
             let retryable =
                 policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
             if last || !retryable {
-                return result.unwrap_or_else(|flag| {
+                return result.unwrap_or_else(|(flag, reason)| {
                     let flag = if attempt_no > 1 && flag == ResponseFlag::UpstreamConnectionFailure
                     {
                         ResponseFlag::UpstreamRetryLimitExceeded
                     } else {
                         flag
                     };
-                    local(
-                        flag,
-                        "upstream connect error or disconnect/reset before headers",
-                    )
+                    local(flag, &connect_error_text(reason.as_deref()))
                 });
             }
             match cluster.breaker.try_retry() {
@@ -101,7 +115,7 @@ impl Inner {
                     tracing::debug!(cluster = %cluster.cluster.name, %overflow, "retry not allowed");
                     metrics::counter!("mesh_retry_budget_exhausted_total", "cluster" => cluster.cluster.name.to_string())
                         .increment(1);
-                    return result.unwrap_or_else(|flag| {
+                    return result.unwrap_or_else(|(flag, _)| {
                         local(flag, "upstream connect error; retry budget exhausted")
                     });
                 }
@@ -127,7 +141,7 @@ impl Inner {
         path_and_query: &str,
         policy: Option<&RetryPolicy>,
         _grpc: bool,
-    ) -> (Attempt, Result<Response<MeshBody>, ResponseFlag>)
+    ) -> (Attempt, Result<Response<MeshBody>, Failed>)
     where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
@@ -137,7 +151,7 @@ impl Inner {
         ) else {
             return (
                 Attempt::ConnectFailure,
-                Err(ResponseFlag::NoHealthyUpstream),
+                Err((ResponseFlag::NoHealthyUpstream, None)),
             );
         };
         let mut request = Request::from_parts(
@@ -197,16 +211,32 @@ impl Inner {
                         (Attempt::ConnectFailure, ResponseFlag::UpstreamOverflow)
                     }
                 };
+                // A TLS failure's reason goes into the local reply, as Envoy's `transport
+                // failure reason`; a refused certificate or identity is a configuration
+                // problem an operator must see, so it is logged as a warning.
+                let mut reason = None;
                 if let Some(e) = &error {
-                    tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
+                    match e {
+                        SendError::Connect(ConnectError::Tls { source, .. }) => {
+                            if matches!(source, TlsError::PeerCertificate(_)) {
+                                tracing::warn!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %source, "refused the upstream's certificate");
+                            } else {
+                                tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
+                            }
+                            reason = Some(source.to_string());
+                        }
+                        _ => {
+                            tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
+                        }
+                    }
                 }
                 let outcome = match error {
                     Some(SendError::Overflow(_)) => None,
                     _ => Some(Outcome::LocalFailure),
                 };
                 match outcome {
-                    Some(o) => (attempt, o, Err(flag)),
-                    None => return (attempt, Err(flag)),
+                    Some(o) => (attempt, o, Err((flag, reason))),
+                    None => return (attempt, Err((flag, reason))),
                 }
             }
         };

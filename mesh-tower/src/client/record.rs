@@ -112,8 +112,12 @@ pub(crate) fn finish(
         record.destination_principal = Some(peer.spiffe_id().to_string());
     }
     let host = response.extensions().get::<UpstreamHost>().cloned();
-    record.destination = telemetry
-        .peer_workload(response.headers())
+    // The server's metadata is believed only when it proved an identity by mutual TLS; else
+    // the configured endpoint stands.
+    let authenticated = response.extensions().get::<UpstreamPeer>().is_some();
+    record.destination = authenticated
+        .then(|| telemetry.peer_workload(response.headers()))
+        .flatten()
         .or_else(|| host.as_ref().map(configured_workload))
         .unwrap_or_default();
     if let Some(host) = &host {

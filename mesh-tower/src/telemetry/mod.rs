@@ -47,7 +47,9 @@ pub use headers::{
 };
 pub use peer_cache::{PEER_CACHE_CAPACITY, PeerMetadataCache};
 pub use prometheus::{install_prometheus, prometheus_builder};
-pub use request_metrics::{DEFAULT_CAPACITY, LABEL_OVERFLOW_TOTAL, RequestMetrics};
+pub use request_metrics::{
+    DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, LABEL_OVERFLOW_TOTAL, RequestMetrics,
+};
 
 /// Everything a finished request is recorded into. Cheap to clone: build one per process and
 /// give clones to the client and the server.
@@ -91,7 +93,8 @@ impl Telemetry {
     }
 
     /// The peer's workload from its `x-envoy-peer-metadata` ([`peer_workload`]), each distinct
-    /// value decoded once.
+    /// value decoded once. The caller decides whether the peer may be believed: only a peer
+    /// authenticated by mutual TLS (Istio runs metadata exchange over mTLS only).
     pub fn peer_workload(
         &self,
         headers: &http::HeaderMap,

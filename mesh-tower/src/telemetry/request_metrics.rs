@@ -2,13 +2,19 @@
 //! per label set and cached, so the request path only looks a handle up and increments it
 //! (linkerd's pattern: register the family once, hand out cheap per-label handles).
 //!
-//! The cache is bounded. Label values are bounded by construction
-//! ([`request_labels`](mesh_core::telemetry::request_labels)), but a peer can still choose its
-//! own workload name; once `capacity` distinct label sets are cached, new ones are recorded with
-//! the peer-chosen values collapsed to `unknown`
-//! ([`RequestLabels::without_peer_values`]), and `mesh_telemetry_label_overflow_total` counts
-//! them. The number of series is therefore at most `capacity` plus the (config-bounded) sets
-//! without peer values.
+//! The cache is bounded, in label sets and in bytes. Label values are bounded by construction
+//! ([`request_labels`](mesh_core::telemetry::request_labels): short, restricted characters),
+//! and a peer's metadata is only believed from a mutual-TLS peer, but an authenticated peer can
+//! still choose its own workload name. Once `capacity` distinct label sets are cached, or their
+//! estimated Prometheus exposition would pass `max_bytes`, new ones are recorded with the
+//! peer-chosen values collapsed to `unknown` ([`RequestLabels::without_peer_values`]), and
+//! `mesh_telemetry_label_overflow_total` counts them. The number of series and the size of
+//! `/metrics` are therefore bounded by the limits plus the (config-bounded) sets without peer
+//! values.
+//!
+//! Every series is one label set times 45 exposition lines (a counter and three histograms
+//! with Istio's buckets), so a label set of ~700 label bytes is ~35 KB of `/metrics`: the byte
+//! limit, not the count, is what keeps a scrape small when label values are long.
 //!
 //! [`RequestMetrics::record_request`] finds the handles by the record itself: a second,
 //! equally bounded cache maps the record's [`LabelKey`] (the facts its labels are computed from,
@@ -17,10 +23,12 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use mesh_core::telemetry::names::{
-    REQUEST_BYTES, REQUEST_DURATION_MILLISECONDS, REQUESTS_TOTAL, RESPONSE_BYTES,
+    BYTES_BUCKETS, DURATION_BUCKETS_MS, REQUEST_BYTES, REQUEST_DURATION_MILLISECONDS,
+    REQUESTS_TOTAL, RESPONSE_BYTES,
 };
 use mesh_core::telemetry::{LabelKey, RequestLabels, RequestRecord, request_labels};
 use metrics::{Counter, Histogram, Label};
@@ -29,7 +37,10 @@ use metrics::{Counter, Histogram, Label};
 pub const LABEL_OVERFLOW_TOTAL: &str = "mesh_telemetry_label_overflow_total";
 
 /// Default number of distinct label sets cached before peer-chosen values collapse.
-pub const DEFAULT_CAPACITY: usize = 10_000;
+pub const DEFAULT_CAPACITY: usize = 2_000;
+
+/// Default bound on the estimated Prometheus exposition of the cached label sets, in bytes.
+pub const DEFAULT_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// The four standard request metrics, one handle set per label set. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -40,9 +51,11 @@ pub struct RequestMetrics {
 #[derive(Debug)]
 struct Inner {
     capacity: usize,
+    max_bytes: usize,
     handles: RwLock<HashMap<RequestLabels, Arc<Handles>>>,
+    /// Estimated exposition bytes of the label sets in `handles` (changed under its write lock).
+    bytes: AtomicUsize,
     by_record: RwLock<RecordCache>,
-    overflow: Counter,
 }
 
 /// Handles by [`LabelKey`]: buckets keyed by the record's hash (keyed SipHash, so a peer cannot
@@ -91,14 +104,36 @@ impl Handles {
 
 impl Default for RequestMetrics {
     fn default() -> Self {
-        Self::with_capacity(DEFAULT_CAPACITY)
+        Self::with_limits(DEFAULT_CAPACITY, DEFAULT_MAX_BYTES)
     }
 }
 
+/// Lines one label set adds to the exposition: a counter, then per histogram its buckets,
+/// `+Inf`, `_sum` and `_count`.
+const LINES_PER_SET: usize = 1 + (DURATION_BUCKETS_MS.len() + 3) + 2 * (BYTES_BUCKETS.len() + 3);
+
+/// Per line beyond the labels: the longest metric name with its `_bucket` suffix, braces,
+/// an `le` label and a value.
+const LINE_OVERHEAD: usize = 48 + 2 + 16 + 24;
+
+/// The estimated Prometheus exposition of one label set, in bytes: each label costs
+/// `key="value",`, values escaped at most twice their length.
+fn exposition_bytes(labels: &RequestLabels) -> usize {
+    let label_bytes: usize = labels.iter().map(|(k, v)| k.len() + 2 * v.len() + 4).sum();
+    LINES_PER_SET * (label_bytes + LINE_OVERHEAD)
+}
+
 impl RequestMetrics {
-    /// Metrics caching at most `capacity` label sets with peer-chosen values. Handles are
-    /// registered with the recorder installed when a label set is first seen.
+    /// Metrics caching at most `capacity` label sets with peer-chosen values (and
+    /// [`DEFAULT_MAX_BYTES`] of exposition). Handles are registered with the recorder installed
+    /// when a label set is first seen.
     pub fn with_capacity(capacity: usize) -> Self {
+        Self::with_limits(capacity, DEFAULT_MAX_BYTES)
+    }
+
+    /// Metrics caching at most `capacity` label sets with peer-chosen values, and no more than
+    /// `max_bytes` of their estimated Prometheus exposition.
+    pub fn with_limits(capacity: usize, max_bytes: usize) -> Self {
         metrics::describe_counter!(REQUESTS_TOTAL, "Requests handled, by reporter");
         metrics::describe_histogram!(
             REQUEST_DURATION_MILLISECONDS,
@@ -107,12 +142,17 @@ impl RequestMetrics {
         );
         metrics::describe_histogram!(REQUEST_BYTES, metrics::Unit::Bytes, "Request body size");
         metrics::describe_histogram!(RESPONSE_BYTES, metrics::Unit::Bytes, "Response body size");
+        metrics::describe_counter!(
+            LABEL_OVERFLOW_TOTAL,
+            "Requests recorded with peer-chosen label values dropped (label-set limit reached)"
+        );
         Self {
             inner: Arc::new(Inner {
                 capacity,
+                max_bytes,
                 handles: RwLock::new(HashMap::new()),
+                bytes: AtomicUsize::new(0),
                 by_record: RwLock::new(RecordCache::default()),
-                overflow: metrics::counter!(LABEL_OVERFLOW_TOTAL),
             }),
         }
     }
@@ -142,6 +182,11 @@ impl RequestMetrics {
     /// Distinct label sets registered so far.
     pub fn series(&self) -> usize {
         self.read().len()
+    }
+
+    /// The estimated Prometheus exposition of the registered label sets, in bytes.
+    pub fn estimated_bytes(&self) -> usize {
+        self.inner.bytes.load(Ordering::Relaxed)
     }
 
     fn handles_for(&self, record: &RequestRecord) -> Arc<Handles> {
@@ -190,8 +235,14 @@ impl RequestMetrics {
         if let Some(h) = map.get(labels) {
             return (h.clone(), true);
         }
-        let (key, own) = if map.len() >= self.inner.capacity {
-            self.inner.overflow.increment(1);
+        let cost = exposition_bytes(labels);
+        let bytes = self.inner.bytes.load(Ordering::Relaxed);
+        let full =
+            map.len() >= self.inner.capacity || bytes.saturating_add(cost) > self.inner.max_bytes;
+        let (key, own) = if full {
+            // Resolved through the recorder in force now, like every other handle, not the one
+            // present when these metrics were built.
+            metrics::counter!(LABEL_OVERFLOW_TOTAL).increment(1);
             let reduced = labels.without_peer_values();
             if let Some(h) = map.get(&reduced) {
                 return (h.clone(), false);
@@ -201,6 +252,9 @@ impl RequestMetrics {
             (labels.clone(), true)
         };
         let h = Arc::new(Handles::register(&key));
+        self.inner
+            .bytes
+            .fetch_add(exposition_bytes(&key), Ordering::Relaxed);
         map.insert(key, h.clone());
         (h, own)
     }

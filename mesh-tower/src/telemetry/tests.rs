@@ -513,3 +513,42 @@ fn peer_metadata_cache_matches_decoding() {
     assert_eq!(cache.len(), PEER_CACHE_CAPACITY);
     assert_eq!(cache.peer_workload(&h), Some(workload("frontend", "v1")));
 }
+
+/// The byte limit binds before the count when label values are long: the rendered
+/// `/metrics` stays under it (plus the one set without peer values), and the estimate is an
+/// upper bound of the rendering.
+#[test]
+fn long_peer_values_are_capped_in_bytes() {
+    const MAX: usize = 300_000;
+    let m = RequestMetrics::with_limits(10_000, MAX);
+    let text = render(|| {
+        for i in 0..2_000u32 {
+            let mut r = record(Reporter::Destination, 200, 1);
+            r.source.name = Some(format!("w{i:05}-{}", "x".repeat(50)));
+            r.source.app = r.source.name.clone();
+            m.record(&request_labels(&r), &r);
+        }
+    });
+    let series = sample_lines(&text, "istio_requests_total").len();
+    assert_eq!(series, m.series());
+    assert!(series < 20, "{series} label sets");
+    assert!(
+        text.len() <= m.estimated_bytes(),
+        "{} > {}",
+        text.len(),
+        m.estimated_bytes()
+    );
+    assert!(
+        m.estimated_bytes() <= MAX + MAX / (series - 1),
+        "{}",
+        m.estimated_bytes()
+    );
+    let overflow = text
+        .lines()
+        .find(|l| l.starts_with(LABEL_OVERFLOW_TOTAL))
+        .unwrap();
+    assert!(
+        overflow.ends_with(&format!(" {}", 2_000 - (series - 1))),
+        "{overflow}"
+    );
+}

@@ -68,8 +68,38 @@ pub(crate) struct Source {
     pub(crate) remote_ip_blocks: Vec<String>,
     #[serde(default)]
     pub(crate) not_remote_ip_blocks: Vec<String>,
-    pub(crate) service_accounts: NotImplemented,
-    pub(crate) not_service_accounts: NotImplemented,
+    #[serde(default)]
+    pub(crate) service_accounts: Vec<String>,
+    #[serde(default)]
+    pub(crate) not_service_accounts: Vec<String>,
+    #[serde(default)]
+    pub(crate) trust_domains: Vec<String>,
+    #[serde(default)]
+    pub(crate) not_trust_domains: Vec<String>,
+}
+
+impl Source {
+    /// Whether no field is set (istiod refuses an empty `source`).
+    pub(crate) fn is_empty(&self) -> bool {
+        [
+            &self.principals,
+            &self.not_principals,
+            &self.request_principals,
+            &self.not_request_principals,
+            &self.namespaces,
+            &self.not_namespaces,
+            &self.ip_blocks,
+            &self.not_ip_blocks,
+            &self.remote_ip_blocks,
+            &self.not_remote_ip_blocks,
+            &self.service_accounts,
+            &self.not_service_accounts,
+            &self.trust_domains,
+            &self.not_trust_domains,
+        ]
+        .iter()
+        .all(|v| v.is_empty())
+    }
 }
 
 /// `to[]`.
@@ -98,6 +128,24 @@ pub(crate) struct Operation {
     pub(crate) paths: Vec<String>,
     #[serde(default)]
     pub(crate) not_paths: Vec<String>,
+}
+
+impl Operation {
+    /// Whether no field is set (istiod refuses an empty `operation`).
+    pub(crate) fn is_empty(&self) -> bool {
+        [
+            &self.hosts,
+            &self.not_hosts,
+            &self.ports,
+            &self.not_ports,
+            &self.methods,
+            &self.not_methods,
+            &self.paths,
+            &self.not_paths,
+        ]
+        .iter()
+        .all(|v| v.is_empty())
+    }
 }
 
 /// `when[]`.

@@ -5,6 +5,10 @@
 //! selector) in the root namespace, then PERMISSIVE. A mode of UNSET (or none) inherits from the
 //! next less specific level. `portLevelMtls` needs a selector. When two policies sit at the same
 //! level, the oldest (`metadata.creationTimestamp`, then name) wins and the others are reported.
+//!
+//! Every field is enforced (`selector`, `mtls.mode`, `portLevelMtls`) or, where a file asks
+//! for something mesh cannot apply, reported as an error and read more strictly: a port-level
+//! STRICT without a selector or on an unreadable port makes the whole policy STRICT.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +33,15 @@ fn mode(m: Option<&r::MutualTls>) -> Option<MtlsMode> {
     }
 }
 
+/// The end of an error message about a port-level STRICT that cannot be applied.
+fn closed(strict: bool) -> &'static str {
+    if strict {
+        "; its STRICT cannot be applied to that port, so the whole policy is read as STRICT (failing closed)"
+    } else {
+        ""
+    }
+}
+
 /// Validates every PeerAuthentication and resolves the policy for `ctx.workload`.
 pub(crate) fn resolve(
     items: &[Item<r::PeerAuthenticationSpec>],
@@ -42,15 +55,22 @@ pub(crate) fn resolve(
         let f = Field::new("spec");
         let spec = &item.spec;
         let mut ports = BTreeMap::new();
+        // A port-level STRICT mesh cannot apply makes the whole policy STRICT (fail closed).
+        let mut force_strict = false;
         if let Some(plm) = &spec.port_level_mtls {
-            if spec
+            let no_selector = spec
                 .selector
                 .as_ref()
-                .is_none_or(|s| s.match_labels.is_empty())
-            {
+                .is_none_or(|s| s.match_labels.is_empty());
+            let strict = |m: &r::MutualTls| mode(Some(m)) == Some(MtlsMode::Strict);
+            if no_selector {
+                force_strict |= plm.values().any(strict);
                 report.error(
                     &f.key("portLevelMtls"),
-                    "portLevelMtls requires a workload selector",
+                    format!(
+                        "portLevelMtls requires a workload selector{}",
+                        closed(plm.values().any(strict))
+                    ),
                 );
             }
             // istio/istio validation.go ValidatePeerAuthentication: "port level mTLS, if
@@ -68,10 +88,16 @@ pub(crate) fn resolve(
                             ports.insert(p, mode);
                         }
                     }
-                    _ => report.error(
-                        &f.key("portLevelMtls").key(port),
-                        format!("port {port:?} is not a port number 1..65535"),
-                    ),
+                    _ => {
+                        force_strict |= strict(m);
+                        report.error(
+                            &f.key("portLevelMtls").key(port),
+                            format!(
+                                "port {port:?} is not a port number 1..65535{}",
+                                closed(strict(m))
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -95,7 +121,11 @@ pub(crate) fn resolve(
         if let Some(level) = level {
             levels[level].push(Checked {
                 item,
-                mode: mode(spec.mtls.as_ref()),
+                mode: if force_strict {
+                    Some(MtlsMode::Strict)
+                } else {
+                    mode(spec.mtls.as_ref())
+                },
                 ports,
             });
         }
@@ -147,5 +177,121 @@ pub(crate) fn resolve(
         mode,
         port_modes,
         source: decider.map(|c| format!("{}/{}", c.item.resource.namespace, c.item.resource.name)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use crate::BuildContext;
+    use crate::config::Severity;
+    use crate::istio::diag::Diagnostics;
+    use crate::istio::documents::read_documents;
+    use crate::istio::translate::build;
+    use crate::model::MtlsMode;
+
+    fn resolve(yaml: &str) -> (crate::model::PeerAuthnPolicy, Vec<String>) {
+        let mut diags = Diagnostics::default();
+        let mut raw = Vec::new();
+        read_documents(
+            &[(PathBuf::from("pa.yaml"), yaml.to_owned())],
+            "default",
+            &mut diags,
+            &mut raw,
+        );
+        let ctx = BuildContext::default();
+        let built = build(raw, &ctx, &mut diags);
+        let errors = diags
+            .into_vec()
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| d.field)
+            .collect();
+        (built.inbound.peer_authentication, errors)
+    }
+
+    const HEAD: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: pa, namespace: default}\nspec:\n";
+
+    /// One row per field: what mesh enforces, or the error and the stricter reading.
+    /// istiod refuses `portLevelMtls` without a selector (`ValidatePeerAuthentication`).
+    #[test]
+    fn every_field_is_enforced_or_fails_closed() {
+        // (name, spec, resolved mode, errors); no case leaves port modes.
+        type Case = (
+            &'static str,
+            &'static str,
+            MtlsMode,
+            &'static [&'static str],
+        );
+        let cases: &[Case] = &[
+            ("mode", "  mtls: {mode: STRICT}\n", MtlsMode::Strict, &[]),
+            (
+                "mode unset",
+                "  mtls: {mode: UNSET}\n",
+                MtlsMode::Permissive,
+                &[],
+            ),
+            (
+                "disable",
+                "  mtls: {mode: DISABLE}\n",
+                MtlsMode::Disable,
+                &[],
+            ),
+            (
+                "selector + portLevelMtls",
+                "  selector: {matchLabels: {app: x}}\n  mtls: {mode: STRICT}\n  portLevelMtls: {'8080': {mode: DISABLE}}\n",
+                // The selector does not match this workload (no labels): nothing applies.
+                MtlsMode::Permissive,
+                &[],
+            ),
+            (
+                "portLevelMtls without selector, STRICT port",
+                "  mtls: {mode: PERMISSIVE}\n  portLevelMtls: {'8080': {mode: STRICT}}\n",
+                MtlsMode::Strict,
+                &["spec.portLevelMtls"],
+            ),
+            (
+                "portLevelMtls without selector, DISABLE port",
+                "  mtls: {mode: STRICT}\n  portLevelMtls: {'8080': {mode: DISABLE}}\n",
+                MtlsMode::Strict,
+                &["spec.portLevelMtls"],
+            ),
+            (
+                "portLevelMtls bad port, STRICT",
+                "  selector: {matchLabels: {}}\n  mtls: {mode: DISABLE}\n  portLevelMtls: {http: {mode: STRICT}}\n",
+                MtlsMode::Strict,
+                &["spec.portLevelMtls", "spec.portLevelMtls.http"],
+            ),
+        ];
+        for (name, spec, mode, errors) in cases {
+            let (policy, got) = resolve(&format!("{HEAD}{spec}"));
+            assert_eq!(policy.mode, *mode, "{name}");
+            assert!(policy.port_modes.is_empty(), "{name}");
+            assert_eq!(got, *errors, "{name}");
+        }
+    }
+
+    /// A workload-level policy's port modes apply (istiod's `portLevelMtls`).
+    #[test]
+    fn port_level_modes_with_a_selector_apply() {
+        let yaml = format!(
+            "{HEAD}  selector: {{matchLabels: {{app: web}}}}\n  mtls: {{mode: STRICT}}\n  portLevelMtls: {{'8080': {{mode: DISABLE}}}}\n"
+        );
+        let mut diags = Diagnostics::default();
+        let mut raw = Vec::new();
+        read_documents(
+            &[(PathBuf::from("pa.yaml"), yaml)],
+            "default",
+            &mut diags,
+            &mut raw,
+        );
+        let mut ctx = BuildContext::default();
+        ctx.workload.labels.insert("app".into(), "web".into());
+        let built = build(raw, &ctx, &mut diags);
+        assert!(!diags.has_errors());
+        let p = built.inbound.peer_authentication;
+        assert_eq!(p.mode, MtlsMode::Strict);
+        assert_eq!(p.port_modes.get(&8080), Some(&MtlsMode::Disable));
     }
 }

@@ -85,11 +85,16 @@ where
         let ctx = trace::inbound(req.headers_mut(), &mut rng);
 
         let mut record = RequestRecord::new(Reporter::Destination, start);
-        record.source = self
-            .shared
-            .telemetry
-            .peer_workload(req.headers())
-            .unwrap_or_default();
+        // A peer's metadata is its own claim: believed only from a peer that proved an
+        // identity by mutual TLS, as Istio's metadata exchange only runs over mTLS. Over
+        // plaintext anyone could label their requests as any workload.
+        if req.extensions().get::<PeerIdentity>().is_some() {
+            record.source = self
+                .shared
+                .telemetry
+                .peer_workload(req.headers())
+                .unwrap_or_default();
+        }
         remove_peer_metadata(req.headers_mut());
         self.describe(&req, &mut record);
         record.request_id = Some(ctx.request_id.clone());

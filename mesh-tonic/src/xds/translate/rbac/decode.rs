@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use mesh_core::model::{
     AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, IpBlock,
-    StringPattern,
+    ServiceAccount, StringPattern,
 };
 
 use super::super::error::{Scope, XdsError};
@@ -23,6 +23,16 @@ pub(crate) fn decode_rbac_filters(
 ) -> Result<Vec<AuthzPolicy>, XdsError> {
     let mut out = Vec::new();
     for (i, f) in filters.iter().enumerate() {
+        if is_ext_authz(f) {
+            // istiod's CUSTOM action: an external service decides, and could deny.
+            return Err(scope.error(
+                format!("{path}[{i}]"),
+                format!(
+                    "filter {:?} is external authorization (AuthorizationPolicy CUSTOM), which mesh cannot call; refusing rather than allowing what it would deny",
+                    f.name
+                ),
+            ));
+        }
         let Some(ConfigType::TypedConfig(any)) = &f.config_type else {
             continue;
         };
@@ -30,14 +40,14 @@ pub(crate) fn decode_rbac_filters(
             continue;
         }
         if f.disabled {
+            // Enabled per route (not implemented): enforcing it everywhere only refuses more.
             scope.warn(
                 format!("{path}[{i}].disabled"),
                 format!(
-                    "RBAC filter {:?} is disabled (enabled per route, which is not implemented); ignored",
+                    "RBAC filter {:?} is disabled (enabled per route, which is not implemented); enforced on every route, failing closed",
                     f.name
                 ),
             );
-            continue;
         }
         let fpath = format!("{path}[{i}].typed_config");
         let config: HttpRbac = unpack(any).map_err(|e| scope.error(&fpath, e))?;
@@ -50,6 +60,14 @@ pub(crate) fn decode_rbac_filters(
     };
     out.sort_by_key(|p| rank(p.action));
     Ok(out)
+}
+
+/// The ext_authz filter, by name or by its typed config.
+fn is_ext_authz(f: &HttpFilter) -> bool {
+    const NAME: &str = "envoy.filters.http.ext_authz";
+    const TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
+    f.name == NAME
+        || matches!(&f.config_type, Some(ConfigType::TypedConfig(any)) if any.type_url == TYPE)
 }
 
 fn filter(
@@ -354,6 +372,23 @@ fn source(e: Entry, scope: &Scope) -> Result<AuthzSource, XdsError> {
             (Slot::Namespaces, true) => s.not_namespaces = patterns(g, scope)?,
             (Slot::RequestPrincipals, false) => s.request_principals = patterns(g, scope)?,
             (Slot::RequestPrincipals, true) => s.not_request_principals = patterns(g, scope)?,
+            (Slot::TrustDomains, false) => s.trust_domains = patterns(g, scope)?,
+            (Slot::TrustDomains, true) => s.not_trust_domains = patterns(g, scope)?,
+            (Slot::ServiceAccounts, neg) => {
+                let accounts = patterns(g.clone(), scope)?
+                    .iter()
+                    .map(|p| match p {
+                        StringPattern::Exact(v) => ServiceAccount::parse(v, "")
+                            .ok_or_else(|| scope.error(&g.path, "unexpected value")),
+                        _ => Err(scope.error(&g.path, "unexpected value")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                *if neg {
+                    &mut s.not_service_accounts
+                } else {
+                    &mut s.service_accounts
+                } = accounts;
+            }
             _ => return Err(scope.error(&g.path, "not a source field")),
         }
     }

@@ -23,12 +23,15 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 };
 use mesh_core::model::{
     AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, ConditionKey,
-    StringPattern,
+    ServiceAccount, StringPattern,
 };
 
 use super::super::NodeKind;
 use super::super::proto::pack;
-use super::matchers::{SPIFFE, cidr, ip_value, namespace_regex, port_value, regex, string_matcher};
+use super::matchers::{
+    SPIFFE, cidr, ip_value, namespace_regex, port_value, regex, service_account_regex,
+    string_matcher, trust_domain_regex,
+};
 use super::{ALLOW_FILTER, AUDIT_FILTER, DENY_FILTER, ISTIO_AUTHN, REQUEST_PRINCIPAL};
 
 /// See [`super::rbac_filters`].
@@ -186,6 +189,22 @@ fn source(s: &AuthzSource) -> Vec<Principal> {
     );
     field(
         &mut out,
+        &s.service_accounts,
+        &s.not_service_accounts,
+        authenticated_service_account,
+        id_or,
+        id_not,
+    );
+    field(
+        &mut out,
+        &s.trust_domains,
+        &s.not_trust_domains,
+        authenticated_trust_domain,
+        id_or,
+        id_not,
+    );
+    field(
+        &mut out,
         &s.ip_blocks,
         &s.not_ip_blocks,
         |b| id(principal::Identifier::DirectRemoteIp(cidr(b))),
@@ -259,6 +278,34 @@ fn condition(c: &AuthzCondition) -> Side {
         },
         ConditionKey::SourcePrincipal => ids(&authenticated_principal),
         ConditionKey::SourceNamespace => ids(&authenticated_namespace),
+        ConditionKey::SourceTrustDomain => ids(&authenticated_trust_domain),
+        ConditionKey::SourceServiceAccount => {
+            // Values are `ns/name`; one that is not cannot be evaluated, so it travels as a
+            // key mesh does not evaluate (and fails closed on the other side too).
+            let accounts = |vs: &[StringPattern]| {
+                vs.iter()
+                    .map(|p| match p {
+                        StringPattern::Exact(v) => ServiceAccount::parse(v, ""),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+            };
+            match (accounts(pos), accounts(neg)) {
+                (Some(p), Some(n)) => {
+                    let mut out = Vec::new();
+                    field(
+                        &mut out,
+                        &p,
+                        &n,
+                        authenticated_service_account,
+                        id_or,
+                        id_not,
+                    );
+                    Side::Principal(id_and(out))
+                }
+                _ => ids(&|p| metadata("source.serviceAccount", p)),
+            }
+        }
         ConditionKey::RequestHeader(name) => {
             ids(&|p| id(principal::Identifier::Header(header(name, p))))
         }
@@ -322,6 +369,14 @@ fn port(p: u16) -> Permission {
 
 fn authenticated_principal(p: &StringPattern) -> Principal {
     authenticated(string_matcher(p, SPIFFE))
+}
+
+fn authenticated_service_account(sa: &ServiceAccount) -> Principal {
+    authenticated(regex(service_account_regex(sa)))
+}
+
+fn authenticated_trust_domain(p: &StringPattern) -> Principal {
+    authenticated(regex(trust_domain_regex(p)))
 }
 
 fn authenticated_namespace(p: &StringPattern) -> Principal {

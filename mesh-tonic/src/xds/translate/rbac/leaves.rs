@@ -213,6 +213,10 @@ fn authenticated(
     let (slot, p) = match identity {
         Identity::Principal(p) => (Slot::Principals, p),
         Identity::Namespace(p) => (Slot::Namespaces, p),
+        Identity::ServiceAccount(sa) => {
+            (Slot::ServiceAccounts, StringPattern::Exact(sa.to_string()))
+        }
+        Identity::TrustDomain(p) => (Slot::TrustDomains, p),
     };
     Ok(Leaf {
         slot,

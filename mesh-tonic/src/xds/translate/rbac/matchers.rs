@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatcher, StringMatcher, string_matcher::MatchPattern,
 };
-use mesh_core::model::{IpBlock, StringPattern};
+use mesh_core::model::{IpBlock, ServiceAccount, StringPattern};
 
 use super::super::proto::u32v;
 
@@ -82,6 +82,10 @@ pub(super) enum Identity {
     Principal(StringPattern),
     /// `source.namespaces`.
     Namespace(StringPattern),
+    /// `source.serviceAccounts`, from istiod's `serviceAccountRegex`.
+    ServiceAccount(ServiceAccount),
+    /// `source.trustDomains`, from the regex of istiod's `srcTrustDomainGenerator`.
+    TrustDomain(StringPattern),
 }
 
 /// Decodes a principal-name matcher; the second value is a warning, if any.
@@ -127,14 +131,15 @@ fn identity_regex(r: &str) -> Result<(Identity, Option<String>), String> {
         if ns.contains('/') || sa.contains('/') || ns.is_empty() || sa.is_empty() {
             return Err(cannot(r));
         }
-        let suffix = format!("/ns/{ns}/sa/{sa}");
-        let warning = format!(
-            "read as principal suffix {suffix:?}: identities with extra path segments around /sa/ are not matched"
-        );
-        return Ok((
-            Identity::Principal(StringPattern::Suffix(suffix)),
-            Some(warning),
-        ));
+        let sa = ServiceAccount::parse(&format!("{ns}/{sa}"), "").ok_or_else(|| cannot(r))?;
+        return Ok((Identity::ServiceAccount(sa), None));
+    }
+    if let Some(td) = r
+        .strip_prefix("spiffe://")
+        .and_then(|x| x.strip_suffix("/.*"))
+        .and_then(trust_domain_pattern)
+    {
+        return Ok((Identity::TrustDomain(td), None));
     }
     if let Some(rest) = r.strip_prefix("spiffe://.*") {
         let suffix = unescape(rest).filter(|s| !s.is_empty());
@@ -143,6 +148,46 @@ fn identity_regex(r: &str) -> Result<(Identity, Option<String>), String> {
             .ok_or_else(|| cannot(r));
     }
     Err(cannot(r))
+}
+
+/// istiod's `serviceAccountRegex`: `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`.
+pub(super) fn service_account_regex(sa: &ServiceAccount) -> String {
+    format!(
+        "spiffe://.+/ns/{}/(.+/|)sa/{}(/.+)?",
+        escape(&sa.namespace),
+        escape(&sa.name)
+    )
+}
+
+/// A trust-domain pattern as a principal regex, the wildcard forms as istiod's
+/// `srcTrustDomainGenerator` writes them (`spiffe://p[^/]*/.*`); the exact form and `*` as the
+/// same shape, so they decode back to trust domains (istiod writes those two as the prefixes
+/// `spiffe://td/` and `spiffe://`, which decode as principal prefixes and mean the same).
+pub(super) fn trust_domain_regex(p: &StringPattern) -> String {
+    let inner = match p {
+        StringPattern::Exact(s) => escape(s),
+        StringPattern::Prefix(s) => format!("{}{TD_ANY}", escape(s)),
+        StringPattern::Suffix(s) => format!("{TD_ANY}{}", escape(s)),
+        StringPattern::Any => TD_ANY.to_owned(),
+    };
+    format!("spiffe://{inner}/.*")
+}
+
+/// Any characters of a trust domain.
+const TD_ANY: &str = "[^/]*";
+
+/// The pattern of a `trust_domain_regex` body (between `spiffe://` and `/.*`).
+fn trust_domain_pattern(inner: &str) -> Option<StringPattern> {
+    let literal = |s: &str| unescape(s).filter(|s| !s.contains('/'));
+    match inner.split_once(TD_ANY) {
+        None => literal(inner)
+            .filter(|s| !s.is_empty())
+            .map(StringPattern::Exact),
+        Some(("", "")) => Some(StringPattern::Any),
+        Some((p, "")) => literal(p).map(StringPattern::Prefix),
+        Some(("", s)) => literal(s).map(StringPattern::Suffix),
+        Some(_) => None,
+    }
 }
 
 /// The regex istiod writes for a namespace pattern: `.*/ns/<ns>/.*`, `*` as `.*`.

@@ -50,6 +50,9 @@ pub(super) enum Slot {
     Namespaces,
     IpBlocks,
     RequestPrincipals,
+    /// Values are `ns/name` (exact patterns).
+    ServiceAccounts,
+    TrustDomains,
     /// A rule-level condition by nature.
     When(ConditionKey),
 }
@@ -65,6 +68,8 @@ impl Slot {
             Slot::Namespaces => "namespaces",
             Slot::IpBlocks => "ip blocks",
             Slot::RequestPrincipals => "request principals",
+            Slot::ServiceAccounts => "service accounts",
+            Slot::TrustDomains => "trust domains",
             Slot::When(_) => "conditions",
         }
     }
@@ -346,6 +351,8 @@ fn condition(g: Group, scope: &Scope) -> Result<AuthzCondition, XdsError> {
         Slot::Ports => ConditionKey::DestinationPort,
         Slot::Principals => ConditionKey::SourcePrincipal,
         Slot::Namespaces => ConditionKey::SourceNamespace,
+        Slot::ServiceAccounts => ConditionKey::SourceServiceAccount,
+        Slot::TrustDomains => ConditionKey::SourceTrustDomain,
         Slot::IpBlocks => ConditionKey::SourceIp,
         Slot::RequestPrincipals => ConditionKey::Unsupported(super::REQUEST_PRINCIPAL.to_owned()),
         s @ (Slot::Hosts | Slot::Methods | Slot::Paths) => {

@@ -260,3 +260,47 @@ impl std::str::FromStr for IpNet {
         mesh_core::model::IpBlock::parse(s).map(IpNet).ok_or(())
     }
 }
+
+/// istiod's CUSTOM action is an ext_authz filter: mesh cannot ask the provider, so the listener
+/// is refused rather than served without it (by name, or by the typed config alone).
+#[test]
+fn ext_authz_is_refused() {
+    use envoy_types::pb::google::protobuf::Any;
+    let allow = filter("envoy.filters.http.rbac", Action::Allow, vec![]);
+    for ext in [
+        HttpFilter {
+            name: "envoy.filters.http.ext_authz".into(),
+            ..Default::default()
+        },
+        HttpFilter {
+            name: "custom-name".into(),
+            config_type: Some(ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
+                    .into(),
+                value: Vec::new(),
+            })),
+            ..Default::default()
+        },
+    ] {
+        let (decoded, _) = decode(&[allow.clone(), ext]);
+        let e = decoded.expect_err("ext_authz must be refused");
+        assert_eq!(e.field, format!("{PATH}[1]"), "{e}");
+        assert!(e.message.contains("CUSTOM"), "{e}");
+    }
+}
+
+/// A disabled RBAC filter (enabled per route) is enforced everywhere: before, it was dropped
+/// and its DENY let everything through.
+#[test]
+fn disabled_rbac_filters_are_enforced() {
+    let mut deny = filter(
+        "envoy.filters.http.rbac.DENY",
+        Action::Deny,
+        vec![("default/d-0", policy(vec![p_any()], vec![i_any()]))],
+    );
+    deny.disabled = true;
+    let (decoded, scope) = decode(&[deny]);
+    let policies = decoded.unwrap();
+    assert!(!req(Some("td/ns/a/sa/b"), "GET", "/").allowed(&policies));
+    assert!(scope.warnings[0].message.contains("failing closed"));
+}

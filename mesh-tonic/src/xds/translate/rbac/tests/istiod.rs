@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 };
 use mesh_core::model::{
     AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, AuthzRule, AuthzSource, ConditionKey,
-    StringPattern,
+    ServiceAccount, StringPattern,
 };
 
 use super::*;
@@ -195,8 +195,11 @@ fn istiod_string_shapes() {
     );
     assert_eq!(rule.from[1].principals, [StringPattern::Any]);
     assert_eq!(
-        rule.from[2].principals,
-        [StringPattern::Suffix("/ns/default/sa/sleep".into())]
+        rule.from[2].service_accounts,
+        [ServiceAccount {
+            namespace: "default".into(),
+            name: "sleep".into()
+        }]
     );
     assert_eq!(
         rule.from[3].principals,
@@ -206,8 +209,8 @@ fn istiod_string_shapes() {
         rule.from[4].principals,
         [StringPattern::Prefix("td/ns/ops/".into())]
     );
-    assert_eq!(scope.warnings.len(), 1, "{:?}", scope.warnings);
-    assert!(scope.warnings[0].message.contains("extra path segments"));
+    // Read exactly, not as a principal suffix: extra path segments match as in Envoy.
+    assert!(scope.warnings.is_empty(), "{:?}", scope.warnings);
     // `not_methods: [*]` refuses every request that has a method.
     assert!(!req(Some("td/ns/default/sa/sleep"), "GET", "/").allowed(&policies));
 }
@@ -382,5 +385,54 @@ fn jwt_and_remote_ip_fail_closed() {
         );
         let (decoded, _) = decode(&[deny]);
         assert!(!req(Some("td/ns/a/sa/b"), "GET", "/").allowed(&decoded.unwrap()));
+    }
+}
+
+/// istiod's `serviceAccounts` regex and `srcTrustDomainGenerator` shapes decode to the model's
+/// service accounts and trust domains, and decide like Envoy's regexes: extra path segments
+/// around `/sa/` match, and a `notServiceAccounts` cannot be sidestepped by them (before, the
+/// regex was read as a principal suffix, which an identity with extra segments escaped).
+#[test]
+fn service_accounts_and_trust_domains_decode_exactly() {
+    let f = filter(
+        "envoy.filters.http.rbac.DENY",
+        Action::Deny,
+        vec![(
+            "ns[default]-policy[no-sleep]-rule[0]",
+            policy(
+                vec![p_any()],
+                vec![i_and(vec![
+                    i_or(vec![i_auth(re(
+                        "spiffe://.+/ns/default/(.+/|)sa/sleep(/.+)?",
+                    ))]),
+                    i_or(vec![
+                        i_auth(re("spiffe://prod-[^/]*/.*")),
+                        i_auth(re("spiffe://[^/]*\\.corp/.*")),
+                    ]),
+                ])],
+            ),
+        )],
+    );
+    let (decoded, scope) = decode(&[f]);
+    let policies = decoded.unwrap();
+    assert!(scope.warnings.is_empty(), "{:?}", scope.warnings);
+    let source = &policies[0].rules[0].from[0];
+    assert_eq!(
+        source.trust_domains,
+        [
+            StringPattern::Prefix("prod-".into()),
+            StringPattern::Suffix(".corp".into())
+        ]
+    );
+    for (principal, denied) in [
+        ("prod-eu/ns/default/sa/sleep", true),
+        ("prod-eu/ns/default/extra/sa/sleep", true),
+        ("eu.corp/ns/default/sa/sleep/x", true),
+        ("dev/ns/default/sa/sleep", false),
+        ("prod-eu/ns/default/sa/sleeper", false),
+        ("prod-eu/ns/other/sa/sleep", false),
+    ] {
+        let allowed = req(Some(principal), "GET", "/").allowed(&policies);
+        assert_eq!(allowed, !denied, "{principal}");
     }
 }

@@ -1,7 +1,9 @@
 //! Istio files → model → RBAC → model gives the same policies (in canonical order).
 
 use mesh_core::istio::load_str;
-use mesh_core::model::{AuthzAction, AuthzPolicy, ConditionKey};
+use mesh_core::model::{
+    AuthzAction, AuthzCondition, AuthzOperation, AuthzPolicy, ConditionKey, StringPattern,
+};
 use mesh_core::{BuildContext, Workload};
 
 use super::super::super::NodeKind;
@@ -16,8 +18,10 @@ spec:
   rules:
   - from: [{source: {notNamespaces: [default, 'prod-*', '*-test', 'a.b']}}]
   - to: [{operation: {notPaths: [/healthz, '/debug/*']}}]
-    when: [{key: 'request.auth.claims[groups]', values: [admin], notValues: [guest]}]
   - from: [{source: {notPrincipals: ['*']}}]
+  - when:
+    - {key: source.serviceAccount, values: [default/evil, ops/x]}
+    - {key: source.trustDomain, notValues: ['old-*', cluster.local, '*.corp']}
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -31,8 +35,12 @@ spec:
         notPrincipals: [cluster.local/ns/default/sa/evil]
         ipBlocks: [10.0.0.0/8, 192.168.1.7]
         notIpBlocks: [10.9.0.0/16, 'fd00::/8']
-        requestPrincipals: [issuer/subject]
     - source: {namespaces: [default, 'team-*', '*']}
+    - source:
+        serviceAccounts: [default/gateway, reviewer]
+        notServiceAccounts: [ops/admin]
+        trustDomains: [cluster.local, 'prod-*', '*.corp', '*']
+        notTrustDomains: [evil.td]
     to:
     - operation:
         hosts: [reviews.default.svc.cluster.local, '*.example.com', 'api.*', '*']
@@ -52,7 +60,7 @@ spec:
     - {key: destination.ip, values: [10.0.0.0/24]}
     - {key: connection.sni, values: ['*.svc.cluster.local']}
   - {}
-  - to: [{operation: {}}]
+  - to: [{operation: {methods: [GET]}}]
     when: [{key: destination.port, values: ['80']}]
   - when: [{key: source.ip, values: [1.2.3.4]}]
   - from: [{source: {ipBlocks: [10.0.0.0/8]}}]
@@ -69,6 +77,29 @@ spec:
   action: AUDIT
   rules: [{to: [{operation: {paths: ['/admin/*']}}]}]
 ";
+
+/// [`POLICIES`] plus what a file may not say because mesh refuses it (JWT principals and
+/// claims, an empty operation), added to the model directly: the xDS side must still carry it
+/// and fail closed on it.
+fn load_policies() -> Vec<AuthzPolicy> {
+    let mut policies = load(POLICIES);
+    for p in &mut policies {
+        match p.name.as_str() {
+            "default/deny-others" => p.rules[1].when.push(AuthzCondition {
+                key: ConditionKey::Unsupported("request.auth.claims[groups]".into()),
+                values: vec![StringPattern::Exact("admin".into())],
+                not_values: vec![StringPattern::Exact("guest".into())],
+            }),
+            "default/allow-reviews" => {
+                p.rules[0].from[0].request_principals =
+                    vec![StringPattern::Exact("issuer/subject".into())];
+                p.rules[2].to = vec![AuthzOperation::default()];
+            }
+            _ => {}
+        }
+    }
+    policies
+}
 
 fn load(yaml: &str) -> Vec<AuthzPolicy> {
     let ctx = BuildContext {
@@ -106,7 +137,7 @@ fn canonical(mut policies: Vec<AuthzPolicy>) -> Vec<AuthzPolicy> {
 
 #[test]
 fn istio_files_round_trip_for_envoy() {
-    let policies = load(POLICIES);
+    let policies = load_policies();
     assert_eq!(policies.len(), 4);
     let filters = rbac_filters(&policies, NodeKind::Envoy);
     let names: Vec<_> = filters.iter().map(|f| f.name.as_str()).collect();
@@ -125,7 +156,7 @@ fn istio_files_round_trip_for_envoy() {
 
 #[test]
 fn istio_files_round_trip_for_grpc_without_audit() {
-    let policies = load(POLICIES);
+    let policies = load_policies();
     let filters = rbac_filters(&policies, NodeKind::ProxylessGrpc);
     assert_eq!(filters.len(), 2);
     let (decoded, _) = decode(&filters);
@@ -149,11 +180,6 @@ kind: AuthorizationPolicy
 metadata: {name: allow-all-2, namespace: default}
 spec: {rules: [{}]}
 ",
-        "apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-nothing, namespace: default}
-spec: {action: DENY}
-",
     ] {
         let policies = load(yaml);
         let filters = rbac_filters(&policies, NodeKind::ProxylessGrpc);
@@ -161,6 +187,15 @@ spec: {action: DENY}
         let (decoded, _) = decode(&filters);
         assert_eq!(decoded.unwrap(), policies, "{yaml}");
     }
+    // A DENY without rules (istiod refuses it in a file; a control plane may still send one).
+    let deny_nothing = vec![AuthzPolicy {
+        name: "default/deny-nothing".into(),
+        action: AuthzAction::Deny,
+        rules: Vec::new(),
+    }];
+    let filters = rbac_filters(&deny_nothing, NodeKind::ProxylessGrpc);
+    assert_eq!(filters.len(), 1);
+    assert_eq!(decode(&filters).0.unwrap(), deny_nothing);
 }
 
 #[test]
@@ -188,7 +223,7 @@ fn encoding_is_shaped_like_istiod() {
 
     use super::super::super::proto::unpack;
 
-    let policies = load(POLICIES);
+    let policies = load_policies();
     let filters = rbac_filters(&policies, NodeKind::ProxylessGrpc);
     let Some(ConfigType::TypedConfig(any)) = &filters[1].config_type else {
         panic!("typed config");
