@@ -3,7 +3,9 @@
 //! istiod configures every sidecar inbound HTTP connection manager with
 //! `forward_client_cert_details: APPEND_FORWARD` and `set_current_client_cert_details:
 //! {subject, uri, dns}` (`buildSidecarInboundHTTPOpts` in
-//! `pilot/pkg/networking/core/listener_builder.go`). Envoy applies that in
+//! `pilot/pkg/networking/core/listener_inbound.go`, default from `GetProxyHeaders` in
+//! `pilot/pkg/networking/util/proxy_headers.go`; gateways use `SANITIZE_SET`). Envoy applies
+//! that in
 //! `ConnectionManagerUtility::mutateXfccRequestHeader`
 //! (`source/common/http/conn_manager_utility.cc`):
 //!
