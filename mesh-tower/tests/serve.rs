@@ -1109,3 +1109,97 @@ async fn a_client_that_stops_reading_is_closed_by_the_stream_idle_timeout() {
         out.len()
     );
 }
+
+/// Item 1 regression, with the limits taken from Istio config: a client that sets
+/// SETTINGS_INITIAL_WINDOW_SIZE=0 and never opens it pinned each response after HEADERS,
+/// forever. `ProxyConfig.connectionSettings` (applied to every HCM by istiod's
+/// `applyConnectionSettingsToHCM`) sets the stream idle timeout, which now resets the stream,
+/// and the HTTP/2 settings the server advertises.
+#[tokio::test]
+async fn connection_settings_bound_a_zero_window_stream() {
+    let yaml = "connectionSettings:
+  httpStreamIdleTimeout: 300ms
+  httpMaxConcurrentStreams: 5
+  http2InitialStreamWindowSize: 100000
+";
+    let settings = mesh_tower::ConnectionSettings::from_proxy_config("proxy.yaml", yaml).unwrap();
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new().connection_settings(&settings)).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut send = send.ready().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let request = http::Request::get("http://reviews/big").body(()).unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    // No window is ever granted: the only thing that can end the stream is the server.
+    let end = tokio::time::timeout(LIMIT, body.data())
+        .await
+        .expect("a zero-window stream stayed pinned");
+    let error = match end {
+        Some(Err(error)) => error,
+        other => panic!("expected a reset, got {other:?}"),
+    };
+    assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error:?}");
+    let held = started.elapsed();
+    assert!(
+        held >= Duration::from_millis(290) && held < Duration::from_secs(5),
+        "{held:?}"
+    );
+    drop(send);
+    conn.abort();
+    // The advertised limits are the configured ones.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (send, mut conn) = h2::client::handshake(tcp).await.unwrap();
+    let mut send = tokio::select! {
+        s = send.ready() => s.unwrap(),
+        r = &mut conn => panic!("connection ended: {r:?}"),
+    };
+    let request = http::Request::get("http://reviews/whoami")
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = tokio::select! {
+        r = response => r.unwrap(),
+        r = &mut conn => panic!("connection ended: {r:?}"),
+    };
+    assert_eq!(response.status(), 200);
+    assert_eq!(conn.max_concurrent_send_streams(), 5);
+}
+
+/// `connectionSettings.httpHeadersWithUnderscoresAction` (Envoy's
+/// `headers_with_underscores_action`): REJECT_REQUEST answers 400 before the application,
+/// DROP_HEADER removes the header, the default serves it.
+#[tokio::test]
+async fn headers_with_underscores_follow_the_configured_action() {
+    let request =
+        b"GET /any HTTP/1.1\r\nHost: reviews\r\nx_user: admin\r\nConnection: close\r\n\r\n";
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let yaml = "connectionSettings:
+  httpHeadersWithUnderscoresAction: HEADERS_WITH_UNDERSCORES_REJECT_REQUEST
+";
+    let settings = mesh_tower::ConnectionSettings::from_proxy_config("proxy.yaml", yaml).unwrap();
+    let server = start(&mesh, ServeOptions::new().connection_settings(&settings)).await;
+    let response = raw(server.addr, request).await;
+    assert_eq!(status_of(&response), "400", "{response}");
+    assert_eq!(server.handled(), 0);
+
+    let server = start(
+        &mesh,
+        ServeOptions::new().headers_with_underscores(mesh_tower::HeadersWithUnderscores::Allow),
+    )
+    .await;
+    let response = raw(server.addr, request).await;
+    assert_eq!(status_of(&response), "200", "{response}");
+    assert_eq!(server.handled(), 1);
+}

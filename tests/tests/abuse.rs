@@ -483,7 +483,8 @@ async fn smuggling(t: &mut Target) {
         "Content-Length: 48\r\nTransfer-Encoding: chunked",
         "Transfer-Encoding: chunked\r\nContent-Length: 48",
     ] {
-        let cl_te = format!("POST /ok HTTP/1.1\r\nHost: reviews\r\n{head}\r\n\r\n0\r\n\r\n{hidden}");
+        let cl_te =
+            format!("POST /ok HTTP/1.1\r\nHost: reviews\r\n{head}\r\n\r\n0\r\n\r\n{hidden}");
         let response = send(t.addr, cl_te.as_bytes()).await;
         assert_eq!(
             response.matches("HTTP/1.1 ").count(),

@@ -32,7 +32,7 @@ use super::activity::ActivityIo;
 use super::conn_info::ConnInfo;
 use super::executor::StreamExecutor;
 use super::guard::Guard;
-use super::options::ServeOptions;
+use super::options::{HeadersWithUnderscores, ServeOptions};
 use super::refusals::{Reason, Refusals};
 use super::registry::{ConnState, Registered};
 use super::xfcc;
@@ -52,6 +52,7 @@ pub(super) struct ConnCtx {
     http: auto::Builder<StreamExecutor>,
     pub(super) refusals: Refusals,
     timeouts: Timeouts,
+    underscores: HeadersWithUnderscores,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +73,7 @@ impl ConnCtx {
             acceptor,
             http: http_builder(options),
             refusals: Refusals::new(options.refusal_log_interval),
+            underscores: options.headers_with_underscores,
             timeouts: Timeouts {
                 first_request: options.header_read_timeout,
                 idle: options.idle_timeout,
@@ -167,7 +169,7 @@ pub(super) async fn connection<A, B>(
     let state = registered.state.clone();
     let element = xfcc_element(&ctx.mesh, &accepted);
     let service = ConnInfo::new(app, remote, local, accepted.peer);
-    let service = Guard::new(service, state.clone(), element);
+    let service = Guard::new(service, state.clone(), element, ctx.underscores);
     let service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
     let builder = match accepted.http {
         Some(HttpVersion::Http2) => ctx.http.clone().http2_only(),

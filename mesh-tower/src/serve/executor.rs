@@ -98,7 +98,9 @@ impl<F: Future<Output = ()>> Future for IdleTimeout<F> {
             return Poll::Ready(Ok(()));
         }
         if !timer {
-            *me.last = now;
+            // Stamped after the poll: a stream busy in a long poll (an application building
+            // a large response) was active until the poll returned.
+            *me.last = Instant::now();
         }
         loop {
             if me.sleep.as_mut().poll(cx).is_pending() {

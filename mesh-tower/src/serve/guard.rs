@@ -9,6 +9,9 @@
 //!   compared case-sensitively, as in Envoy's RBAC filter.
 //! - **Host.** RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request without a
 //!   `Host`, and to any request with more than one `Host` or an invalid one.
+//! - **Underscores.** A header name with `_` is served, refused with 400 or dropped, as
+//!   [`HeadersWithUnderscores`] says (Envoy's `headers_with_underscores_action`, checked in
+//!   its codecs, `source/common/http/header_utility.cc` `checkHeaderNameForUnderscores`).
 //! - **XFCC**: see [`super::xfcc`].
 //! - **Activity**: each request is in flight (for the idle timeout and the high-water
 //!   eviction, [`super::registry`]) until its response body is dropped.
@@ -20,12 +23,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::header::HOST;
 use http::uri::Authority;
-use http::{HeaderValue, Request, Response, StatusCode, Version};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::options::HeadersWithUnderscores;
 use super::registry::{Active, ConnState};
 use super::xfcc;
 use crate::reply::{GrpcCode, LocalReply, is_grpc};
@@ -41,11 +45,22 @@ pub(super) struct Guard<S> {
     conn: Arc<ConnState>,
     /// Our XFCC element for this connection's verified peer; `None` on plaintext.
     xfcc: Option<HeaderValue>,
+    underscores: HeadersWithUnderscores,
 }
 
 impl<S> Guard<S> {
-    pub(super) fn new(inner: S, conn: Arc<ConnState>, xfcc: Option<HeaderValue>) -> Self {
-        Self { inner, conn, xfcc }
+    pub(super) fn new(
+        inner: S,
+        conn: Arc<ConnState>,
+        xfcc: Option<HeaderValue>,
+        underscores: HeadersWithUnderscores,
+    ) -> Self {
+        Self {
+            inner,
+            conn,
+            xfcc,
+            underscores,
+        }
     }
 }
 
@@ -56,6 +71,7 @@ enum Malformed {
     MissingHost,
     DuplicateHost,
     InvalidHost,
+    Underscore,
 }
 
 impl Malformed {
@@ -66,6 +82,7 @@ impl Malformed {
             Self::MissingHost => "missing_host_header",
             Self::DuplicateHost => "duplicate_host_header",
             Self::InvalidHost => "invalid_host_header",
+            Self::Underscore => "unexpected_underscore",
         }
     }
 
@@ -75,9 +92,37 @@ impl Malformed {
             Self::MissingHost => "Bad Request: HTTP/1.1 request without a Host header",
             Self::DuplicateHost => "Bad Request: more than one Host header",
             Self::InvalidHost => "Bad Request: invalid Host header",
+            Self::Underscore => "Bad Request: a header name contains an underscore",
         }
     }
 }
+
+/// Applies `action` to header names with an underscore: `Err` when the request is refused.
+fn underscores<B>(req: &mut Request<B>, action: HeadersWithUnderscores) -> Result<(), Malformed> {
+    if action == HeadersWithUnderscores::Allow {
+        return Ok(());
+    }
+    let names: Vec<HeaderName> = req
+        .headers()
+        .keys()
+        .filter(|name| name.as_str().contains('_'))
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    if action == HeadersWithUnderscores::RejectRequest {
+        return Err(Malformed::Underscore);
+    }
+    metrics::counter!(HEADERS_DROPPED, "reason" => "underscore").increment(names.len() as u64);
+    for name in names {
+        req.headers_mut().remove(name);
+    }
+    Ok(())
+}
+
+/// Counter of request headers the guard removed, by `reason`.
+pub(super) const HEADERS_DROPPED: &str = "mesh_inbound_request_headers_dropped_total";
 
 fn check<B>(req: &Request<B>) -> Result<(), Malformed> {
     if req
@@ -113,7 +158,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
         let active = self.conn.begin();
-        if let Err(why) = check(&req) {
+        if let Err(why) = check(&req).and_then(|()| underscores(&mut req, self.underscores)) {
             metrics::counter!(REQUESTS_REJECTED, "reason" => why.details()).increment(1);
             let reply = LocalReply {
                 status: StatusCode::BAD_REQUEST,
@@ -262,6 +307,39 @@ mod tests {
                 Err(Malformed::Method)
             );
         }
+    }
+
+    #[test]
+    fn headers_with_underscores_are_served_refused_or_dropped() {
+        let with = || {
+            let mut r = req("GET", Version::HTTP_11, &["a"]);
+            r.headers_mut()
+                .insert("x_user", HeaderValue::from_static("admin"));
+            r.headers_mut()
+                .insert("x-user", HeaderValue::from_static("guest"));
+            r
+        };
+        let mut r = with();
+        assert_eq!(underscores(&mut r, HeadersWithUnderscores::Allow), Ok(()));
+        assert_eq!(r.headers().len(), 3);
+        let mut r = with();
+        assert_eq!(
+            underscores(&mut r, HeadersWithUnderscores::RejectRequest),
+            Err(Malformed::Underscore)
+        );
+        let mut r = with();
+        assert_eq!(
+            underscores(&mut r, HeadersWithUnderscores::DropHeader),
+            Ok(())
+        );
+        assert!(r.headers().get("x_user").is_none());
+        assert_eq!(r.headers()["x-user"], "guest");
+        // Without an underscore nothing changes.
+        let mut r = req("GET", Version::HTTP_11, &["a"]);
+        assert_eq!(
+            underscores(&mut r, HeadersWithUnderscores::RejectRequest),
+            Ok(())
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod activity;
 mod conn_info;
 mod connection;
+mod connection_settings;
 mod executor;
 mod guard;
 mod options;
@@ -28,7 +29,8 @@ use tokio::task::JoinSet;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use options::ServeOptions;
+pub use connection_settings::{ConnectionSettings, ConnectionSettingsError};
+pub use options::{HeadersWithUnderscores, ServeOptions};
 
 use self::connection::{ConnCtx, connection};
 use self::registry::Registry;

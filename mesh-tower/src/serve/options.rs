@@ -30,8 +30,24 @@ pub struct ServeOptions {
     pub(super) close_grace: Duration,
     pub(super) drain_timeout: Duration,
     pub(super) refusal_log_interval: Duration,
+    pub(super) headers_with_underscores: HeadersWithUnderscores,
     pub(super) telemetry: Telemetry,
     pub(super) seed: Option<u64>,
+}
+
+/// What the server does with a request header whose name contains `_` (Envoy's
+/// `common_http_protocol_options.headers_with_underscores_action`). Some frameworks read
+/// `x_user` and `x-user` as one header (CGI turns both into `HTTP_X_USER`), so a header the
+/// policy never looked at can stand in for one it did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeadersWithUnderscores {
+    /// Serve the request with the header (Envoy's default, kept by Istio for sidecars).
+    #[default]
+    Allow,
+    /// Answer 400 before authorization (Envoy's `REJECT_REQUEST`; its edge guidance).
+    RejectRequest,
+    /// Remove the header before authorization and the application see it (`DROP_HEADER`).
+    DropHeader,
 }
 
 /// Default [`ServeOptions::max_connections`].
@@ -57,6 +73,7 @@ impl Default for ServeOptions {
             close_grace: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(5),
             refusal_log_interval: Duration::from_secs(10),
+            headers_with_underscores: HeadersWithUnderscores::Allow,
             telemetry: Telemetry::new().access_log(AccessLogMode::Off),
             seed: None,
         }
@@ -206,6 +223,15 @@ impl ServeOptions {
     /// since (default 10 s), so refusals cannot be turned into log amplification.
     pub fn refusal_log_interval(mut self, interval: Duration) -> Self {
         self.refusal_log_interval = interval;
+        self
+    }
+
+    /// What to do with request headers whose name contains an underscore (default
+    /// [`HeadersWithUnderscores::Allow`], Envoy's
+    /// `common_http_protocol_options.headers_with_underscores_action` as Istio leaves it for
+    /// sidecars; Istio's `connectionSettings.httpHeadersWithUnderscoresAction`).
+    pub fn headers_with_underscores(mut self, action: HeadersWithUnderscores) -> Self {
+        self.headers_with_underscores = action;
         self
     }
 
