@@ -23,4 +23,6 @@ pub mod telemetry;
 pub mod tls;
 pub mod trace;
 
-pub use serve::{Serve, ServeOptions, serve};
+pub use serve::{
+    ConnectionSettings, ConnectionSettingsError, HeadersWithUnderscores, Serve, ServeOptions, serve,
+};

@@ -32,6 +32,8 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 const LIMIT: Duration = Duration::from_secs(10);
+/// The size of `/big`'s response: more than loopback socket buffers hold.
+const BIG: usize = 32 * 1024 * 1024;
 const SLEEP: &str = "spiffe://cluster.local/ns/foo/sa/sleep";
 const REVIEWS: &str = "spiffe://cluster.local/ns/default/sa/reviews";
 
@@ -109,6 +111,33 @@ fn app(state: AppState) -> Router {
             routing::get(|State(s): State<AppState>| async move {
                 s.handled.fetch_add(1, Ordering::SeqCst);
                 "admin"
+            }),
+        )
+        .route(
+            "/any",
+            routing::any(|State(s): State<AppState>| async move {
+                s.handled.fetch_add(1, Ordering::SeqCst);
+                "any"
+            }),
+        )
+        .route(
+            "/xfcc",
+            routing::get(|State(s): State<AppState>, req: Request| async move {
+                s.handled.fetch_add(1, Ordering::SeqCst);
+                let values: Vec<_> = req
+                    .headers()
+                    .get_all("x-forwarded-client-cert")
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .collect();
+                values.join("|")
+            }),
+        )
+        .route(
+            "/big",
+            routing::get(|State(s): State<AppState>| async move {
+                s.handled.fetch_add(1, Ordering::SeqCst);
+                vec![b'x'; BIG]
             }),
         )
         .route(
@@ -628,27 +657,32 @@ async fn drain_deadline_closes_what_is_left() {
 }
 
 #[tokio::test]
-async fn connection_limit_holds_extra_connections_until_one_closes() {
+async fn at_the_connection_cap_busy_connections_hold_and_idle_ones_make_room() {
     let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
     let server = start(&mesh, ServeOptions::new().max_connections(1)).await;
 
-    // The first connection is served and kept open.
-    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(server.addr).await.unwrap());
-    let (mut first, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-    let first_conn = tokio::spawn(conn);
-    let request = || {
-        http::Request::get("/whoami")
-            .header("host", "reviews")
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    };
-    assert_eq!(first.send_request(request()).await.unwrap().status(), 200);
+    // The first connection is busy: a streaming response is in flight.
+    let mut first = h2_client(TcpStream::connect(server.addr).await.unwrap()).await;
+    first.ready().await.unwrap();
+    let request = http::Request::get("http://reviews/stream")
+        .body(Empty::new())
+        .unwrap();
+    let mut body = first.send_request(request).await.unwrap().into_body();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "start;"
+    );
 
-    // The second waits in the accept queue.
+    // The second waits in the accept queue: a connection with a request in flight is never
+    // closed to make room.
     let io = hyper_util::rt::TokioIo::new(TcpStream::connect(server.addr).await.unwrap());
     let (mut second, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
     tokio::spawn(conn);
-    let mut pending = Box::pin(second.send_request(request()));
+    let request = http::Request::get("/whoami")
+        .header("host", "reviews")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let mut pending = Box::pin(second.send_request(request));
     assert!(
         tokio::time::timeout(Duration::from_millis(300), &mut pending)
             .await
@@ -657,11 +691,23 @@ async fn connection_limit_holds_extra_connections_until_one_closes() {
     );
     assert_eq!(server.handled(), 1);
 
-    // Closing the first lets it in.
-    drop(first);
-    first_conn.abort();
+    // The first's request ends and it goes idle: it is closed to let the second in, before
+    // any idle timeout.
+    server.state.gate.add_permits(1);
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "end"
+    );
+    drop(body);
     let response = tokio::time::timeout(LIMIT, pending).await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
+    tokio::time::timeout(LIMIT, async {
+        while !first.is_closed() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -669,7 +715,7 @@ async fn http2_limits_are_advertised() {
     let defaults = ServeOptions::new();
     assert_eq!(defaults.get_max_pending_accept_reset_streams(), 20);
     assert_eq!(defaults.get_max_local_error_reset_streams(), 1024);
-    assert_eq!(defaults.get_max_concurrent_streams(), 1024);
+    assert_eq!(defaults.get_max_concurrent_streams(), 100);
     assert_eq!(defaults.get_max_header_list_size(), 60 * 1024);
 
     let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
@@ -728,4 +774,427 @@ async fn rapid_reset_flood_closes_the_connection() {
     assert!(error.is_go_away() && error.is_remote(), "{error:?}");
     assert_eq!(error.reason(), Some(h2::Reason::ENHANCE_YOUR_CALM));
     assert!(server.handled() < 200);
+}
+
+/// Writes `request` on a new plaintext connection and reads until the server closes it.
+async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    // A refused connection may end in a reset: what was read is the answer.
+    let _ = tokio::time::timeout(LIMIT, tcp.read_to_end(&mut out))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(response: &str) -> &str {
+    response.split(' ').nth(1).unwrap_or("")
+}
+
+const DENY_DELETE: &str = "---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-delete, namespace: default}
+spec:
+  action: DENY
+  rules:
+  - to: [{operation: {methods: [DELETE]}}]
+";
+
+/// Regression: `delete /any` reached the handler past a DENY on `DELETE`. Envoy's codecs
+/// refuse a method that is not upper case with 400 before any filter
+/// (`source/common/http/http1/balsa_parser.cc`, custom methods off).
+#[tokio::test]
+async fn lower_case_methods_are_refused_before_authorization() {
+    let mesh = mesh(None, &format!("{}{DENY_DELETE}", peer_authn("PERMISSIVE"))).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    for method in ["delete", "Delete", "dElEtE"] {
+        let response = raw(
+            server.addr,
+            format!("{method} /any HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(status_of(&response), "400", "{method}: {response}");
+    }
+    let response = raw(
+        server.addr,
+        b"DELETE /any HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&response), "403", "{response}");
+
+    // The same over HTTP/2.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method("delete")
+        .uri("http://reviews/any")
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 400);
+    assert_eq!(server.handled(), 0);
+
+    let response = raw(
+        server.addr,
+        b"GET /any HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&response), "200", "{response}");
+    assert_eq!(server.handled(), 1);
+}
+
+/// Regression: HTTP/1.1 requests with two `Host` headers, or none, were served. RFC 9112
+/// §3.2 requires 400.
+#[tokio::test]
+async fn http11_requests_need_exactly_one_valid_host() {
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    for request in [
+        &b"GET /any HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        b"GET /any HTTP/1.1\r\nHost: reviews\r\nHost: ratings\r\nConnection: close\r\n\r\n",
+        b"GET /any HTTP/1.1\r\nHost: reviews\r\nHost: reviews\r\nConnection: close\r\n\r\n",
+        b"GET /any HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+    ] {
+        let response = raw(server.addr, request).await;
+        assert_eq!(
+            status_of(&response),
+            "400",
+            "{}: {response}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    assert_eq!(server.handled(), 0);
+    // HTTP/1.0 does not require Host.
+    let response = raw(server.addr, b"GET /any HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status_of(&response), "200", "{response}");
+}
+
+/// Regression: a caller's `x-forwarded-client-cert` reached the app unchanged. istiod sets
+/// `forward_client_cert_details: APPEND_FORWARD` with subject, URI and DNS on sidecar inbound
+/// (`buildSidecarInboundHTTPOpts`, pilot/pkg/networking/core/listener_builder.go); Envoy's
+/// `ConnectionManagerUtility::mutateXfccRequestHeader` removes XFCC on non-mTLS connections
+/// and appends the verified peer's element on mTLS ones.
+#[tokio::test]
+async fn xfcc_is_removed_on_plaintext_and_appended_to_on_mutual_tls() {
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    const FORGED: &str = "By=spiffe://cluster.local/ns/default/sa/reviews;URI=spiffe://cluster.local/ns/istio-system/sa/admin";
+
+    let (status, _, body) = h1_get(server.addr, "/xfcc", &[("x-forwarded-client-cert", FORGED)])
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, ""));
+
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        client.ready().await.unwrap();
+        let request = http::Request::get("http://reviews/xfcc")
+            .header("x-forwarded-client-cert", FORGED)
+            .body(Empty::new())
+            .unwrap();
+        let response = client.send_request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        seen.push(String::from_utf8(body.to_vec()).unwrap());
+    }
+    assert_eq!(seen[0], seen[1]);
+    let (forwarded, ours) = seen[0].rsplit_once(',').unwrap();
+    assert_eq!(forwarded, FORGED);
+    let rest = ours
+        .strip_prefix(&format!("By={REVIEWS};Hash="))
+        .unwrap_or_else(|| panic!("{ours}"));
+    let (hash, rest) = rest.split_once(';').unwrap();
+    assert_eq!(hash.len(), 64);
+    assert!(
+        hash.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(rest, format!("Subject=\"\";URI={SLEEP}"));
+
+    // Without a forged header the app sees only ours.
+    client.ready().await.unwrap();
+    let response = client
+        .send_request(
+            http::Request::get("http://reviews/xfcc")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, ours.as_bytes());
+}
+
+/// Captures `mesh::inbound` log lines.
+#[derive(Clone, Default)]
+struct InboundLog(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for InboundLog {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "mesh::inbound" {
+            return;
+        }
+        struct Visit<'a>(&'a mut String);
+        impl tracing::field::Visit for Visit<'_> {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={v:?} ", f.name()));
+            }
+        }
+        let mut line = String::new();
+        event.record(&mut Visit(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// Regression: every refused connection logged a line (log amplification).
+#[tokio::test]
+async fn refused_connections_are_counted_and_logged_at_a_bounded_rate() {
+    let recorder = mesh_tower::telemetry::prometheus_builder().build_recorder();
+    let handle = recorder.handle();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
+    let log = InboundLog::default();
+    let _log = tracing::subscriber::set_default(tracing_subscriber::layer::SubscriberExt::with(
+        tracing_subscriber::registry(),
+        log.clone(),
+    ));
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("STRICT")).await;
+    let server = start(&mesh, ServeOptions::new()).await;
+    for _ in 0..20 {
+        let response = raw(
+            server.addr,
+            b"GET /whoami HTTP/1.1\r\nHost: reviews\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(response, "");
+    }
+    let refused = || series(&handle.render(), "mesh_inbound_connections_refused_total");
+    tokio::time::timeout(LIMIT, async {
+        while refused().iter().all(|(_, v)| v != "20") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{:?}", refused()));
+    assert_eq!(
+        refused(),
+        [(
+            labels(&[("reason", "plaintext_on_strict")]),
+            "20".to_owned()
+        )]
+    );
+    let lines: Vec<_> = log
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("connection refused"))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(server.handled(), 0);
+}
+
+/// Regression: a TCP connection that never sends a byte held its slot forever on a DISABLE
+/// port, and an idle connection after a mutual-TLS handshake was never closed.
+#[tokio::test]
+async fn silent_connections_are_closed_by_the_header_read_timeout() {
+    use tokio::io::AsyncReadExt;
+    let timeout = Duration::from_millis(300);
+    // (PERMISSIVE and STRICT sniff first, so the handshake timeout bounds them before this.)
+    for mode in ["DISABLE"] {
+        let ca = ca("cluster.local");
+        let mesh = mesh(Some(&ca), &peer_authn(mode)).await;
+        let server = start(&mesh, ServeOptions::new().header_read_timeout(timeout)).await;
+        let started = tokio::time::Instant::now();
+        let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(LIMIT, tcp.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{mode}: a silent connection was kept"));
+        assert!(matches!(n, Ok(0) | Err(_)), "{mode}: {n:?}");
+        assert!(
+            started.elapsed() >= timeout.min(Duration::from_millis(250)),
+            "{mode}"
+        );
+    }
+
+    // After a mutual-TLS handshake, silence is closed the same way.
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("STRICT")).await;
+    let server = start(&mesh, ServeOptions::new().header_read_timeout(timeout)).await;
+    let connector = TlsConnector::new(identity(&ca, "foo", "sleep"));
+    let mut tls = connector
+        .connect(
+            TcpStream::connect(server.addr).await.unwrap(),
+            sni(),
+            &ExpectedIdentities::any_in_trust_domain(),
+        )
+        .await
+        .unwrap()
+        .stream;
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(LIMIT, tls.read(&mut buf))
+        .await
+        .expect("a silent mutual-TLS connection was kept");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+}
+
+/// Regression: idle HTTP/2 connections (mutual TLS or not) were never closed.
+#[tokio::test]
+async fn idle_connections_are_closed_by_the_idle_timeout() {
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &peer_authn("PERMISSIVE")).await;
+    let idle = Duration::from_millis(300);
+    let server = start(&mesh, ServeOptions::new().idle_timeout(idle)).await;
+    let mut clients = vec![
+        mtls_client(&ca, server.addr).await.unwrap(),
+        h2_client(TcpStream::connect(server.addr).await.unwrap()).await,
+    ];
+    for client in &mut clients {
+        assert_eq!(get(client, "/whoami").await.unwrap().0, 200);
+    }
+    let idle_from = tokio::time::Instant::now();
+    for client in &clients {
+        tokio::time::timeout(LIMIT, async {
+            while !client.is_closed() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("an idle connection was kept");
+    }
+    assert!(idle_from.elapsed() >= idle - Duration::from_millis(50));
+}
+
+/// A client that stops reading an HTTP/1 response no longer pins the connection: no byte
+/// moves for the stream idle timeout, so it is closed (Envoy's `stream_idle_timeout`).
+#[tokio::test]
+async fn a_client_that_stops_reading_is_closed_by_the_stream_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(
+        &mesh,
+        ServeOptions::new()
+            .stream_idle_timeout(Duration::from_millis(300))
+            .close_grace(Duration::from_millis(100)),
+    )
+    .await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"GET /big HTTP/1.1\r\nHost: reviews\r\n\r\n")
+        .await
+        .unwrap();
+    // Read nothing until well past the timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, tcp.read_to_end(&mut out))
+        .await
+        .expect("the stalled connection was kept")
+        .ok();
+    assert!(out.starts_with(b"HTTP/1.1 200"));
+    assert!(
+        out.len() < BIG,
+        "the whole response was buffered: {}",
+        out.len()
+    );
+}
+
+/// Item 1 regression, with the limits taken from Istio config: a client that sets
+/// SETTINGS_INITIAL_WINDOW_SIZE=0 and never opens it pinned each response after HEADERS,
+/// forever. `ProxyConfig.connectionSettings` (applied to every HCM by istiod's
+/// `applyConnectionSettingsToHCM`) sets the stream idle timeout, which now resets the stream,
+/// and the HTTP/2 settings the server advertises.
+#[tokio::test]
+async fn connection_settings_bound_a_zero_window_stream() {
+    let yaml = "connectionSettings:
+  httpStreamIdleTimeout: 300ms
+  httpMaxConcurrentStreams: 5
+  http2InitialStreamWindowSize: 100000
+";
+    let settings = mesh_tower::ConnectionSettings::from_proxy_config("proxy.yaml", yaml).unwrap();
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let server = start(&mesh, ServeOptions::new().connection_settings(&settings)).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (send, conn) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut send = send.ready().await.unwrap();
+    let started = tokio::time::Instant::now();
+    let request = http::Request::get("http://reviews/big").body(()).unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = tokio::time::timeout(LIMIT, response)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    // No window is ever granted: the only thing that can end the stream is the server.
+    let end = tokio::time::timeout(LIMIT, body.data())
+        .await
+        .expect("a zero-window stream stayed pinned");
+    let error = match end {
+        Some(Err(error)) => error,
+        other => panic!("expected a reset, got {other:?}"),
+    };
+    assert_eq!(error.reason(), Some(h2::Reason::CANCEL), "{error:?}");
+    let held = started.elapsed();
+    assert!(
+        held >= Duration::from_millis(290) && held < Duration::from_secs(5),
+        "{held:?}"
+    );
+    drop(send);
+    conn.abort();
+    // The advertised limits are the configured ones.
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (send, mut conn) = h2::client::handshake(tcp).await.unwrap();
+    let mut send = tokio::select! {
+        s = send.ready() => s.unwrap(),
+        r = &mut conn => panic!("connection ended: {r:?}"),
+    };
+    let request = http::Request::get("http://reviews/whoami")
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = tokio::select! {
+        r = response => r.unwrap(),
+        r = &mut conn => panic!("connection ended: {r:?}"),
+    };
+    assert_eq!(response.status(), 200);
+    assert_eq!(conn.max_concurrent_send_streams(), 5);
+}
+
+/// `connectionSettings.httpHeadersWithUnderscoresAction` (Envoy's
+/// `headers_with_underscores_action`): REJECT_REQUEST answers 400 before the application,
+/// DROP_HEADER removes the header, the default serves it.
+#[tokio::test]
+async fn headers_with_underscores_follow_the_configured_action() {
+    let request =
+        b"GET /any HTTP/1.1\r\nHost: reviews\r\nx_user: admin\r\nConnection: close\r\n\r\n";
+    let mesh = mesh(None, &peer_authn("PERMISSIVE")).await;
+    let yaml = "connectionSettings:
+  httpHeadersWithUnderscoresAction: HEADERS_WITH_UNDERSCORES_REJECT_REQUEST
+";
+    let settings = mesh_tower::ConnectionSettings::from_proxy_config("proxy.yaml", yaml).unwrap();
+    let server = start(&mesh, ServeOptions::new().connection_settings(&settings)).await;
+    let response = raw(server.addr, request).await;
+    assert_eq!(status_of(&response), "400", "{response}");
+    assert_eq!(server.handled(), 0);
+
+    let server = start(
+        &mesh,
+        ServeOptions::new().headers_with_underscores(mesh_tower::HeadersWithUnderscores::Allow),
+    )
+    .await;
+    let response = raw(server.addr, request).await;
+    assert_eq!(status_of(&response), "200", "{response}");
+    assert_eq!(server.handled(), 1);
 }

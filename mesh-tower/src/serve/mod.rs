@@ -1,8 +1,15 @@
 //! The inbound server: [`serve`] and its options. Documented on [`serve`], the public entry.
 
+mod activity;
 mod conn_info;
 mod connection;
+mod connection_settings;
+mod executor;
+mod guard;
 mod options;
+mod refusals;
+mod registry;
+mod xfcc;
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -15,17 +22,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::server::graceful::GracefulShutdown;
 use mesh_core::Mesh;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tower_layer::Layer;
 use tower_service::Service;
 
-pub use options::ServeOptions;
+pub use connection_settings::{ConnectionSettings, ConnectionSettingsError};
+pub use options::{HeadersWithUnderscores, ServeOptions};
 
 use self::connection::{ConnCtx, connection};
+use self::registry::Registry;
 use crate::inbound::{InboundLayer, RequestBody};
 use crate::tls::BoxError;
 
@@ -33,14 +41,19 @@ use crate::tls::BoxError;
 /// does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How often a connection waiting at the cap looks again for an idle connection to close.
+const EVICT_RETRY: Duration = Duration::from_millis(100);
+
 /// Serves `service` (an axum `Router`, tonic `Routes`, any tower HTTP service) on `listener`
 /// under `mesh`'s inbound policy, as a sidecar's inbound listener would. Await the returned
 /// [`Serve`] to run it.
 ///
 /// For each accepted connection, in order:
 ///
-/// 1. **Connection limit.** At most [`ServeOptions::max_connections`] are served at once; the
-///    accept loop waits for a slot, so extra connections queue in the kernel.
+/// 1. **Connection limit.** At most [`ServeOptions::max_connections`] are served at once; a
+///    connection over the cap waits for a slot (the rest queue in the kernel). Above
+///    [`ServeOptions::connection_high_water`], and at the cap, each new connection makes the
+///    connection idle the longest close, so idle connections cannot lock callers out.
 /// 2. **TLS by mode.** The PeerAuthentication mode of the listener's port is read from the
 ///    current snapshot (so a config change applies to the next connection): STRICT requires
 ///    mutual TLS, PERMISSIVE detects TLS or plaintext on the same port, DISABLE serves
@@ -52,8 +65,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 ///    preface settles the version when known), with HTTP/2 limits on: concurrent streams,
 ///    header list size, and hyper's rapid-reset protections
 ///    ([`ServeOptions::max_pending_accept_reset_streams`],
-///    [`ServeOptions::max_local_error_reset_streams`]).
-/// 4. **Per request**: [`RemoteAddr`](crate::inbound::RemoteAddr),
+///    [`ServeOptions::max_local_error_reset_streams`]), bounded flow-control windows and send
+///    buffers, and timeouts on every way a peer can hold a connection or stream without
+///    progress: [`ServeOptions::header_read_timeout`] (also for the first request of a
+///    connection), [`ServeOptions::stream_idle_timeout`] and [`ServeOptions::idle_timeout`].
+///    Refused connections are counted and logged at a bounded rate
+///    ([`ServeOptions::refusal_log_interval`]).
+/// 4. **Request checks**, as Envoy's codecs make them: a method that is not upper case, an
+///    HTTP/1.1 request without exactly one valid `Host`, get 400 before authorization; the
+///    `x-forwarded-client-cert` header is removed on plaintext and appended to with the
+///    verified peer on mutual TLS (Istio's `APPEND_FORWARD`).
+/// 5. **Per request**: [`RemoteAddr`](crate::inbound::RemoteAddr),
 ///    [`LocalAddr`](crate::inbound::LocalAddr) and the verified
 ///    [`PeerIdentity`](mesh_core::identity::PeerIdentity) as extensions, then the
 ///    [`InboundLayer`](crate::inbound::InboundLayer): trace context, metadata exchange,
@@ -164,24 +186,17 @@ where
         let app = layer.layer(service);
         let ctx = Arc::new(ConnCtx::new(mesh, &options));
         let limit = Arc::new(Semaphore::new(options.max_connections));
-        let graceful = GracefulShutdown::new();
+        let registry = Arc::new(Registry::new());
+        let (drain, drained) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let local = listener.local_addr()?;
         tracing::info!(target: "mesh::inbound", %local, "serving");
 
-        loop {
-            let permit = tokio::select! {
-                biased;
-                () = &mut signal => break,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-                permit = limit.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => break, // never closed
-                },
-            };
+        'accept: loop {
             let (stream, remote) = tokio::select! {
                 biased;
                 () = &mut signal => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
                 accepted = listener.accept() => match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -191,7 +206,38 @@ where
                     }
                 },
             };
-            let conn = connection(ctx.clone(), app.clone(), stream, remote, graceful.watcher());
+            // Above the high-water mark, each new connection closes the idlest one, so idle
+            // connections cannot hold the cap against callers with requests to make.
+            if registry.len() >= options.connection_high_water {
+                registry.evict_idlest();
+            }
+            // At the cap, the new connection waits (the rest queue in the kernel) while the
+            // idlest connection is asked to close; if none is idle, until one ends.
+            let permit = match limit.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => loop {
+                    registry.evict_idlest_unless_leaving();
+                    tokio::select! {
+                        biased;
+                        () = &mut signal => break 'accept,
+                        permit = limit.clone().acquire_owned() => match permit {
+                            Ok(permit) => break permit,
+                            Err(_) => break 'accept, // never closed
+                        },
+                        Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                        () = tokio::time::sleep(EVICT_RETRY) => {}
+                    }
+                },
+            };
+            let registered = registry.register();
+            let conn = connection(
+                ctx.clone(),
+                app.clone(),
+                stream,
+                remote,
+                registered,
+                drained.clone(),
+            );
             tasks.spawn(async move {
                 conn.await;
                 drop(permit);
@@ -206,7 +252,9 @@ where
             deadline = ?options.drain_timeout,
             "draining"
         );
-        if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+        let _ = drain.send(true);
+        let drained = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(options.drain_timeout, drained)
             .await
             .is_err()
         {
