@@ -73,8 +73,8 @@ const EVICT_RETRY: Duration = Duration::from_millis(100);
 ///    ([`ServeOptions::refusal_log_interval`]).
 /// 4. **Request checks**, as Envoy's codecs make them: a method that is not upper case, an
 ///    HTTP/1.1 request without exactly one valid `Host`, get 400 before authorization; the
-///    `x-forwarded-client-cert` header is removed on plaintext and appended to with the
-///    verified peer on mutual TLS (Istio's `APPEND_FORWARD`).
+///    `x-forwarded-client-cert` header is removed on plaintext and replaced by the
+///    verified peer's element on mutual TLS (Envoy's `SANITIZE_SET`).
 /// 5. **Per request**: [`RemoteAddr`](crate::inbound::RemoteAddr),
 ///    [`LocalAddr`](crate::inbound::LocalAddr) and the verified
 ///    [`PeerIdentity`](mesh_core::identity::PeerIdentity) as extensions, then the

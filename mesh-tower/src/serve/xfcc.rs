@@ -1,18 +1,19 @@
-//! `x-forwarded-client-cert` (XFCC) as Istio's sidecar inbound listener writes it.
+//! `x-forwarded-client-cert` (XFCC): the application only ever sees the element mesh wrote.
 //!
-//! istiod configures every sidecar inbound HTTP connection manager with
-//! `forward_client_cert_details: APPEND_FORWARD` and `set_current_client_cert_details:
-//! {subject, uri, dns}` (`buildSidecarInboundHTTPOpts` in
-//! `pilot/pkg/networking/core/listener_inbound.go`, default from `GetProxyHeaders` in
-//! `pilot/pkg/networking/util/proxy_headers.go`; gateways use `SANITIZE_SET`). Envoy applies
-//! that in
-//! `ConnectionManagerUtility::mutateXfccRequestHeader`
-//! (`source/common/http/conn_manager_utility.cc`):
+//! mesh applies Envoy's `SANITIZE_SET` (`ConnectionManagerUtility::mutateXfccRequestHeader` in
+//! `source/common/http/conn_manager_utility.cc`):
 //!
 //! - a request on a connection that is **not** mutual TLS has any XFCC removed, so a
 //!   plaintext caller cannot make the application believe in a certificate;
-//! - on mutual TLS, the element describing the verified peer is appended (after a comma) to
-//!   what the peer sent. The **last** element is therefore always the one mesh wrote.
+//! - on mutual TLS, whatever the peer sent is replaced by one element describing the
+//!   verified peer.
+//!
+//! istiod configures sidecar inbound listeners with `APPEND_FORWARD`
+//! (`buildSidecarInboundHTTPOpts`, default from `GetProxyHeaders`), but in an Istio mesh the
+//! caller's own outbound sidecar has already sanitized what its app wrote (Envoy's default,
+//! `SANITIZE`), so the receiving app sees only elements sidecars wrote. An in-process mesh has
+//! no outbound sidecar in front of a hostile caller, so the inbound side sanitizes instead:
+//! the end-to-end guarantee is the same, and a forged element never reaches the app.
 //!
 //! The element is `By=<our URI SAN>;Hash=<hex SHA-256 of the peer's leaf>;Subject="<peer
 //! subject, RFC 2253>";URI=<peer URI SAN>` then `;DNS=<name>` per DNS SAN, in Envoy's order.
@@ -67,29 +68,14 @@ pub(super) fn element(by: Option<&str>, leaf: &[u8]) -> Option<HeaderValue> {
     HeaderValue::from_str(&out).ok()
 }
 
-/// Applies APPEND_FORWARD to a request's headers: without a verified peer (`element` is
-/// `None`) every XFCC is removed; with one, ours is appended to what the peer sent.
+/// Applies SANITIZE_SET to a request's headers: without a verified peer (`element` is
+/// `None`) every XFCC is removed; with one, ours replaces whatever the peer sent.
 pub(super) fn apply(headers: &mut HeaderMap, element: Option<&HeaderValue>) {
-    let Some(element) = element else {
-        headers.remove(&XFCC);
-        return;
-    };
-    let mut joined: Vec<u8> = Vec::new();
-    for value in headers.get_all(&XFCC) {
-        joined.extend_from_slice(value.as_bytes());
-        joined.push(b',');
-    }
-    if joined.is_empty() {
-        headers.insert(XFCC.clone(), element.clone());
-        return;
-    }
-    joined.extend_from_slice(element.as_bytes());
-    match HeaderValue::from_bytes(&joined) {
-        Ok(value) => {
-            headers.insert(XFCC.clone(), value);
+    match element {
+        None => {
+            headers.remove(&XFCC);
         }
-        // Cannot happen (each part was a valid value); fail safe: only ours.
-        Err(_) => {
+        Some(element) => {
             headers.insert(XFCC.clone(), element.clone());
         }
     }
@@ -147,7 +133,7 @@ mod tests {
     }
 
     #[test]
-    fn with_a_verified_peer_ours_is_appended_last() {
+    fn with_a_verified_peer_ours_replaces_what_the_peer_sent() {
         let ours = HeaderValue::from_static("By=a;Hash=01;Subject=\"\";URI=spiffe://b");
         let mut headers = HeaderMap::new();
         apply(&mut headers, Some(&ours));
@@ -157,12 +143,7 @@ mod tests {
         headers.append(&XFCC, HeaderValue::from_static("Hash=00"));
         headers.append(&XFCC, HeaderValue::from_static("Hash=02"));
         apply(&mut headers, Some(&ours));
-        let all: Vec<_> = headers.get_all(&XFCC).iter().collect();
-        assert_eq!(all.len(), 1);
-        assert_eq!(
-            all[0],
-            "Hash=00,Hash=02,By=a;Hash=01;Subject=\"\";URI=spiffe://b"
-        );
+        assert_eq!(headers.get_all(&XFCC).iter().collect::<Vec<_>>(), [&ours]);
     }
 
     #[test]
