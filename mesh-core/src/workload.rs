@@ -85,6 +85,11 @@ pub struct MeshSettings {
     pub root_namespace: String,
     /// Namespace of resources that do not name one (`default`).
     pub default_namespace: String,
+    /// A folder of credentials for DestinationRule `tls.credentialName`, one sub-folder per
+    /// name holding istiod's Secret keys as files (`<dir>/<name>/tls.crt`, `tls.key`, `ca.crt`,
+    /// or `cert`, `key`, `cacert`); read when a snapshot is built. Secrets in the config files
+    /// come first.
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for MeshSettings {
@@ -94,6 +99,7 @@ impl Default for MeshSettings {
             trust_domain: "cluster.local".into(),
             root_namespace: "istio-system".into(),
             default_namespace: "default".into(),
+            credentials_dir: None,
         }
     }
 }

@@ -14,6 +14,8 @@
 //!   priority spill-over with overprovisioning factor 1.4, and its panic threshold.
 //! - Locality-weighted balancing within a level (the control plane's locality weights, scaled by
 //!   each locality's health as Envoy and gRPC do) when the cluster asks for it.
+//! - Slow start (Istio's `loadBalancer.warmup`) for ROUND_ROBIN and LEAST_REQUEST: a new
+//!   endpoint's weight ramps up over a window, as Envoy's `slow_start_config`.
 //! - [`WeightedPick`] chooses among a route's weighted clusters.
 //!
 //! Everything takes its randomness from the caller (`&mut impl rand::Rng`) and its time as a
@@ -72,6 +74,7 @@ mod priority;
 mod random;
 mod ring_hash;
 mod round_robin;
+mod slow_start;
 mod state;
 mod stats;
 #[cfg(test)]

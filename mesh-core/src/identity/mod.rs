@@ -16,6 +16,7 @@
 mod ca;
 mod credentials;
 mod expected;
+mod external;
 mod files;
 mod metrics;
 mod peer;
@@ -32,6 +33,7 @@ mod watcher;
 pub use ca::{CaError, CertificateAuthority, IssueOptions, IssuedIdentity};
 pub use credentials::{Credentials, CredentialsError, RootInfo, provider};
 pub use expected::ExpectedIdentities;
+pub use external::{ExternalTlsError, external_client_config};
 pub use files::IdentityFiles;
 pub use metrics::{CERTIFICATE_EXPIRY, ROTATION_ERRORS, ROTATIONS, record_expiry};
 pub use peer::PeerIdentity;

@@ -6,6 +6,7 @@ mod errors;
 mod perf;
 mod routes;
 mod security;
+mod traffic_fidelity;
 
 use std::path::Path;
 

@@ -4,6 +4,7 @@
 
 mod authz;
 mod clusters;
+mod credentials;
 mod destination_rule;
 mod http;
 mod peer_authn;
@@ -58,6 +59,8 @@ struct Decoded {
     virtual_services: Vec<Item<r::VirtualServiceSpec>>,
     peer_authentications: Vec<Item<r::PeerAuthenticationSpec>>,
     authorization_policies: Vec<Item<r::AuthorizationPolicySpec>>,
+    /// Kubernetes Secrets, kept as read: only `credentials` looks inside.
+    secrets: Vec<Item<serde_json::Value>>,
 }
 
 fn push<T: DeserializeOwned>(raw: RawResource, diags: &mut Diagnostics, out: &mut Vec<Item<T>>) {
@@ -99,6 +102,12 @@ fn decode_all(raw: Vec<RawResource>, diags: &mut Diagnostics) -> Decoded {
             Kind::VirtualService => push(res, diags, &mut d.virtual_services),
             Kind::PeerAuthentication => push(res, diags, &mut d.peer_authentications),
             Kind::AuthorizationPolicy => push(res, diags, &mut d.authorization_policies),
+            Kind::Secret => d.secrets.push(Item {
+                origin: res.origin,
+                resource: res.resource,
+                metadata: res.metadata,
+                spec: res.spec,
+            }),
         }
     }
     d
@@ -119,7 +128,9 @@ pub(crate) fn build(raw: Vec<RawResource>, ctx: &BuildContext, diags: &mut Diagn
     let d = decode_all(raw, diags);
     let workloads = services::index_workload_entries(&d.workload_entries, ctx, diags);
     let services = services::build_services(&d.service_entries, &workloads, ctx, diags);
-    let rules = destination_rule::compile_rules(&d.destination_rules, ctx, diags);
+    let mut rules = destination_rule::compile_rules(&d.destination_rules, ctx, diags);
+    let credentials = credentials::Credentials::new(&d.secrets, ctx, diags);
+    credentials::resolve(&mut rules, &credentials, diags);
     let vss = virtual_service::compile_virtual_services(
         &d.virtual_services,
         &services,

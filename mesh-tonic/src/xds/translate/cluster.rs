@@ -809,6 +809,7 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             connection_pool: pool,
             outlier,
             retry_budget: budget,
+            slow_start: None,
         },
         eds_service_name,
         hash_from_routes: hash_from_routes && matches!(lb_type, XdsLb::RingHash | XdsLb::Maglev),
