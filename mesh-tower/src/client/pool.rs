@@ -18,7 +18,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
-use mesh_core::model::{Cluster, Endpoint, UpstreamTls};
+use mesh_core::model::{Cluster, Endpoint, Http2Keepalive, TcpKeepalive, UpstreamTls};
 use mesh_core::resilience::{CircuitBreaker, Overflow, Permit};
 use tokio::sync::Notify;
 
@@ -57,7 +57,16 @@ pub(crate) struct PoolSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) tls: UpstreamTls,
     pub(crate) identity: Option<String>,
+    pub(crate) tcp_keepalive: Option<TcpKeepalive>,
+    pub(crate) http2_keepalive: Option<Http2Keepalive>,
 }
+
+/// mesh's HTTP/2 PING keep-alive when the rule sets none: a PING after 30 s of silence, and
+/// hyper's 20 s to answer it.
+const DEFAULT_H2_KEEPALIVE: Http2Keepalive = Http2Keepalive {
+    interval: Duration::from_secs(30),
+    timeout: Duration::from_secs(20),
+};
 
 impl PoolSettings {
     pub(crate) fn for_endpoint(cluster: &Cluster, endpoint: &Endpoint) -> Self {
@@ -69,6 +78,8 @@ impl PoolSettings {
             connect_timeout: pool.connect_timeout,
             tls: cluster.tls.clone(),
             identity: endpoint.identity.clone(),
+            tcp_keepalive: pool.tcp_keepalive.clone(),
+            http2_keepalive: pool.http2_keepalive.clone(),
         }
     }
 }
@@ -191,9 +202,18 @@ impl EndpointPool {
             return Ok(conn.clone());
         }
         let (io, peer, permit) = self.open(true).await?;
+        // `connectionPool.http.http2KeepAlive` (Envoy's `connection_keepalive`), else mesh's.
+        let keepalive = self
+            .settings
+            .http2_keepalive
+            .as_ref()
+            .unwrap_or(&DEFAULT_H2_KEEPALIVE);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_interval(keepalive.interval)
+            .keep_alive_timeout(keepalive.timeout)
+            // Envoy PINGs configured connections whether or not streams are open.
+            .keep_alive_while_idle(self.settings.http2_keepalive.is_some())
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;
