@@ -16,9 +16,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use mesh_tower::client::MeshClient;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
@@ -45,7 +43,15 @@ fn ca(name: &str) -> Ca {
 }
 
 /// A leaf for `sans` signed by `ca`: (certificate PEM, key PEM, DER chain, DER key).
-fn leaf(ca: &Ca, sans: &[&str]) -> (String, String, Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+fn leaf(
+    ca: &Ca,
+    sans: &[&str],
+) -> (
+    String,
+    String,
+    Vec<CertificateDer<'static>>,
+    PrivateKeyDer<'static>,
+) {
     let key = KeyPair::generate().unwrap();
     let params =
         CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
@@ -85,10 +91,12 @@ async fn tls_server(
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(ca.der.clone()).unwrap();
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider())
-                    .build()
-                    .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.into(),
+                provider(),
+            )
+            .build()
+            .unwrap();
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -123,7 +131,8 @@ async fn tls_server(
                     counter.requests.fetch_add(1, Ordering::Relaxed);
                     async { "secure" }
                 });
-                let service = hyper::service::service_fn(move |request| app.clone().oneshot(request));
+                let service =
+                    hyper::service::service_fn(move |request| app.clone().oneshot(request));
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
                 )
@@ -276,8 +285,7 @@ async fn mutual_tls_with_files_checks_the_server() {
         (ca_file.as_str(), "someone-else.example"),
         (other_ca.as_str(), "backend.internal.example"),
     ] {
-        let refused =
-            MeshClient::builder(mesh(&origination(port, &tls(ca, san), ""))).build();
+        let refused = MeshClient::builder(mesh(&origination(port, &tls(ca, san), ""))).build();
         assert_eq!(
             call(&refused, "http://api.example.com/").await.0,
             StatusCode::SERVICE_UNAVAILABLE,
@@ -319,7 +327,10 @@ spec:
     let client = MeshClient::builder(mesh(&yaml)).build();
     for _ in 0..3 {
         let (status, body) = call(&client, "http://local.sock.internal/").await;
-        assert_eq!((status, body.as_str()), (StatusCode::OK, "over a unix socket"));
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::OK, "over a unix socket")
+        );
     }
 }
 
@@ -337,8 +348,7 @@ async fn silent_h2_server() -> u16 {
                 // Empty SETTINGS, then an ACK of the client's.
                 let settings = [0u8, 0, 0, 4, 0, 0, 0, 0, 0];
                 let ack = [0u8, 0, 0, 4, 1, 0, 0, 0, 0];
-                if tcp.write_all(&settings).await.is_err() || tcp.write_all(&ack).await.is_err()
-                {
+                if tcp.write_all(&settings).await.is_err() || tcp.write_all(&ack).await.is_err() {
                     return;
                 }
                 let mut buf = [0u8; 4096];

@@ -42,6 +42,7 @@
 //! #     locality_weighted_lb: false,
 //! #     tls: UpstreamTls::istio_mutual(), connection_pool: ConnectionPool::default(),
 //! #     outlier: Some(OutlierDetection::default()), retry_budget: RetryBudget::default(),
+//! #     slow_start: None,
 //! # };
 //! use rand::SeedableRng;
 //! let now = tokio::time::Instant::now();

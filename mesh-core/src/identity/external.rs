@@ -94,9 +94,10 @@ enum Pem<'a> {
 impl Pem<'_> {
     fn bytes(&self, what: &'static str) -> Result<(Vec<u8>, String), ExternalTlsError> {
         match self {
-            Pem::Inline { credential, text } => {
-                Ok((text.as_bytes().to_vec(), format!("credential {credential:?}")))
-            }
+            Pem::Inline { credential, text } => Ok((
+                text.as_bytes().to_vec(),
+                format!("credential {credential:?}"),
+            )),
             Pem::File(path) => std::fs::read(path)
                 .map(|b| (b, path.display().to_string()))
                 .map_err(|source| ExternalTlsError::Read {
@@ -108,7 +109,10 @@ impl Pem<'_> {
     }
 }
 
-fn certificates(pem: &Pem<'_>, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ExternalTlsError> {
+fn certificates(
+    pem: &Pem<'_>,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, ExternalTlsError> {
     let (bytes, source_name) = pem.bytes(what)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -138,10 +142,13 @@ fn private_key(pem: &Pem<'_>) -> Result<PrivateKeyDer<'static>, ExternalTlsError
 
 fn roots(tls: &UpstreamTls) -> Result<RootCertStore, ExternalTlsError> {
     let certs = if let Some(cred) = &tls.credential {
-        let text = cred.ca_certificates.as_deref().ok_or_else(|| ExternalTlsError::Credential {
-            name: cred.name.clone(),
-            what: "CA certificate",
-        })?;
+        let text = cred
+            .ca_certificates
+            .as_deref()
+            .ok_or_else(|| ExternalTlsError::Credential {
+                name: cred.name.clone(),
+                what: "CA certificate",
+            })?;
         certificates(
             &Pem::Inline {
                 credential: &cred.name,
@@ -185,8 +192,14 @@ fn client_identity(
             name: cred.name.clone(),
             what,
         };
-        let chain = cred.cert_chain.as_deref().ok_or_else(|| missing("client certificate"))?;
-        let key = cred.private_key.as_deref().ok_or_else(|| missing("private key"))?;
+        let chain = cred
+            .cert_chain
+            .as_deref()
+            .ok_or_else(|| missing("client certificate"))?;
+        let key = cred
+            .private_key
+            .as_deref()
+            .ok_or_else(|| missing("private key"))?;
         let inline = |text| Pem::Inline {
             credential: &cred.name,
             text,
@@ -275,8 +288,12 @@ fn sans(der: &[u8]) -> Vec<String> {
                 Some((*s).to_owned())
             }
             GeneralName::IPAddress(b) => match b.len() {
-                4 => <[u8; 4]>::try_from(*b).ok().map(|a| std::net::IpAddr::from(a).to_string()),
-                16 => <[u8; 16]>::try_from(*b).ok().map(|a| std::net::IpAddr::from(a).to_string()),
+                4 => <[u8; 4]>::try_from(*b)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
+                16 => <[u8; 16]>::try_from(*b)
+                    .ok()
+                    .map(|a| std::net::IpAddr::from(a).to_string()),
                 _ => None,
             },
             _ => None,

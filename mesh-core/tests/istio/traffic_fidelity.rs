@@ -89,7 +89,8 @@ fn http2_keepalive_needs_interval_and_timeout() {
         "    connectionPool: {http: {http2KeepAlive: {interval: 0s, timeout: 1s}}}",
     ));
     assert!(
-        errs.iter().any(|e| e.contains("interval: must be at least 1ms")),
+        errs.iter()
+            .any(|e| e.contains("interval: must be at least 1ms")),
         "{errs:?}"
     );
 }
@@ -123,7 +124,9 @@ fn warmup_becomes_slow_start() {
             min_weight_percent: 10.0,
         })
     );
-    let s = load(&rule("    loadBalancer: {simple: LEAST_REQUEST, warmupDurationSecs: 30s}"));
+    let s = load(&rule(
+        "    loadBalancer: {simple: LEAST_REQUEST, warmupDurationSecs: 30s}",
+    ));
     assert_eq!(
         reviews(&s).slow_start.as_ref().map(|w| w.window),
         Some(Duration::from_secs(30))
@@ -160,7 +163,10 @@ fn bad_warmup_is_refused_like_istiod() {
             "{duration: 10s, aggression: 0}",
             "warmup.aggression: aggression should be greater than 0",
         ),
-        ("{duration: 10s, minimumPercent: 150}", "warmup.minimumPercent"),
+        (
+            "{duration: 10s, minimumPercent: 150}",
+            "warmup.minimumPercent",
+        ),
     ] {
         let errs = errors(&rule(&format!("    loadBalancer: {{warmup: {warmup}}}")));
         assert!(errs.iter().any(|e| e.contains(message)), "{errs:?}");
@@ -203,8 +209,9 @@ fn workload_entry_on_another_network_without_address_is_dropped_with_a_warning()
     assert_eq!(addrs, ["10.1.0.1:8080"]);
     let w = warnings(&s);
     assert!(
-        w.iter().any(|w| w.contains("WorkloadEntry default/vm-remote")
-            && w.contains("address is unset with network \"network2\"")),
+        w.iter()
+            .any(|w| w.contains("WorkloadEntry default/vm-remote")
+                && w.contains("address is unset with network \"network2\"")),
         "{w:?}"
     );
     // Without a network, an address is still required.
@@ -245,7 +252,10 @@ fn unix_socket_endpoints_are_read() {
             path: "/var/run/app.sock".into()
         }
     );
-    assert_eq!(c.endpoints[0].address.to_string(), "unix:///var/run/app.sock");
+    assert_eq!(
+        c.endpoints[0].address.to_string(),
+        "unix:///var/run/app.sock"
+    );
     let s = load(&unix_service("{address: \"unix://@abstract\"}"));
     assert_eq!(
         cluster(&s, "outbound|80||local.sock.internal").endpoints[0].address,
@@ -416,9 +426,10 @@ data: {{ca.crt: {}}}
     let cred = api(&s).tls.credential.clone().expect("the name is kept");
     assert_eq!(cred.ca_certificates, None);
     assert!(
-        warnings(&s).iter().any(|w| w.contains(
-            "spec.trafficPolicy.tls.credentialName: credential \"cred\" not found"
-        )),
+        warnings(&s)
+            .iter()
+            .any(|w| w
+                .contains("spec.trafficPolicy.tls.credentialName: credential \"cred\" not found")),
         "{:?}",
         warnings(&s)
     );
@@ -476,5 +487,8 @@ fn credential_name_resolves_from_the_credentials_folder() {
     let c = s
         .cluster(&ClusterName::new("outbound|443||api.example.com"))
         .expect("cluster");
-    assert_eq!(c.tls.credential.as_ref().and_then(|c| c.cert_chain.clone()), None);
+    assert_eq!(
+        c.tls.credential.as_ref().and_then(|c| c.cert_chain.clone()),
+        None
+    );
 }

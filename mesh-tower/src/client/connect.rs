@@ -243,10 +243,14 @@ impl Security {
 /// name for a wildcard service.
 fn external_sni(cluster: &Cluster, endpoint: &Endpoint) -> ServerName<'static> {
     let host = &cluster.service.host;
-    let name = cluster.tls.sni.clone().unwrap_or_else(|| match &endpoint.address {
-        EndpointAddress::Dns { host: dns, .. } if host.starts_with('*') => dns.clone(),
-        _ => host.clone(),
-    });
+    let name = cluster
+        .tls
+        .sni
+        .clone()
+        .unwrap_or_else(|| match &endpoint.address {
+            EndpointAddress::Dns { host: dns, .. } if host.starts_with('*') => dns.clone(),
+            _ => host.clone(),
+        });
     ServerName::try_from(name)
         .unwrap_or_else(|_| ServerName::try_from("mesh.invalid").expect("a valid DNS name"))
 }
@@ -261,7 +265,12 @@ fn apply_keepalive(socket: socket2::SockRef<'_>, ka: &TcpKeepalive) -> std::io::
         params = params.with_time(time);
         any = true;
     }
-    #[cfg(any(target_os = "linux", target_os = "android", target_os = "macos", target_os = "freebsd"))]
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "freebsd"
+    ))]
     {
         if let Some(interval) = ka.interval {
             params = params.with_interval(interval);
@@ -517,12 +526,13 @@ mod tests {
                 drop(s);
             }
         });
-        let connector = Connector::new(address.clone(), Duration::from_secs(1), Security::Plaintext)
-            .with_tcp_keepalive(Some(TcpKeepalive {
-                probes: Some(4),
-                time: Some(Duration::from_secs(600)),
-                interval: Some(Duration::from_secs(30)),
-            }));
+        let connector =
+            Connector::new(address.clone(), Duration::from_secs(1), Security::Plaintext)
+                .with_tcp_keepalive(Some(TcpKeepalive {
+                    probes: Some(4),
+                    time: Some(Duration::from_secs(600)),
+                    interval: Some(Duration::from_secs(30)),
+                }));
         let Connected { io, .. } = connector.connect(false).await.unwrap();
         let Io::Plain(tcp) = io else {
             panic!("a plaintext TCP stream")
@@ -532,7 +542,10 @@ mod tests {
         assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(600));
         #[cfg(target_os = "linux")]
         {
-            assert_eq!(sock.tcp_keepalive_interval().unwrap(), Duration::from_secs(30));
+            assert_eq!(
+                sock.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(30)
+            );
             assert_eq!(sock.tcp_keepalive_retries().unwrap(), 4);
         }
         // Without tcpKeepalive, Envoy (and mesh) leave SO_KEEPALIVE off.

@@ -205,7 +205,10 @@ fn resolve_levels(
     let mut levels: Vec<(String, &mut Option<UpstreamTls>)> =
         vec![(field.key("tls").to_string(), &mut policy.top.tls)];
     for (port, p) in policy.ports.iter_mut() {
-        levels.push((format!("{field}.portLevelSettings[port {port}].tls"), &mut p.tls));
+        levels.push((
+            format!("{field}.portLevelSettings[port {port}].tls"),
+            &mut p.tls,
+        ));
     }
     for (path, tls) in levels {
         let Some(tls) = tls.as_mut() else { continue };

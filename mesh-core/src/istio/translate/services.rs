@@ -118,7 +118,9 @@ fn endpoint(
     } else if let Some(path) = address.strip_prefix("unix://") {
         // istiod's `ValidateUnixAddress` and `validateWorkloadEntry`: an absolute path to a
         // file, or an abstract socket `@name`; no ports.
-        if path.is_empty() || !(path.starts_with('@') || path.starts_with('/') && !path.ends_with('/')) {
+        if path.is_empty()
+            || !(path.starts_with('@') || path.starts_with('/') && !path.ends_with('/'))
+        {
             report.error(
                 &field.key("address"),
                 format!("{path:?} is not an absolute path to a file"),

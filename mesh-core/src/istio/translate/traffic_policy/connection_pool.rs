@@ -99,7 +99,10 @@ fn http2_keepalive(
 ) -> Option<Http2Keepalive> {
     let mut get = |v: &Option<String>, name: &str| match v {
         None => {
-            report.error(&field.key(name), format!("http2 keepalive {name} is required"));
+            report.error(
+                &field.key(name),
+                format!("http2 keepalive {name} is required"),
+            );
             None
         }
         Some(v) => at_least_1ms(v, &field.key(name), report),

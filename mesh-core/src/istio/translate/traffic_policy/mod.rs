@@ -21,8 +21,8 @@ use crate::model::{
     UpstreamTls,
 };
 use connection_pool::connection_pool;
-use load_balancer::{load_balancer, warmup};
 pub(crate) use load_balancer::mesh_locality_default;
+use load_balancer::{load_balancer, warmup};
 use outlier::{outlier, retry_budget};
 use tls::tls;
 
