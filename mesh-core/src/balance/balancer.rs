@@ -117,7 +117,8 @@ pub struct Balancer {
     health: Arc<AtomicU64>,
     view: ArcSwap<HealthView>,
     rebuilding: AtomicBool,
-    /// Slow start, for ROUND_ROBIN and LEAST_REQUEST clusters that configure it.
+    /// Slow start, for ROUND_ROBIN and LEAST_REQUEST (and mesh's PEAK_EWMA, which stands in for
+    /// LEAST_REQUEST) clusters that configure it.
     ramp: Option<Ramp>,
 }
 
@@ -250,7 +251,7 @@ impl Balancer {
             .map_or(DEFAULT_PANIC_THRESHOLD, |o| o.min_health_percent.min(100));
         let health = state.health_signal();
         let ramp = match algorithm {
-            Algorithm::RoundRobin | Algorithm::LeastRequest => cluster
+            Algorithm::RoundRobin | Algorithm::LeastRequest | Algorithm::PeakEwma => cluster
                 .slow_start
                 .as_ref()
                 .and_then(|config| Ramp::new(config, &stats)),
@@ -314,9 +315,14 @@ impl Balancer {
         };
         let usable = |i: u32| health.panic || !self.stats[i as usize].is_ejected();
         if let Some(ramp) = self.ramp.as_ref().filter(|r| r.active(ctx.now)) {
-            let picked = ramp.pick(&self.stats, ctx.now, rng, |rng| match table {
-                Table::RoundRobin(rr) => rr.pick(usable),
-                _ => least_request::pick(candidates, &self.stats, &self.weights, rng),
+            let picked = ramp.pick(&self.stats, ctx.now, rng, |rng| {
+                match (table, self.algorithm) {
+                    (Table::RoundRobin(rr), _) => rr.pick(usable),
+                    (_, Algorithm::PeakEwma) => {
+                        peak_ewma::pick(candidates, &self.stats, ctx.now, rng)
+                    }
+                    _ => least_request::pick(candidates, &self.stats, &self.weights, rng),
+                }
             });
             return picked.map(|i| i as usize);
         }

@@ -7,7 +7,7 @@
 //! `max(min_weight_percent / 100, time_factor ^ (1 / aggression))`, where
 //! `time_factor = max(age, 1 ms) / window`, and the age counts from when the endpoint was first
 //! seen healthy (with no active health checking, when it joined). Only ROUND_ROBIN and
-//! LEAST_REQUEST take it.
+//! LEAST_REQUEST take it (and mesh's PEAK_EWMA, which stands in for LEAST_REQUEST).
 //!
 //! mesh's picks are lock-free over tables built once per config version, so the time-varying
 //! factor is applied by rejection: the policy proposes an endpoint as usual and the proposal is

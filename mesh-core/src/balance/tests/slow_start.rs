@@ -21,6 +21,7 @@ const WINDOW: Duration = Duration::from_secs(100);
 /// Returns endpoint 2's share of `n` picks.
 fn new_endpoint_picks(lb: LbPolicy, slow_start: SlowStart, age: Duration, n: u32) -> u32 {
     let t0 = Instant::now();
+    let lb_is_peak_ewma = lb == LbPolicy::PeakEwma;
     let old = cluster(lb.clone(), vec![endpoint(0, 1, ""), endpoint(1, 1, "")]);
     let state = Arc::new(ClusterState::new(old.name.clone(), t0));
     Balancer::new(&old, &state, &ClientLocality::default(), t0).expect("valid");
@@ -33,6 +34,15 @@ fn new_endpoint_picks(lb: LbPolicy, slow_start: SlowStart, age: Duration, n: u32
     let balancer =
         Balancer::new(&grown, &state, &ClientLocality::default(), joined).expect("valid");
     let ctx = PickContext::new(joined + age);
+    if lb_is_peak_ewma {
+        // PEAK_EWMA prefers the endpoint with the lower latency estimate, and a newer endpoint's
+        // starting estimate has decayed less: one equal (peak) sample for all makes their costs
+        // equal, so proposals follow the weights as under LEAST_REQUEST with no load.
+        for i in 0..balancer.len() {
+            let stats = balancer.stats(i).expect("an endpoint");
+            stats.observe_rtt(Duration::from_secs(1000), ctx.now);
+        }
+    }
     let mut rng = SmallRng::seed_from_u64(7);
     (0..n)
         .filter(|_| balancer.pick(&ctx, &mut rng) == Some(2))
@@ -56,7 +66,12 @@ fn share(f: f64) -> f64 {
 #[test]
 fn a_new_endpoint_ramps_linearly_under_least_request_and_round_robin() {
     let n = 60_000;
-    for lb in [LbPolicy::LeastRequest, LbPolicy::RoundRobin] {
+    // PEAK_EWMA is mesh's stand-in for LEAST_REQUEST, so it ramps too.
+    for lb in [
+        LbPolicy::LeastRequest,
+        LbPolicy::RoundRobin,
+        LbPolicy::PeakEwma,
+    ] {
         // Half way through the window: half its weight.
         let c = new_endpoint_picks(lb.clone(), istio_default(WINDOW), WINDOW / 2, n);
         assert_within_5_sigma(c, n, share(0.5));
