@@ -417,3 +417,74 @@ async fn http2_keepalive_closes_a_silent_connection() {
     let default = call_with("").await;
     assert!(default.is_err(), "without http2KeepAlive the call waits");
 }
+
+/// A plain HTTP/1.1 and HTTP/2 server on 127.0.0.1 counting the connections it accepts.
+async fn counting_server() -> (u16, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+                let service =
+                    hyper::service::service_fn(move |request| app.clone().oneshot(request));
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+            });
+        }
+    });
+    (port, accepted)
+}
+
+/// `connectionPool.tcp.maxConnectionDuration` (Envoy's `max_connection_duration`, set by istiod's
+/// `applyConnectionPool`): a connection older than this takes no new request, so the next one
+/// opens a new connection; younger connections are reused. Without it, one connection serves
+/// all (the 1 h idle timeout is far away). Both HTTP/1.1 and HTTP/2.
+#[tokio::test]
+async fn max_connection_duration_retires_old_connections() {
+    for version in [http::Version::HTTP_11, http::Version::HTTP_2] {
+        for (pool, expected) in [
+            (
+                "    connectionPool: {tcp: {maxConnectionDuration: 400ms}}\n",
+                2,
+            ),
+            ("", 1),
+        ] {
+            let (port, accepted) = counting_server().await;
+            let client =
+                MeshClient::builder(mesh(&origination(port, "{mode: DISABLE}", pool))).build();
+            let get = || {
+                let request = Request::get("http://api.example.com/")
+                    .version(version)
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let client = client.clone();
+                async move {
+                    let response = client.oneshot(request).await.unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    response.into_body().collect().await.unwrap();
+                }
+            };
+            get().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            get().await;
+            assert_eq!(accepted.load(Ordering::Relaxed), 1, "{version:?} {pool:?}");
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            get().await;
+            assert_eq!(
+                accepted.load(Ordering::Relaxed),
+                expected,
+                "{version:?} {pool:?}"
+            );
+        }
+    }
+}

@@ -506,6 +506,13 @@ pub struct ConnectionPool {
     /// keeps mesh's default (a PING every 30 s, 20 s to answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http2_keepalive: Option<Http2Keepalive>,
+    /// Connections are drained after this long, whatever their use
+    /// (`tcp.maxConnectionDuration`, Envoy's `max_connection_duration`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::duration::serialize_opt"
+    )]
+    pub max_connection_duration: Option<Duration>,
 }
 
 /// TCP keep-alive probes (Envoy's `upstream_connection_options.tcp_keepalive`): unset values are
@@ -549,6 +556,7 @@ impl Default for ConnectionPool {
             h2_upgrade: false,
             tcp_keepalive: None,
             http2_keepalive: None,
+            max_connection_duration: None,
         }
     }
 }

@@ -95,6 +95,47 @@ fn http2_keepalive_needs_interval_and_timeout() {
     );
 }
 
+/// istiod's `applyConnectionPool` (cluster_traffic_policy.go): `tcp.maxConnectionDuration` is
+/// the HTTP protocol options' max_connection_duration; `tcp.idleTimeout` is the idle timeout
+/// when `http.idleTimeout` is unset, and `http.idleTimeout` wins. `validateConnectionPool`:
+/// maxConnectionDuration at least 1ms; a tcp idleTimeout of 0s disables the timeout.
+#[test]
+fn tcp_max_connection_duration_and_idle_timeout_are_read() {
+    let s = load(&rule(
+        "    connectionPool: {tcp: {maxConnectionDuration: 30m, idleTimeout: 90s}}",
+    ));
+    let pool = &reviews(&s).connection_pool;
+    assert_eq!(
+        pool.max_connection_duration,
+        Some(Duration::from_secs(1800))
+    );
+    assert_eq!(pool.idle_timeout, Some(Duration::from_secs(90)));
+    assert!(warnings(&s).is_empty(), "{:?}", warnings(&s));
+    let s = load(&rule(
+        "    connectionPool: {tcp: {idleTimeout: 90s}, http: {idleTimeout: 5s}}",
+    ));
+    assert_eq!(
+        reviews(&s).connection_pool.idle_timeout,
+        Some(Duration::from_secs(5))
+    );
+    let s = load(&rule("    connectionPool: {tcp: {idleTimeout: 0s}}"));
+    assert_eq!(reviews(&s).connection_pool.idle_timeout, None);
+    // Unset, Envoy's 1 h idle timeout and no maximum duration.
+    let s = load(&rule("    connectionPool: {tcp: {maxConnections: 5}}"));
+    let pool = &reviews(&s).connection_pool;
+    assert_eq!(pool.idle_timeout, Some(Duration::from_secs(3600)));
+    assert_eq!(pool.max_connection_duration, None);
+    let errs = errors(&rule(
+        "    connectionPool: {tcp: {maxConnectionDuration: 0s}}",
+    ));
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration: must be at least 1ms"
+        )),
+        "{errs:?}"
+    );
+}
+
 // ---- loadBalancer.warmup ---------------------------------------------------------------------
 
 /// istiod's `setWarmup` (cluster_traffic_policy.go): aggression defaults to 1.0 and the minimum

@@ -59,6 +59,7 @@ pub(crate) struct PoolSettings {
     pub(crate) identity: Option<String>,
     pub(crate) tcp_keepalive: Option<TcpKeepalive>,
     pub(crate) http2_keepalive: Option<Http2Keepalive>,
+    pub(crate) max_connection_duration: Option<Duration>,
 }
 
 /// mesh's HTTP/2 PING keep-alive when the rule sets none: a PING after 30 s of silence, and
@@ -80,6 +81,7 @@ impl PoolSettings {
             identity: endpoint.identity.clone(),
             tcp_keepalive: pool.tcp_keepalive.clone(),
             http2_keepalive: pool.http2_keepalive.clone(),
+            max_connection_duration: pool.max_connection_duration,
         }
     }
 }
@@ -98,6 +100,7 @@ struct H2Conn {
     sender: http2::SendRequest<UpstreamBody>,
     requests: AtomicU32,
     peer: Option<PeerIdentity>,
+    opened: Instant,
 }
 
 struct H1Conn {
@@ -105,6 +108,7 @@ struct H1Conn {
     requests: u32,
     idle_since: Instant,
     peer: Option<PeerIdentity>,
+    opened: Instant,
 }
 
 /// Response extension: the verified identity of the upstream that answered, when the
@@ -198,9 +202,12 @@ impl EndpointPool {
         let mut slot = self.h2.lock().await;
         if let Some(conn) = slot.as_ref()
             && !conn.sender.is_closed()
+            && !self.too_old(conn.opened, Instant::now())
         {
             return Ok(conn.clone());
         }
+        // A connection past `maxConnectionDuration` takes no new streams; it closes once its
+        // open streams end and the last handle to it is dropped (Envoy drains it likewise).
         let (io, peer, permit) = self.open(true).await?;
         // `connectionPool.http.http2KeepAlive` (Envoy's `connection_keepalive`), else mesh's.
         let keepalive = self
@@ -227,6 +234,7 @@ impl EndpointPool {
             sender,
             requests: AtomicU32::new(0),
             peer,
+            opened: Instant::now(),
         });
         *slot = Some(conn.clone());
         Ok(conn)
@@ -236,7 +244,7 @@ impl EndpointPool {
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, requests, peer) = self.h1_conn().await?;
+        let (mut sender, requests, peer, opened) = self.h1_conn().await?;
         let result = sender
             .try_send_request(request)
             .await
@@ -250,6 +258,7 @@ impl EndpointPool {
                 requests,
                 idle_since: Instant::now(),
                 peer,
+                opened,
             });
         }
         result.map_err(|mut e| {
@@ -263,13 +272,21 @@ impl EndpointPool {
     /// and the connect timeout).
     async fn h1_conn(
         &self,
-    ) -> Result<(http1::SendRequest<UpstreamBody>, u32, Option<PeerIdentity>), SendError> {
+    ) -> Result<
+        (
+            http1::SendRequest<UpstreamBody>,
+            u32,
+            Option<PeerIdentity>,
+            Instant,
+        ),
+        SendError,
+    > {
         let mut pending: Option<Permit> = None;
         let deadline = Instant::now() + self.settings.connect_timeout;
         loop {
             let released = self.released.notified();
             if let Some(conn) = self.checkout_h1() {
-                return Ok((conn.sender, conn.requests, conn.peer));
+                return Ok((conn.sender, conn.requests, conn.peer, conn.opened));
             }
             match self.open(false).await {
                 Ok((io, peer, permit)) => {
@@ -283,7 +300,7 @@ impl EndpointPool {
                         }
                         drop(permit);
                     });
-                    return Ok((sender, 0, peer));
+                    return Ok((sender, 0, peer, Instant::now()));
                 }
                 Err(SendError::Overflow(overflow)) => {
                     if pending.is_none() {
@@ -303,10 +320,19 @@ impl EndpointPool {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
         idle.retain(|c| {
-            !c.sender.is_closed() && timeout.is_none_or(|t| now.duration_since(c.idle_since) < t)
+            !c.sender.is_closed()
+                && timeout.is_none_or(|t| now.duration_since(c.idle_since) < t)
+                && !self.too_old(c.opened, now)
         });
         let ready = idle.iter().position(|c| c.sender.is_ready())?;
         Some(idle.swap_remove(ready))
+    }
+
+    /// Whether a connection opened at `opened` is past `maxConnectionDuration`.
+    fn too_old(&self, opened: Instant, now: Instant) -> bool {
+        self.settings
+            .max_connection_duration
+            .is_some_and(|max| now.duration_since(opened) >= max)
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<H1Conn>> {

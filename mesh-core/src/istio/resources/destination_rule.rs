@@ -175,8 +175,8 @@ pub(crate) struct TcpSettings {
     pub(crate) max_connections: Option<u32>,
     pub(crate) connect_timeout: Option<String>,
     pub(crate) tcp_keepalive: Option<TcpKeepalive>,
-    pub(crate) max_connection_duration: NotImplemented,
-    pub(crate) idle_timeout: NotImplemented,
+    pub(crate) max_connection_duration: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
 }
 
 /// `connectionPool.tcp.tcpKeepalive`.

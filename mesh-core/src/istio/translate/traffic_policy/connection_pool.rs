@@ -18,11 +18,22 @@ pub(super) fn connection_pool(
         if let Some(ka) = &tcp.tcp_keepalive {
             pool.tcp_keepalive = Some(tcp_keepalive(ka, &f.key("tcpKeepalive"), report));
         }
-        report.unimplemented(
-            &tcp.max_connection_duration,
-            &f.key("maxConnectionDuration"),
-        );
-        report.unimplemented(&tcp.idle_timeout, &f.key("idleTimeout"));
+        // istiod's `validateConnectionPool` (pkg/config/validation/validation.go): at least
+        // 1 ms; `applyConnectionPool` sets it as the HTTP protocol options'
+        // max_connection_duration.
+        if let Some(t) = &tcp.max_connection_duration {
+            pool.max_connection_duration = at_least_1ms(t, &f.key("maxConnectionDuration"), report);
+        }
+        // `applyConnectionPool`: the HTTP idle timeout when `http.idleTimeout` is unset; 0s
+        // disables it (the one value under 1 ms `validateConnectionPool` lets through).
+        if let Some(t) = &tcp.idle_timeout
+            && let Some(d) = parse_duration_at(t, &f.key("idleTimeout"), report)
+        {
+            if !d.is_zero() && d < Duration::from_millis(1) {
+                report.error(&f.key("idleTimeout"), "must be at least 1ms");
+            }
+            pool.idle_timeout = Some(d).filter(|d| !d.is_zero());
+        }
         if let Some(n) = tcp.max_connections.filter(|&n| n > 0) {
             pool.max_connections = n;
         }
