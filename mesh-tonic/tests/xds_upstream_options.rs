@@ -40,6 +40,16 @@ spec:
   resolution: STATIC
   ports: [{number: 9080, name: grpc, protocol: GRPC}]
   endpoints: [{address: 10.0.2.1}, {address: 10.0.2.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ratings, namespace: default}
+spec:
+  hosts: [ratings.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http2, protocol: HTTP2}]
+  endpoints: [{address: 10.0.3.1}]
 "#;
 
 const RULES: &str = r#"
@@ -63,10 +73,20 @@ spec:
     connectionPool:
       tcp: {tcpKeepalive: {}}
       http: {http2KeepAlive: {interval: 15s, timeout: 3s}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings.default.svc.cluster.local
+  trafficPolicy:
+    connectionPool:
+      http: {useClientProtocol: true, http2KeepAlive: {interval: 20s, timeout: 4s}}
 "#;
 
 const REVIEWS: &str = "outbound|9080||reviews.default.svc.cluster.local";
 const DETAILS: &str = "outbound|9080||details.default.svc.cluster.local";
+const RATINGS: &str = "outbound|9080||ratings.default.svc.cluster.local";
 
 fn snapshot() -> Snapshot {
     let yaml = format!("{SERVICES}---{RULES}");
@@ -143,7 +163,7 @@ fn warmup_and_keepalives_round_trip_for_envoy_and_grpc() {
     for node in [NodeKind::Envoy, NodeKind::ProxylessGrpc] {
         let back = round_trip(&s, node);
         assert!(back.warnings.is_empty(), "{node:?}: {:?}", back.warnings);
-        for name in [REVIEWS, DETAILS] {
+        for name in [REVIEWS, DETAILS, RATINGS] {
             assert_eq!(cluster(&s, name), cluster(&back, name), "{node:?} {name}");
         }
     }
@@ -192,8 +212,9 @@ fn envoy_gets_them_where_istiod_puts_them() {
     };
     let slow = lr.slow_start_config.as_ref().unwrap();
     assert_eq!(slow.slow_start_window.unwrap().seconds, 20);
-    let options = options(details);
-    let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) = &options.upstream_protocol_options
+    let h2_options = options(details);
+    let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) =
+        &h2_options.upstream_protocol_options
     else {
         panic!("explicit HTTP/2")
     };
@@ -213,6 +234,24 @@ fn envoy_gets_them_where_istiod_puts_them() {
         .tcp_keepalive
         .unwrap();
     assert_eq!(ka, Default::default());
+    // `useClientProtocol` (`setUseDownstreamProtocol`): the downstream's protocol, with the
+    // HTTP/2 keep-alive in its HTTP/2 options.
+    let ratings = options(find(RATINGS));
+    let Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) =
+        &ratings.upstream_protocol_options
+    else {
+        panic!("use_downstream_protocol_config: {ratings:?}")
+    };
+    let k = d
+        .http2_protocol_options
+        .as_ref()
+        .unwrap()
+        .connection_keepalive
+        .unwrap();
+    assert_eq!(
+        (k.interval.unwrap().seconds, k.timeout.unwrap().seconds),
+        (20, 4)
+    );
 }
 
 /// Envoy's defaults when istiod leaves fields out: aggression 1.0 and a 10 % minimum

@@ -488,3 +488,84 @@ async fn max_connection_duration_retires_old_connections() {
         }
     }
 }
+
+/// A server on 127.0.0.1 answering each request with the HTTP version it came in.
+async fn version_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let app = axum::Router::new().route(
+                    "/",
+                    axum::routing::get(
+                        |version: http::Version| async move { format!("{version:?}") },
+                    ),
+                );
+                let service =
+                    hyper::service::service_fn(move |request| app.clone().oneshot(request));
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+            });
+        }
+    });
+    port
+}
+
+/// `connectionPool.http.useClientProtocol` (istiod's `setUseDownstreamProtocol`, which replaces
+/// an HTTP/2 port's explicit HTTP/2): each request goes upstream in the version the app sent.
+/// Without it, the HTTP2 port makes every request HTTP/2.
+#[tokio::test]
+async fn use_client_protocol_keeps_the_callers_http_version() {
+    let port = version_server().await;
+    let service = |pool: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: api, namespace: default}}
+spec:
+  hosts: [api.example.internal]
+  resolution: STATIC
+  ports: [{{number: 80, name: http2, protocol: HTTP2, targetPort: {port}}}]
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: api, namespace: default}}
+spec:
+  host: api.example.internal
+  trafficPolicy:
+    tls: {{mode: DISABLE}}
+{pool}"
+        )
+    };
+    for (pool, http11, http2) in [
+        (
+            "    connectionPool: {http: {useClientProtocol: true}}\n",
+            "HTTP/1.1",
+            "HTTP/2.0",
+        ),
+        ("", "HTTP/2.0", "HTTP/2.0"),
+    ] {
+        let client = MeshClient::builder(mesh(&service(pool))).build();
+        for (version, expected) in [
+            (http::Version::HTTP_11, http11),
+            (http::Version::HTTP_2, http2),
+        ] {
+            let request = Request::get("http://api.example.internal/")
+                .version(version)
+                .body(Empty::<Bytes>::new())
+                .unwrap();
+            let response = client.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{pool:?} {version:?}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, expected, "{pool:?} {version:?}");
+        }
+    }
+}

@@ -513,6 +513,10 @@ pub struct ConnectionPool {
         serialize_with = "super::duration::serialize_opt"
     )]
     pub max_connection_duration: Option<Duration>,
+    /// Each request goes upstream in the HTTP version it came in, whatever the port's protocol
+    /// (`http.useClientProtocol`, Envoy's `use_downstream_protocol_config`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub use_client_protocol: bool,
 }
 
 /// TCP keep-alive probes (Envoy's `upstream_connection_options.tcp_keepalive`): unset values are
@@ -557,6 +561,7 @@ impl Default for ConnectionPool {
             tcp_keepalive: None,
             http2_keepalive: None,
             max_connection_duration: None,
+            use_client_protocol: false,
         }
     }
 }

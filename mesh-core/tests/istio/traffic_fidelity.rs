@@ -136,6 +136,28 @@ fn tcp_max_connection_duration_and_idle_timeout_are_read() {
     );
 }
 
+/// `http.useClientProtocol`: istiod's `shouldH2Upgrade` does not upgrade and
+/// `applyConnectionPool` sets `setUseDownstreamProtocol` (cluster_traffic_policy.go);
+/// `validateConnectionPool` refuses it together with `h2UpgradePolicy: UPGRADE`.
+#[test]
+fn use_client_protocol_is_read() {
+    let s = load(&rule(
+        "    connectionPool: {http: {useClientProtocol: true}}",
+    ));
+    assert!(reviews(&s).connection_pool.use_client_protocol);
+    assert!(!reviews(&s).connection_pool.h2_upgrade);
+    assert!(warnings(&s).is_empty(), "{:?}", warnings(&s));
+    let errs = errors(&rule(
+        "    connectionPool: {http: {useClientProtocol: true, h2UpgradePolicy: UPGRADE}}",
+    ));
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "spec.trafficPolicy.connectionPool.http.useClientProtocol: use client protocol must not be true when H2UpgradePolicy is UPGRADE"
+        )),
+        "{errs:?}"
+    );
+}
+
 // ---- loadBalancer.warmup ---------------------------------------------------------------------
 
 /// istiod's `setWarmup` (cluster_traffic_policy.go): aggression defaults to 1.0 and the minimum

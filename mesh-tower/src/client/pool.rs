@@ -73,7 +73,8 @@ impl PoolSettings {
     pub(crate) fn for_endpoint(cluster: &Cluster, endpoint: &Endpoint) -> Self {
         let pool = &cluster.connection_pool;
         Self {
-            http2: cluster.protocol.requires_h2() || pool.h2_upgrade,
+            // `useClientProtocol`: only requests that came as HTTP/2 go as HTTP/2.
+            http2: !pool.use_client_protocol && (cluster.protocol.requires_h2() || pool.h2_upgrade),
             idle_timeout: pool.idle_timeout,
             max_requests_per_connection: pool.max_requests_per_connection,
             connect_timeout: pool.connect_timeout,

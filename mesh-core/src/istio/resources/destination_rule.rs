@@ -204,7 +204,7 @@ pub(crate) struct HttpSettings {
     pub(crate) max_retries: Option<u32>,
     pub(crate) idle_timeout: Option<String>,
     pub(crate) h2_upgrade_policy: Option<H2UpgradePolicy>,
-    pub(crate) use_client_protocol: NotImplemented,
+    pub(crate) use_client_protocol: Option<bool>,
     pub(crate) max_concurrent_streams: NotImplemented,
     pub(crate) http2_keep_alive: Option<Http2KeepAlive>,
 }

@@ -17,7 +17,8 @@ use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions as UpstreamHttpOptions,
     http_protocol_options::{
-        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+        ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig,
+        explicit_http_config::ProtocolConfig,
     },
 };
 use envoy_types::pb::envoy::r#type::v3::Percent as XdsPercent;
@@ -167,13 +168,25 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
             max_connection_duration: pool.max_connection_duration.map(duration_to),
             ..Default::default()
         }),
-        upstream_protocol_options: h2.then(|| {
-            UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                    upstream_options::http2_options(pool.http2_keepalive.as_ref()),
-                )),
+        // istiod's `setUseDownstreamProtocol` for `useClientProtocol`, else explicit HTTP/2.
+        upstream_protocol_options: if pool.use_client_protocol {
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+                UseDownstreamHttpConfig {
+                    http2_protocol_options: Some(upstream_options::http2_options(
+                        pool.http2_keepalive.as_ref(),
+                    )),
+                    ..Default::default()
+                },
+            ))
+        } else {
+            h2.then(|| {
+                UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        upstream_options::http2_options(pool.http2_keepalive.as_ref()),
+                    )),
+                })
             })
-        }),
+        },
         ..Default::default()
     };
     c.typed_extension_protocol_options
@@ -691,11 +704,22 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
                     )?;
                 }
             }
-            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_))
-            | Some(UpstreamProtocolOptions::AutoConfig(_)) => {
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
+                // Each request keeps its HTTP version (`useClientProtocol`).
+                explicit_h2 = false;
+                pool.use_client_protocol = true;
+                if let Some(h2) = &d.http2_protocol_options {
+                    pool.http2_keepalive = upstream_options::http2_keepalive_from_xds(
+                        h2,
+                        &format!("{field}.use_downstream_protocol_config.http2_protocol_options"),
+                        &mut scope,
+                    )?;
+                }
+            }
+            Some(UpstreamProtocolOptions::AutoConfig(_)) => {
                 scope.warn(
                     format!("{field}.upstream_protocol_options"),
-                    "only explicit_http_config is implemented; HTTP/1.1 is used",
+                    "only explicit_http_config and use_downstream_protocol_config are implemented; HTTP/1.1 is used",
                 );
             }
             None => {}

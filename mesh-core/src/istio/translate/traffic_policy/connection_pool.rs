@@ -48,7 +48,6 @@ pub(super) fn connection_pool(
     }
     if let Some(http) = &p.http {
         let f = field.key("http");
-        report.unimplemented(&http.use_client_protocol, &f.key("useClientProtocol"));
         report.unimplemented(&http.max_concurrent_streams, &f.key("maxConcurrentStreams"));
         if let Some(n) = http.http1_max_pending_requests.filter(|&n| n > 0) {
             pool.max_pending_requests = n;
@@ -67,6 +66,19 @@ pub(super) fn connection_pool(
                 parse_duration_at(t, &f.key("idleTimeout"), report).filter(|d| !d.is_zero());
         }
         pool.h2_upgrade = http.h2_upgrade_policy == Some(r::H2UpgradePolicy::Upgrade);
+        // istiod: `validateConnectionPool` refuses it with UPGRADE; `shouldH2Upgrade` then does
+        // not upgrade and `applyConnectionPool` sets `setUseDownstreamProtocol`, over an HTTP/2
+        // port's protocol too (cluster_traffic_policy.go).
+        if http.use_client_protocol == Some(true) {
+            if pool.h2_upgrade {
+                report.error(
+                    &f.key("useClientProtocol"),
+                    "use client protocol must not be true when H2UpgradePolicy is UPGRADE",
+                );
+            }
+            pool.use_client_protocol = true;
+            pool.h2_upgrade = false;
+        }
         if let Some(ka) = &http.http2_keep_alive {
             pool.http2_keepalive = http2_keepalive(ka, &f.key("http2KeepAlive"), report);
         }
