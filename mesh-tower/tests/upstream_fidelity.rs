@@ -454,7 +454,7 @@ async fn max_connection_duration_retires_old_connections() {
     for version in [http::Version::HTTP_11, http::Version::HTTP_2] {
         for (pool, expected) in [
             (
-                "    connectionPool: {tcp: {maxConnectionDuration: 400ms}}\n",
+                "    connectionPool: {tcp: {maxConnectionDuration: 2s}}\n",
                 2,
             ),
             ("", 1),
@@ -478,7 +478,7 @@ async fn max_connection_duration_retires_old_connections() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             get().await;
             assert_eq!(accepted.load(Ordering::Relaxed), 1, "{version:?} {pool:?}");
-            tokio::time::sleep(Duration::from_millis(600)).await;
+            tokio::time::sleep(Duration::from_millis(2500)).await;
             get().await;
             assert_eq!(
                 accepted.load(Ordering::Relaxed),
