@@ -213,6 +213,7 @@ pub fn cluster(lb: LbPolicy, n: usize) -> Arc<Cluster> {
         connection_pool: ConnectionPool::default(),
         outlier: None,
         retry_budget: RetryBudget::default(),
+        slow_start: None,
     })
 }
 

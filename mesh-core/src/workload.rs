@@ -99,6 +99,11 @@ pub struct MeshSettings {
     /// What the client does with a request for a host no resource declares (MeshConfig
     /// `outboundTrafficPolicy.mode`).
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// A folder of credentials for DestinationRule `tls.credentialName`, one sub-folder per
+    /// name holding istiod's Secret keys as files (`<dir>/<name>/tls.crt`, `tls.key`, `ca.crt`,
+    /// or `cert`, `key`, `cacert`); read when a snapshot is built. Secrets in the config files
+    /// come first.
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 /// Istio's `outboundTrafficPolicy.mode`: requests for hosts outside the registry.
@@ -125,6 +130,7 @@ impl Default for MeshSettings {
             default_destination_rule_export_to: Vec::new(),
             default_service_export_to: Vec::new(),
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
+            credentials_dir: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use super::maglev::{self, Maglev};
 use super::priority::{HealthView, HostsRef, LevelMembers};
 use super::ring_hash::{self, Ring};
 use super::round_robin::RoundRobin;
+use super::slow_start::Ramp;
 use super::state::ClusterState;
 use super::stats::EndpointStats;
 use super::{least_request, peak_ewma};
@@ -116,6 +117,9 @@ pub struct Balancer {
     health: Arc<AtomicU64>,
     view: ArcSwap<HealthView>,
     rebuilding: AtomicBool,
+    /// Slow start, for ROUND_ROBIN and LEAST_REQUEST (and mesh's PEAK_EWMA, which stands in for
+    /// LEAST_REQUEST) clusters that configure it.
+    ramp: Option<Ramp>,
 }
 
 /// Checks that a balancer can be built for `lb`: a ring hash's minimum size is at most Envoy's
@@ -246,6 +250,13 @@ impl Balancer {
             .as_ref()
             .map_or(DEFAULT_PANIC_THRESHOLD, |o| o.min_health_percent.min(100));
         let health = state.health_signal();
+        let ramp = match algorithm {
+            Algorithm::RoundRobin | Algorithm::LeastRequest | Algorithm::PeakEwma => cluster
+                .slow_start
+                .as_ref()
+                .and_then(|config| Ramp::new(config, &stats)),
+            _ => None,
+        };
         let mut balancer = Self {
             algorithm,
             stats,
@@ -263,6 +274,7 @@ impl Balancer {
                 levels: Box::new([]),
             }),
             rebuilding: AtomicBool::new(false),
+            ramp,
         };
         let generation = balancer.health.load(Ordering::Acquire);
         balancer.view = ArcSwap::from_pointee(balancer.compute_view(generation));
@@ -302,6 +314,18 @@ impl Balancer {
             None => (&health.candidates, &self.tables[level]),
         };
         let usable = |i: u32| health.panic || !self.stats[i as usize].is_ejected();
+        if let Some(ramp) = self.ramp.as_ref().filter(|r| r.active(ctx.now)) {
+            let picked = ramp.pick(&self.stats, ctx.now, rng, |rng| {
+                match (table, self.algorithm) {
+                    (Table::RoundRobin(rr), _) => rr.pick(usable),
+                    (_, Algorithm::PeakEwma) => {
+                        peak_ewma::pick(candidates, &self.stats, ctx.now, rng)
+                    }
+                    _ => least_request::pick(candidates, &self.stats, &self.weights, rng),
+                }
+            });
+            return picked.map(|i| i as usize);
+        }
         let picked = match (table, self.algorithm) {
             (Table::RoundRobin(rr), _) => rr.pick(usable),
             (Table::Ring(ring), _) => ring

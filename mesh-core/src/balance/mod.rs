@@ -14,6 +14,8 @@
 //!   priority spill-over with overprovisioning factor 1.4, and its panic threshold.
 //! - Locality-weighted balancing within a level (the control plane's locality weights, scaled by
 //!   each locality's health as Envoy and gRPC do) when the cluster asks for it.
+//! - Slow start (Istio's `loadBalancer.warmup`) for ROUND_ROBIN and LEAST_REQUEST: a new
+//!   endpoint's weight ramps up over a window, as Envoy's `slow_start_config`.
 //! - [`WeightedPick`] chooses among a route's weighted clusters.
 //!
 //! Everything takes its randomness from the caller (`&mut impl rand::Rng`) and its time as a
@@ -40,6 +42,7 @@
 //! #     locality_weighted_lb: false,
 //! #     tls: UpstreamTls::istio_mutual(), connection_pool: ConnectionPool::default(),
 //! #     outlier: Some(OutlierDetection::default()), retry_budget: RetryBudget::default(),
+//! #     slow_start: None,
 //! # };
 //! use rand::SeedableRng;
 //! let now = tokio::time::Instant::now();
@@ -72,6 +75,7 @@ mod priority;
 mod random;
 mod ring_hash;
 mod round_robin;
+mod slow_start;
 mod state;
 mod stats;
 #[cfg(test)]

@@ -28,6 +28,8 @@ pub struct EndpointStats {
     /// recompute their healthy sets.
     health_generation: Arc<AtomicU64>,
     pub(crate) outlier: HostOutlier,
+    /// When the endpoint joined the cluster (slow start counts its age from here).
+    added: Instant,
 }
 
 impl EndpointStats {
@@ -45,7 +47,13 @@ impl EndpointStats {
             ejected: AtomicBool::new(false),
             health_generation,
             outlier: HostOutlier::default(),
+            added: now,
         }
+    }
+
+    /// When the endpoint joined the cluster: the first config version that had it.
+    pub fn added(&self) -> Instant {
+        self.added
     }
 
     /// The endpoint's address (the key the state is kept under).

@@ -68,6 +68,7 @@ pub(crate) fn cluster(lb: LbPolicy, endpoints: Vec<Endpoint>) -> Cluster {
         connection_pool: ConnectionPool::default(),
         outlier: None,
         retry_budget: RetryBudget::default(),
+        slow_start: None,
     }
 }
 

@@ -38,6 +38,8 @@ pub(crate) enum Kind {
     Pod,
     /// Kubernetes `v1 Node` (its labels give its pods' locality).
     Node,
+    /// A Kubernetes Secret (`v1`), read for DestinationRule `tls.credentialName`.
+    Secret,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::Pod => "Pod",
             Kind::Node => "Node",
+            Kind::Secret => "Secret",
         }
     }
 
@@ -74,6 +77,7 @@ impl Kind {
                 "Endpoints" => Some(Kind::Endpoints),
                 "Pod" => Some(Kind::Pod),
                 "Node" => Some(Kind::Node),
+                "Secret" => Some(Kind::Secret),
                 _ => None,
             };
         }
@@ -105,6 +109,9 @@ impl Kind {
 
 /// The top-level fields of a Kubernetes resource (`status` appears in kubectl output).
 const TOP_LEVEL_KEYS: [&str; 5] = ["apiVersion", "kind", "metadata", "spec", "status"];
+
+/// The top-level fields of a Secret, which has no `spec`: they are its spec.
+const SECRET_KEYS: [&str; 4] = ["data", "stringData", "type", "immutable"];
 
 /// Resource metadata mesh reads.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -386,17 +393,34 @@ fn read_object(
         });
         return;
     }
+    let is_secret = kind == Kind::Secret;
     if let Some(object) = value.as_object() {
         for key in object.keys() {
-            if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            let known = if is_secret {
+                key != "spec" && TOP_LEVEL_KEYS.contains(&key.as_str())
+                    || SECRET_KEYS.contains(&key.as_str())
+            } else {
+                TOP_LEVEL_KEYS.contains(&key.as_str())
+            };
+            if !known {
                 diags.push(origin.diag(Some(&resource), Severity::Error, key, "unknown field"));
             }
         }
     }
-    let spec = value
-        .get_mut("spec")
-        .map(Value::take)
-        .unwrap_or(Value::Null);
+    let spec = if is_secret {
+        let mut spec = serde_json::Map::new();
+        for key in SECRET_KEYS {
+            if let Some(v) = value.get_mut(key) {
+                spec.insert(key.to_owned(), v.take());
+            }
+        }
+        Value::Object(spec)
+    } else {
+        value
+            .get_mut("spec")
+            .map(Value::take)
+            .unwrap_or(Value::Null)
+    };
     out.push(RawResource {
         origin,
         kind,

@@ -156,6 +156,33 @@ pub struct Cluster {
     pub outlier: Option<OutlierDetection>,
     /// The retry budget that caps concurrent retries into this cluster.
     pub retry_budget: RetryBudget,
+    /// Slow start (`loadBalancer.warmup`): a new endpoint's weight ramps up over a window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slow_start: Option<SlowStart>,
+}
+
+/// Envoy's slow start (`slow_start_config`), which Istio's `loadBalancer.warmup` sets: an
+/// endpoint that joined less than `window` ago takes a share of its weight that grows with its
+/// age, `max(min_weight_percent / 100, (age / window) ^ (1 / aggression))`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SlowStart {
+    /// How long an endpoint is in slow start.
+    #[serde(serialize_with = "super::duration::serialize")]
+    pub window: Duration,
+    /// How fast the weight ramps: 1.0 is linear, higher is faster at first.
+    pub aggression: f64,
+    /// The least share of its weight an endpoint gets, in percent.
+    pub min_weight_percent: f64,
+}
+
+impl Eq for SlowStart {}
+
+impl std::hash::Hash for SlowStart {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.window.hash(state);
+        self.aggression.to_bits().hash(state);
+        self.min_weight_percent.to_bits().hash(state);
+    }
 }
 
 impl Cluster {
@@ -183,6 +210,11 @@ pub enum EndpointAddress {
         /// Port.
         port: u16,
     },
+    /// A unix domain socket (Istio's `unix:///path`; `@name` is an abstract socket).
+    Unix {
+        /// Socket path.
+        path: String,
+    },
 }
 
 impl fmt::Display for EndpointAddress {
@@ -190,6 +222,7 @@ impl fmt::Display for EndpointAddress {
         match self {
             EndpointAddress::Socket(a) => write!(f, "{a}"),
             EndpointAddress::Dns { host, port } => write!(f, "{host}:{port}"),
+            EndpointAddress::Unix { path } => write!(f, "unix://{path}"),
         }
     }
 }
@@ -376,6 +409,58 @@ pub struct UpstreamTls {
     pub private_key: Option<String>,
     /// CA bundle for SIMPLE / MUTUAL.
     pub ca_certificates: Option<String>,
+    /// `credentialName`: the Secret holding the client certificate, key and CA, with its
+    /// contents when found (never shown by `Debug` or in a config dump).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<TlsCredential>,
+}
+
+/// Key material a `credentialName` resolved to: PEM text as istio-agent's SDS serves it
+/// (certificate and key from the Secret `<name>`, CA from `<name>-cacert` or else `<name>`).
+/// Its contents are secret: `Debug` and `Serialize` show only the name and which parts exist.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TlsCredential {
+    /// The `credentialName`.
+    pub name: String,
+    /// Certificate chain PEM, if the Secret has one.
+    pub cert_chain: Option<Arc<str>>,
+    /// Private key PEM, if the Secret has one.
+    pub private_key: Option<Arc<str>>,
+    /// CA bundle PEM, if found.
+    pub ca_certificates: Option<Arc<str>>,
+}
+
+impl TlsCredential {
+    fn parts(&self) -> [(&'static str, bool); 3] {
+        [
+            ("cert_chain", self.cert_chain.is_some()),
+            ("private_key", self.private_key.is_some()),
+            ("ca_certificates", self.ca_certificates.is_some()),
+        ]
+    }
+}
+
+impl fmt::Debug for TlsCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TlsCredential");
+        d.field("name", &self.name);
+        for (part, present) in self.parts() {
+            d.field(part, &if present { "<redacted>" } else { "<none>" });
+        }
+        d.finish()
+    }
+}
+
+impl Serialize for TlsCredential {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TlsCredential", 4)?;
+        st.serialize_field("name", &self.name)?;
+        for (part, present) in self.parts() {
+            st.serialize_field(part, &present)?;
+        }
+        st.end()
+    }
 }
 
 impl UpstreamTls {
@@ -388,6 +473,7 @@ impl UpstreamTls {
             client_certificate: None,
             private_key: None,
             ca_certificates: None,
+            credential: None,
         }
     }
 }
@@ -413,6 +499,50 @@ pub struct ConnectionPool {
     pub idle_timeout: Option<Duration>,
     /// Force HTTP/2 upstream (`http.h2UpgradePolicy: UPGRADE`).
     pub h2_upgrade: bool,
+    /// SO_KEEPALIVE on upstream sockets (`tcp.tcpKeepalive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// HTTP/2 PING keep-alive on upstream HTTP/2 connections (`http.http2KeepAlive`); `None`
+    /// keeps mesh's default (a PING every 30 s, 20 s to answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2_keepalive: Option<Http2Keepalive>,
+    /// Connections are drained after this long, whatever their use
+    /// (`tcp.maxConnectionDuration`, Envoy's `max_connection_duration`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::duration::serialize_opt"
+    )]
+    pub max_connection_duration: Option<Duration>,
+    /// Each request goes upstream in the HTTP version it came in, whatever the port's protocol
+    /// (`http.useClientProtocol`, Envoy's `use_downstream_protocol_config`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub use_client_protocol: bool,
+}
+
+/// TCP keep-alive probes (Envoy's `upstream_connection_options.tcp_keepalive`): unset values are
+/// the operating system's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct TcpKeepalive {
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probes: Option<u32>,
+    /// Idle time before the first probe (`TCP_KEEPIDLE`).
+    #[serde(serialize_with = "super::duration::serialize_opt")]
+    pub time: Option<Duration>,
+    /// Time between probes (`TCP_KEEPINTVL`).
+    #[serde(serialize_with = "super::duration::serialize_opt")]
+    pub interval: Option<Duration>,
+}
+
+/// HTTP/2 PING keep-alive (Envoy's `http2_protocol_options.connection_keepalive`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Http2Keepalive {
+    /// A PING is sent after this long without one.
+    #[serde(serialize_with = "super::duration::serialize")]
+    pub interval: Duration,
+    /// The connection is closed when a PING is not answered within this.
+    #[serde(serialize_with = "super::duration::serialize")]
+    pub timeout: Duration,
 }
 
 impl Default for ConnectionPool {
@@ -428,6 +558,10 @@ impl Default for ConnectionPool {
             max_retries: u32::MAX,
             idle_timeout: Some(Duration::from_secs(3600)),
             h2_upgrade: false,
+            tcp_keepalive: None,
+            http2_keepalive: None,
+            max_connection_duration: None,
+            use_client_protocol: false,
         }
     }
 }

@@ -31,6 +31,7 @@ pub use cluster::{
     LbPolicy, Locality, LocalityFailover, LocalityLbSetting, OutlierDetection, Protocol,
     Resolution, RetryBudget, ServiceKey, TlsMode, UpstreamTls,
 };
+pub use cluster::{Http2Keepalive, SlowStart, TcpKeepalive, TlsCredential};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use matcher::{Regex, StringMatch};
 pub use route::{

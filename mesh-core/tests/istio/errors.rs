@@ -289,21 +289,15 @@ fn warnings_for_what_is_read_but_not_implemented() {
             ],
         ),
         (
-            dr("  exportTo: ['*']\n  trafficPolicy:\n    tunnel: {protocol: CONNECT, targetHost: x, targetPort: 1}\n    connectionPool: {tcp: {tcpKeepalive: {time: 1s}}}\n    tls: {mode: SIMPLE, credentialName: c}\n"),
+            dr("  exportTo: ['*']\n  trafficPolicy:\n    tunnel: {protocol: CONNECT, targetHost: x, targetPort: 1}\n    connectionPool: {http: {maxConcurrentStreams: 10}}\n"),
             vec![
                 format!("{DR_DOC}: spec.trafficPolicy.tunnel: not implemented; ignored"),
-                format!("{DR_DOC}: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive: not implemented; ignored"),
-                format!("{DR_DOC}: spec.trafficPolicy.tls.credentialName: not implemented; ignored"),
+                format!("{DR_DOC}: spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: not implemented; ignored"),
             ],
         ),
         (
             vs("  - route: [{destination: {host: reviews, subset: v1}}]\n"),
             vec![format!(r#"{VS_DOC}: spec.http[0].route[0].destination.subset: IST0101 ReferencedResourceNotFound: no DestinationRule defines subsets for {REVIEWS}; subset "v1" has no cluster"#)],
-        ),
-        (
-            "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: vm}\nspec: {address: 10.1.1.1, network: west, labels: {app: a}}\n---\n".to_owned()
-                + &se("  hosts: [a.example.com]\n  resolution: STATIC\n  workloadSelector: {labels: {app: a}}\n  ports: [{number: 80, name: http}]\n"),
-            vec!["test.yaml: doc 0 WorkloadEntry default/vm: spec.network: not implemented; ignored".into()],
         ),
         (
             se("  hosts: [api.example.com]\n  addresses: [240.0.0.1]\n  ports: [{number: 80, name: http}]\n"),

@@ -10,6 +10,7 @@ mod perf;
 mod routes;
 mod security;
 mod validation;
+mod traffic_fidelity;
 
 use std::path::Path;
 

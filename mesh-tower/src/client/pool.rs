@@ -18,7 +18,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
-use mesh_core::model::{Cluster, Endpoint, UpstreamTls};
+use mesh_core::model::{Cluster, Endpoint, Http2Keepalive, TcpKeepalive, UpstreamTls};
 use mesh_core::resilience::{CircuitBreaker, Overflow, Permit};
 use tokio::sync::Notify;
 
@@ -57,18 +57,32 @@ pub(crate) struct PoolSettings {
     pub(crate) connect_timeout: Duration,
     pub(crate) tls: UpstreamTls,
     pub(crate) identity: Option<String>,
+    pub(crate) tcp_keepalive: Option<TcpKeepalive>,
+    pub(crate) http2_keepalive: Option<Http2Keepalive>,
+    pub(crate) max_connection_duration: Option<Duration>,
 }
+
+/// mesh's HTTP/2 PING keep-alive when the rule sets none: a PING after 30 s of silence, and
+/// hyper's 20 s to answer it.
+const DEFAULT_H2_KEEPALIVE: Http2Keepalive = Http2Keepalive {
+    interval: Duration::from_secs(30),
+    timeout: Duration::from_secs(20),
+};
 
 impl PoolSettings {
     pub(crate) fn for_endpoint(cluster: &Cluster, endpoint: &Endpoint) -> Self {
         let pool = &cluster.connection_pool;
         Self {
-            http2: cluster.protocol.requires_h2() || pool.h2_upgrade,
+            // `useClientProtocol`: only requests that came as HTTP/2 go as HTTP/2.
+            http2: !pool.use_client_protocol && (cluster.protocol.requires_h2() || pool.h2_upgrade),
             idle_timeout: pool.idle_timeout,
             max_requests_per_connection: pool.max_requests_per_connection,
             connect_timeout: pool.connect_timeout,
             tls: cluster.tls.clone(),
             identity: endpoint.identity.clone(),
+            tcp_keepalive: pool.tcp_keepalive.clone(),
+            http2_keepalive: pool.http2_keepalive.clone(),
+            max_connection_duration: pool.max_connection_duration,
         }
     }
 }
@@ -87,6 +101,7 @@ struct H2Conn {
     sender: http2::SendRequest<UpstreamBody>,
     requests: AtomicU32,
     peer: Option<PeerIdentity>,
+    opened: Instant,
 }
 
 struct H1Conn {
@@ -94,6 +109,7 @@ struct H1Conn {
     requests: u32,
     idle_since: Instant,
     peer: Option<PeerIdentity>,
+    opened: Instant,
 }
 
 /// Response extension: the verified identity of the upstream that answered, when the
@@ -187,13 +203,25 @@ impl EndpointPool {
         let mut slot = self.h2.lock().await;
         if let Some(conn) = slot.as_ref()
             && !conn.sender.is_closed()
+            && !self.too_old(conn.opened, Instant::now())
         {
             return Ok(conn.clone());
         }
+        // A connection past `maxConnectionDuration` takes no new streams; it closes once its
+        // open streams end and the last handle to it is dropped (Envoy drains it likewise).
         let (io, peer, permit) = self.open(true).await?;
+        // `connectionPool.http.http2KeepAlive` (Envoy's `connection_keepalive`), else mesh's.
+        let keepalive = self
+            .settings
+            .http2_keepalive
+            .as_ref()
+            .unwrap_or(&DEFAULT_H2_KEEPALIVE);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_interval(keepalive.interval)
+            .keep_alive_timeout(keepalive.timeout)
+            // Envoy PINGs configured connections whether or not streams are open.
+            .keep_alive_while_idle(self.settings.http2_keepalive.is_some())
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;
@@ -207,6 +235,7 @@ impl EndpointPool {
             sender,
             requests: AtomicU32::new(0),
             peer,
+            opened: Instant::now(),
         });
         *slot = Some(conn.clone());
         Ok(conn)
@@ -216,7 +245,7 @@ impl EndpointPool {
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, requests, peer) = self.h1_conn().await?;
+        let (mut sender, requests, peer, opened) = self.h1_conn().await?;
         let result = sender
             .try_send_request(request)
             .await
@@ -230,6 +259,7 @@ impl EndpointPool {
                 requests,
                 idle_since: Instant::now(),
                 peer,
+                opened,
             });
         }
         result.map_err(|mut e| {
@@ -243,13 +273,21 @@ impl EndpointPool {
     /// and the connect timeout).
     async fn h1_conn(
         &self,
-    ) -> Result<(http1::SendRequest<UpstreamBody>, u32, Option<PeerIdentity>), SendError> {
+    ) -> Result<
+        (
+            http1::SendRequest<UpstreamBody>,
+            u32,
+            Option<PeerIdentity>,
+            Instant,
+        ),
+        SendError,
+    > {
         let mut pending: Option<Permit> = None;
         let deadline = Instant::now() + self.settings.connect_timeout;
         loop {
             let released = self.released.notified();
             if let Some(conn) = self.checkout_h1() {
-                return Ok((conn.sender, conn.requests, conn.peer));
+                return Ok((conn.sender, conn.requests, conn.peer, conn.opened));
             }
             match self.open(false).await {
                 Ok((io, peer, permit)) => {
@@ -263,7 +301,7 @@ impl EndpointPool {
                         }
                         drop(permit);
                     });
-                    return Ok((sender, 0, peer));
+                    return Ok((sender, 0, peer, Instant::now()));
                 }
                 Err(SendError::Overflow(overflow)) => {
                     if pending.is_none() {
@@ -283,10 +321,19 @@ impl EndpointPool {
         let now = Instant::now();
         let timeout = self.settings.idle_timeout;
         idle.retain(|c| {
-            !c.sender.is_closed() && timeout.is_none_or(|t| now.duration_since(c.idle_since) < t)
+            !c.sender.is_closed()
+                && timeout.is_none_or(|t| now.duration_since(c.idle_since) < t)
+                && !self.too_old(c.opened, now)
         });
         let ready = idle.iter().position(|c| c.sender.is_ready())?;
         Some(idle.swap_remove(ready))
+    }
+
+    /// Whether a connection opened at `opened` is past `maxConnectionDuration`.
+    fn too_old(&self, opened: Instant, now: Instant) -> bool {
+        self.settings
+            .max_connection_duration
+            .is_some_and(|max| now.duration_since(opened) >= max)
     }
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<H1Conn>> {

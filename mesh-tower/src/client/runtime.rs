@@ -198,7 +198,8 @@ impl Runtimes {
                                 endpoint.address.clone(),
                                 settings.connect_timeout,
                                 security,
-                            );
+                            )
+                            .with_tcp_keepalive(settings.tcp_keepalive.clone());
                             Arc::new(EndpointPool::new(connector, settings, breaker.clone()))
                         }
                     };

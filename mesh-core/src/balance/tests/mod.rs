@@ -6,4 +6,5 @@ mod hashing;
 mod health;
 mod locality;
 mod props;
+mod slow_start;
 mod swap;

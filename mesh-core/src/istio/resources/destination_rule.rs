@@ -72,8 +72,17 @@ pub(crate) struct LoadBalancerSettings {
     pub(crate) simple: Option<SimpleLb>,
     pub(crate) consistent_hash: Option<ConsistentHash>,
     pub(crate) locality_lb_setting: Option<LocalityLbSetting>,
-    pub(crate) warmup_duration_secs: NotImplemented,
-    pub(crate) warmup: NotImplemented,
+    pub(crate) warmup_duration_secs: Option<String>,
+    pub(crate) warmup: Option<Warmup>,
+}
+
+/// `loadBalancer.warmup`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Warmup {
+    pub(crate) duration: Option<String>,
+    pub(crate) minimum_percent: Option<f64>,
+    pub(crate) aggression: Option<f64>,
 }
 
 /// `loadBalancer.simple`.
@@ -166,9 +175,24 @@ pub(crate) struct ConnectionPoolSettings {
 pub(crate) struct TcpSettings {
     pub(crate) max_connections: Option<u32>,
     pub(crate) connect_timeout: Option<String>,
-    pub(crate) tcp_keepalive: NotImplemented,
-    pub(crate) max_connection_duration: NotImplemented,
-    pub(crate) idle_timeout: NotImplemented,
+    pub(crate) tcp_keepalive: Option<TcpKeepalive>,
+    pub(crate) max_connection_duration: Option<String>,
+    pub(crate) idle_timeout: Option<String>,
+}
+
+/// `connectionPool.tcp.tcpKeepalive`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct TcpKeepalive {
+    pub(crate) probes: Option<u32>,
+    pub(crate) time: Option<String>,
+    pub(crate) interval: Option<String>,
+}
+
+/// `connectionPool.http.http2KeepAlive`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub(crate) struct Http2KeepAlive {
+    pub(crate) interval: Option<String>,
+    pub(crate) timeout: Option<String>,
 }
 
 /// `connectionPool.http`.
@@ -181,8 +205,9 @@ pub(crate) struct HttpSettings {
     pub(crate) max_retries: Option<u32>,
     pub(crate) idle_timeout: Option<String>,
     pub(crate) h2_upgrade_policy: Option<H2UpgradePolicy>,
-    pub(crate) use_client_protocol: NotImplemented,
+    pub(crate) use_client_protocol: Option<bool>,
     pub(crate) max_concurrent_streams: NotImplemented,
+    pub(crate) http2_keep_alive: Option<Http2KeepAlive>,
 }
 
 /// `http.h2UpgradePolicy`.
@@ -218,7 +243,7 @@ pub(crate) struct ClientTlsSettings {
     pub(crate) client_certificate: Option<String>,
     pub(crate) private_key: Option<String>,
     pub(crate) ca_certificates: Option<String>,
-    pub(crate) credential_name: NotImplemented,
+    pub(crate) credential_name: Option<String>,
     #[serde(default)]
     pub(crate) subject_alt_names: Vec<String>,
     pub(crate) sni: Option<String>,

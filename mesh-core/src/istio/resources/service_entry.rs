@@ -65,7 +65,7 @@ pub(crate) struct WorkloadEntrySpec {
     pub(crate) ports: BTreeMap<String, u32>,
     #[serde(default)]
     pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) network: NotImplemented,
+    pub(crate) network: Option<String>,
     pub(crate) locality: Option<String>,
     pub(crate) weight: Option<u32>,
     pub(crate) service_account: Option<String>,

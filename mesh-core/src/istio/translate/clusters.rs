@@ -115,6 +115,7 @@ fn cluster(
         connection_pool: policy.pool.unwrap_or_default(),
         outlier: policy.outlier,
         retry_budget: policy.retry_budget.unwrap_or_default(),
+        slow_start: policy.warmup,
     }
 }
 
@@ -151,6 +152,9 @@ fn endpoints(service: &Service, port: &Port, subset: Option<&CompiledSubset>) ->
                         host: h.clone(),
                         port: p,
                     },
+                    // The port is not used: istiod gives unix endpoints target port 0
+                    // (`convertWorkloadInstanceToServiceInstance`, serviceentry/conversion.go).
+                    EndpointHost::Unix(path) => EndpointAddress::Unix { path: path.clone() },
                 },
                 labels: e.labels.clone(),
                 weight: e.weight,

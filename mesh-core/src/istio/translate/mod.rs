@@ -5,6 +5,7 @@
 mod authz;
 mod clusters;
 mod delegate;
+mod credentials;
 mod destination_rule;
 mod export_to;
 mod http;
@@ -62,6 +63,8 @@ struct Decoded {
     peer_authentications: Vec<Item<r::PeerAuthenticationSpec>>,
     authorization_policies: Vec<Item<r::AuthorizationPolicySpec>>,
     kube: super::kube::Objects,
+    /// Kubernetes Secrets, kept as read: only `credentials` looks inside.
+    secrets: Vec<Item<serde_json::Value>>,
 }
 
 fn push<T: DeserializeOwned>(raw: RawResource, diags: &mut Diagnostics, out: &mut Vec<Item<T>>) {
@@ -106,6 +109,12 @@ fn decode_all(raw: Vec<RawResource>, diags: &mut Diagnostics) -> Decoded {
             Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Node => {
                 super::kube::push(res, diags, &mut d.kube);
             }
+            Kind::Secret => d.secrets.push(Item {
+                origin: res.origin,
+                resource: res.resource,
+                metadata: res.metadata,
+                spec: res.spec,
+            }),
         }
     }
     d
@@ -127,7 +136,9 @@ pub(crate) fn build(raw: Vec<RawResource>, ctx: &BuildContext, diags: &mut Diagn
     let workloads = services::index_workload_entries(&d.workload_entries, ctx, diags);
     let mut services = services::build_services(&d.service_entries, &workloads, ctx, diags);
     super::kube::add_services(&d.kube, &mut services, ctx, diags);
-    let rules = destination_rule::compile_rules(&d.destination_rules, ctx, diags);
+    let mut rules = destination_rule::compile_rules(&d.destination_rules, ctx, diags);
+    let credentials = credentials::Credentials::new(&d.secrets, ctx, diags);
+    credentials::resolve(&mut rules, &credentials, diags);
     let vss = virtual_service::compile_virtual_services(
         &d.virtual_services,
         &services,

@@ -20,11 +20,12 @@ pub(crate) struct Port {
     pub(crate) target_port: Option<u16>,
 }
 
-/// Where an endpoint is: an IP, or a DNS name.
+/// Where an endpoint is: an IP, a DNS name, or a unix domain socket path.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum EndpointHost {
     Ip(IpAddr),
     Dns(String),
+    Unix(String),
 }
 
 /// An endpoint of a service, before ports are applied.
@@ -95,19 +96,47 @@ fn endpoint(
     ctx: &BuildContext,
     report: &mut Reporter<'_>,
 ) -> Option<ServiceEndpoint> {
-    report.unimplemented(&spec.network, &field.key("network"));
     let address = spec.address.as_deref().unwrap_or_default();
-    let host = if address.is_empty() {
+    let network = spec.network.as_deref().unwrap_or_default();
+    let host = if address.is_empty() && !network.is_empty() {
+        // istiod accepts it (`validateWorkloadEntry`: "address is unset with network", a
+        // warning): the endpoint is reached through its network's east-west gateway. mesh has
+        // no gateways, i.e. multi-network is not enabled, and then istiod drops an endpoint
+        // without an address (`filterIstioEndpoint`, pilot/pkg/xds/endpoints/endpoint_builder.go).
+        // An endpoint *with* an address keeps it: with no gateways `EndpointsByNetworkFilter`
+        // (ep_filters.go) returns every endpoint whatever its network.
+        report.warn(
+            &field.key("address"),
+            format!(
+                "address is unset with network {network:?}: reachable only through that network's gateway, and mesh has none; endpoint dropped"
+            ),
+        );
+        return None;
+    } else if address.is_empty() {
         report.error(&field.key("address"), "address is required");
         return None;
     } else if let Ok(ip) = address.parse::<IpAddr>() {
         EndpointHost::Ip(ip)
-    } else if address.starts_with("unix://") {
-        report.error(
-            &field.key("address"),
-            "unix domain socket endpoints are not supported",
-        );
-        return None;
+    } else if let Some(path) = address.strip_prefix("unix://") {
+        // istiod's `ValidateUnixAddress` and `validateWorkloadEntry`: an absolute path to a
+        // file, or an abstract socket `@name`; no ports.
+        if path.is_empty()
+            || !(path.starts_with('@') || path.starts_with('/') && !path.ends_with('/'))
+        {
+            report.error(
+                &field.key("address"),
+                format!("{path:?} is not an absolute path to a file"),
+            );
+            return None;
+        }
+        if !spec.ports.is_empty() {
+            report.error(
+                &field.key("ports"),
+                format!("unix endpoint {address} must not include ports"),
+            );
+            return None;
+        }
+        EndpointHost::Unix(path.to_owned())
     } else if resolution == Resolution::Dns {
         if let Err(e) = names::validate_host(address) {
             report.error(&field.key("address"), e);

@@ -13,11 +13,12 @@ use envoy_types::pb::envoy::config::cluster::v3::{
         common_lb_config::{LocalityConfigSpecifier, LocalityWeightedLbConfig},
     },
 };
-use envoy_types::pb::envoy::config::core::v3::{Http2ProtocolOptions, HttpProtocolOptions};
+use envoy_types::pb::envoy::config::core::v3::HttpProtocolOptions;
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions as UpstreamHttpOptions,
     http_protocol_options::{
-        ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
+        ExplicitHttpConfig, UpstreamProtocolOptions, UseDownstreamHttpConfig,
+        explicit_http_config::ProtocolConfig,
     },
 };
 use envoy_types::pb::envoy::r#type::v3::Percent as XdsPercent;
@@ -33,6 +34,7 @@ use super::error::{ResourceKind, Scope, XdsError};
 use super::meta::{self, ISTIO, MESH};
 use super::proto::{self, duration_from, duration_to, pack, u32v, u64v, unpack};
 use super::tls;
+use super::upstream_options;
 
 const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -130,7 +132,14 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
             XdsLb::Maglev
         }
     } as i32;
+    if let Some(slow_start) = &cluster.slow_start {
+        c.lb_config = upstream_options::slow_start_to_xds(slow_start, c.lb_policy);
+    }
     let pool = &cluster.connection_pool;
+    c.upstream_connection_options = pool
+        .tcp_keepalive
+        .as_ref()
+        .map(upstream_options::tcp_keepalive_to_xds);
     c.circuit_breakers = Some(CircuitBreakers {
         thresholds: vec![Thresholds {
             max_connections: u32v(pool.max_connections),
@@ -155,15 +164,29 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
             max_requests_per_connection: (pool.max_requests_per_connection > 0)
                 .then(|| u32v(pool.max_requests_per_connection))
                 .flatten(),
+            // istiod's `applyConnectionPool`: `tcp.maxConnectionDuration`.
+            max_connection_duration: pool.max_connection_duration.map(duration_to),
             ..Default::default()
         }),
-        upstream_protocol_options: h2.then(|| {
-            UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                    Http2ProtocolOptions::default(),
-                )),
+        // istiod's `setUseDownstreamProtocol` for `useClientProtocol`, else explicit HTTP/2.
+        upstream_protocol_options: if pool.use_client_protocol {
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(
+                UseDownstreamHttpConfig {
+                    http2_protocol_options: Some(upstream_options::http2_options(
+                        pool.http2_keepalive.as_ref(),
+                    )),
+                    ..Default::default()
+                },
+            ))
+        } else {
+            h2.then(|| {
+                UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        upstream_options::http2_options(pool.http2_keepalive.as_ref()),
+                    )),
+                })
             })
-        }),
+        },
         ..Default::default()
     };
     c.typed_extension_protocol_options
@@ -564,6 +587,7 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
         };
         scope.error(field, e.to_string())
     })?;
+    let slow_start = upstream_options::slow_start_from_xds(c.lb_config.as_ref(), &lb, &mut scope)?;
     residual.lb_policy = 0;
     residual.lb_config = None;
     let mut pool = ConnectionPool {
@@ -621,6 +645,15 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
     }
     residual.circuit_breakers = None;
     let mut explicit_h2 = c.http2_protocol_options.is_some();
+    if let Some(h2) = &c.http2_protocol_options {
+        pool.http2_keepalive =
+            upstream_options::http2_keepalive_from_xds(h2, "http2_protocol_options", &mut scope)?;
+    }
+    pool.tcp_keepalive = upstream_options::tcp_keepalive_from_xds(
+        c.upstream_connection_options.as_ref(),
+        &mut scope,
+    );
+    residual.upstream_connection_options = None;
     if let Some(m) = &c.max_requests_per_connection {
         pool.max_requests_per_connection = m.value;
     }
@@ -645,9 +678,16 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             if let Some(m) = &common.max_requests_per_connection {
                 pool.max_requests_per_connection = m.value;
             }
+            pool.max_connection_duration = dur(
+                &common.max_connection_duration,
+                &scope,
+                &format!("{field}.common_http_protocol_options.max_connection_duration"),
+            )?
+            .filter(|d| !d.is_zero());
             let mut r = *common;
             r.idle_timeout = None;
             r.max_requests_per_connection = None;
+            r.max_connection_duration = None;
             scope.unsupported(&format!("{field}.common_http_protocol_options"), &r);
         }
         match &o.upstream_protocol_options {
@@ -656,12 +696,30 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
                     e.protocol_config,
                     Some(ProtocolConfig::Http2ProtocolOptions(_))
                 );
+                if let Some(ProtocolConfig::Http2ProtocolOptions(h2)) = &e.protocol_config {
+                    pool.http2_keepalive = upstream_options::http2_keepalive_from_xds(
+                        h2,
+                        &format!("{field}.explicit_http_config.http2_protocol_options"),
+                        &mut scope,
+                    )?;
+                }
             }
-            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(_))
-            | Some(UpstreamProtocolOptions::AutoConfig(_)) => {
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
+                // Each request keeps its HTTP version (`useClientProtocol`).
+                explicit_h2 = false;
+                pool.use_client_protocol = true;
+                if let Some(h2) = &d.http2_protocol_options {
+                    pool.http2_keepalive = upstream_options::http2_keepalive_from_xds(
+                        h2,
+                        &format!("{field}.use_downstream_protocol_config.http2_protocol_options"),
+                        &mut scope,
+                    )?;
+                }
+            }
+            Some(UpstreamProtocolOptions::AutoConfig(_)) => {
                 scope.warn(
                     format!("{field}.upstream_protocol_options"),
-                    "only explicit_http_config is implemented; HTTP/1.1 is used",
+                    "only explicit_http_config and use_downstream_protocol_config are implemented; HTTP/1.1 is used",
                 );
             }
             None => {}
@@ -809,6 +867,7 @@ pub fn decode_cluster(c: &XdsCluster) -> Result<DecodedCluster, XdsError> {
             connection_pool: pool,
             outlier,
             retry_budget: budget,
+            slow_start,
         },
         eds_service_name,
         hash_from_routes: hash_from_routes && matches!(lb_type, XdsLb::RingHash | XdsLb::Maglev),

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, HealthStatus as XdsHealth, Locality as XdsLocality, SocketAddress, address,
+    Address, HealthStatus as XdsHealth, Locality as XdsLocality, Pipe, SocketAddress, address,
     socket_address::PortSpecifier,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -81,9 +81,20 @@ fn weight_sum(weights: impl Iterator<Item = u32>) -> u32 {
 }
 
 fn lb_endpoint(e: &Endpoint) -> LbEndpoint {
-    let (host, port) = match &e.address {
-        EndpointAddress::Socket(a) => (a.ip().to_string(), a.port()),
-        EndpointAddress::Dns { host, port } => (host.clone(), *port),
+    let socket = |address: String, port: u16| {
+        address::Address::SocketAddress(SocketAddress {
+            address,
+            port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
+            ..Default::default()
+        })
+    };
+    let xds_address = match &e.address {
+        EndpointAddress::Socket(a) => socket(a.ip().to_string(), a.port()),
+        EndpointAddress::Dns { host, port } => socket(host.clone(), *port),
+        EndpointAddress::Unix { path } => address::Address::Pipe(Pipe {
+            path: path.clone(),
+            mode: 0,
+        }),
     };
     let labels: HashMap<_, _> = e
         .labels
@@ -104,11 +115,7 @@ fn lb_endpoint(e: &Endpoint) -> LbEndpoint {
         load_balancing_weight: u32v(e.weight.max(1)),
         host_identifier: Some(HostIdentifier::Endpoint(XdsEndpoint {
             address: Some(Address {
-                address: Some(address::Address::SocketAddress(SocketAddress {
-                    address: host,
-                    port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
-                    ..Default::default()
-                })),
+                address: Some(xds_address),
             }),
             ..Default::default()
         })),
@@ -122,6 +129,53 @@ impl std::fmt::Display for Lazy<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.lb_endpoints[{}]", self.0, self.1)
     }
+}
+
+/// An endpoint's socket address (IP, or a DNS name resolved when connecting).
+fn socket_endpoint(
+    endpoint: &XdsEndpoint,
+    path: &Lazy<'_>,
+    scope: &Scope,
+) -> Result<EndpointAddress, XdsError> {
+    let socket = match endpoint.address.as_ref().and_then(|a| a.address.as_ref()) {
+        Some(address::Address::SocketAddress(s)) => s,
+        Some(_) => {
+            return Err(scope.error(
+                format!("{path}.endpoint.address"),
+                "only socket addresses are supported",
+            ));
+        }
+        None => return Err(scope.error(format!("{path}.endpoint.address"), "missing")),
+    };
+    let port = match socket.port_specifier {
+        Some(PortSpecifier::PortValue(p)) => {
+            u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+                scope.error(
+                    format!("{path}.endpoint.address.socket_address.port_value"),
+                    format!("{p} is not a port"),
+                )
+            })?
+        }
+        _ => {
+            return Err(scope.error(
+                format!("{path}.endpoint.address.socket_address.port_value"),
+                "missing",
+            ));
+        }
+    };
+    Ok(match socket.address.parse::<IpAddr>() {
+        Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, port)),
+        Err(_) if !socket.address.is_empty() => EndpointAddress::Dns {
+            host: socket.address.clone(),
+            port,
+        },
+        Err(_) => {
+            return Err(scope.error(
+                format!("{path}.endpoint.address.socket_address.address"),
+                "empty",
+            ));
+        }
+    })
 }
 
 /// Envoy's rule: priorities run from 0 (highest) to N (lowest) without skipping.
@@ -251,44 +305,14 @@ pub(crate) fn decode_inline(
                 }
                 None => return Err(scope.error(format!("{path}.endpoint"), "missing")),
             };
-            let socket = match endpoint.address.as_ref().and_then(|a| a.address.as_ref()) {
-                Some(address::Address::SocketAddress(s)) => s,
-                Some(_) => {
-                    return Err(scope.error(
-                        format!("{path}.endpoint.address"),
-                        "only socket addresses are supported",
-                    ));
+            let address = match endpoint.address.as_ref().and_then(|a| a.address.as_ref()) {
+                // A unix domain socket (Istio's `unix://` endpoints).
+                Some(address::Address::Pipe(pipe)) if !pipe.path.is_empty() => {
+                    EndpointAddress::Unix {
+                        path: pipe.path.clone(),
+                    }
                 }
-                None => return Err(scope.error(format!("{path}.endpoint.address"), "missing")),
-            };
-            let port = match socket.port_specifier {
-                Some(PortSpecifier::PortValue(p)) => {
-                    u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
-                        scope.error(
-                            format!("{path}.endpoint.address.socket_address.port_value"),
-                            format!("{p} is not a port"),
-                        )
-                    })?
-                }
-                _ => {
-                    return Err(scope.error(
-                        format!("{path}.endpoint.address.socket_address.port_value"),
-                        "missing",
-                    ));
-                }
-            };
-            let address = match socket.address.parse::<IpAddr>() {
-                Ok(ip) => EndpointAddress::Socket(SocketAddr::new(ip, port)),
-                Err(_) if !socket.address.is_empty() => EndpointAddress::Dns {
-                    host: socket.address.clone(),
-                    port,
-                },
-                Err(_) => {
-                    return Err(scope.error(
-                        format!("{path}.endpoint.address.socket_address.address"),
-                        "empty",
-                    ));
-                }
+                _ => socket_endpoint(endpoint, &path, scope)?,
             };
             let health = match XdsHealth::try_from(e.health_status) {
                 Ok(XdsHealth::Unknown | XdsHealth::Healthy | XdsHealth::Degraded) => {

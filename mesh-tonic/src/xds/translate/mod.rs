@@ -32,6 +32,7 @@ pub(crate) mod proto;
 mod rbac;
 mod route;
 mod tls;
+mod upstream_options;
 
 pub use assemble::{Decoded, api_listener_for, assemble, to_resources};
 pub use cluster::{DecodedCluster, decode_cluster};

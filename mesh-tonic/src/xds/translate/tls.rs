@@ -322,5 +322,6 @@ pub(crate) fn from_transport_socket(
         client_certificate: cert,
         private_key: key,
         ca_certificates: ca,
+        credential: None,
     })
 }

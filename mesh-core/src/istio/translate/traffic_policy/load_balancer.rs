@@ -4,7 +4,7 @@
 use super::super::super::diag::{Field, Reporter};
 use super::super::super::resources as r;
 use super::super::parse_duration_at;
-use crate::model::{HashKey, LbPolicy, LocalityFailover, LocalityLbSetting};
+use crate::model::{HashKey, LbPolicy, LocalityFailover, LocalityLbSetting, SlowStart};
 
 /// Ring size Istio gives Envoy's ring hash when none is set.
 const DEFAULT_RING_SIZE: u64 = 1024;
@@ -19,8 +19,6 @@ pub(super) fn load_balancer(
     least_request: &LbPolicy,
     report: &mut Reporter<'_>,
 ) -> Option<(LbPolicy, LocalityLbSetting)> {
-    report.unimplemented(&lb.warmup_duration_secs, &field.key("warmupDurationSecs"));
-    report.unimplemented(&lb.warmup, &field.key("warmup"));
     let policy = match (&lb.simple, &lb.consistent_hash) {
         (Some(_), Some(_)) => {
             report.error(field, "simple and consistentHash are mutually exclusive");
@@ -49,6 +47,74 @@ pub(super) fn load_balancer(
         .map(|l| locality_setting(l, &field.key("localityLbSetting"), report))
         .unwrap_or_else(mesh_locality_default);
     Some((policy, locality))
+}
+
+/// Envoy's default `slow_start_config.min_weight_percent`, which istiod's `setWarmup` also uses.
+const DEFAULT_WARMUP_MIN_PERCENT: f64 = 10.0;
+
+/// `warmup` (or the older `warmupDurationSecs`): Envoy's slow start, as istiod sets it in
+/// `applyRoundRobinLoadBalancer` / `applyLeastRequestLoadBalancer`
+/// (pilot/pkg/networking/core/cluster_traffic_policy.go): `warmup` wins over
+/// `warmupDurationSecs`; aggression defaults to 1.0 and the minimum weight to 10 % (`setWarmup`);
+/// only ROUND_ROBIN and LEAST_REQUEST (also the default) take it; with RANDOM or a consistent
+/// hash istiod drops it, so it is ignored here with a warning. Checks follow istiod's
+/// `validateLoadBalancer` (pkg/config/validation/validation.go).
+pub(super) fn warmup(
+    lb: &r::LoadBalancerSettings,
+    field: &Field,
+    report: &mut Reporter<'_>,
+) -> Option<SlowStart> {
+    let (window, f, aggression, min_percent) = match (&lb.warmup, &lb.warmup_duration_secs) {
+        (Some(w), _) => {
+            let f = field.key("warmup");
+            let Some(d) = &w.duration else {
+                report.error(&f.key("duration"), "duration is required");
+                return None;
+            };
+            let window = parse_duration_at(d, &f.key("duration"), report)?;
+            let aggression = w.aggression.unwrap_or(1.0);
+            if aggression.is_nan() || aggression <= 0.0 {
+                report.error(&f.key("aggression"), "aggression should be greater than 0");
+                return None;
+            }
+            let min_percent = w.minimum_percent.unwrap_or(DEFAULT_WARMUP_MIN_PERCENT);
+            if !(0.0..=100.0).contains(&min_percent) {
+                report.error(
+                    &f.key("minimumPercent"),
+                    "minimumPercent value should be between 0 and 100",
+                );
+                return None;
+            }
+            (window, f, aggression, min_percent)
+        }
+        (None, Some(d)) => {
+            let f = field.key("warmupDurationSecs");
+            let window = parse_duration_at(d, &f, report)?;
+            (window, f, 1.0, DEFAULT_WARMUP_MIN_PERCENT)
+        }
+        (None, None) => return None,
+    };
+    if window < std::time::Duration::from_millis(1) {
+        report.error(&f, "duration must be at least 1ms");
+        return None;
+    }
+    let takes_warmup = lb.consistent_hash.is_none()
+        && !matches!(
+            lb.simple,
+            Some(r::SimpleLb::Random | r::SimpleLb::Passthrough)
+        );
+    if !takes_warmup {
+        report.warn(
+            &f,
+            "ignored: istiod applies warmup to ROUND_ROBIN and LEAST_REQUEST only",
+        );
+        return None;
+    }
+    Some(SlowStart {
+        window,
+        aggression,
+        min_weight_percent: min_percent,
+    })
 }
 
 fn consistent_hash(

@@ -17,11 +17,12 @@ use std::collections::BTreeMap;
 use super::super::diag::{Field, Reporter};
 use super::super::resources as r;
 use crate::model::{
-    ConnectionPool, LbPolicy, LocalityLbSetting, OutlierDetection, RetryBudget, UpstreamTls,
+    ConnectionPool, LbPolicy, LocalityLbSetting, OutlierDetection, RetryBudget, SlowStart,
+    UpstreamTls,
 };
 use connection_pool::connection_pool;
-use load_balancer::load_balancer;
 pub(crate) use load_balancer::mesh_locality_default;
+use load_balancer::{load_balancer, warmup};
 use outlier::{outlier, retry_budget};
 use tls::tls;
 
@@ -33,6 +34,8 @@ pub(crate) struct Policy {
     pub(crate) outlier: Option<OutlierDetection>,
     pub(crate) tls: Option<UpstreamTls>,
     pub(crate) retry_budget: Option<RetryBudget>,
+    /// `loadBalancer.warmup`, replaced together with `lb` (both come from `loadBalancer`).
+    pub(crate) warmup: Option<SlowStart>,
 }
 
 impl Policy {
@@ -40,6 +43,7 @@ impl Policy {
     pub(crate) fn overlay(&mut self, over: &Policy) {
         if over.lb.is_some() {
             self.lb.clone_from(&over.lb);
+            self.warmup.clone_from(&over.warmup);
         }
         if over.pool.is_some() {
             self.pool.clone_from(&over.pool);
@@ -101,6 +105,10 @@ pub(crate) fn compile(
             .retry_budget
             .as_ref()
             .map(|b| retry_budget(b, &field.key("retryBudget"), report)),
+        warmup: tp
+            .load_balancer
+            .as_ref()
+            .and_then(|lb| warmup(lb, &field.key("loadBalancer"), report)),
     };
     let mut ports = BTreeMap::new();
     for (i, pl) in tp.port_level_settings.iter().enumerate() {
@@ -128,6 +136,10 @@ pub(crate) fn compile(
             tls: pl.tls.as_ref().map(|t| tls(t, &f.key("tls"), report)),
             // Port-level settings have no retry budget.
             retry_budget: None,
+            warmup: pl
+                .load_balancer
+                .as_ref()
+                .and_then(|lb| warmup(lb, &f.key("loadBalancer"), report)),
         };
         if ports.insert(port, policy).is_some() {
             report.error(
