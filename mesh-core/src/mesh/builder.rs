@@ -85,7 +85,8 @@ impl MeshBuilder {
     }
 
     /// How long the files must be quiet after a change before they are reloaded (default
-    /// 100 ms), so a multi-file edit is applied once.
+    /// 100 ms), so a multi-file edit is applied once. Files that never go quiet are reloaded
+    /// at most 10 intervals after the first change.
     pub fn debounce(mut self, debounce: Duration) -> Self {
         self.debounce = debounce;
         self
