@@ -273,3 +273,34 @@ async fn constantly_rewritten_file_is_still_reloaded() {
         "a reload was applied while the file was still being rewritten"
     );
 }
+
+/// A bad file at start: the valid files are served and the bad one is reported as a refused
+/// config, as a running mesh reports a bad edit; fixing it applies the whole config.
+#[tokio::test]
+async fn start_with_the_valid_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "one").unwrap();
+    std::fs::write(dir.path().join("b.yaml"), "BROKEN").unwrap();
+    let mesh = Mesh::builder()
+        .config_path(dir.path())
+        .debounce(Duration::from_millis(20))
+        .loader(text_loader())
+        .start_with_valid_files(true)
+        .build()
+        .await
+        .expect("starts with the valid files");
+    let mut rx = mesh.subscribe();
+    assert_eq!(mesh.snapshot().version, "one");
+    let status = mesh.status();
+    assert_eq!(status.rejected_total, 1);
+    let rejection = status.last_rejection.expect("the bad file is reported");
+    assert!(
+        rejection.diagnostics[0].to_string().contains("b.yaml"),
+        "{}",
+        rejection.diagnostics[0]
+    );
+
+    std::fs::write(dir.path().join("b.yaml"), "two").unwrap();
+    assert_eq!(next_version(&mut rx).await, "onetwo");
+    assert!(mesh.status().last_rejection.is_none());
+}
