@@ -58,10 +58,9 @@ fn pick_path_does_not_allocate() {
     // A failed dhat assertion saves the profile: to the temp dir, never into the source tree.
     let _profiler = dhat::Profiler::builder()
         .testing()
-        .file_name(std::env::temp_dir().join(format!(
-            "mesh-pick_alloc-{}.json",
-            std::process::id()
-        )))
+        .file_name(
+            std::env::temp_dir().join(format!("mesh-pick_alloc-{}.json", std::process::id())),
+        )
         .build();
     let before = dhat::HeapStats::get();
     for _ in 0..10_000 {

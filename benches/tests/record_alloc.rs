@@ -36,10 +36,9 @@ fn record_hit_does_not_allocate() {
     // A failed dhat assertion saves the profile: to the temp dir, never into the source tree.
     let _profiler = dhat::Profiler::builder()
         .testing()
-        .file_name(std::env::temp_dir().join(format!(
-            "mesh-record_alloc-{}.json",
-            std::process::id()
-        )))
+        .file_name(
+            std::env::temp_dir().join(format!("mesh-record_alloc-{}.json", std::process::id())),
+        )
         .build();
     let before = dhat::HeapStats::get();
     for _ in 0..2_500 {
