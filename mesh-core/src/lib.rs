@@ -28,5 +28,6 @@ pub mod routing;
 pub mod telemetry;
 mod workload;
 
+pub use mesh::load_valid_files;
 pub use mesh::{ConfigStatus, Mesh, MeshBuilder, MeshError, Rejection};
 pub use workload::{BuildContext, MeshSettings, OutboundTrafficPolicy, Workload};

@@ -7,6 +7,8 @@
 //! curl http://127.0.0.1:9080/whoami                    # PERMISSIVE: {"peer":null}; STRICT: refused
 //! curl -k --cert certs/sleep/cert-chain.pem --key certs/sleep/key.pem \
 //!     https://127.0.0.1:9080/whoami                    # {"peer":"spiffe://cluster.local/ns/default/sa/sleep"}
+//! curl http://127.0.0.1:9080/delay/3000               # meanwhile `kill <server pid>` (SIGTERM):
+//!                                                      # it drains, the request completes, exit 0
 //! ```
 //! `-k`: SPIFFE certificates name no DNS host, so curl cannot check the server's name. Edit the
 //! PeerAuthentication or AuthorizationPolicy files under `--config` and the next request sees it.
@@ -15,8 +17,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use axum::extract::{Path, Request};
 use axum::routing::{any, get};
-use axum::{Json, Router, extract::Request};
+use axum::{Json, Router};
 use clap::Parser;
 use mesh_core::identity::PeerIdentity;
 use mesh_core::{Mesh, Workload};
@@ -48,6 +51,13 @@ async fn whoami(request: Request) -> Json<Value> {
     Json(json!({ "peer": peer.map(|p| p.to_string()) }))
 }
 
+/// Answers after `ms` milliseconds (at most 10 s): a request to watch a drain finish.
+async fn delay(Path(ms): Path<u64>) -> &'static str {
+    tracing::info!(ms, "delay request started");
+    tokio::time::sleep(std::time::Duration::from_millis(ms.min(10_000))).await;
+    "ok\n"
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_env_filter("info").init();
@@ -64,15 +74,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mesh = mesh.build().await?;
     let app = Router::new()
         .route("/whoami", get(whoami))
-        .route("/anything/{*rest}", any(|| async { "ok\n" }));
+        .route("/anything/{*rest}", any(|| async { "ok\n" }))
+        .route("/delay/{ms}", get(delay));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // Scripts and tests wait for this line (useful with --listen 127.0.0.1:0).
+    eprintln!("mtls-server: listening on {}", listener.local_addr()?);
     let options =
         mesh_tower::ServeOptions::new().telemetry(Telemetry::new().access_log(AccessLogMode::All));
     mesh_tower::serve(&mesh, listener, app)
         .options(options)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        // SIGTERM (Kubernetes) or Ctrl-C: stop accepting, finish what is in flight, exit 0.
+        .with_graceful_shutdown(mesh_examples::shutdown_signal())
         .await?;
     Ok(())
 }

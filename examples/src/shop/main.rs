@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release --bin shop                         # all in one process, 30 s
-//! cargo run --release --bin shop -- --duration 0 --json  # until Ctrl-C, summary as JSON
+//! cargo run --release --bin shop -- --duration 0 --json  # until Ctrl-C/SIGTERM, summary as JSON
 //! examples/shop.sh                                       # one process per workload
 //! ```
 //! Edit the weights in `shop-config/inventory.yaml` while it runs: the split follows within a

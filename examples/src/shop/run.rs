@@ -280,10 +280,10 @@ async fn wait_for_servers(ports: &Ports) -> Result<(), Error> {
     Ok(())
 }
 
+/// SIGINT (Ctrl-C) or SIGTERM (Kubernetes): servers drain, the load generator prints its
+/// summary.
 async fn ctrl_c() {
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
+    mesh_examples::shutdown_signal().await;
 }
 
 fn print(args: &Args, summary: &Summary) -> Result<(), Error> {

@@ -1,6 +1,7 @@
 //! `mesh xds serve --config PATH --listen ADDR`: an ADS control plane over Istio files, for
 //! Envoy sidecars, proxyless gRPC clients and mesh workloads. Every valid edit of the files is
-//! pushed; an invalid one is logged and the last good config keeps being served. Logs (ACKs,
+//! pushed; an invalid one is logged and the last good config keeps being served. Files invalid
+//! at start are left out and reported the same way: the server starts with the rest. Logs (ACKs,
 //! NACKs, connections) go to stderr; `RUST_LOG` filters them (default `info`).
 
 use std::io::IsTerminal;
@@ -69,6 +70,20 @@ impl Serve {
             let server = XdsServer::new(self.config, settings).await?;
             let listener = tokio::net::TcpListener::bind(self.listen).await?;
             let local = listener.local_addr()?;
+            if let Some(refused) = server.mesh().status().last_rejection {
+                // Each error was logged; say plainly that the server runs without those files.
+                let mut files: Vec<String> = refused
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .filter_map(|d| d.file.as_ref().map(|f| f.display().to_string()))
+                    .collect();
+                files.dedup();
+                eprintln!(
+                    "mesh xds serve: invalid, left out until fixed: {}",
+                    files.join(", ")
+                );
+            }
             // Scripts wait for this line to know the port (useful with --listen 127.0.0.1:0).
             eprintln!("mesh xds serve: listening on {local}");
             tracing::info!(%local, version = %server.mesh().snapshot().version, "xDS server listening");

@@ -73,13 +73,25 @@ impl Ring {
         while per_unit > 1 && points_for(members, &weight, lightest, per_unit) > MAX_RING_SIZE {
             per_unit /= 2;
         }
-        let mut points = Vec::with_capacity(
-            usize::try_from(points_for(members, &weight, lightest, per_unit)).unwrap_or(0),
-        );
+        // With a weight skew past MAX_RING_SIZE (one point for the lightest endpoint, billions
+        // for a heavy one: weights are u32 from the control plane) the ring is shared by weight
+        // within the maximum instead, as Envoy's `RingHashLoadBalancer::Ring::Ring`
+        // (ring_hash_lb.cc) caps `scale` at `max_ring_size`; every endpoint keeps one point.
+        let skewed = points_for(members, &weight, lightest, per_unit) > MAX_RING_SIZE;
+        let count = |m: u32| {
+            if skewed {
+                let share = u128::from(weight(m)) * u128::from(MAX_RING_SIZE) / u128::from(sum);
+                u64::try_from(share).unwrap_or(MAX_RING_SIZE).max(1)
+            } else {
+                (per_unit * weight(m)).div_ceil(lightest)
+            }
+        };
+        let total: u64 = members.iter().map(|&m| count(m)).sum();
+        let mut points = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
         let mut key = String::new();
         for &m in members {
             let base = name(m);
-            let count = (per_unit * weight(m)).div_ceil(lightest).min(MAX_RING_SIZE);
+            let count = count(m);
             for i in 0..count {
                 key.clear();
                 // Writing to a String cannot fail.
@@ -143,5 +155,21 @@ mod tests {
             Ring::new(&ten[..9], &[1; 10], |m| m.to_string(), 1024).len(),
             1152
         );
+    }
+
+    /// Found by mesh-fuzz (xds target): endpoint weights 1 and u32::MAX from a control plane
+    /// made the ring reserve 2^32 points (64 GiB) and abort the process; many heavy endpoints
+    /// would have filled 8,388,608 points each. The ring now stays within the maximum (plus one
+    /// point per endpoint), shared by weight as Envoy's ring_hash_lb.cc scales it.
+    #[test]
+    fn extreme_weight_skew_stays_within_the_maximum_ring() {
+        let members: Vec<u32> = (0..4).collect();
+        let weights = [1, u32::MAX, u32::MAX, u32::MAX / 2];
+        let ring = Ring::new(&members, &weights, |m| m.to_string(), 1024);
+        assert!(ring.len() as u64 <= MAX_RING_SIZE + 4, "{}", ring.len());
+        let count = |e: u32| ring.points.iter().filter(|&&(_, m)| m == e).count() as u64;
+        assert_eq!(count(0), 1, "the light endpoint keeps one point");
+        assert!(count(1).abs_diff(2 * count(3)) <= 2, "shared by weight");
+        assert!(count(1).abs_diff(count(2)) <= 1, "shared by weight");
     }
 }

@@ -48,6 +48,7 @@ pub struct MeshBuilder {
     config_paths: Vec<PathBuf>,
     debounce: Duration,
     watch: bool,
+    start_with_valid_files: bool,
     loader: ConfigLoader,
     identity: IdentityConfig,
 }
@@ -59,6 +60,7 @@ impl Default for MeshBuilder {
             config_paths: Vec::new(),
             debounce: Duration::from_millis(100),
             watch: true,
+            start_with_valid_files: false,
             loader: ConfigLoader::istio(),
             identity: IdentityConfig::None,
         }
@@ -85,9 +87,19 @@ impl MeshBuilder {
     }
 
     /// How long the files must be quiet after a change before they are reloaded (default
-    /// 100 ms), so a multi-file edit is applied once.
+    /// 100 ms), so a multi-file edit is applied once. Files that never go quiet are reloaded
+    /// at most 10 intervals after the first change.
     pub fn debounce(mut self, debounce: Duration) -> Self {
         self.debounce = debounce;
+        self
+    }
+
+    /// When the initial config is invalid, start with the files that are valid instead of
+    /// failing (default false), and record the others as a refused config (log, counter,
+    /// [`Mesh::status`]), as a running mesh does with a bad edit. The watch goes on over every
+    /// path: once the bad files are fixed, the whole config is applied.
+    pub fn start_with_valid_files(mut self, yes: bool) -> Self {
+        self.start_with_valid_files = yes;
         self
     }
 
@@ -142,23 +154,35 @@ impl MeshBuilder {
             ));
         }
         let loader = self.loader.clone();
-        let initial = {
+        let partial = self.start_with_valid_files;
+        let (initial, refused) = {
             let (paths, context) = (self.config_paths.clone(), self.context.clone());
-            tokio::task::spawn_blocking(move || loader.load(&paths, &context))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(ConfigError::internal(format!(
-                        "config loader panicked: {e}"
-                    )))
-                })?
+            tokio::task::spawn_blocking(move || {
+                if partial {
+                    super::partial::load_valid(&loader, &paths, &context)
+                } else {
+                    loader.load(&paths, &context).map(|s| (s, None))
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(ConfigError::internal(format!(
+                    "config loader panicked: {e}"
+                )))
+            })?
         };
-        if !self.watch {
-            return Ok(Mesh::new(self.context, initial, identity, Vec::new()));
+        let mesh = if self.watch {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let source = FileSource::new(self.config_paths, self.debounce, self.loader)?;
+            let mesh = Mesh::new(self.context, initial, identity, vec![stop_tx]);
+            source.spawn(Arc::downgrade(&mesh.shared), stop_rx);
+            mesh
+        } else {
+            Mesh::new(self.context, initial, identity, Vec::new())
+        };
+        if let Some(refused) = refused {
+            mesh.reject(refused);
         }
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let source = FileSource::new(self.config_paths, self.debounce, self.loader)?;
-        let mesh = Mesh::new(self.context, initial, identity, vec![stop_tx]);
-        source.spawn(Arc::downgrade(&mesh.shared), stop_rx);
         Ok(mesh)
     }
 }

@@ -7,6 +7,7 @@
 //! for the admin config dump ([`Mesh::status`]).
 
 mod builder;
+mod partial;
 mod status;
 mod watch;
 
@@ -16,6 +17,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{oneshot, watch as tokio_watch};
 
 pub use builder::{MeshBuilder, MeshError};
+pub use partial::load_valid_files;
 pub use status::{ConfigStatus, Rejection};
 
 use crate::BuildContext;

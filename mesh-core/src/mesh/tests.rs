@@ -196,3 +196,111 @@ async fn invalid_initial_config_is_an_error() {
         .unwrap_err();
     assert!(err.to_string().contains("a.yaml"), "{err}");
 }
+
+/// Events every 50 ms against a 100 ms debounce never go quiet; the wait still ends at the
+/// maximum delay (10 intervals), not when the writer stops.
+#[tokio::test(start_paused = true)]
+async fn debounce_ends_at_the_maximum_delay_under_constant_writes() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn(async move {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let quiet = Duration::from_millis(100);
+    let max = quiet * super::watch::MAX_DEBOUNCE_FACTOR;
+    let start = tokio::time::Instant::now();
+    assert!(super::watch::settle(&mut rx, quiet, max).await);
+    assert_eq!(
+        start.elapsed(),
+        max,
+        "the writer runs for 5 s; the wait ends at 1 s"
+    );
+    writer.abort();
+}
+
+/// A single change is reloaded after one quiet interval; a closed channel ends the wait.
+#[tokio::test(start_paused = true)]
+async fn debounce_waits_one_quiet_interval() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let quiet = Duration::from_millis(100);
+    let start = tokio::time::Instant::now();
+    assert!(super::watch::settle(&mut rx, quiet, quiet * 10).await);
+    assert_eq!(start.elapsed(), quiet);
+    drop(tx);
+    assert!(!super::watch::settle(&mut rx, quiet, quiet * 10).await);
+}
+
+/// End to end: a file rewritten every 5 ms against a 300 ms debounce (a gap that long is
+/// unlikely even on a loaded machine) is reloaded at the 3 s maximum delay, while the writes
+/// go on.
+#[tokio::test]
+async fn constantly_rewritten_file_is_still_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    std::fs::write(&file, "start").unwrap();
+    let mesh = Mesh::builder()
+        .config_path(dir.path())
+        .debounce(Duration::from_millis(300))
+        .loader(text_loader())
+        .build()
+        .await
+        .expect("initial config loads");
+    let mut rx = mesh.subscribe();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (file, stop) = (file.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // At least 10 s of writes, far past the maximum delay.
+            for i in 0..2000 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return true;
+                }
+                std::fs::write(&file, format!("v{i}")).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        })
+    };
+    // Any new snapshot (a read may catch the file truncated) proves a reload happened.
+    next_version(&mut rx).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        writer.join().unwrap(),
+        "a reload was applied while the file was still being rewritten"
+    );
+}
+
+/// A bad file at start: the valid files are served and the bad one is reported as a refused
+/// config, as a running mesh reports a bad edit; fixing it applies the whole config.
+#[tokio::test]
+async fn start_with_the_valid_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.yaml"), "one").unwrap();
+    std::fs::write(dir.path().join("b.yaml"), "BROKEN").unwrap();
+    let mesh = Mesh::builder()
+        .config_path(dir.path())
+        .debounce(Duration::from_millis(20))
+        .loader(text_loader())
+        .start_with_valid_files(true)
+        .build()
+        .await
+        .expect("starts with the valid files");
+    let mut rx = mesh.subscribe();
+    assert_eq!(mesh.snapshot().version, "one");
+    let status = mesh.status();
+    assert_eq!(status.rejected_total, 1);
+    let rejection = status.last_rejection.expect("the bad file is reported");
+    assert!(
+        rejection.diagnostics[0].to_string().contains("b.yaml"),
+        "{}",
+        rejection.diagnostics[0]
+    );
+
+    std::fs::write(dir.path().join("b.yaml"), "two").unwrap();
+    assert_eq!(next_version(&mut rx).await, "onetwo");
+    assert!(mesh.status().last_rejection.is_none());
+}

@@ -5,6 +5,12 @@
 //! volumes swap a `..data` symlink: a watch on the file itself would be left on a dead inode.
 //! Every change is debounced, then the whole config is rebuilt on a blocking thread and applied
 //! only if it is valid and different.
+//!
+//! The debounce waits for the files to be quiet for the debounce interval, but never longer than
+//! [`MAX_DEBOUNCE_FACTOR`] intervals after the first change of a burst (the "max wait" of file
+//! watchers' debouncers, e.g. `notify-debouncer-full` emitting per timeout, or lodash's
+//! `maxWait`): a file rewritten more often than the interval is still reloaded, at most that
+//! late.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,6 +24,9 @@ use super::{Mesh, MeshError, Shared};
 use crate::BuildContext;
 use crate::config::ConfigError;
 use crate::model::Snapshot;
+
+/// A burst of changes delays a reload by at most this many debounce intervals.
+pub(crate) const MAX_DEBOUNCE_FACTOR: u32 = 10;
 
 type LoadFn = dyn Fn(&[PathBuf], &BuildContext) -> Result<Snapshot, ConfigError> + Send + Sync;
 
@@ -109,13 +118,10 @@ impl FileSource {
                     Some(_) => {}
                 },
             }
-            // Debounce: wait until the files have been quiet for a while.
-            loop {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep(self.debounce) => break,
-                    event = self.events.recv() => if event.is_none() { return },
-                }
+            let max_delay = self.debounce.saturating_mul(MAX_DEBOUNCE_FACTOR);
+            tokio::select! {
+                _ = &mut stop => return,
+                open = settle(&mut self.events, self.debounce, max_delay) => if !open { return },
             }
             let Some(shared) = mesh.upgrade() else { return };
             let mesh = Mesh { shared };
@@ -144,6 +150,24 @@ impl FileSource {
         }
         // Keep the watcher alive as long as the loop runs.
         let _ = &self.watcher;
+    }
+}
+
+/// Waits until no event arrived for `quiet`, or until `max_delay` has passed since the call,
+/// whichever comes first. Returns false if the event channel closed.
+pub(crate) async fn settle<T>(
+    events: &mut mpsc::UnboundedReceiver<T>,
+    quiet: Duration,
+    max_delay: Duration,
+) -> bool {
+    let deadline = tokio::time::sleep(max_delay);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return true,
+            _ = tokio::time::sleep(quiet) => return true,
+            event = events.recv() => if event.is_none() { return false },
+        }
     }
 }
 

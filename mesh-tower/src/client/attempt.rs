@@ -71,7 +71,10 @@ impl Inner {
         let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
         let backoff = policy.map(Backoff::from_policy);
         let mut previous: Option<usize> = None;
-        // The current retry counts against the budget while it is in flight.
+        // The current retry counts against the budget from its backoff until its outcome is
+        // known, and is released before the next retry asks: a request never counts against
+        // itself (Envoy's `RetryStateImpl::shouldRetry` calls `resetRetry()`, decrementing the
+        // cluster's `retries()`, before `retries().canCreate()`).
         let mut retry_permit = None;
         let mut attempt_no = 0;
         loop {
@@ -109,8 +112,9 @@ impl Inner {
                     local(flag, &connect_error_text(reason.as_deref()))
                 });
             }
+            drop(retry_permit.take());
             match cluster.breaker.try_retry() {
-                Ok(p) => drop(retry_permit.replace(p)),
+                Ok(p) => retry_permit = Some(p),
                 Err(overflow) => {
                     tracing::debug!(cluster = %cluster.cluster.name, %overflow, "retry not allowed");
                     metrics::counter!("mesh_retry_budget_exhausted_total", "cluster" => cluster.cluster.name.to_string())

@@ -89,4 +89,22 @@ mod tests {
         let d = b.next_delay().as_secs_f64();
         assert!((0.8..=1.2).contains(&d));
     }
+
+    /// Two workloads' clients draw different delays: the seed comes from the OS, not a
+    /// constant (a fixed seed made a fleet reconnect in lockstep).
+    #[test]
+    fn two_clients_jitter_differently() {
+        let workload = mesh_core::Workload::new("default", "a");
+        let target = || crate::xds::bootstrap::XdsTarget::Tcp("127.0.0.1:1".into());
+        let a = super::super::XdsClientConfig::new(target(), &workload);
+        let b = super::super::XdsClientConfig::new(target(), &workload);
+        assert_ne!(a.seed, b.seed);
+        let delays = |seed| {
+            let mut s = BackoffState::new(Backoff::default(), seed);
+            (0..4).map(|_| s.next_delay()).collect::<Vec<_>>()
+        };
+        assert_ne!(delays(a.seed), delays(b.seed));
+        assert_eq!(delays(a.seed), delays(a.seed), "an injected seed replays");
+        assert_eq!(a.seed(9).seed, 9);
+    }
 }

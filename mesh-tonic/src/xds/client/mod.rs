@@ -75,7 +75,14 @@ pub struct XdsClientConfig {
     pub resource_timeout: Duration,
     /// Connect timeout of one attempt.
     pub connect_timeout: Duration,
-    /// Seed of the backoff jitter.
+    /// Per server, in the order of `servers`: whether its bootstrap entry lists the
+    /// `ignore_resource_deletion` server feature (gRFC A53). While streaming from such a
+    /// server, listeners and clusters a state-of-the-world response leaves out are kept (and
+    /// the deletion logged) until the server sends them again. Missing entries are false.
+    pub ignore_resource_deletion: Vec<bool>,
+    /// Seed of the backoff jitter: drawn from the operating system's randomness for each
+    /// config, so a fleet that lost its control plane does not reconnect in lockstep. Tests
+    /// set it ([`seed`](Self::seed)) to replay delays.
     pub seed: u64,
 }
 
@@ -100,6 +107,15 @@ impl XdsClientConfig {
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
         let servers = bootstrap.servers.iter().map(|s| s.target.clone()).collect();
         let mut config = Self::with_node(servers, bootstrap.node.clone());
+        config.ignore_resource_deletion = bootstrap
+            .servers
+            .iter()
+            .map(|s| {
+                s.server_features
+                    .iter()
+                    .any(|f| f == "ignore_resource_deletion")
+            })
+            .collect();
         if let Some(t) = &bootstrap.server_listener_resource_name_template {
             config.server_listener_template = t.clone();
         }
@@ -116,7 +132,8 @@ impl XdsClientConfig {
             backoff: Backoff::default(),
             resource_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
-            seed: 0x6d65_7368,
+            ignore_resource_deletion: Vec::new(),
+            seed: rand::random(),
         }
     }
 
@@ -146,6 +163,18 @@ impl XdsClientConfig {
     /// Sets the reconnect backoff.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    /// Sets gRFC A53's `ignore_resource_deletion` for every server configured so far.
+    pub fn ignore_resource_deletion(mut self, ignore: bool) -> Self {
+        self.ignore_resource_deletion = vec![ignore; self.servers.len()];
+        self
+    }
+
+    /// Sets the seed of the backoff jitter (by default drawn from the OS).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
         self
     }
 

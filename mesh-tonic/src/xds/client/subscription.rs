@@ -46,6 +46,9 @@ pub(super) struct TypeState {
     pub(super) does_not_exist: BTreeSet<String>,
     /// Version and state per resource name.
     pub(super) states: BTreeMap<String, (String, ResourceState)>,
+    /// Resources whose deletion was ignored (gRFC A53): kept, and logged once until the server
+    /// sends them again.
+    pub(super) deletion_ignored: BTreeSet<String>,
 }
 
 impl TypeState {

@@ -15,6 +15,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
 };
 
+use super::limits::{MAX_RESOURCE_NAMES, too_many_names};
 use super::session::Protocol;
 use super::view::{View, record_answer, wildcard_type};
 
@@ -53,14 +54,28 @@ impl Protocol for DeltaStream {
         &r.type_url
     }
 
-    fn request(&mut self, view: &View, type_url: &'static str, r: &DeltaDiscoveryRequest) -> bool {
+    fn request(
+        &mut self,
+        view: &View,
+        type_url: &'static str,
+        r: &DeltaDiscoveryRequest,
+    ) -> Result<bool, tonic::Status> {
         if !r.response_nonce.is_empty() {
             let error = r.error_detail.as_ref().map(|e| e.message.as_str());
             record_answer(&view.id, type_url, &view.snapshot.version, error);
         }
         let first = !self.subs.contains_key(type_url);
         let sub = self.subs.entry(type_url).or_default();
-        subscribe(sub, r, first, wildcard_type(type_url)) || first
+        let asked = r.resource_names_subscribe.len() + r.initial_resource_versions.len();
+        if asked > MAX_RESOURCE_NAMES {
+            return Err(too_many_names(type_url, asked));
+        }
+        let changed = subscribe(sub, r, first, wildcard_type(type_url)) || first;
+        // What the stream keeps grows request by request: its total is what is bounded.
+        if sub.names.len() > MAX_RESOURCE_NAMES {
+            return Err(too_many_names(type_url, sub.names.len()));
+        }
+        Ok(changed)
     }
 
     fn subscribed(&self, type_url: &str) -> bool {

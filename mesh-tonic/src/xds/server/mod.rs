@@ -5,12 +5,15 @@
 //! Each client gets its own view, as istiod builds it: the node's namespace, labels and service
 //! account (from Istio's node id and metadata) are the [`BuildContext`] the files are read for.
 //! Every valid edit of the files is pushed to every stream; an invalid edit is logged and the
-//! last good config keeps being served. ACKs and NACKs from clients are logged and counted
+//! last good config keeps being served (invalid files at start are left out and reported the
+//! same way). ACKs and NACKs from clients are logged and counted
 //! (`mesh_xds_server_responses_total{type, result}`).
 //!
-//! It is a development and small-fleet control plane and the test peer of the client.
+//! It is a development and small-fleet control plane and the test peer of the client. What one
+//! client can make it hold is bounded ([`limits`]).
 
 mod delta;
+pub mod limits;
 mod session;
 mod stream;
 mod view;
@@ -48,9 +51,13 @@ struct Inner {
 }
 
 impl XdsServer {
-    /// Loads and watches `paths` (an invalid initial config is an error).
+    /// Loads and watches `paths`. Invalid files do not stop it: it starts with the valid ones
+    /// and reports the others (the mesh's status, a log line per error), as it reports an
+    /// invalid edit while running; once they are fixed, the whole config is served.
     pub async fn new(paths: Vec<PathBuf>, settings: MeshSettings) -> Result<Self, MeshError> {
-        let mut builder = Mesh::builder().settings(settings.clone());
+        let mut builder = Mesh::builder()
+            .settings(settings.clone())
+            .start_with_valid_files(true);
         for p in &paths {
             builder = builder.config_path(p);
         }
@@ -72,7 +79,8 @@ impl XdsServer {
 
     /// The tonic service, to add to a router.
     pub fn service(&self) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self.clone()).max_decoding_message_size(64 << 20)
+        AggregatedDiscoveryServiceServer::new(self.clone())
+            .max_decoding_message_size(limits::MAX_REQUEST_BYTES)
     }
 
     /// Serves ADS on `listener` until `shutdown` resolves; then every stream ends.
@@ -85,6 +93,9 @@ impl XdsServer {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
+            .max_concurrent_streams(limits::MAX_STREAMS_PER_CONNECTION)
+            .http2_keepalive_interval(Some(limits::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(limits::KEEPALIVE_TIMEOUT))
             .add_service(self.service())
             .serve_with_incoming_shutdown(incoming, async move {
                 shutdown.await;
@@ -98,6 +109,20 @@ impl XdsServer {
         ctx: &BuildContext,
     ) -> Result<mesh_core::model::Snapshot, mesh_core::config::ConfigError> {
         mesh_core::istio::load_paths(&self.inner.paths, ctx)
+    }
+
+    /// Like [`load_for`](Self::load_for), leaving invalid files out (and returning why).
+    pub(crate) fn load_valid_for(
+        &self,
+        ctx: &BuildContext,
+    ) -> Result<
+        (
+            mesh_core::model::Snapshot,
+            Option<mesh_core::config::ConfigError>,
+        ),
+        mesh_core::config::ConfigError,
+    > {
+        mesh_core::load_valid_files(&self.inner.paths, ctx)
     }
 }
 
@@ -143,7 +168,7 @@ impl XdsServer {
             stop: self.inner.stop.subscribe(),
             peer,
         };
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let (tx, rx) = tokio::sync::mpsc::channel(limits::OUTGOING_QUEUE);
         tokio::spawn(session::run::<P>(session, tx, request.into_inner()));
         tonic::Response::new(Box::pin(ReceiverStream(rx)))
     }

@@ -10,8 +10,8 @@ use mesh_core::model::Snapshot;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
-use super::XdsServer;
 use super::view::{PUSH_ORDER, View};
+use super::{XdsServer, limits};
 
 /// One stream's surroundings.
 pub(super) struct Session {
@@ -57,7 +57,13 @@ pub(super) trait Protocol: Default + Send + 'static {
     /// The type a request is about.
     fn type_url(r: &Self::Request) -> &str;
     /// Takes a request of `type_url` (a type mesh serves); true when it calls for a response.
-    fn request(&mut self, view: &View, type_url: &'static str, r: &Self::Request) -> bool;
+    /// An error (a subscription over the [`limits`](super::limits)) ends the stream.
+    fn request(
+        &mut self,
+        view: &View,
+        type_url: &'static str,
+        r: &Self::Request,
+    ) -> Result<bool, tonic::Status>;
     /// Whether the client subscribed to `type_url`.
     fn subscribed(&self, type_url: &str) -> bool;
     /// The response for `type_url` now; `None` when there is nothing to send.
@@ -96,7 +102,13 @@ pub(super) async fn run<P: Protocol>(
             }
             Wake::Changed(false) | Wake::Request(Ok(None)) => return,
             Wake::Request(Err(status)) => {
-                tracing::debug!(peer = %session.peer, %status, "xDS stream ended");
+                let status = limits::exhausted(status);
+                if status.code() == tonic::Code::ResourceExhausted {
+                    tracing::warn!(peer = %session.peer, %status, "xDS request refused");
+                } else {
+                    tracing::debug!(peer = %session.peer, %status, "xDS stream ended");
+                }
+                let _ = tx.send(Err(status)).await;
                 return;
             }
             Wake::Changed(true) => {
@@ -119,7 +131,14 @@ pub(super) async fn run<P: Protocol>(
                     tracing::warn!(peer = %session.peer, type_url = %P::type_url(&r), "xDS request for a type not served; ignored");
                     continue;
                 };
-                let answer = protocol.request(v, type_url, &r);
+                let answer = match protocol.request(v, type_url, &r) {
+                    Ok(answer) => answer,
+                    Err(status) => {
+                        tracing::warn!(peer = %session.peer, node = %v.id, %status, "xDS request refused");
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 (v, if answer { vec![type_url] } else { Vec::new() })
             }
         };

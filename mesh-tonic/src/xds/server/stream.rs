@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
+use super::limits::{MAX_RESOURCE_NAMES, too_many_names};
 use super::session::Protocol;
 use super::view::{View, record_answer, wildcard_type};
 
@@ -34,10 +35,18 @@ impl Protocol for AdsStream {
         &r.type_url
     }
 
-    fn request(&mut self, view: &View, type_url: &'static str, r: &DiscoveryRequest) -> bool {
+    fn request(
+        &mut self,
+        view: &View,
+        type_url: &'static str,
+        r: &DiscoveryRequest,
+    ) -> Result<bool, tonic::Status> {
+        if r.resource_names.len() > MAX_RESOURCE_NAMES {
+            return Err(too_many_names(type_url, r.resource_names.len()));
+        }
         let sub = self.subs.entry(type_url).or_default();
         if !r.response_nonce.is_empty() && r.response_nonce != sub.last_nonce {
-            return false; // an answer to an older response: superseded
+            return Ok(false); // an answer to an older response: superseded
         }
         if !r.response_nonce.is_empty() {
             let error = r.error_detail.as_ref().map(|e| e.message.as_str());
@@ -47,7 +56,7 @@ impl Protocol for AdsStream {
         let names = (!wildcard).then(|| r.resource_names.iter().cloned().collect::<BTreeSet<_>>());
         let changed = names != sub.names || sub.last_nonce.is_empty();
         sub.names = names;
-        changed
+        Ok(changed)
     }
 
     fn subscribed(&self, type_url: &str) -> bool {

@@ -44,6 +44,9 @@ pub(super) struct View {
     /// The snapshot last built for this node.
     pub(super) snapshot: Arc<Snapshot>,
     resources: XdsResources,
+    /// Whether a snapshot was built for this node: until then, invalid files are left out
+    /// rather than refusing the node anything (there is no last good config to keep serving).
+    built: bool,
 }
 
 impl View {
@@ -62,17 +65,34 @@ impl View {
             ctx,
             snapshot: Arc::new(Snapshot::empty()),
             resources: XdsResources::default(),
+            built: false,
         }
     }
 
     /// Rebuilds from the files; false (and the old view kept) when they are invalid from this
-    /// node's point of view, or unchanged.
+    /// node's point of view, or unchanged. The first build serves the valid files when some
+    /// are not, and logs the others.
     pub(super) async fn rebuild(&mut self, server: &XdsServer) -> bool {
-        let (server, ctx) = (server.clone(), self.ctx.clone());
-        let loaded = tokio::task::spawn_blocking(move || server.load_for(&ctx)).await;
+        let (server, ctx, first) = (server.clone(), self.ctx.clone(), !self.built);
+        let id = self.id.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            if !first {
+                return server.load_for(&ctx);
+            }
+            let (snapshot, refused) = server.load_valid_for(&ctx)?;
+            for d in refused.iter().flat_map(|e| e.errors()) {
+                tracing::warn!(node = %id, error = %d, "config file invalid for this node; left out");
+            }
+            Ok(snapshot)
+        })
+        .await;
         match loaded {
-            Ok(Ok(snapshot)) if snapshot.version == self.snapshot.version => false,
+            Ok(Ok(snapshot)) if snapshot.version == self.snapshot.version => {
+                self.built = true;
+                false
+            }
             Ok(Ok(snapshot)) => {
+                self.built = true;
                 self.resources = to_resources(&snapshot, self.kind);
                 self.snapshot = Arc::new(snapshot);
                 true

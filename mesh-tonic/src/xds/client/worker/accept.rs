@@ -126,10 +126,20 @@ impl Worker {
                 Err(e) => errors.push(e),
             }
         }
+        let ignore_deletion = self
+            .config
+            .ignore_resource_deletion
+            .get(self.current)
+            .copied()
+            .unwrap_or(false);
+        let server = self.target_name(self.current);
         let Some(t) = self.types.get_mut(&kind) else {
             return errors;
         };
         for (name, result) in results {
+            if t.deletion_ignored.remove(&name) {
+                tracing::info!(r#type = kind.as_str(), resource = %name, %server, "xDS resource whose deletion was ignored is sent again");
+            }
             seen.insert(name.clone());
             t.pending.remove(&name);
             t.does_not_exist.remove(&name);
@@ -173,6 +183,15 @@ impl Worker {
                 .cloned()
                 .collect();
             for name in gone {
+                if ignore_deletion {
+                    // gRFC A53: the cached resource stays in use; said once per deletion.
+                    if t.deletion_ignored.insert(name.clone()) {
+                        tracing::warn!(r#type = kind.as_str(), resource = %name, %server,
+                            "xDS server deleted a resource in use; deletion ignored (ignore_resource_deletion), the cached copy keeps serving");
+                        metrics::counter!("mesh_xds_client_ignored_deletions_total", "type" => kind.as_str()).increment(1);
+                    }
+                    continue;
+                }
                 t.states.remove(&name);
                 match kind {
                     ResourceKind::Listener => {

@@ -65,6 +65,22 @@ impl Worker {
                 snapshot.version = format!("{base}+{}", self.generation);
             }
         }
+        if let Some(prev) = &self.applied
+            && !prev.clusters.is_empty()
+            && prev
+                .clusters
+                .keys()
+                .all(|c| !snapshot.clusters.contains_key(c))
+        {
+            tracing::warn!(
+                server = %self.target_name(self.current),
+                removed = prev.clusters.len(),
+                version = %snapshot.version,
+                "xDS push removes every cluster this workload used: requests to them will fail \
+                 (a control plane restarted empty? set the server feature ignore_resource_deletion to keep them)"
+            );
+            metrics::counter!("mesh_xds_client_all_clusters_removed_total").increment(1);
+        }
         for w in &snapshot.warnings {
             let text = w.to_string();
             if self.logged_warnings.insert(text.clone()) {
