@@ -69,7 +69,9 @@ fn check_reports_file_document_resource_and_field() {
     let text = stdout(&out);
     // file:line:column of the field, documents counted from 1.
     assert!(
-        text.contains("bad.yaml:61:5: doc 3 VirtualService default/reviews: spec.http[1].route:"),
+        text.contains(
+            "bad.yaml:65:7: doc 3 VirtualService default/reviews: spec.http[1].route[1].weight:"
+        ),
         "{text}"
     );
     assert!(text.contains("weight -10 < 0"), "{text}");

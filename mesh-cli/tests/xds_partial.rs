@@ -27,10 +27,11 @@ async fn starts_with_the_valid_files_and_names_the_invalid_one() {
     let dir = tempfile::tempdir().unwrap();
     let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/reviews.yaml");
     std::fs::copy(fixture, dir.path().join("reviews.yaml")).unwrap();
-    // A VirtualService whose weights do not sum to 100.
+    // A VirtualService whose weights total 0 across two destinations (weights are relative;
+    // only that total is invalid).
     std::fs::write(
         dir.path().join("ratings.yaml"),
-        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings, namespace: default}\nspec:\n  hosts: [ratings]\n  http:\n  - route:\n    - destination: {host: ratings}\n      weight: 50\n",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: ratings, namespace: default}\nspec:\n  hosts: [ratings]\n  http:\n  - route:\n    - destination: {host: ratings, subset: v1}\n      weight: 0\n    - destination: {host: ratings, subset: v2}\n      weight: 0\n",
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))

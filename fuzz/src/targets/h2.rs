@@ -230,8 +230,14 @@ async fn legit(addr: SocketAddr) -> Result<(), String> {
         .await
         .map_err(|e| format!("h1 handshake: {e}"))?;
     tokio::spawn(conn);
+    // hyper's low-level HTTP/1 client writes no `Host` of its own; RFC 9112 §3.2 needs one.
+    let mut h1_request = request()?;
+    h1_request.headers_mut().insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(&addr.to_string()).map_err(|e| e.to_string())?,
+    );
     let response = h1
-        .send_request(request()?)
+        .send_request(h1_request)
         .await
         .map_err(|e| format!("h1 request: {e}"))?;
     expect_ok(response).await

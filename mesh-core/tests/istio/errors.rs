@@ -280,28 +280,49 @@ spec: {host: b, trafic: {}}
 #[test]
 fn warnings_for_what_is_read_but_not_implemented() {
     let cases = [
-        (vs("  - route: [{destination: {host: reviews}}]\n    corsPolicy: {allowOrigins: [{exact: x}]}\n"), vec![format!("{VS_DOC}: spec.http[0].corsPolicy: not implemented; ignored")]),
         (
-            with_reviews(&format!("{VS}  - route: [{{destination: {{host: reviews}}}}]\n    retries: {{attempts: 1, retryRemoteLocalities: true}}\n  tcp: []\n  exportTo: ['.']\n")),
+            vs(
+                "  - route: [{destination: {host: reviews}}]\n    corsPolicy: {allowOrigins: [{exact: x}]}\n",
+            ),
+            vec![format!(
+                "{VS_DOC}: spec.http[0].corsPolicy: not implemented; ignored"
+            )],
+        ),
+        (
+            with_reviews(&format!(
+                "{VS}  - route: [{{destination: {{host: reviews}}}}]\n    retries: {{attempts: 1, retryRemoteLocalities: true}}\n  tcp: []\n  exportTo: ['.']\n"
+            )),
             vec![
                 format!("{VS_DOC}: spec.tcp: not implemented; ignored"),
-                format!("{VS_DOC}: spec.http[0].retries.retryRemoteLocalities: not implemented; ignored"),
+                format!(
+                    "{VS_DOC}: spec.http[0].retries.retryRemoteLocalities: not implemented; ignored"
+                ),
             ],
         ),
         (
-            dr("  exportTo: ['*']\n  trafficPolicy:\n    tunnel: {protocol: CONNECT, targetHost: x, targetPort: 1}\n    connectionPool: {http: {maxConcurrentStreams: 10}}\n"),
+            dr(
+                "  exportTo: ['*']\n  trafficPolicy:\n    tunnel: {protocol: CONNECT, targetHost: x, targetPort: 1}\n    connectionPool: {http: {maxConcurrentStreams: 10}}\n",
+            ),
             vec![
                 format!("{DR_DOC}: spec.trafficPolicy.tunnel: not implemented; ignored"),
-                format!("{DR_DOC}: spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: not implemented; ignored"),
+                format!(
+                    "{DR_DOC}: spec.trafficPolicy.connectionPool.http.maxConcurrentStreams: not implemented; ignored"
+                ),
             ],
         ),
         (
             vs("  - route: [{destination: {host: reviews, subset: v1}}]\n"),
-            vec![format!(r#"{VS_DOC}: spec.http[0].route[0].destination.subset: IST0101 ReferencedResourceNotFound: no DestinationRule defines subsets for {REVIEWS}; subset "v1" has no cluster"#)],
+            vec![format!(
+                r#"{VS_DOC}: spec.http[0].route[0].destination.subset: IST0101 ReferencedResourceNotFound: no DestinationRule defines subsets for {REVIEWS}; subset "v1" has no cluster"#
+            )],
         ),
         (
-            se("  hosts: [api.example.com]\n  addresses: [240.0.0.1]\n  ports: [{number: 80, name: http}]\n"),
-            vec![format!("{SE_DOC}: spec.addresses: not used: mesh routes by host name (authority), not by destination address")],
+            se(
+                "  hosts: [api.example.com]\n  addresses: [240.0.0.1]\n  ports: [{number: 80, name: http}]\n",
+            ),
+            vec![format!(
+                "{SE_DOC}: spec.addresses: not used: mesh routes by host name (authority), not by destination address"
+            )],
         ),
     ];
     for (yaml, want) in cases {

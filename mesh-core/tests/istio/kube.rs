@@ -87,6 +87,7 @@ fn sockets(s: &mesh_core::model::Snapshot, name: &ClusterName) -> Vec<String> {
         .map(|e| match &e.address {
             EndpointAddress::Socket(a) => a.to_string(),
             EndpointAddress::Dns { host, port } => format!("dns:{host}:{port}"),
+            EndpointAddress::Unix { path } => format!("unix:{path}"),
         })
         .collect()
 }

@@ -9,8 +9,8 @@ mod kube;
 mod perf;
 mod routes;
 mod security;
-mod validation;
 mod traffic_fidelity;
+mod validation;
 
 use std::path::Path;
 

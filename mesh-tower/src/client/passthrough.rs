@@ -71,6 +71,7 @@ pub(crate) fn cluster(host: &str, port: u16) -> Cluster {
             locality_weight: None,
         }]),
         lb: LbPolicy::RoundRobin,
+        slow_start: None,
         locality_lb: LocalityLbSetting::default(),
         locality_weighted_lb: false,
         tls: UpstreamTls {

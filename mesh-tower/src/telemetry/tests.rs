@@ -394,7 +394,8 @@ fn config_gauges_follow_the_mesh_status() {
     assert_eq!(gauge(&text, CONFIG_REJECTED), 0.0);
     assert_eq!(gauge(&text, CONFIG_APPLIED), 1.0);
     assert!(gauge(&text, CONFIG_APPLIED_TIMESTAMP) > 1.7e9);
-    let bad = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r}\n      weight: 50\n";
+    // Weights are relative; only a total of 0 across several destinations is invalid.
+    let bad = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - destination: {host: r, subset: a}\n      weight: 0\n    - destination: {host: r, subset: b}\n      weight: 0\n";
     mesh.reject(istio::load_str("bad.yaml", bad, &ctx).unwrap_err());
     let text = render(|| record_config_metrics(&mesh));
     assert_eq!(gauge(&text, CONFIG_REJECTED), 1.0);

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::LabelSelector;
-use crate::istio::decode::NotImplemented;
 
 /// `spec` of a ServiceEntry.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -4,8 +4,8 @@
 
 mod authz;
 mod clusters;
-mod delegate;
 mod credentials;
+mod delegate;
 mod destination_rule;
 mod export_to;
 mod http;
