@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -14,26 +15,41 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
-use mesh_core::{BuildContext, Mesh, Workload, istio};
+use mesh_core::identity::{CertificateAuthority, TlsIdentity, system_clock};
+use mesh_core::{Mesh, Workload, istio};
 use mesh_tower::admin::AdminState;
 use mesh_tower::client::MeshClient;
 use mesh_tower::telemetry::Telemetry;
+use rustls_pki_types::UnixTime;
 use tower::ServiceExt;
 
 /// A `reviews` workload of `version`, served by `mesh_tower::serve` (plaintext), recording into
 /// `telemetry`.
-async fn reviews(version: &'static str, telemetry: &Telemetry) -> SocketAddr {
-    let workload =
-        Workload::new("default", "reviews").labels([("app", "reviews"), ("version", version)]);
-    let ctx = BuildContext {
-        workload,
-        ..Default::default()
-    };
-    let yaml = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: default}\nspec: {mtls: {mode: DISABLE}}\n";
-    let mesh = Mesh::from_snapshot(
-        ctx.clone(),
-        istio::load_str("server.yaml", yaml, &ctx).unwrap(),
-    );
+/// A workload certificate for `default/<account>` from `ca`: peer metadata (the workload and
+/// version on each edge) is only believed from a peer that proved its identity with mutual TLS.
+fn identity(ca: &CertificateAuthority, account: &str) -> TlsIdentity {
+    let issued = ca
+        .issue("default", account, Duration::from_secs(3600))
+        .unwrap();
+    let creds = issued.credentials(UnixTime::now()).unwrap();
+    TlsIdentity::with_clock(Arc::new(creds), system_clock()).unwrap()
+}
+
+async fn reviews(
+    version: &'static str,
+    telemetry: &Telemetry,
+    ca: &CertificateAuthority,
+) -> SocketAddr {
+    let mesh = Mesh::builder()
+        .workload(
+            Workload::new("default", "reviews").labels([("app", "reviews"), ("version", version)]),
+        )
+        .identity(identity(ca, "reviews"))
+        .build()
+        .await
+        .unwrap();
+    let yaml = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: default}\nspec: {mtls: {mode: STRICT}}\n";
+    mesh.apply(istio::load_str("server.yaml", yaml, mesh.context()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new().route("/reviews/{id}", get(move || async move { version }));
@@ -53,18 +69,12 @@ kind: ServiceEntry
 metadata: {{name: reviews, namespace: default}}
 spec:
   hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
   resolution: STATIC
   ports: [{{number: 9080, name: http, protocol: HTTP}}]
   endpoints:
-  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{app: reviews, version: v1}}}}
-  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{app: reviews, version: v2}}}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: reviews, namespace: default}}
-spec:
-  host: reviews
-  trafficPolicy: {{tls: {{mode: DISABLE}}}}
+  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{app: reviews, version: v1}}, serviceAccount: reviews}}
+  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{app: reviews, version: v2}}, serviceAccount: reviews}}
 "#,
         v1.port(),
         v2.port()
@@ -127,20 +137,21 @@ async fn render(url: &str, screenshot: &std::path::Path) -> String {
 #[ignore = "needs chromium: run by .ci/interop-browser.sh"]
 async fn service_map_draws_the_traffic() {
     let telemetry = Telemetry::new();
+    let ca = CertificateAuthority::generate("cluster.local").unwrap();
     let (v1, v2) = (
-        reviews("v1", &telemetry).await,
-        reviews("v2", &telemetry).await,
+        reviews("v1", &telemetry, &ca).await,
+        reviews("v2", &telemetry, &ca).await,
     );
-    let workload =
-        Workload::new("default", "productpage").labels([("app", "productpage"), ("version", "v1")]);
-    let ctx = BuildContext {
-        workload,
-        ..Default::default()
-    };
-    let mesh = Mesh::from_snapshot(
-        ctx.clone(),
-        istio::load_str("frontend.yaml", &frontend_config(v1, v2), &ctx).unwrap(),
-    );
+    let mesh = Mesh::builder()
+        .workload(
+            Workload::new("default", "productpage")
+                .labels([("app", "productpage"), ("version", "v1")]),
+        )
+        .identity(identity(&ca, "productpage"))
+        .build()
+        .await
+        .unwrap();
+    mesh.apply(istio::load_str("frontend.yaml", &frontend_config(v1, v2), mesh.context()).unwrap());
     let client = MeshClient::builder(mesh.clone())
         .telemetry(telemetry.clone())
         .build();
