@@ -12,9 +12,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use mesh_core::model::SnapshotSource;
 use mesh_core::{BuildContext, Mesh, istio};
-use mesh_tonic::xds::translate::{
-    Decoded, NodeKind, assemble, decode_load_assignment, to_resources,
-};
+use mesh_xds::translate::{Decoded, NodeKind, assemble, decode_load_assignment, to_resources};
 use prost::Message;
 
 const SERVICE: &str = "apiVersion: networking.istio.io/v1

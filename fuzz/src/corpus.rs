@@ -33,7 +33,7 @@ pub fn yaml_seeds() -> Vec<(PathBuf, String)> {
     let mut dirs = vec![
         root.join("fuzz/corpus/yaml"),
         root.join("mesh-core/tests/fixtures"),
-        root.join("mesh-tonic/tests/fixtures"),
+        root.join("mesh-xds/tests/fixtures"),
         root.join("mesh-cli/tests/fixtures"),
     ];
     dirs.extend(istio_samples_dir());
@@ -104,7 +104,7 @@ mod tests {
         assert!(
             seeds
                 .iter()
-                .any(|(p, _)| p.ends_with("mesh-tonic/tests/fixtures/rich.yaml"))
+                .any(|(p, _)| p.ends_with("mesh-xds/tests/fixtures/rich.yaml"))
         );
         let docs: usize = seeds.iter().map(|(_, t)| documents(t).len()).sum();
         assert!(docs > 50, "{docs}");

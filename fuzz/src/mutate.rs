@@ -1,4 +1,4 @@
-//! Byte-level mutation, as the xDS corruption test in `mesh-tonic/tests/xds_corrupt.rs` does it
+//! Byte-level mutation, as the xDS corruption test in `mesh-xds/tests/xds_corrupt.rs` does it
 //! (overwrite a few bytes, sometimes cut short), plus the usual fuzzing moves: bit flips,
 //! interesting values, inserted and deleted runs, duplicated or copied ranges, dictionary tokens
 //! and splices with another input.

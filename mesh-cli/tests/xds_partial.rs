@@ -9,8 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use mesh_core::{Mesh, Workload};
-use mesh_tonic::xds::bootstrap::XdsTarget;
-use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
+use mesh_xds::bootstrap::XdsTarget;
+use mesh_xds::client::{XdsClient, XdsClientConfig};
 
 /// Kills the server when the test ends, passed or not.
 struct Server(Child);

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mesh_core::{Mesh, Workload};
-use mesh_tonic::xds::bootstrap::XdsTarget;
-use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
+use mesh_xds::bootstrap::XdsTarget;
+use mesh_xds::client::{XdsClient, XdsClientConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_files_to_an_ads_client() {

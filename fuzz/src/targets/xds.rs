@@ -1,8 +1,8 @@
 //! xDS resources as a control plane sends them: decoded one by one, assembled into a snapshot
 //! when the set still decodes, balanced, and encoded back.
 //!
-//! The seeds are the resources of `mesh-tonic/tests/fixtures/rich.yaml` (the config of the xDS
-//! corruption test, `mesh-tonic/tests/xds_corrupt.rs`, which uses every feature) for an Envoy
+//! The seeds are the resources of `mesh-xds/tests/fixtures/rich.yaml` (the config of the xDS
+//! corruption test, `mesh-xds/tests/xds_corrupt.rs`, which uses every feature) for an Envoy
 //! sidecar and a proxyless gRPC client, plus the inbound listeners (mutual-TLS modes and RBAC)
 //! of `fuzz/corpus/yaml/security.yaml`. An input is a [`frame`](crate::frame) of resources, each
 //! a kind byte and its protobuf encoding. Mutations work on the protobuf wire format (drop,
@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use mesh_core::balance::{Balancer, ClientLocality, ClusterState};
 use mesh_core::model::SnapshotSource;
 use mesh_core::{BuildContext, Workload, istio};
-use mesh_tonic::xds::translate::{
+use mesh_xds::translate::{
     Decoded, NodeKind, XdsResources, assemble, decode_cluster, decode_listener,
     decode_load_assignment, decode_route_configuration, inbound_listener_for, to_resources,
 };
@@ -49,7 +49,7 @@ impl XdsTarget {
             workload: Workload::new("shop", "frontend"),
             ..Default::default()
         };
-        let rich = istio::load_paths(&[root.join("mesh-tonic/tests/fixtures/rich.yaml")], &rich)
+        let rich = istio::load_paths(&[root.join("mesh-xds/tests/fixtures/rich.yaml")], &rich)
             .map_err(SeedError::from)?;
         let security = BuildContext {
             workload: Workload::new("default", "reviews").labels([("app", "reviews")]),

@@ -10,7 +10,7 @@
 use mesh_core::balance::{Balancer, ClientLocality, ClusterState};
 use mesh_core::model::Snapshot;
 use mesh_core::{BuildContext, Workload, istio};
-use mesh_tonic::xds::translate::{
+use mesh_xds::translate::{
     NodeKind, decode_cluster, decode_listener, decode_load_assignment, decode_route_configuration,
     to_resources,
 };

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use mesh_core::MeshSettings;
-use mesh_tonic::xds::server::XdsServer;
+use mesh_xds::server::XdsServer;
 
 use super::CliError;
 

@@ -15,8 +15,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use http::HeaderValue;
-use mesh_tonic::xds::bootstrap::Bootstrap;
-use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
+use mesh_xds::bootstrap::Bootstrap;
+use mesh_xds::client::{XdsClient, XdsClientConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {

@@ -23,9 +23,9 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 use mesh_core::{BuildContext, Mesh, Workload, istio};
-use mesh_tonic::xds::bootstrap::XdsTarget;
-use mesh_tonic::xds::client::{Backoff, ResourceState, XdsClient, XdsClientConfig};
-use mesh_tonic::xds::translate::{NodeKind, XdsResources, to_resources, type_url};
+use mesh_xds::bootstrap::XdsTarget;
+use mesh_xds::client::{Backoff, ResourceState, XdsClient, XdsClientConfig};
+use mesh_xds::translate::{NodeKind, XdsResources, to_resources, type_url};
 use prost::Message;
 use support::{backend, config, traffic, until};
 use tokio::sync::mpsc;

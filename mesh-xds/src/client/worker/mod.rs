@@ -28,7 +28,7 @@ use super::probe::{self, Probe, Probed, open_stream, poll_probe};
 use super::status::{ResourceState, ResourceStatus, XdsStatus};
 use super::subscription::{KINDS, TypeState, url};
 use super::{XdsClientConfig, connect};
-use crate::xds::translate::{
+use crate::translate::{
     Decoded, ResourceKind, XdsError, assemble, decode_cluster, decode_listener,
     decode_load_assignment, decode_route_configuration, not_serving,
 };

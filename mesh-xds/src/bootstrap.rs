@@ -357,8 +357,8 @@ impl Bootstrap {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// use mesh_tonic::xds::bootstrap::Bootstrap;
-    /// use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
+    /// use mesh_xds::bootstrap::Bootstrap;
+    /// use mesh_xds::client::{XdsClient, XdsClientConfig};
     /// let bootstrap = Bootstrap::from_env()?; // GRPC_XDS_BOOTSTRAP
     /// let mesh = bootstrap.mesh_builder().build().await?;
     /// let xds = XdsClient::start(mesh.clone(), XdsClientConfig::from_bootstrap(&bootstrap));

@@ -12,8 +12,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, Discovery
 use tokio::sync::mpsc;
 
 use super::connect;
-use crate::xds::bootstrap::XdsTarget;
-use crate::xds::stream::ReceiverStream;
+use crate::bootstrap::XdsTarget;
+use crate::stream::ReceiverStream;
 
 /// The primary's stream, opened while the client was on a fallback, once it has delivered its
 /// first response.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::xds::bootstrap::XdsTarget;
+use crate::bootstrap::XdsTarget;
 
 pub(crate) async fn connect(
     target: &XdsTarget,

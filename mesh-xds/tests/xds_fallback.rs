@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use mesh_core::model::SnapshotSource;
 use mesh_core::{Mesh, MeshSettings, Workload};
-use mesh_tonic::xds::bootstrap::XdsTarget;
-use mesh_tonic::xds::client::{Backoff, XdsClient, XdsClientConfig, XdsStatus};
-use mesh_tonic::xds::server::XdsServer;
+use mesh_xds::bootstrap::XdsTarget;
+use mesh_xds::client::{Backoff, XdsClient, XdsClientConfig, XdsStatus};
+use mesh_xds::server::XdsServer;
 use support::{Backend, backend, config, traffic, until, write_atomic};
 use tokio::sync::oneshot;
 

@@ -17,8 +17,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
 use mesh_core::MeshSettings;
-use mesh_tonic::xds::server::XdsServer;
-use mesh_tonic::xds::translate::type_url;
+use mesh_xds::server::XdsServer;
+use mesh_xds::translate::type_url;
 use support::{Backend, config, write_atomic};
 use tokio::sync::mpsc;
 

@@ -12,9 +12,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mesh_core::{Mesh, MeshSettings, Workload};
-use mesh_tonic::xds::bootstrap::XdsTarget;
-use mesh_tonic::xds::client::{Backoff, XdsClient, XdsClientConfig};
-use mesh_tonic::xds::server::XdsServer;
+use mesh_xds::bootstrap::XdsTarget;
+use mesh_xds::client::{Backoff, XdsClient, XdsClientConfig};
+use mesh_xds::server::XdsServer;
 use support::{backend, config, traffic, until};
 use tokio::sync::oneshot;
 

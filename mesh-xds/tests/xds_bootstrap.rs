@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use mesh_core::identity::IdentityFiles;
 use mesh_core::{Mesh, MeshSettings};
-use mesh_tonic::xds::bootstrap::{Bootstrap, BootstrapError, XdsServerConfig, XdsTarget};
-use mesh_tonic::xds::client::{XdsClient, XdsClientConfig};
-use mesh_tonic::xds::server::XdsServer;
+use mesh_xds::bootstrap::{Bootstrap, BootstrapError, XdsServerConfig, XdsTarget};
+use mesh_xds::client::{XdsClient, XdsClientConfig};
+use mesh_xds::server::XdsServer;
 
 fn fixture() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/grpc-bootstrap.json")

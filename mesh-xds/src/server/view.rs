@@ -15,8 +15,8 @@ use mesh_core::{BuildContext, MeshSettings};
 use prost::Message;
 
 use super::XdsServer;
-use crate::xds::node;
-use crate::xds::translate::{
+use crate::node;
+use crate::translate::{
     INBOUND_PREFIX, NodeKind, XdsResources, api_listener_for, inbound_listener_for, to_resources,
     type_url,
 };

@@ -2,7 +2,7 @@
 //! and sends its workload's labels, service account and namespace in the node metadata; a
 //! control plane builds each node's config from that point of view.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
@@ -27,7 +27,7 @@ impl IstioNodeId {
     /// Parses Istio's form; `None` for other ids.
     ///
     /// ```
-    /// use mesh_tonic::xds::IstioNodeId;
+    /// use mesh_xds::IstioNodeId;
     /// let id = IstioNodeId::parse("sidecar~10.1.2.3~shop-7d9f.shop~shop.svc.cluster.local").unwrap();
     /// assert_eq!((id.pod.as_str(), id.namespace.as_str()), ("shop-7d9f", "shop"));
     /// ```
@@ -60,6 +60,7 @@ fn str_field<'a>(s: &'a Struct, key: &str) -> Option<&'a str> {
 }
 
 /// Whether `node` is a proxyless gRPC client (Istio's `GENERATOR: grpc`, or a gRPC user agent).
+#[cfg(feature = "server")]
 pub(crate) fn is_proxyless(node: &Node) -> bool {
     node.metadata
         .as_ref()
@@ -135,11 +136,12 @@ pub(crate) fn json_to_struct(o: &serde_json::Map<String, serde_json::Value>) -> 
 
 /// Node metadata for a mesh workload: Istio's keys, so istiod builds its config as for a
 /// proxyless gRPC workload.
+#[cfg(feature = "client")]
 pub(crate) fn workload_metadata(workload: &Workload) -> Struct {
     let s = |v: &str| Value {
         kind: Some(Kind::StringValue(v.to_owned())),
     };
-    let labels: BTreeMap<_, _> = workload
+    let labels: std::collections::BTreeMap<_, _> = workload
         .labels
         .iter()
         .map(|(k, v)| (k.clone(), s(v)))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mesh_core::model::{Snapshot, SnapshotSource};
 use mesh_core::{BuildContext, Workload, istio};
-use mesh_tonic::xds::translate::{
+use mesh_xds::translate::{
     Decoded, NodeKind, ResourceKind, XdsResources, assemble, decode_cluster, to_resources,
 };
 
@@ -345,7 +345,7 @@ fn priorities_and_locality_weights_round_trip() {
 
 #[test]
 fn eds_priorities_must_be_contiguous_and_repeated_localities_merge() {
-    use mesh_tonic::xds::translate::decode_load_assignment;
+    use mesh_xds::translate::decode_load_assignment;
     let snapshot = with_priorities_and_weights();
     let cla = to_resources(&snapshot, NodeKind::Envoy)
         .load_assignments
@@ -402,7 +402,7 @@ fn eds_priorities_must_be_contiguous_and_repeated_localities_merge() {
 
 #[test]
 fn istiod_locality_weights_mean_the_sum_of_endpoint_weights() {
-    use mesh_tonic::xds::translate::decode_load_assignment;
+    use mesh_xds::translate::decode_load_assignment;
     let ctx = BuildContext::default();
     let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();
     for cla in to_resources(&snapshot, NodeKind::ProxylessGrpc).load_assignments {
@@ -494,7 +494,7 @@ fn a_table_no_balancer_can_build_is_refused_where_it_is_written() {
 fn an_overprovisioning_factor_mesh_does_not_use_is_reported() {
     use envoy_types::pb::envoy::config::endpoint::v3::cluster_load_assignment::Policy;
     use envoy_types::pb::google::protobuf::UInt32Value;
-    use mesh_tonic::xds::translate::decode_load_assignment;
+    use mesh_xds::translate::decode_load_assignment;
 
     let ctx = BuildContext::default();
     let snapshot = istio::load_paths(&[fixture("bookinfo-services.yaml")], &ctx).unwrap();

@@ -15,7 +15,7 @@ use mesh_core::model::{
     Cluster, ClusterName, Http2Keepalive, SlowStart, Snapshot, SnapshotSource, TcpKeepalive,
 };
 use mesh_core::{BuildContext, istio};
-use mesh_tonic::xds::translate::{
+use mesh_xds::translate::{
     Decoded, NodeKind, XdsResources, assemble, decode_cluster, to_resources,
 };
 use prost::Message;

@@ -16,7 +16,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTl
 use envoy_types::pb::google::protobuf::Any;
 use mesh_core::model::{InboundPolicy, MtlsMode, SnapshotSource};
 use mesh_core::{BuildContext, Workload, istio};
-use mesh_tonic::xds::translate::{
+use mesh_xds::translate::{
     Decoded, ListenerRole, NodeKind, XdsResources, assemble, decode_listener, inbound_listener_for,
 };
 use prost::{Message, Name};

@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn two_clients_jitter_differently() {
         let workload = mesh_core::Workload::new("default", "a");
-        let target = || crate::xds::bootstrap::XdsTarget::Tcp("127.0.0.1:1".into());
+        let target = || crate::bootstrap::XdsTarget::Tcp("127.0.0.1:1".into());
         let a = super::super::XdsClientConfig::new(target(), &workload);
         let b = super::super::XdsClientConfig::new(target(), &workload);
         assert_ne!(a.seed, b.seed);

@@ -128,7 +128,7 @@ impl XdsClientConfig {
             node,
             listeners: Vec::new(),
             server_listeners: Vec::new(),
-            server_listener_template: format!("{}%s", crate::xds::translate::INBOUND_PREFIX),
+            server_listener_template: format!("{}%s", crate::translate::INBOUND_PREFIX),
             backoff: Backoff::default(),
             resource_timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),

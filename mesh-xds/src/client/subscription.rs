@@ -7,7 +7,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::time::Instant;
 
 use super::status::ResourceState;
-use crate::xds::translate::{ResourceKind, type_url};
+use crate::translate::{ResourceKind, type_url};
 
 pub(super) const KINDS: [ResourceKind; 4] = [
     ResourceKind::Listener,
@@ -102,7 +102,7 @@ impl TypeState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::xds::translate::type_url;
+    use crate::translate::type_url;
 
     #[test]
     fn versions_are_sent_only_to_the_server_that_sent_them() {

@@ -10,7 +10,7 @@ use std::path::Path;
 use mesh_core::balance::{Balancer, ClientLocality, ClusterState};
 use mesh_core::model::SnapshotSource;
 use mesh_core::{BuildContext, Workload, istio};
-use mesh_tonic::xds::translate::{
+use mesh_xds::translate::{
     Decoded, NodeKind, XdsResources, assemble, decode_cluster, decode_listener,
     decode_load_assignment, decode_route_configuration, inbound_listener_for, to_resources,
 };

@@ -14,9 +14,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mesh_core::{Mesh, MeshSettings, Workload};
-use mesh_tonic::xds::bootstrap::XdsTarget;
-use mesh_tonic::xds::client::{Backoff, XdsClient, XdsClientConfig};
-use mesh_tonic::xds::server::XdsServer;
+use mesh_xds::bootstrap::XdsTarget;
+use mesh_xds::client::{Backoff, XdsClient, XdsClientConfig};
+use mesh_xds::server::XdsServer;
 use support::{backend, config, traffic, until, write_atomic};
 use tokio::sync::oneshot;
 
@@ -125,7 +125,7 @@ async fn weight_change_pushed_mid_traffic_fails_nothing() {
         status
             .resources
             .iter()
-            .all(|r| r.state == mesh_tonic::xds::client::ResourceState::Acked),
+            .all(|r| r.state == mesh_xds::client::ResourceState::Acked),
         "{status:?}"
     );
 }
