@@ -53,6 +53,17 @@ async fn source_reporter_metrics_for_known_traffic() {
     let yaml = yaml
         + "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: picky, namespace: default}\nspec:\n  hosts: [picky]\n  http:\n  - match: [{headers: {x-never: {exact: \"1\"}}}]\n    route: [{destination: {host: picky}}]\n---\n"
         + &service_yaml("picky", &[&v1], "");
+    // A service whose only endpoint refuses connections (a port nobody listens on).
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let yaml = yaml
+        + "---\n"
+        + &service_yaml("gone", &[&v1], "").replace(
+            &format!("http: {}", v1.addr.port()),
+            &format!("http: {closed}"),
+        );
     let mesh = Mesh::from_snapshot(
         ctx.clone(),
         istio::load_str("test.yaml", &yaml, &ctx).unwrap(),
@@ -80,6 +91,10 @@ async fn source_reporter_metrics_for_known_traffic() {
     assert_eq!(
         call(&client, "http://picky:8080/").await,
         StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&client, "http://gone:8080/").await,
+        StatusCode::SERVICE_UNAVAILABLE
     );
 
     let text = handle.render();
@@ -126,6 +141,25 @@ async fn source_reporter_metrics_for_known_traffic() {
         .collect();
     assert_eq!(
         value(&text, "istio_requests_total", &no_route),
+        Some(1.0),
+        "{text}"
+    );
+    // Istio's default retries (2 attempts) both failed to connect: Envoy writes `UF,URX`
+    // (envoy `stream_info/utility.cc` `ResponseFlagUtils::toShortString`, flags in its table
+    // order), not `URX` alone (issue #14). No server answered, so no peer metadata: the
+    // destination's canonical revision is Istio's default `latest` (istio_stats.cc).
+    let gone: Vec<&str> = common
+        .iter()
+        .copied()
+        .chain([
+            "destination_service=\"gone.default.svc.cluster.local\"",
+            "response_code=\"503\"",
+            "response_flags=\"UF,URX\"",
+            "destination_canonical_revision=\"latest\"",
+        ])
+        .collect();
+    assert_eq!(
+        value(&text, "istio_requests_total", &gone),
         Some(1.0),
         "{text}"
     );

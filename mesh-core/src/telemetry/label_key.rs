@@ -71,6 +71,7 @@ impl<'a> Facts<'a> {
             security,
             request_id: _,
             trace_id: _,
+            details: _,
         } = r;
         Self {
             reporter: *reporter,

@@ -13,16 +13,25 @@ pub const REQUEST_BYTES: &str = "istio_request_bytes";
 /// Histogram: response body size in bytes.
 pub const RESPONSE_BYTES: &str = "istio_response_bytes";
 
+/// Counter: gRPC messages sent by clients, gRPC requests only (`istio_request_messages_total`;
+/// istio/proxy `istio_stats.cc`, from Envoy's `grpc_stats` filter).
+pub const REQUEST_MESSAGES_TOTAL: &str = "istio_request_messages_total";
+/// Counter: gRPC messages sent by servers, gRPC requests only.
+pub const RESPONSE_MESSAGES_TOTAL: &str = "istio_response_messages_total";
+
 /// Istio's default buckets for `istio_request_duration_milliseconds`.
 pub const DURATION_BUCKETS_MS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
 
-/// Istio's default buckets for `istio_request_bytes` and `istio_response_bytes`.
-pub const BYTES_BUCKETS: [f64; 8] = [
-    1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0,
-];
+/// Istio's default buckets for `istio_request_bytes` and `istio_response_bytes`: Istio's
+/// bootstrap sets no `histogram_bucket_settings` for its `istiocustom` stats, so every Istio
+/// histogram, the two size ones included, has Envoy's default buckets
+/// (envoy `source/common/stats/histogram_impl.cc`, `HistogramSettingsImpl::defaultBuckets`),
+/// the same bounds as [`DURATION_BUCKETS_MS`]: a scrape of an Istio sidecar shows
+/// `istio_request_bytes_bucket{le="0.5"}` … `{le="3.6e+06"}`.
+pub const BYTES_BUCKETS: [f64; 19] = DURATION_BUCKETS_MS;
 
 /// The value of a label whose fact is not known (Istio's `unknown`).
 pub const UNKNOWN: &str = "unknown";

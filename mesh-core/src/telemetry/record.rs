@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use super::ResponseFlag;
+use super::{RequestDetails, ResponseFlag};
 use crate::Workload;
 use crate::model::{ClusterName, ServiceKey};
 
@@ -198,6 +198,8 @@ pub struct RequestRecord {
     pub request_id: Option<String>,
     /// Trace id (32 hex digits), if traced.
     pub trace_id: Option<String>,
+    /// gRPC message counts and the access log's other facts.
+    pub details: RequestDetails,
 }
 
 impl RequestRecord {
@@ -226,6 +228,7 @@ impl RequestRecord {
             security: SecurityPolicy::Unknown,
             request_id: None,
             trace_id: None,
+            details: RequestDetails::default(),
         }
     }
 

@@ -20,11 +20,14 @@
 //! ```
 //!
 //! Paths: see [`serve`]. The service map at `/` is one embedded page (HTML, CSS and JS, no
-//! network access beyond this endpoint) drawing `/graph` as SVG; nodes carry
+//! network access beyond this endpoint) drawing `/graph` as SVG. The page arrives with the
+//! graph inlined, so its first view renders without waiting for a request (a screenshot taken
+//! as soon as the page loads shows the map); it then polls `/graph`. Nodes carry
 //! `data-node="ns/workload/version"` and edges `data-edge="src->dst"`.
 
 mod clusters;
 mod config_dump;
+mod map_page;
 mod peers;
 mod ready;
 mod server;

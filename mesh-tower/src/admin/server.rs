@@ -21,7 +21,7 @@ use super::peers::PeerClient;
 use super::state::AdminState;
 use crate::telemetry::{GraphData, GraphWindow, record_config_metrics};
 
-const SERVICE_MAP: &str = include_str!("service_map.html");
+pub(super) const SERVICE_MAP: &str = include_str!("service_map.html");
 
 struct Shared {
     mesh: Mesh,
@@ -33,12 +33,17 @@ struct Shared {
 ///
 /// | path | answer |
 /// | --- | --- |
-/// | `/` | the service map page (HTML, no external resources) |
+/// | `/` | the service map page (HTML, no external resources; the first view drawn from the graph inlined in the page) |
 /// | `/graph` | this process' service graph merged with the peers' (`?local=1`: this process only) |
 /// | `/metrics` | Prometheus text (404 when no handle was given) |
 /// | `/config_dump` | serving config, its source, the last rejection, identity, added sections |
 /// | `/clusters` | endpoints per cluster with health, ejection, in-flight, EWMA |
-/// | `/healthz/ready` | 200 once config and identity are loaded, else 503 naming what is missing |
+/// | `/stats/prometheus` | the same, where Envoy's admin serves it |
+/// | `/healthz/ready` | 200 once config and identity are loaded, else 503 naming what is missing (istio-agent's path) |
+/// | `/ready` | the same readiness as Envoy's admin says it: `LIVE`, or 503 `INITIALIZING` |
+///
+/// Every answer carries `x-mesh-workload: namespace/name`, the workload it describes (a process
+/// may hold several, each with its own admin endpoint); the map page names it too.
 ///
 /// Accept errors (e.g. out of file descriptors) are logged and the loop goes on.
 pub async fn serve(mesh: Mesh, listener: TcpListener, state: AdminState) {
@@ -73,6 +78,14 @@ pub async fn serve(mesh: Mesh, listener: TcpListener, state: AdminState) {
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let mut resp = route(shared, req).await;
+    if let Ok(v) = http::HeaderValue::from_str(&workload_name(&shared.mesh)) {
+        resp.headers_mut().insert("x-mesh-workload", v);
+    }
+    resp
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -84,17 +97,19 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "local=1"));
     match req.uri().path() {
-        "/" => respond(StatusCode::OK, "text/html; charset=utf-8", SERVICE_MAP),
-        "/graph" => {
-            let local = local_graph(shared);
-            let graph = if local_only || shared.state.peers.is_empty() {
-                local
-            } else {
-                shared.peers.merged(local, &shared.state.peers).await
-            };
-            json(&graph)
+        "/" => {
+            let graph = graph(shared, local_only).await;
+            let workload = workload_name(&shared.mesh);
+            respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                super::map_page::render(SERVICE_MAP, &graph, &workload),
+            )
         }
-        "/metrics" => metrics(shared),
+        "/graph" => json(&graph(shared, local_only).await),
+        // `/stats/prometheus` is where Envoy's admin (and so a scrape config written for
+        // Istio's sidecars) asks.
+        "/metrics" | "/stats/prometheus" => metrics(shared),
         "/config_dump" => {
             let mut dump = config_dump(&shared.mesh, shared.state.identity.as_ref());
             if let serde_json::Value::Object(map) = &mut dump {
@@ -105,11 +120,16 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             json(&dump)
         }
         "/clusters" => json(&clusters(shared)),
+        // Envoy's admin `/ready`: `LIVE` once ready, else 503 and the server state.
+        "/ready" => {
+            if missing(shared).is_empty() {
+                text(StatusCode::OK, "LIVE\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "INITIALIZING\n")
+            }
+        }
         "/healthz/ready" => {
-            let missing = match &shared.state.readiness {
-                Some(gate) => gate.missing(),
-                None => super::ready::missing_from_mesh(&shared.mesh),
-            };
+            let missing = missing(shared);
             if missing.is_empty() {
                 text(StatusCode::OK, "ready\n")
             } else {
@@ -121,6 +141,29 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
             }
         }
         _ => text(StatusCode::NOT_FOUND, "no such admin path\n"),
+    }
+}
+
+fn missing(shared: &Shared) -> Vec<super::ReadyPart> {
+    match &shared.state.readiness {
+        Some(gate) => gate.missing(),
+        None => super::ready::missing_from_mesh(&shared.mesh),
+    }
+}
+
+/// `namespace/name` of the workload this endpoint shows: a process may hold several
+/// workloads, each with its own admin endpoint.
+fn workload_name(mesh: &Mesh) -> String {
+    let w = &mesh.context().workload;
+    format!("{}/{}", w.namespace, w.name)
+}
+
+async fn graph(shared: &Shared, local_only: bool) -> GraphData {
+    let local = local_graph(shared);
+    if local_only || shared.state.peers.is_empty() {
+        local
+    } else {
+        shared.peers.merged(local, &shared.state.peers).await
     }
 }
 

@@ -227,10 +227,14 @@ async fn serves_every_path() {
         telemetry.record(&call(&front, &reviews, if i < 2 { 503 } else { 200 }, 12));
     }
 
-    // Readiness: 503 until both parts are in.
+    // Readiness: 503 until both parts are in; also at Envoy's `/ready`, in Envoy's words.
     let (status, body) = get(addr, "/healthz/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body, "not ready: config, identity\n");
+    assert_eq!(
+        get(addr, "/ready").await,
+        (StatusCode::SERVICE_UNAVAILABLE, "INITIALIZING\n".to_owned())
+    );
     readiness.set_ready(ReadyPart::Config, true);
     let (status, body) = get(addr, "/healthz/ready").await;
     assert_eq!(
@@ -239,6 +243,19 @@ async fn serves_every_path() {
     );
     readiness.set_ready(ReadyPart::Identity, true);
     assert_eq!(get(addr, "/healthz/ready").await.0, StatusCode::OK);
+    assert_eq!(
+        get(addr, "/ready").await,
+        (StatusCode::OK, "LIVE\n".to_owned())
+    );
+
+    // Envoy's `/stats/prometheus` answers what `/metrics` does, `istio_build` included.
+    let (status, ct, text) = request(Method::GET, addr, "/stats/prometheus").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ct.starts_with("text/plain; version=0.0.4"));
+    let samples = parse_prometheus(&text);
+    assert!(samples.iter().any(|s| s.name == "istio_build"
+        && s.labels.get("component").map(String::as_str) == Some("proxy")
+        && s.value == 1.0));
 
     // /metrics parses, carries the Istio metrics and mesh's own.
     let (status, ct, text) = request(Method::GET, addr, "/metrics").await;
@@ -316,6 +333,15 @@ async fn serves_every_path() {
     assert!(ct.starts_with("text/html"));
     assert!(page.contains("data-node") && page.contains("data-edge"));
     assert!(page.contains("fetch(\"graph\""));
+    // The first view needs no request: the graph is in the page, and it names its workload.
+    assert!(!page.contains("/*MESH_GRAPH*/"), "the graph is inlined");
+    assert!(
+        page.contains("default/productpage/v1-\\u003edefault/reviews/v2"),
+        "{page}"
+    );
+    let ctx_workload = &mesh.context().workload;
+    let name = format!("{}/{}", ctx_workload.namespace, ctx_workload.name);
+    assert!(page.contains(&format!("admin of {name}")), "{name}");
     for external in ["src=\"http", "href=\"http", "<link", "@import", "src=\"//"] {
         assert!(
             !page.contains(external),
@@ -482,4 +508,94 @@ async fn readiness_follows_the_mesh_until_config_and_identity_are_loaded() {
         (status, body.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: identity\n")
     );
+}
+
+/// Issue #14: `/clusters` showed `null` in-flight counts and EWMA under load: nothing gave it
+/// the live client's state. A `MeshClient` is a cluster source: a call held open by its
+/// upstream shows as in flight, and the endpoint has an EWMA and an ejection state.
+#[tokio::test]
+async fn clusters_show_the_live_client() {
+    use std::sync::Arc;
+
+    use tokio::sync::Notify;
+    use tower::ServiceExt as _;
+
+    use crate::client::MeshClient;
+
+    // An upstream that holds each request until released.
+    let release = Arc::new(Notify::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = {
+        let release = release.clone();
+        axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let release = release.clone();
+                async move {
+                    release.notified().await;
+                    "done"
+                }
+            }),
+        )
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: slow, namespace: default}}\nspec:\n  hosts: [slow.default.svc.cluster.local]\n  location: MESH_INTERNAL\n  resolution: STATIC\n  ports: [{{number: {port}, name: http, protocol: HTTP}}]\n  endpoints:\n  - address: 127.0.0.1\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: slow, namespace: default}}\nspec:\n  host: slow.default.svc.cluster.local\n  trafficPolicy:\n    tls: {{mode: DISABLE}}\n"
+    );
+    let ctx = BuildContext {
+        workload: Workload::new("shop", "checkout"),
+        ..BuildContext::default()
+    };
+    let mesh = Mesh::from_snapshot(
+        ctx.clone(),
+        istio::load_str("slow.yaml", &yaml, &ctx).unwrap(),
+    );
+    let client = MeshClient::new(mesh.clone());
+    let addr = start(mesh, AdminState::new().clusters(client.clone())).await;
+
+    let url = format!("http://slow.default.svc.cluster.local:{port}/");
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let req = Request::get(url).body(Empty::<Bytes>::new()).unwrap();
+            let resp = client.oneshot(req).await.unwrap();
+            let status = resp.status();
+            resp.into_body().collect().await.unwrap();
+            status
+        }
+    });
+    let endpoint = |clusters: &Value| {
+        clusters
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["service"] == "slow.default.svc.cluster.local")
+            .map(|c| c["endpoints"][0].clone())
+            .unwrap_or_else(|| panic!("{clusters}"))
+    };
+    // Wait (bounded) until the call is in flight.
+    let mut seen = Value::Null;
+    for _ in 0..200 {
+        seen = endpoint(&get_json(addr, "/clusters").await);
+        if seen["in_flight"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(seen["in_flight"], 1, "{seen}");
+    assert_eq!(seen["ejected"], false, "{seen}");
+    assert!(seen["ewma_ms"].as_f64().is_some(), "{seen}");
+    release.notify_one();
+    assert_eq!(call.await.unwrap(), StatusCode::OK);
+    let after = endpoint(&get_json(addr, "/clusters").await);
+    assert_eq!(after["in_flight"], 0, "{after}");
+
+    // Every answer names the workload it describes.
+    let http = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let resp = http
+        .get(format!("http://{addr}/clusters").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-mesh-workload"], "shop/checkout");
 }

@@ -27,6 +27,9 @@ pub(crate) struct Reporting {
     pub(crate) telemetry: Telemetry,
     source: PeerWorkload,
     metadata: Option<(HeaderValue, HeaderValue)>,
+    /// Our own SPIFFE id, reported as `source_principal` on calls made over mutual TLS (Istio's
+    /// client sidecar reports its certificate's URI SAN).
+    local_principal: Option<String>,
 }
 
 impl Reporting {
@@ -39,7 +42,14 @@ impl Reporting {
             telemetry,
             source: PeerWorkload::from_workload(workload, CLUSTER_ID),
             metadata,
+            local_principal: None,
         }
+    }
+
+    /// Reports `principal` (ours) as `source_principal` of calls made over mutual TLS.
+    pub(crate) fn with_local_principal(mut self, principal: Option<String>) -> Self {
+        self.local_principal = principal;
+        self
     }
 
     /// Adds our peer metadata to an outgoing request, as Istio's sidecars do.
@@ -64,6 +74,8 @@ impl Reporting {
         r.authority = authority.to_owned();
         r.protocol = request_protocol(headers);
         r.source = self.source.clone();
+        // Kept only if the call goes over mutual TLS (see `finish`).
+        r.source_principal.clone_from(&self.local_principal);
         r.request_id = Some(ctx.request_id.clone());
         r.trace_id = Some(ctx.trace.trace_id.to_string());
         r
@@ -106,6 +118,13 @@ pub(crate) fn finish(
     record.response_code = Some(response.status().as_u16());
     record.grpc_status = grpc_status(response.headers());
     if let Some(flag) = response.extensions().get::<ResponseFlag>() {
+        // The client gives up with URX only after connection failures (`attempt.rs`); Envoy
+        // then writes both flags, `UF,URX`, in its table order.
+        if *flag == ResponseFlag::UpstreamRetryLimitExceeded {
+            record
+                .response_flags
+                .push(ResponseFlag::UpstreamConnectionFailure);
+        }
         record.response_flags.push(*flag);
     }
     if let Some(UpstreamPeer(peer)) = response.extensions().get::<UpstreamPeer>() {
@@ -120,6 +139,14 @@ pub(crate) fn finish(
         .flatten()
         .or_else(|| host.as_ref().map(configured_workload))
         .unwrap_or_default();
+    // Our certificate was presented only on a mutual-TLS connection; the server's namespace
+    // from its certificate, and `latest` as its default revision, as Istio's stats filter.
+    if !authenticated {
+        record.source_principal = None;
+    }
+    record
+        .destination
+        .complete_from_principal(record.destination_principal.as_deref());
     if let Some(host) = &host {
         record.peer_address = host
             .cluster

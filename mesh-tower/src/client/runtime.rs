@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
-use mesh_core::balance::{Balancer, ClientLocality, StatsRegistry};
+use mesh_core::balance::{Balancer, ClientLocality, ClusterState, StatsRegistry};
 use mesh_core::model::{Cluster, ClusterName, EndpointAddress, Snapshot};
 use mesh_core::resilience::{CircuitBreaker, OutlierDetector};
 use tokio::time::Instant;
@@ -73,6 +73,12 @@ pub(crate) struct Runtimes {
 const PASSTHROUGH_CACHE: usize = 256;
 
 impl Runtimes {
+    /// The runtime state of cluster `name`'s endpoints (in flight, EWMA, ejection), as the
+    /// balancer sees it: for the admin `/clusters`.
+    pub(crate) fn state(&self, name: &ClusterName, now: Instant) -> Arc<ClusterState> {
+        self.stats.cluster(name, now)
+    }
+
     pub(crate) fn new(locality: ClientLocality, tls: Option<TlsConnector>) -> Self {
         Self {
             current: ArcSwap::from_pointee(Runtime {

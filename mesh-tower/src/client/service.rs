@@ -107,6 +107,30 @@ impl MeshClient {
     pub fn mesh(&self) -> &Mesh {
         &self.inner.mesh
     }
+
+    /// The clusters of the serving config with the state this client keeps for their
+    /// endpoints (ejection, requests in flight, peak-EWMA latency): what the admin `/clusters`
+    /// shows when given this client ([`AdminState::clusters`](crate::admin::AdminState::clusters)).
+    pub fn cluster_status(&self) -> Vec<crate::admin::ClusterStatus> {
+        let now = Instant::now();
+        let runtime = self.inner.runtimes.get(&self.inner.mesh.snapshot());
+        let mut out: Vec<_> = runtime
+            .clusters
+            .values()
+            .map(|rt| {
+                let state = self.inner.runtimes.state(&rt.cluster.name, now);
+                crate::admin::ClusterStatus::with_state(&rt.cluster, &state, now)
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
+
+impl crate::admin::ClusterStatsSource for MeshClient {
+    fn clusters(&self) -> Vec<crate::admin::ClusterStatus> {
+        self.cluster_status()
+    }
 }
 
 /// Builds a [`MeshClient`].
@@ -145,14 +169,16 @@ impl MeshClientBuilder {
     pub fn build(self) -> MeshClient {
         let ctx = self.mesh.context();
         let locality = ClientLocality::from(&ctx.workload);
-        let tls = self
-            .identity
-            .or_else(|| self.mesh.identity().cloned())
-            .map(TlsConnector::new);
+        let identity = self.identity.or_else(|| self.mesh.identity().cloned());
+        let local_principal = identity
+            .as_ref()
+            .map(|i| i.current().credentials().spiffe_id().to_string());
+        let tls = identity.map(TlsConnector::new);
         let telemetry = self
             .telemetry
             .unwrap_or_else(|| Telemetry::new().access_log(AccessLogMode::Off));
-        let reporting = Reporting::new(telemetry, &ctx.workload, &ctx.settings.domain_suffix);
+        let reporting = Reporting::new(telemetry, &ctx.workload, &ctx.settings.domain_suffix)
+            .with_local_principal(local_principal);
         MeshClient {
             inner: Arc::new(Inner {
                 source_key: format!("{}/{}", ctx.workload.namespace, ctx.workload.name)

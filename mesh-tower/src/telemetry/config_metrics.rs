@@ -20,8 +20,21 @@ pub const CONFIG_CLUSTERS: &str = "mesh_config_clusters";
 /// Gauge: warnings in the serving config.
 pub const CONFIG_WARNINGS: &str = "mesh_config_warnings";
 
-/// Sets the `mesh_config_*` gauges from the mesh's current status and snapshot.
+/// Gauge `{component, tag}`, always 1: which build serves (Istio's `istio_build`, which its
+/// proxies export as `istio_build{component="proxy",tag="<istio version>"}`; istio/proxy
+/// `istio_stats.cc` `recordVersion`). mesh reports `component="proxy"` and its own version.
+pub const ISTIO_BUILD: &str = "istio_build";
+
+/// Sets `istio_build{component="proxy",tag="<mesh version>"}` to 1.
+pub fn record_build_metric() {
+    metrics::gauge!(ISTIO_BUILD, "component" => "proxy", "tag" => env!("CARGO_PKG_VERSION"))
+        .set(1.0);
+}
+
+/// Sets the `mesh_config_*` gauges from the mesh's current status and snapshot, and
+/// [`ISTIO_BUILD`].
 pub fn record_config_metrics(mesh: &Mesh) {
+    record_build_metric();
     let status = mesh.status();
     let snapshot = mesh.snapshot();
     let applied_at = status

@@ -12,15 +12,20 @@
 //! one, as Kiali does, and the destination's otherwise.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mesh_core::telemetry::names::{DURATION_BUCKETS_MS, UNKNOWN};
-use mesh_core::telemetry::{PeerWorkload, Reporter, RequestRecord, bounded_name, bounded_str};
+use mesh_core::telemetry::{
+    PeerWorkload, Reporter, RequestProtocol, RequestRecord, SecurityPolicy, bounded_name,
+    bounded_str,
+};
 use rand::Rng as _;
+
+use super::health::{EdgeHealth, ResponseCode, codes_by_name, codes_from_names};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -48,6 +53,19 @@ impl NodeId {
         }
     }
 
+    /// The called node of a request: its destination workload when known; else, when the
+    /// call was routed to a service (a client whose call got no answer, so no peer metadata),
+    /// that service, as Kiali draws a service node for `destination_workload="unknown"`:
+    /// the service's namespace, its host, and version [`SERVICE_NODE_VERSION`].
+    pub fn destination_of(r: &RequestRecord) -> Self {
+        let [namespace, workload, version] = destination_parts(r);
+        Self {
+            namespace: namespace.to_owned(),
+            workload: workload.to_owned(),
+            version: version.to_owned(),
+        }
+    }
+
     fn unknown() -> Self {
         Self {
             namespace: UNKNOWN.into(),
@@ -63,6 +81,40 @@ impl fmt::Display for NodeId {
     }
 }
 
+/// The version of a service node (one no label value can take): the calls to it reached no
+/// workload that said who it is.
+pub const SERVICE_NODE_VERSION: &str = "*";
+
+/// The destination node's namespace, workload and version, borrowed from the record.
+fn destination_parts(r: &RequestRecord) -> [&str; 3] {
+    let d = &r.destination;
+    match (&d.name, &r.destination_service) {
+        (None, Some(svc)) if r.reporter == Reporter::Source => [
+            bounded_str(Some(&svc.namespace)),
+            bounded_str(Some(&svc.host)),
+            SERVICE_NODE_VERSION,
+        ],
+        _ => [
+            bounded_str(d.namespace.as_deref()),
+            bounded_str(d.name.as_deref()),
+            bounded_str(d.version.as_deref()),
+        ],
+    }
+}
+
+/// What a node stands for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// A workload version.
+    #[default]
+    Workload,
+    /// A service whose calls reached no known workload ([`NodeId::destination_of`]).
+    Service,
+    /// A caller or callee nothing is known of.
+    Unknown,
+}
+
 /// A node of the graph.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GraphNode {
@@ -74,6 +126,13 @@ pub struct GraphNode {
     pub workload: String,
     /// Version.
     pub version: String,
+    /// Workload, service or unknown.
+    #[serde(default)]
+    pub kind: NodeKind,
+    /// The app (Istio's canonical service) the workload is a version of: the map groups the
+    /// versions of one app to show how its traffic splits. `unknown` when not known.
+    #[serde(default)]
+    pub app: String,
 }
 
 /// One edge as one reporter saw it, over the window.
@@ -101,6 +160,25 @@ pub struct GraphEdge {
     pub p99_ms: f64,
     /// Latency histogram counts on Istio's duration buckets (last: above the largest bound).
     pub latency_buckets: Vec<u64>,
+    /// Requests per response code (`"200"`, `"403"`, gRPC statuses by name: `"OK"`,
+    /// `"PERMISSION_DENIED"`; `"0"`: no response).
+    #[serde(default)]
+    pub response_codes: BTreeMap<String, u64>,
+    /// Success, 4xx, denials and 5xx apart, and the status Kiali would give the edge.
+    #[serde(default)]
+    pub health: EdgeHealth,
+    /// Requests made over mutual TLS with a verified peer (a principal on either side).
+    #[serde(default)]
+    pub mtls_requests: u64,
+    /// Requests that were gRPC.
+    #[serde(default)]
+    pub grpc_requests: u64,
+    /// The source's app (canonical service).
+    #[serde(default)]
+    pub source_app: String,
+    /// The destination's app (canonical service; the service's short name for a service node).
+    #[serde(default)]
+    pub destination_app: String,
 }
 
 /// The graph as served on `/graph`.
@@ -121,11 +199,14 @@ pub struct GraphData {
     pub peer_errors: Vec<String>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Counts {
     requests: u64,
     errors: u64,
     buckets: [u64; LATENCY_BUCKETS],
+    codes: BTreeMap<ResponseCode, u64>,
+    mtls: u64,
+    grpc: u64,
 }
 
 impl Default for Counts {
@@ -134,6 +215,9 @@ impl Default for Counts {
             requests: 0,
             errors: 0,
             buckets: [0; LATENCY_BUCKETS],
+            codes: BTreeMap::new(),
+            mtls: 0,
+            grpc: 0,
         }
     }
 }
@@ -144,6 +228,11 @@ impl Counts {
         self.errors += o.errors;
         for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
             *a += b;
+        }
+        self.mtls += o.mtls;
+        self.grpc += o.grpc;
+        for (code, n) in &o.codes {
+            *self.codes.entry(*code).or_insert(0) += n;
         }
     }
 }
@@ -162,16 +251,17 @@ struct EdgeRef<'a> {
 
 impl<'a> EdgeRef<'a> {
     fn of(r: &'a RequestRecord) -> Self {
-        let (s, d) = (&r.source, &r.destination);
+        let s = &r.source;
+        let [dns, dname, dversion] = destination_parts(r);
         Self {
             reporter: r.reporter,
             nodes: [
                 bounded_str(s.namespace.as_deref()),
                 bounded_str(s.name.as_deref()),
                 bounded_str(s.version.as_deref()),
-                bounded_str(d.namespace.as_deref()),
-                bounded_str(d.name.as_deref()),
-                bounded_str(d.version.as_deref()),
+                dns,
+                dname,
+                dversion,
             ],
         }
     }
@@ -263,6 +353,8 @@ pub struct ServiceGraph {
 #[derive(Debug, Default)]
 struct Inner {
     edges: HashMap<EdgeKey, VecDeque<(u64, Counts)>>,
+    /// Each node's app, noted when an edge is first seen (not on the request path).
+    apps: HashMap<NodeId, String>,
 }
 
 impl Default for ServiceGraph {
@@ -305,6 +397,11 @@ impl ServiceGraph {
             .iter()
             .position(|b| ms <= *b)
             .unwrap_or(DURATION_BUCKETS_MS.len());
+        let code = ResponseCode::of(r);
+        let mtls = r.security == SecurityPolicy::MutualTls
+            || r.source_principal.is_some()
+            || r.destination_principal.is_some();
+        let grpc = r.protocol == RequestProtocol::Grpc;
         let slot = self.slot_of(now);
         let oldest = slot.saturating_sub(u64::from(self.window.slots) - 1);
         let count = |windows: &mut VecDeque<(u64, Counts)>| {
@@ -318,6 +415,9 @@ impl ServiceGraph {
                 c.requests += 1;
                 c.errors += u64::from(r.is_error());
                 c.buckets[bucket] += 1;
+                *c.codes.entry(code).or_insert(0) += 1;
+                c.mtls += u64::from(mtls);
+                c.grpc += u64::from(grpc);
             }
         };
         let view = EdgeRef::of(r);
@@ -327,17 +427,28 @@ impl ServiceGraph {
             count(windows);
             return;
         }
-        let mut key = (
-            r.reporter,
-            NodeId::of(&r.source),
-            NodeId::of(&r.destination),
-        );
+        let mut key = (r.reporter, NodeId::of(&r.source), NodeId::destination_of(r));
         if inner.edges.len() >= self.max_edges {
             inner
                 .edges
                 .retain(|_, w| w.back().is_some_and(|(s, _)| *s >= oldest));
+            let Inner { edges, apps } = &mut *inner;
+            let live: HashSet<&NodeId> = edges.keys().flat_map(|(_, s, d)| [s, d]).collect();
+            apps.retain(|n, _| live.contains(n));
             if inner.edges.len() >= self.max_edges {
                 key = (r.reporter, NodeId::unknown(), NodeId::unknown());
+            }
+        }
+        let destination_app = match (&r.destination.name, &r.destination_service) {
+            (None, Some(svc)) if r.reporter == Reporter::Source => svc.host.split('.').next(),
+            _ => r.destination.canonical_service.as_deref(),
+        };
+        for (node, app) in [
+            (&key.1, r.source.canonical_service.as_deref()),
+            (&key.2, destination_app),
+        ] {
+            if node.workload != UNKNOWN && !inner.apps.contains_key(node) {
+                inner.apps.insert(node.clone(), bounded_name(app));
             }
         }
         count(inner.edges.entry(key).or_default());
@@ -360,7 +471,11 @@ impl ServiceGraph {
                 c.add(w);
             }
             if c.requests > 0 {
-                reported.push(edge(*reporter, src, dst, &c, c.requests as f64 / covered));
+                let mut e = edge(*reporter, src, dst, &c, c.requests as f64 / covered);
+                let app = |n: &NodeId| inner.apps.get(n).cloned().unwrap_or_else(|| UNKNOWN.into());
+                e.source_app = app(src);
+                e.destination_app = app(dst);
+                reported.push(e);
             }
         }
         drop(inner);
@@ -389,6 +504,12 @@ fn edge(reporter: Reporter, src: &NodeId, dst: &NodeId, c: &Counts, rps: f64) ->
         p50_ms: quantile(&c.buckets, 0.5),
         p99_ms: quantile(&c.buckets, 0.99),
         latency_buckets: c.buckets.to_vec(),
+        response_codes: codes_by_name(&c.codes),
+        health: EdgeHealth::of(&c.codes),
+        mtls_requests: c.mtls,
+        grpc_requests: c.grpc,
+        source_app: UNKNOWN.into(),
+        destination_app: UNKNOWN.into(),
     }
 }
 
@@ -431,8 +552,14 @@ impl GraphData {
         let mut nodes = BTreeMap::new();
         let mut view: BTreeMap<String, GraphEdge> = BTreeMap::new();
         for e in &reported {
-            for id in [&e.source, &e.destination] {
-                nodes.entry(id.clone()).or_insert_with(|| node(id));
+            for (id, app) in [
+                (&e.source, &e.source_app),
+                (&e.destination, &e.destination_app),
+            ] {
+                let n = nodes.entry(id.clone()).or_insert_with(|| node(id));
+                if n.app.is_empty() || n.app == UNKNOWN {
+                    n.app.clone_from(app);
+                }
             }
             let replace = match view.get(&e.id) {
                 None => true,
@@ -471,6 +598,9 @@ impl GraphData {
                 let mut c = Counts {
                     requests: e.requests,
                     errors: e.errors,
+                    codes: codes_from_names(&e.response_codes),
+                    mtls: e.mtls_requests,
+                    grpc: e.grpc_requests,
                     ..Counts::default()
                 };
                 for (dst, src) in c.buckets.iter_mut().zip(&e.latency_buckets) {
@@ -495,7 +625,10 @@ impl GraphData {
             .map(|(e, c)| {
                 let src = parse_node(&e.source);
                 let dst = parse_node(&e.destination);
-                edge(e.reporter, &src, &dst, &c, e.rps)
+                let mut merged = edge(e.reporter, &src, &dst, &c, e.rps);
+                merged.source_app = e.source_app;
+                merged.destination_app = e.destination_app;
+                merged
             })
             .collect();
         let mut merged = Self::from_reported(instances, window_seconds, reported);
@@ -516,11 +649,20 @@ fn parse_node(id: &str) -> NodeId {
 
 fn node(id: &str) -> GraphNode {
     let n = parse_node(id);
+    let kind = if n.version == SERVICE_NODE_VERSION {
+        NodeKind::Service
+    } else if n.workload == UNKNOWN {
+        NodeKind::Unknown
+    } else {
+        NodeKind::Workload
+    };
     GraphNode {
         id: id.to_owned(),
         namespace: n.namespace,
         workload: n.workload,
         version: n.version,
+        kind,
+        app: String::new(),
     }
 }
 
@@ -542,7 +684,7 @@ mod edge_key_tests {
         let key: EdgeKey = (
             r.reporter,
             NodeId::of(&r.source),
-            NodeId::of(&r.destination),
+            NodeId::destination_of(&r),
         );
         let view = EdgeRef::of(&r);
         let state = std::hash::RandomState::new();

@@ -6,7 +6,8 @@
 //!
 //! - [`RequestMetrics`]: `istio_requests_total` and the three histograms through the `metrics`
 //!   facade, handles cached per label set, bounded.
-//! - [`ServiceGraph`]: recent per-edge rates and latencies for the admin `/graph` and `mesh top`.
+//! - [`ServiceGraph`]: recent per-edge rates and latencies for the admin `/graph` and `mesh top`,
+//!   with each edge's response codes and its health as Kiali rates it ([`EdgeHealth`]).
 //! - [`log_request`]: the access log, `tracing` target `mesh::access`.
 //! - [`request_protocol`], [`grpc_status`], [`peer_workload`], [`insert_peer_metadata`]: the
 //!   header facts a record needs, and Istio's metadata exchange; [`PeerMetadataCache`] (in
@@ -22,7 +23,9 @@
 mod access_log;
 mod config_metrics;
 mod graph;
+pub(crate) mod grpc_messages;
 mod headers;
+mod health;
 mod peer_cache;
 mod prometheus;
 mod request_metrics;
@@ -36,15 +39,18 @@ use tokio::time::Instant;
 pub use access_log::{ACCESS_LOG_TARGET, AccessLogMode, log_path, log_request, rfc3339};
 pub use config_metrics::{
     CONFIG_APPLIED, CONFIG_APPLIED_TIMESTAMP, CONFIG_CLUSTERS, CONFIG_REJECTED,
-    CONFIG_REJECTED_COUNT, CONFIG_WARNINGS, record_config_metrics,
+    CONFIG_REJECTED_COUNT, CONFIG_WARNINGS, ISTIO_BUILD, record_build_metric,
+    record_config_metrics,
 };
 pub use graph::{
-    GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId, ServiceGraph, quantile,
+    GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId, NodeKind,
+    SERVICE_NODE_VERSION, ServiceGraph, quantile,
 };
 pub use headers::{
     grpc_status, insert_peer_metadata, peer_metadata_headers, peer_workload, remove_peer_metadata,
     request_protocol,
 };
+pub use health::{CodeClass, EdgeHealth, Health, ResponseCode};
 pub use peer_cache::{PEER_CACHE_CAPACITY, PeerMetadataCache};
 pub use prometheus::{install_prometheus, prometheus_builder};
 pub use request_metrics::{

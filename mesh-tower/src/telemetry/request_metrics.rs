@@ -12,8 +12,9 @@
 //! `/metrics` are therefore bounded by the limits plus the (config-bounded) sets without peer
 //! values.
 //!
-//! Every series is one label set times 45 exposition lines (a counter and three histograms
-//! with Istio's buckets), so a label set of ~700 label bytes is ~35 KB of `/metrics`: the byte
+//! Every series is one label set times up to 69 exposition lines (the request counter, the two
+//! gRPC message counters of gRPC label sets, and three histograms on Istio's 19 buckets), so a
+//! label set of ~700 label bytes is ~55 KB of `/metrics`: the byte
 //! limit, not the count, is what keeps a scrape small when label values are long.
 //!
 //! [`RequestMetrics::record_request`] finds the handles by the record itself: a second,
@@ -28,7 +29,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use mesh_core::telemetry::names::{
     BYTES_BUCKETS, DURATION_BUCKETS_MS, REQUEST_BYTES, REQUEST_DURATION_MILLISECONDS,
-    REQUESTS_TOTAL, RESPONSE_BYTES,
+    REQUEST_MESSAGES_TOTAL, REQUESTS_TOTAL, RESPONSE_BYTES, RESPONSE_MESSAGES_TOTAL,
 };
 use mesh_core::telemetry::{LabelKey, RequestLabels, RequestRecord, request_labels};
 use metrics::{Counter, Histogram, Label};
@@ -85,6 +86,8 @@ struct Handles {
     duration_ms: Histogram,
     request_bytes: Histogram,
     response_bytes: Histogram,
+    /// gRPC message counters: label sets of gRPC requests only, as Istio emits them.
+    messages: Option<(Counter, Counter)>,
 }
 
 impl Handles {
@@ -93,11 +96,30 @@ impl Handles {
             .iter()
             .map(|(k, v)| Label::new(k, v.to_owned()))
             .collect();
+        let grpc = labels
+            .iter()
+            .any(|l| l.key() == "request_protocol" && l.value() == "grpc");
+        let messages = grpc.then(|| {
+            (
+                metrics::counter!(REQUEST_MESSAGES_TOTAL, labels.clone()),
+                metrics::counter!(RESPONSE_MESSAGES_TOTAL, labels.clone()),
+            )
+        });
         Self {
+            messages,
             requests: metrics::counter!(REQUESTS_TOTAL, labels.clone()),
             duration_ms: metrics::histogram!(REQUEST_DURATION_MILLISECONDS, labels.clone()),
             request_bytes: metrics::histogram!(REQUEST_BYTES, labels.clone()),
             response_bytes: metrics::histogram!(RESPONSE_BYTES, labels),
+        }
+    }
+}
+
+impl Handles {
+    fn count_messages(&self, record: &RequestRecord) {
+        if let Some((request, response)) = &self.messages {
+            request.increment(record.details.request_messages);
+            response.increment(record.details.response_messages);
         }
     }
 }
@@ -110,7 +132,8 @@ impl Default for RequestMetrics {
 
 /// Lines one label set adds to the exposition: a counter, then per histogram its buckets,
 /// `+Inf`, `_sum` and `_count`.
-const LINES_PER_SET: usize = 1 + (DURATION_BUCKETS_MS.len() + 3) + 2 * (BYTES_BUCKETS.len() + 3);
+/// (Two more for the gRPC message counters, counted for every set.)
+const LINES_PER_SET: usize = 3 + (DURATION_BUCKETS_MS.len() + 3) + 2 * (BYTES_BUCKETS.len() + 3);
 
 /// Per line beyond the labels: the longest metric name with its `_bucket` suffix, braces,
 /// an `le` label and a value.
@@ -141,6 +164,8 @@ impl RequestMetrics {
             "Request duration"
         );
         metrics::describe_histogram!(REQUEST_BYTES, metrics::Unit::Bytes, "Request body size");
+        metrics::describe_counter!(REQUEST_MESSAGES_TOTAL, "gRPC messages sent by clients");
+        metrics::describe_counter!(RESPONSE_MESSAGES_TOTAL, "gRPC messages sent by servers");
         metrics::describe_histogram!(RESPONSE_BYTES, metrics::Unit::Bytes, "Response body size");
         metrics::describe_counter!(
             LABEL_OVERFLOW_TOTAL,
@@ -165,6 +190,7 @@ impl RequestMetrics {
         h.duration_ms.record(record.duration.as_secs_f64() * 1000.0);
         h.request_bytes.record(record.request_bytes as f64);
         h.response_bytes.record(record.response_bytes as f64);
+        h.count_messages(record);
     }
 
     /// Records one finished request under its labels
@@ -177,6 +203,7 @@ impl RequestMetrics {
         h.duration_ms.record(record.duration.as_secs_f64() * 1000.0);
         h.request_bytes.record(record.request_bytes as f64);
         h.response_bytes.record(record.response_bytes as f64);
+        h.count_messages(record);
     }
 
     /// Distinct label sets registered so far.

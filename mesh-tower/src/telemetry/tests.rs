@@ -188,6 +188,65 @@ async fn graph_rates_and_quantiles() {
     assert!(later.nodes.is_empty());
 }
 
+/// Issue #14: an edge whose every call is refused (PERMISSION_DENIED) showed as 100 % green.
+/// The graph now keeps the response codes and rates the edge as Kiali does (see `health.rs`).
+#[tokio::test(start_paused = true)]
+async fn graph_shows_denials_apart_from_success() {
+    let g = ServiceGraph::default();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..20 {
+        let mut r = record(Reporter::Source, 200, 1);
+        r.protocol = RequestProtocol::Grpc;
+        r.grpc_status = Some(7);
+        g.record(&r, Instant::now());
+    }
+    let data = g.snapshot(Instant::now());
+    let e = &data.edges[0];
+    assert_eq!(
+        e.errors, 0,
+        "a denial is not a server error, as Istio counts it"
+    );
+    assert_eq!(e.response_codes.get("PERMISSION_DENIED"), Some(&20));
+    assert_eq!(e.health.success_pct, 0.0);
+    assert_eq!(e.health.denied_pct, 100.0);
+    assert_eq!(e.health.health, Health::Failure);
+    // The breakdown survives the JSON peers exchange and merging.
+    let json = serde_json::to_string(&data).unwrap();
+    let back: GraphData = serde_json::from_str(&json).unwrap();
+    let merged = GraphData::merge([back]);
+    assert_eq!(merged.edges[0].health, e.health);
+    assert_eq!(merged.edges[0].response_codes, e.response_codes);
+}
+
+/// Issue #14: calls to a service that is down have no destination workload (no answer, so no
+/// peer metadata); they were drawn to an anonymous `unknown` node. They go to the service's
+/// node, named as `destination_service` names it, as Kiali draws a service node.
+#[tokio::test(start_paused = true)]
+async fn failed_calls_land_on_the_service_node() {
+    let g = ServiceGraph::default();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..3 {
+        let mut r = record(Reporter::Source, 503, 1);
+        r.destination = PeerWorkload::default();
+        r.response_flags = vec![ResponseFlag::UpstreamConnectionFailure];
+        g.record(&r, Instant::now());
+    }
+    let data = g.snapshot(Instant::now());
+    let e = &data.edges[0];
+    assert_eq!(e.destination, "shop/reviews.shop.svc.cluster.local/*");
+    let node = data.nodes.iter().find(|n| n.id == e.destination).unwrap();
+    assert_eq!(node.kind, NodeKind::Service);
+    assert_eq!(e.health.server_error_pct, 100.0);
+    // Without a service either, the callee stays unknown.
+    let mut r = record(Reporter::Source, 503, 1);
+    r.destination = PeerWorkload::default();
+    r.destination_service = None;
+    g.record(&r, Instant::now());
+    let data = g.snapshot(Instant::now());
+    let unknown = data.nodes.iter().find(|n| n.workload == "unknown").unwrap();
+    assert_eq!(unknown.kind, NodeKind::Unknown);
+}
+
 #[test]
 fn quantile_interpolates_within_buckets() {
     let mut b = vec![0u64; LATENCY_BUCKETS];
@@ -319,6 +378,22 @@ fn access_log_modes() {
     assert_eq!(errors[0]["response_flags"], "UH");
     assert_eq!(errors[0]["grpc_status"], 14);
     assert_eq!(access_log(AccessLogMode::All, &all).len(), 2);
+}
+
+/// `istio_build` as Istio's proxies export it (istio_stats.cc `recordVersion`): labels
+/// `component` and `tag`, value 1.
+#[test]
+fn istio_build_gauge() {
+    let text = render(record_build_metric);
+    let lines = sample_lines(&text, ISTIO_BUILD);
+    assert_eq!(
+        lines,
+        [format!(
+            "istio_build{{component=\"proxy\",tag=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )],
+        "{text}"
+    );
 }
 
 #[test]

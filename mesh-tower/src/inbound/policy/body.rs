@@ -5,10 +5,11 @@ use std::task::{Context, Poll};
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
-use mesh_core::telemetry::ResponseFlag;
+use mesh_core::telemetry::{GrpcFrameCounter, RequestProtocol, ResponseFlag};
 use pin_project_lite::pin_project;
 
 use super::future::Pending;
+use crate::telemetry::grpc_messages::{self, SharedCount};
 use crate::telemetry::grpc_status;
 
 pin_project! {
@@ -18,12 +19,23 @@ pin_project! {
         #[pin]
         inner: B,
         received: Arc<AtomicU64>,
+        messages: Option<SharedCount>,
     }
 }
 
 impl<B> RequestBody<B> {
     pub(super) fn new(inner: B, received: Arc<AtomicU64>) -> Self {
-        Self { inner, received }
+        Self {
+            inner,
+            received,
+            messages: None,
+        }
+    }
+
+    /// Also counts the gRPC messages read, into `messages`.
+    pub(super) fn count_messages(mut self, messages: Option<Arc<AtomicU64>>) -> Self {
+        self.messages = messages.map(SharedCount::new);
+        self
     }
 
     /// The body as received.
@@ -47,6 +59,9 @@ impl<B: Body> Body for RequestBody<B> {
         {
             this.received
                 .fetch_add(data.remaining() as u64, Ordering::Relaxed);
+            if let Some(messages) = this.messages.as_mut() {
+                messages.feed(data);
+            }
         }
         polled
     }
@@ -69,6 +84,7 @@ pin_project! {
         inner: B,
         sent: u64,
         pending: Option<Pending>,
+        messages: Option<GrpcFrameCounter>,
     }
 
     impl<B: Body> PinnedDrop for InboundBody<B> {
@@ -78,6 +94,9 @@ pin_project! {
                 if !this.inner.is_end_stream() {
                     pending.record.response_flags.push(ResponseFlag::DownstreamConnectionTermination);
                 }
+                if let Some(m) = this.messages {
+                    pending.record.details.response_messages = m.messages();
+                }
                 pending.finish(*this.sent);
             }
         }
@@ -86,10 +105,12 @@ pin_project! {
 
 impl<B: Body> InboundBody<B> {
     pub(super) fn new(inner: B, pending: Pending) -> Self {
+        let grpc = pending.record.protocol == RequestProtocol::Grpc;
         Self {
             inner,
             sent: 0,
             pending: Some(pending),
+            messages: grpc.then(GrpcFrameCounter::new),
         }
     }
 
@@ -121,6 +142,9 @@ impl<B: Body> Body for InboundBody<B> {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     *this.sent += data.remaining() as u64;
+                    if let Some(m) = this.messages.as_mut() {
+                        grpc_messages::feed(m, data);
+                    }
                 } else if let Some(trailers) = frame.trailers_ref()
                     && let Some(pending) = this.pending.as_mut()
                     && let Some(status) = grpc_status(trailers)
@@ -129,7 +153,10 @@ impl<B: Body> Body for InboundBody<B> {
                 }
             }
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
-                if let Some(pending) = this.pending.take() {
+                if let Some(mut pending) = this.pending.take() {
+                    if let Some(m) = this.messages {
+                        pending.record.details.response_messages = m.messages();
+                    }
                     pending.finish(*this.sent);
                 }
             }

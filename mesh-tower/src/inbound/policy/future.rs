@@ -23,6 +23,8 @@ pub(super) struct Pending {
     pub(super) started: Instant,
     /// Request body bytes read so far (the application reads the body).
     pub(super) received: Arc<AtomicU64>,
+    /// gRPC messages read from the request body (gRPC requests only).
+    pub(super) request_messages: Option<Arc<AtomicU64>>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -32,6 +34,9 @@ impl Pending {
         self.record.duration = self.started.elapsed();
         self.record.request_bytes = self.received.load(std::sync::atomic::Ordering::Relaxed);
         self.record.response_bytes = sent;
+        if let Some(m) = &self.request_messages {
+            self.record.details.request_messages = m.load(std::sync::atomic::Ordering::Relaxed);
+        }
         self.shared.telemetry.record(&self.record);
     }
 }

@@ -8,7 +8,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Request, Response, Uri};
 use mesh_core::identity::PeerIdentity;
 use mesh_core::model::ServiceKey;
-use mesh_core::telemetry::{Reporter, RequestRecord, SecurityPolicy};
+use mesh_core::telemetry::{Reporter, RequestProtocol, RequestRecord, SecurityPolicy};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::time::Instant;
@@ -97,11 +97,20 @@ where
         }
         remove_peer_metadata(req.headers_mut());
         self.describe(&req, &mut record);
+        // No metadata (a plain gRPC or curl client with a mesh certificate): what its
+        // certificate says, as Istio's stats filter reads it.
+        record
+            .source
+            .complete_from_principal(record.source_principal.as_deref());
         record.request_id = Some(ctx.request_id.clone());
         record.trace_id = Some(ctx.trace.trace_id.to_string());
 
         let received = Arc::new(AtomicU64::new(0));
-        let req = req.map(|body| RequestBody::new(body, received.clone()));
+        let request_messages =
+            (record.protocol == RequestProtocol::Grpc).then(|| Arc::new(AtomicU64::new(0)));
+        let req = req.map(|body| {
+            RequestBody::new(body, received.clone()).count_messages(request_messages.clone())
+        });
         // The handler runs in the request's `tracing` span (its ids on every log line) and with
         // the context current for `MeshClient`.
         let span = ctx.span();
@@ -113,6 +122,7 @@ where
             record,
             started,
             received,
+            request_messages,
             shared: self.shared.clone(),
         };
         ResponseFuture::new(future.instrument(span), pending)
