@@ -174,12 +174,20 @@ async fn source_reporter_metrics_for_known_traffic() {
         "ten `v1` bodies: {text}"
     );
     let total: f64 = value(&text, "istio_requests_total", &["reporter=\"source\""]).unwrap();
-    assert_eq!(total, 14.0);
+    assert_eq!(total, 15.0);
 
     // The service graph saw the same edges.
     let graph = telemetry
         .service_graph()
         .snapshot(tokio::time::Instant::now());
     let requests: u64 = graph.edges.iter().map(|e| e.requests).sum();
-    assert_eq!(requests, 14, "{graph:?}");
+    assert_eq!(requests, 15, "{graph:?}");
+    // The unanswered call's edge ends on the service's node, not on `unknown`.
+    assert!(
+        graph
+            .edges
+            .iter()
+            .any(|e| e.destination == "default/gone.default.svc.cluster.local/*"),
+        "{graph:?}"
+    );
 }

@@ -507,7 +507,8 @@ async fn destination_metrics_access_log_and_metadata_exchange() {
         ("source_app", "unknown"),
         ("source_version", "unknown"),
         ("source_canonical_service", "unknown"),
-        ("source_canonical_revision", "unknown"),
+        // Istio's default revision for a peer without metadata (istio_stats.cc: `latest_`).
+        ("source_canonical_revision", "latest"),
         ("source_cluster", "unknown"),
     ];
     // Metadata from a plaintext peer is not believed (Istio exchanges it over mTLS only).
@@ -522,6 +523,9 @@ async fn destination_metrics_access_log_and_metadata_exchange() {
     let mut mtls = labels(&common);
     mtls.extend(labels(&unknown_source));
     mtls.extend(labels(&[
+        // A caller without metadata but with a certificate: its namespace from the SAN
+        // (istio_stats.cc `getNamespace`, issue #14).
+        ("source_workload_namespace", "foo"),
         ("source_principal", SLEEP),
         ("destination_principal", REVIEWS),
         ("connection_security_policy", "mutual_tls"),
