@@ -454,6 +454,8 @@ async fn destination_metrics_access_log_and_metadata_exchange() {
             (PEER_METADATA_HEADER, &metadata),
             ("traceparent", &traceparent),
             ("x-request-id", "req-1"),
+            ("user-agent", "curl/8.5.0"),
+            ("x-forwarded-for", "10.1.2.3"),
         ],
     )
     .await
@@ -577,7 +579,29 @@ async fn destination_metrics_access_log_and_metadata_exchange() {
     assert_eq!(field(2, "bytes_sent"), "19");
     assert_eq!(field(2, "source_principal"), SLEEP);
     assert_eq!(field(1, "request_id").len(), 36); // generated UUID
-    let _ = port;
+    // The message is the line of Istio's default text format (istio
+    // pilot/pkg/model/telemetry_logging.go `EnvoyTextLogFormat`), every field in its place.
+    assert_eq!(field(0, "user_agent"), "curl/8.5.0");
+    let line = field(0, "message");
+    let peer = field(0, "peer_address");
+    let want = format!(
+        "\"GET /whoami HTTP/1.1\" 200 - via_upstream - \"-\" 0 {} ",
+        field(0, "bytes_sent")
+    );
+    assert!(
+        line.starts_with('[') && line.contains(&want),
+        "{line}\n{want}"
+    );
+    let want = format!(
+        " - \"10.1.2.3\" \"curl/8.5.0\" \"req-1\" \"reviews:9080\" \"-\" inbound|{port}|| - 127.0.0.1:{port} {peer} - default"
+    );
+    assert!(line.ends_with(&want), "{line}\n{want}");
+    let denied = field(2, "message");
+    assert!(
+        denied.contains("\"GET /admin HTTP/2\" 403 - rbac_access_denied - \"-\" 0 19 "),
+        "{denied}"
+    );
+    assert_eq!(field(2, "response_code_details"), "rbac_access_denied");
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::body::{BodyOutcome, EndOfStream, MeshBody};
 use super::pool::UpstreamPeer;
 use super::runtime::ClusterRuntime;
+use crate::reply::ResponseDetails;
 use crate::telemetry::{
     Telemetry, grpc_status, insert_peer_metadata, remove_peer_metadata, request_protocol,
 };
@@ -73,6 +74,7 @@ impl Reporting {
         r.path = path.to_owned();
         r.authority = authority.to_owned();
         r.protocol = request_protocol(headers);
+        crate::telemetry::note_request_headers(&mut r, headers);
         r.source = self.source.clone();
         // Kept only if the call goes over mutual TLS (see `finish`).
         r.source_principal.clone_from(&self.local_principal);
@@ -116,6 +118,10 @@ pub(crate) fn finish(
         record.upstream_cluster = Some(name);
     }
     record.response_code = Some(response.status().as_u16());
+    record.details.http_version = crate::telemetry::http_version_name(response.version());
+    if let Some(ResponseDetails(d)) = response.extensions().get::<ResponseDetails>() {
+        record.details.response_code_details = Some((*d).to_owned());
+    }
     record.grpc_status = grpc_status(response.headers());
     if let Some(flag) = response.extensions().get::<ResponseFlag>() {
         // The client gives up with URX only after connection failures (`attempt.rs`); Envoy

@@ -1,5 +1,8 @@
 //! The access log: one structured `tracing` event per request, target `mesh::access`, with the
-//! fields an auditor asks for (who called whom, what, when, how it ended, how long it took).
+//! fields an auditor asks for (who called whom, what, when, how it ended, how long it took),
+//! its message the request in Istio's default text format (see `istio_text.rs`), so a
+//! plain-text subscriber prints the line an Istio user knows, with the caller's workload and
+//! the connection's principals as fields beside it.
 //!
 //! Events go through `tracing`, so the application's subscriber decides the format (JSON with
 //! `tracing-subscriber`'s `json()` gives one object per line, as Envoy's JSON access log does)
@@ -41,16 +44,12 @@ pub fn log_request(mode: AccessLogMode, r: &RequestRecord) {
     if !mode.includes(r) {
         return;
     }
-    let flags = if r.response_flags.is_empty() {
-        "-".to_owned()
-    } else {
-        r.response_flags
-            .iter()
-            .map(|f| f.code())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let flags = super::flags_text(r);
     let status = r.response_code.unwrap_or(0);
+    let line = super::istio_text_line(r);
+    let upstream_host = (r.reporter == mesh_core::telemetry::Reporter::Source)
+        .then_some(r.peer_address.as_deref())
+        .flatten();
     tracing::info!(
         target: ACCESS_LOG_TARGET,
         start_time = %rfc3339(r.start),
@@ -62,20 +61,25 @@ pub fn log_request(mode: AccessLogMode, r: &RequestRecord) {
         status,
         grpc_status = r.grpc_status.map(i64::from),
         response_flags = %flags,
+        response_code_details = super::response_code_details(r),
         duration_ms = r.duration.as_millis() as u64,
         bytes_received = r.request_bytes,
         bytes_sent = r.response_bytes,
         upstream_cluster = r.upstream_cluster.as_ref().map(|c| c.as_str()),
         peer_address = r.peer_address.as_deref(),
+        upstream_host,
+        user_agent = r.details.user_agent.as_deref(),
+        x_forwarded_for = r.details.forwarded_for.as_deref(),
+        source_workload = r.source.name.as_deref(),
+        source_namespace = r.source.namespace.as_deref(),
+        destination_workload = r.destination.name.as_deref(),
+        destination_namespace = r.destination.namespace.as_deref(),
         source_principal = r.source_principal.as_deref(),
         destination_principal = r.destination_principal.as_deref(),
         connection_security_policy = r.security.as_str(),
         request_id = r.request_id.as_deref(),
         trace_id = r.trace_id.as_deref(),
-        "{} {} {}",
-        r.method,
-        log_path(&r.path),
-        status,
+        "{line}"
     );
 }
 

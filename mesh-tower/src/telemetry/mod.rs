@@ -8,7 +8,8 @@
 //!   facade, handles cached per label set, bounded.
 //! - [`ServiceGraph`]: recent per-edge rates and latencies for the admin `/graph` and `mesh top`,
 //!   with each edge's response codes and its health as Kiali rates it ([`EdgeHealth`]).
-//! - [`log_request`]: the access log, `tracing` target `mesh::access`.
+//! - [`log_request`]: the access log, `tracing` target `mesh::access`, its message the line of
+//!   Istio's default text format ([`istio_text_line`]).
 //! - [`request_protocol`], [`grpc_status`], [`peer_workload`], [`insert_peer_metadata`]: the
 //!   header facts a record needs, and Istio's metadata exchange; [`PeerMetadataCache`] (in
 //!   every [`Telemetry`]) decodes each peer's metadata once.
@@ -26,6 +27,7 @@ mod graph;
 pub(crate) mod grpc_messages;
 mod headers;
 mod health;
+mod istio_text;
 mod peer_cache;
 mod prometheus;
 mod request_metrics;
@@ -51,6 +53,9 @@ pub use headers::{
     request_protocol,
 };
 pub use health::{CodeClass, EdgeHealth, Health, ResponseCode};
+pub use istio_text::{
+    flags_text, http_version_name, istio_text_line, note_request_headers, response_code_details,
+};
 pub use peer_cache::{PEER_CACHE_CAPACITY, PeerMetadataCache};
 pub use prometheus::{install_prometheus, prometheus_builder};
 pub use request_metrics::{

@@ -396,6 +396,40 @@ fn istio_build_gauge() {
     );
 }
 
+/// The client's line in Istio's default text format (istio telemetry_logging.go
+/// `EnvoyTextLogFormat`): upstream host and cluster, the flags of a call whose retries ran out
+/// after connection failures, and the details Envoy gives them.
+#[test]
+fn istio_text_line_of_a_client_call() {
+    let mut r = record(Reporter::Source, 503, 12);
+    r.start = SystemTime::UNIX_EPOCH + Duration::from_millis(1_500);
+    r.request_bytes = 0;
+    r.response_bytes = 91;
+    r.response_flags = vec![
+        ResponseFlag::UpstreamConnectionFailure,
+        ResponseFlag::UpstreamRetryLimitExceeded,
+    ];
+    r.request_id = Some("r-1".into());
+    r.peer_address = Some("10.0.0.7:9080".into());
+    r.upstream_cluster = Some(mesh_core::model::ClusterName::new(
+        "outbound|9080|v2|reviews.shop.svc.cluster.local",
+    ));
+    r.details.http_version = Some("HTTP/2");
+    r.details.user_agent = Some("grpc-go/1.60".into());
+    assert_eq!(
+        istio_text_line(&r),
+        "[1970-01-01T00:00:01.500Z] \"GET /reviews/1 HTTP/2\" 503 UF,URX \
+         upstream_reset_before_response_started{connection_failure} - \"-\" 0 91 12 - \"-\" \
+         \"grpc-go/1.60\" \"r-1\" \"reviews:9080\" \"10.0.0.7:9080\" \
+         outbound|9080|v2|reviews.shop.svc.cluster.local - - - - -"
+    );
+    r.response_flags.clear();
+    r.response_code = Some(200);
+    assert_eq!(response_code_details(&r), "via_upstream");
+    r.details.response_code_details = Some("rbac_access_denied".into());
+    assert_eq!(response_code_details(&r), "rbac_access_denied");
+}
+
 #[test]
 fn rfc3339_dates() {
     assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");

@@ -13,6 +13,7 @@ use tracing::instrument::Instrumented;
 
 use super::body::InboundBody;
 use super::layer::Shared;
+use crate::reply::ResponseDetails;
 use crate::telemetry::{grpc_status, insert_peer_metadata};
 use crate::trace::RequestContext;
 
@@ -88,6 +89,9 @@ where
             Ok(mut response) => {
                 pending.record.response_code = Some(response.status().as_u16());
                 pending.record.grpc_status = grpc_status(response.headers());
+                if let Some(ResponseDetails(d)) = response.extensions().get::<ResponseDetails>() {
+                    pending.record.details.response_code_details = Some((*d).to_owned());
+                }
                 if let Some((encoded, id)) = &pending.shared.metadata {
                     insert_peer_metadata(response.headers_mut(), encoded, id);
                 }

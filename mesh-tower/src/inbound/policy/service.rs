@@ -144,8 +144,11 @@ impl<S> Inbound<S> {
             .to_owned();
         record.authority = authority(req.uri(), req.headers()).to_owned();
         record.protocol = request_protocol(req.headers());
+        crate::telemetry::note_request_headers(record, req.headers());
+        record.details.http_version = crate::telemetry::http_version_name(req.version());
         record.destination = shared.destination.clone();
         let local = req.extensions().get::<LocalAddr>().map(|a| a.0);
+        record.details.local_address = local.map(|a| a.to_string());
         record.destination_service = Some(ServiceKey {
             host: shared.service_host.clone(),
             namespace: shared.service_namespace.clone(),
