@@ -38,7 +38,16 @@ impl Default for PeerClient {
 impl PeerClient {
     /// Fetches the local graph of the admin endpoint at `base` (`http://host:port`).
     pub async fn local_graph(&self, base: &Uri) -> Result<GraphData, String> {
-        let uri = graph_uri(base)?;
+        self.local_graph_range(base, None).await
+    }
+
+    /// [`local_graph`](Self::local_graph) over the last `range` (`/graph?local=1&range=<s>`).
+    pub async fn local_graph_range(
+        &self,
+        base: &Uri,
+        range: Option<std::time::Duration>,
+    ) -> Result<GraphData, String> {
+        let uri = graph_uri(base, range)?;
         let fetch = async {
             let resp = self
                 .client
@@ -62,7 +71,17 @@ impl PeerClient {
 
     /// This process' graph merged with every peer's; failures are listed in `peer_errors`.
     pub async fn merged(&self, local: GraphData, peers: &[Uri]) -> GraphData {
-        let fetches = peers.iter().map(|p| self.local_graph(p));
+        self.merged_range(local, peers, None).await
+    }
+
+    /// [`merged`](Self::merged), the peers asked for the last `range`.
+    pub async fn merged_range(
+        &self,
+        local: GraphData,
+        peers: &[Uri],
+        range: Option<std::time::Duration>,
+    ) -> GraphData {
+        let fetches = peers.iter().map(|p| self.local_graph_range(p, range));
         let results = futures_util::future::join_all(fetches).await;
         let mut errors = Vec::new();
         let mut parts = vec![local];
@@ -78,7 +97,7 @@ impl PeerClient {
     }
 }
 
-fn graph_uri(base: &Uri) -> Result<Uri, String> {
+fn graph_uri(base: &Uri, range: Option<std::time::Duration>) -> Result<Uri, String> {
     let authority = base
         .authority()
         .ok_or_else(|| format!("{base}: peer admin URL has no host"))?;
@@ -86,7 +105,8 @@ fn graph_uri(base: &Uri) -> Result<Uri, String> {
     if scheme != "http" {
         return Err(format!("{base}: peer admin URLs are plain http"));
     }
-    format!("http://{authority}/graph?local=1")
+    let range = range.map_or(String::new(), |r| format!("&range={}", r.as_secs().max(1)));
+    format!("http://{authority}/graph?local=1{range}")
         .parse()
         .map_err(|e| format!("{base}: {e}"))
 }

@@ -34,7 +34,7 @@ struct Shared {
 /// | path | answer |
 /// | --- | --- |
 /// | `/` | the service map page (HTML, no external resources; the first view drawn from the graph inlined in the page) |
-/// | `/graph` | this process' service graph merged with the peers' (`?local=1`: this process only) |
+/// | `/graph` | this process' service graph merged with the peers' (`?local=1`: this process only; `?range=<seconds>`: the last seconds only, whole windows) |
 /// | `/metrics` | Prometheus text (404 when no handle was given) |
 /// | `/config_dump` | serving config, its source, the last rejection, identity, added sections |
 /// | `/clusters` | endpoints per cluster with health, ejection, in-flight, EWMA |
@@ -96,9 +96,16 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "local=1"));
+    // `range=<seconds>`: the map's time range (whole windows of the graph, at most all kept).
+    let range = req
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|p| p.strip_prefix("range=")))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_secs);
     match req.uri().path() {
         "/" => {
-            let graph = graph(shared, local_only).await;
+            let graph = graph(shared, local_only, range).await;
             let workload = workload_name(&shared.mesh);
             respond(
                 StatusCode::OK,
@@ -106,7 +113,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
                 super::map_page::render(SERVICE_MAP, &graph, &workload),
             )
         }
-        "/graph" => json(&graph(shared, local_only).await),
+        "/graph" => json(&graph(shared, local_only, range).await),
         // `/stats/prometheus` is where Envoy's admin (and so a scrape config written for
         // Istio's sidecars) asks.
         "/metrics" | "/stats/prometheus" => metrics(shared),
@@ -158,18 +165,21 @@ fn workload_name(mesh: &Mesh) -> String {
     format!("{}/{}", w.namespace, w.name)
 }
 
-async fn graph(shared: &Shared, local_only: bool) -> GraphData {
-    let local = local_graph(shared);
+async fn graph(shared: &Shared, local_only: bool, range: Option<std::time::Duration>) -> GraphData {
+    let local = local_graph(shared, range);
     if local_only || shared.state.peers.is_empty() {
         local
     } else {
-        shared.peers.merged(local, &shared.state.peers).await
+        shared
+            .peers
+            .merged_range(local, &shared.state.peers, range)
+            .await
     }
 }
 
-fn local_graph(shared: &Shared) -> GraphData {
+fn local_graph(shared: &Shared, range: Option<std::time::Duration>) -> GraphData {
     match &shared.state.graph {
-        Some(g) => g.snapshot(Instant::now()),
+        Some(g) => g.snapshot_range(Instant::now(), range),
         None => GraphData {
             window_seconds: {
                 let w = GraphWindow::default();

@@ -332,7 +332,12 @@ async fn serves_every_path() {
     assert_eq!(status, StatusCode::OK);
     assert!(ct.starts_with("text/html"));
     assert!(page.contains("data-node") && page.contains("data-edge"));
-    assert!(page.contains("fetch(\"graph\""));
+    assert!(page.contains("fetch(range ? \"graph?range=\" + range : \"graph\""));
+    // A time range: the last 10 s hold the 20 requests too (all recorded just now).
+    let recent: GraphData =
+        serde_json::from_value(get_json(addr, "/graph?range=10").await).unwrap();
+    assert_eq!(recent.window_seconds, 10.0);
+    assert_eq!(recent.edges[0].requests, 20);
     // The first view needs no request: the graph is in the page, and it names its workload.
     assert!(!page.contains("/*MESH_GRAPH*/"), "the graph is inlined");
     assert!(

@@ -456,11 +456,26 @@ impl ServiceGraph {
 
     /// The graph over the windows ending at `now`.
     pub fn snapshot(&self, now: Instant) -> GraphData {
+        self.snapshot_range(now, None)
+    }
+
+    /// The graph over the most recent windows covering `range` (rounded up to whole windows;
+    /// at least one, at most all kept; `None`: all), for a map's time range.
+    pub fn snapshot_range(&self, now: Instant, range: Option<Duration>) -> GraphData {
+        let slots = match range {
+            None => self.window.slots,
+            Some(r) => {
+                let n = r.as_nanos().div_ceil(self.window.slot.as_nanos());
+                u32::try_from(n)
+                    .unwrap_or(u32::MAX)
+                    .clamp(1, self.window.slots)
+            }
+        };
         let slot = self.slot_of(now);
-        let oldest = slot.saturating_sub(u64::from(self.window.slots) - 1);
+        let oldest = slot.saturating_sub(u64::from(slots) - 1);
         let covered = now
             .saturating_duration_since(self.epoch)
-            .min(self.window.slot * self.window.slots)
+            .min(self.window.slot * slots)
             .as_secs_f64()
             .max(1.0);
         let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
@@ -481,7 +496,7 @@ impl ServiceGraph {
         drop(inner);
         GraphData::from_reported(
             vec![self.instance.to_string()],
-            (self.window.slot * self.window.slots).as_secs_f64(),
+            (self.window.slot * slots).as_secs_f64(),
             reported,
         )
     }

@@ -247,6 +247,34 @@ async fn failed_calls_land_on_the_service_node() {
     assert_eq!(unknown.kind, NodeKind::Unknown);
 }
 
+/// The map's time range: only the windows the range covers count.
+#[tokio::test(start_paused = true)]
+async fn graph_time_range_keeps_the_recent_windows() {
+    let g = ServiceGraph::default();
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for _ in 0..5 {
+        g.record(&record(Reporter::Source, 200, 1), Instant::now());
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    for _ in 0..2 {
+        g.record(&record(Reporter::Source, 200, 1), Instant::now());
+    }
+    let all = g.snapshot(Instant::now());
+    assert_eq!(all.edges[0].requests, 7);
+    let recent = g.snapshot_range(Instant::now(), Some(Duration::from_secs(10)));
+    assert_eq!(recent.window_seconds, 10.0);
+    assert_eq!(recent.edges[0].requests, 2);
+    assert!(
+        (recent.edges[0].rps - 0.2).abs() < 1e-9,
+        "{}",
+        recent.edges[0].rps
+    );
+    // Longer than what is kept: everything kept.
+    let long = g.snapshot_range(Instant::now(), Some(Duration::from_secs(3600)));
+    assert_eq!(long.window_seconds, 60.0);
+    assert_eq!(long.edges[0].requests, 7);
+}
+
 #[test]
 fn quantile_interpolates_within_buckets() {
     let mut b = vec![0u64; LATENCY_BUCKETS];
