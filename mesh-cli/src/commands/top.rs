@@ -1,6 +1,7 @@
 //! `mesh top --admin ADDR...`: a live table of the traffic between workloads, read from the
 //! admin endpoints' `/graph`: per source → destination workload version, requests per second,
-//! success rate and latency percentiles over the last minute.
+//! the shares of successes, 4xx (denials apart) and 5xx, the edge's health as Kiali rates it,
+//! and latency percentiles over the last minute.
 //!
 //! Each admin is asked for its own graph (`/graph?local=1`) and the answers are merged, so list
 //! every workload whose traffic should show; a process listed twice is counted once.
@@ -79,18 +80,32 @@ fn admin_uri(s: &str) -> Result<Uri, CliError> {
     Ok(uri)
 }
 
+/// Columns of the table.
+const COLUMNS: usize = 10;
+
+/// What the columns mean, printed under the table.
+const LEGEND: &str = "OK: 1xx-3xx, gRPC OK; 4XX: 4xx and client-side gRPC statuses, DENIED \
+(401/403, PERMISSION_DENIED, UNAUTHENTICATED) included; 5XX: 5xx, no response, server-side gRPC \
+statuses.\nHEALTH as Kiali rates it by default: degraded when 5xx or gRPC errors > 0% or 4xx > 10%, \
+failure when 5xx or gRPC errors > 10% or 4xx > 20%.\n";
+
 /// The table: one row per edge, busiest first, then any admin that could not be read.
 pub(crate) fn render(graph: &GraphData) -> String {
     let mut edges: Vec<_> = graph.edges.iter().collect();
     edges.sort_by(|a, b| b.rps.total_cmp(&a.rps).then_with(|| a.id.cmp(&b.id)));
-    let rows: Vec<[String; 6]> = edges
+    let rows: Vec<[String; COLUMNS]> = edges
         .iter()
         .map(|e| {
+            let h = &e.health;
             [
                 e.source.clone(),
                 e.destination.clone(),
                 format!("{:.2}", e.rps),
-                format!("{:.2}", 100.0 * (1.0 - e.error_rate)),
+                format!("{:.2}", h.success_pct),
+                format!("{:.2}", h.client_error_pct),
+                format!("{:.2}", h.denied_pct),
+                format!("{:.2}", h.server_error_pct),
+                h.health.as_str().to_owned(),
                 format!("{:.1}", e.p50_ms),
                 format!("{:.1}", e.p99_ms),
             ]
@@ -100,7 +115,11 @@ pub(crate) fn render(graph: &GraphData) -> String {
         "SOURCE",
         "DESTINATION",
         "RPS",
-        "SUCCESS%",
+        "OK%",
+        "4XX%",
+        "DENIED%",
+        "5XX%",
+        "HEALTH",
         "P50(ms)",
         "P99(ms)",
     ];
@@ -118,30 +137,27 @@ pub(crate) fn render(graph: &GraphData) -> String {
         graph.window_seconds,
         graph.instances.len()
     );
-    let line = |out: &mut String, cells: [&str; 6]| {
-        let _ = writeln!(
-            out,
-            "{:<w0$}  {:<w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {:>w5$}",
-            cells[0],
-            cells[1],
-            cells[2],
-            cells[3],
-            cells[4],
-            cells[5],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
-            w5 = widths[5],
-        );
+    let line = |out: &mut String, cells: [&str; COLUMNS]| {
+        let mut text = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let sep = if i == 0 { "" } else { "  " };
+            // Names left-aligned, numbers and the health right-aligned.
+            let _ = if i < 2 {
+                write!(text, "{sep}{cell:<w$}")
+            } else {
+                write!(text, "{sep}{cell:>w$}")
+            };
+        }
+        let _ = writeln!(out, "{}", text.trim_end());
     };
     line(&mut out, header);
     for r in &rows {
-        line(&mut out, [&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]);
+        line(&mut out, r.each_ref().map(String::as_str));
     }
     if rows.is_empty() {
         out.push_str("(no requests in the window)\n");
+    } else {
+        out.push_str(LEGEND);
     }
     for e in &graph.peer_errors {
         let _ = writeln!(out, "error: {e}");
@@ -151,46 +167,74 @@ pub(crate) fn render(graph: &GraphData) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use mesh_core::telemetry::Reporter;
-    use mesh_tower::telemetry::GraphEdge;
+    use mesh_tower::telemetry::{EdgeHealth, GraphEdge, ResponseCode};
 
     use super::*;
 
-    fn edge(src: &str, dst: &str, rps: f64, err: f64) -> GraphEdge {
+    fn edge(src: &str, dst: &str, rps: f64, codes: &[(ResponseCode, u64)]) -> GraphEdge {
+        let codes: BTreeMap<_, _> = codes.iter().copied().collect();
         GraphEdge {
             id: format!("{src}->{dst}"),
             reporter: Reporter::Source,
             source: src.into(),
             destination: dst.into(),
-            requests: 10,
-            errors: 1,
+            requests: codes.values().sum(),
+            errors: 0,
             rps,
-            error_rate: err,
+            error_rate: 0.0,
             p50_ms: 3.25,
             p99_ms: 24.5,
             latency_buckets: vec![],
+            response_codes: codes.iter().map(|(c, n)| (c.to_string(), *n)).collect(),
+            health: EdgeHealth::of(&codes),
+            mtls_requests: 0,
+            grpc_requests: 0,
+            source_app: "unknown".into(),
+            destination_app: "unknown".into(),
         }
     }
 
+    /// Issue #14: a denied edge showed as 100 % success. Successes, 4xx, denials and 5xx are
+    /// columns of their own, with Kiali's health and a legend.
     #[test]
     fn renders_busiest_first_with_aligned_columns() {
+        use ResponseCode::{Grpc, Http};
         let g = GraphData::from_reported(
             vec!["a".into()],
             60.0,
             vec![
-                edge("default/a/v1", "default/b/v1", 1.0, 0.0),
-                edge("default/productpage/v1", "default/reviews/v2", 12.5, 0.1),
+                edge("default/a/v1", "default/b/v1", 1.0, &[(Http(200), 10)]),
+                edge(
+                    "default/productpage/v1",
+                    "default/reviews/v2",
+                    12.5,
+                    &[(Http(200), 9), (Http(503), 1)],
+                ),
+                edge("shop/frontend/v1", "shop/payment/v1", 0.5, &[(Grpc(7), 5)]),
             ],
         );
         let t = render(&g);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines[0], "mesh top: 2 edge(s), last 60s, 1 process(es)");
+        assert_eq!(lines[0], "mesh top: 3 edge(s), last 60s, 1 process(es)");
         assert!(lines[1].starts_with("SOURCE"));
         assert!(lines[2].starts_with("default/productpage/v1  default/reviews/v2"));
         assert!(lines[2].contains("12.50") && lines[2].contains("90.00"));
+        assert!(lines[2].contains(" degraded "), "{}", lines[2]);
         assert!(lines[2].ends_with("24.5"));
         assert!(lines[3].starts_with("default/a/v1"));
+        assert!(lines[3].contains("100.00") && lines[3].contains(" healthy "));
+        let denied: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(
+            denied[2..8],
+            ["0.50", "0.00", "100.00", "100.00", "0.00", "failure"],
+            "{}",
+            lines[4]
+        );
         assert_eq!(lines[1].len(), lines[2].len());
+        assert!(lines[5].starts_with("OK: "), "the legend: {t}");
         assert_eq!(
             render(&GraphData::default()).lines().nth(2),
             Some("(no requests in the window)")
