@@ -202,6 +202,15 @@ fn shop_serves_every_edge_denies_payment_and_follows_a_live_canary_edit() {
         attempts,
         "the denied calls reached payment's inbound policy"
     );
+    // ...and the denied edge is not shown green (issue #14): all denied, failing as Kiali rates it.
+    let denied = &edge(&summary, "frontend", "payment")["health"];
+    assert_eq!(denied["denied_pct"], 100.0, "{denied}");
+    assert_eq!(denied["success_pct"], 0.0, "{denied}");
+    assert_eq!(denied["health"], "failure", "{denied}");
+    assert_eq!(
+        edge(&summary, "checkout", "payment")["health"]["health"],
+        "healthy"
+    );
 
     // Jason always gets the canary.
     assert_eq!(summary["header_route"]["v1"], 0, "{summary:#}");

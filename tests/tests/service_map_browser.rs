@@ -85,8 +85,10 @@ fn chromium() -> String {
     std::env::var("CHROMIUM_BIN").unwrap_or_else(|_| "chromium".into())
 }
 
-/// Runs headless Chromium on `url` for a few seconds of page time (so the page's polling runs)
-/// and returns the DOM; also writes a screenshot to `screenshot`.
+/// Runs headless Chromium on `url` the ordinary way (no `--virtual-time-budget`: the browser
+/// does not wait for the page's scripts to fetch anything) and returns the DOM; also writes a
+/// screenshot to `screenshot`. The map must be there at load (issue #14: it showed
+/// "loading…" unless the browser was told to wait): the page arrives with its graph inlined.
 async fn render(url: &str, screenshot: &std::path::Path) -> String {
     let profile = tempfile::tempdir().unwrap();
     let common = [
@@ -99,7 +101,6 @@ async fn render(url: &str, screenshot: &std::path::Path) -> String {
         "--disable-component-update".into(),
         "--disable-sync".into(),
         format!("--user-data-dir={}", profile.path().display()),
-        "--virtual-time-budget=4000".into(),
         "--window-size=1200,800".into(),
     ];
     let shot = tokio::process::Command::new(chromium())
@@ -213,6 +214,18 @@ async fn service_map_draws_the_traffic() {
             "edge {edge} not drawn:\n{dom}"
         );
     }
+    assert!(
+        !dom.contains("loading…") && !dom.contains("no data yet"),
+        "{dom}"
+    );
+    assert!(dom.contains("admin of default/productpage"), "{dom}");
+    assert!(dom.contains("id=\"legend\""), "the health legend:\n{dom}");
+    // The versions' split and mTLS are on the map.
+    assert!(
+        dom.contains("% of reviews"),
+        "the split between versions:\n{dom}"
+    );
+    assert!(dom.contains("🔒"), "mTLS badge:\n{dom}");
     let png = std::fs::read(&screenshot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use mesh_tower::telemetry::GraphData;
+use mesh_tower::telemetry::{EdgeHealth, GraphData};
 use serde::Serialize;
 
 use super::loadgen::{LoadStats, Split};
@@ -21,8 +21,12 @@ pub struct Edge {
     /// Failed requests (5xx, and gRPC statuses that mean the server failed), as Istio counts
     /// them; denials (403 / PERMISSION_DENIED) are the caller's error, not failures.
     pub errors: u64,
-    /// `100 × (requests − errors) / requests`.
+    /// `100 × (requests − errors) / requests`: Istio's success rate, where a denial is the
+    /// caller's error and not a failure.
     pub success_pct: f64,
+    /// Successes, 4xx, denials and 5xx apart, and the edge's health as Kiali rates it: a
+    /// denied edge is not green.
+    pub health: EdgeHealth,
     /// Median latency, ms.
     pub p50_ms: f64,
     /// 99th percentile latency, ms.
@@ -125,19 +129,40 @@ impl Summary {
         }
         let _ = writeln!(
             out,
-            "\n{:<14} {:<14} {:>9} {:>9} {:>9} {:>9}",
-            "source", "destination", "requests", "success", "p50 ms", "p99 ms"
+            "\n{:<14} {:<14} {:>9} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}",
+            "source",
+            "destination",
+            "requests",
+            "ok",
+            "4xx",
+            "denied",
+            "5xx",
+            "health",
+            "p50 ms",
+            "p99 ms"
         );
         for e in &self.edges {
+            let h = &e.health;
             let _ = writeln!(
                 out,
-                "{:<14} {:<14} {:>9} {:>8.2}% {:>9.2} {:>9.2}",
-                e.source, e.destination, e.requests, e.success_pct, e.p50_ms, e.p99_ms
+                "{:<14} {:<14} {:>9} {:>7.2}% {:>7.2}% {:>7.2}% {:>7.2}% {:>9} {:>9.2} {:>9.2}",
+                e.source,
+                e.destination,
+                e.requests,
+                h.success_pct,
+                h.client_error_pct,
+                h.denied_pct,
+                h.server_error_pct,
+                h.health.as_str(),
+                e.p50_ms,
+                e.p99_ms
             );
         }
         let _ = writeln!(
             out,
-            "(success as Istio counts it: 5xx and gRPC server failures are errors, policy denials are not)"
+            "(4xx includes the denials: 401/403, PERMISSION_DENIED, UNAUTHENTICATED; 5xx: 5xx, no \
+             response, server-side gRPC statuses; health as Kiali rates it by default: degraded when \
+             5xx or gRPC errors > 0% or 4xx > 10%, failure when 5xx or gRPC errors > 10% or 4xx > 20%)"
         );
         let total = (self.split.v1 + self.split.v2).max(1) as f64;
         let _ = writeln!(
@@ -191,6 +216,7 @@ fn edges(graph: &GraphData) -> Vec<Edge> {
             } else {
                 100.0 * (e.requests - e.errors) as f64 / e.requests as f64
             },
+            health: e.health,
             p50_ms: e.p50_ms,
             p99_ms: e.p99_ms,
         })

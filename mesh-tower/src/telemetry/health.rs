@@ -126,8 +126,9 @@ pub enum CodeClass {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Health {
-    /// No requests in the window.
+    /// No requests in the window (`idle`).
     #[default]
+    #[serde(rename = "idle")]
     NoTraffic,
     /// Every share under its degraded threshold.
     Healthy,
