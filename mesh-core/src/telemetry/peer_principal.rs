@@ -30,10 +30,10 @@ impl PeerWorkload {
     /// principal (when there is one) over the one its metadata claimed, and `latest` as its
     /// canonical revision when none is known.
     pub fn complete_from_principal(&mut self, principal: Option<&str>) {
-        if let Some(ns) = principal.and_then(principal_namespace) {
-            if self.namespace.as_deref() != Some(ns) {
-                self.namespace = Some(ns.to_owned());
-            }
+        if let Some(ns) = principal.and_then(principal_namespace)
+            && self.namespace.as_deref() != Some(ns)
+        {
+            self.namespace = Some(ns.to_owned());
         }
         if self.canonical_revision.is_none() {
             self.canonical_revision = Some("latest".to_owned());

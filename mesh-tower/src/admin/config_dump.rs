@@ -23,7 +23,8 @@ where
 }
 
 /// The dump as JSON: `version`, `source`, `status` (applied/refused counts and the last
-/// rejection with every diagnostic), `workload`, `snapshot`, and `identity` when provided.
+/// rejection with every diagnostic), `workload`, `snapshot`, and `identity`: the section given,
+/// else the mesh's own certificate (SPIFFE id, validity, roots), `null` without mutual TLS.
 pub fn config_dump(mesh: &Mesh, identity: Option<&Arc<dyn IdentityDump>>) -> Value {
     let status = mesh.status();
     let snapshot = mesh.snapshot();
@@ -33,6 +34,22 @@ pub fn config_dump(mesh: &Mesh, identity: Option<&Arc<dyn IdentityDump>>) -> Val
         "status": status,
         "workload": mesh.context(),
         "snapshot": &*snapshot,
-        "identity": identity.map(|i| i.dump()),
+        "identity": identity.map_or_else(|| mesh_identity(mesh), |i| i.dump()),
+    })
+}
+
+/// The workload's identity as the mesh holds it now.
+fn mesh_identity(mesh: &Mesh) -> Value {
+    let Some(source) = mesh.identity() else {
+        return Value::Null;
+    };
+    let current = source.current();
+    let creds = current.credentials();
+    json!({
+        "spiffe_id": creds.spiffe_id().to_string(),
+        "not_before": creds.leaf_not_before().to_string(),
+        "not_after": creds.leaf_not_after().to_string(),
+        "not_after_unix": creds.leaf_not_after().unix_seconds(),
+        "roots": creds.roots().len(),
     })
 }

@@ -513,6 +513,16 @@ async fn readiness_follows_the_mesh_until_config_and_identity_are_loaded() {
         (status, body.as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: identity\n")
     );
+    // Issue #14: `/config_dump` shows the workload's identity without being given a section.
+    let dump = get_json(addr, "/config_dump").await;
+    assert_eq!(
+        dump["identity"]["spiffe_id"], "spiffe://cluster.local/ns/default/sa/reviews",
+        "{dump}"
+    );
+    assert!(
+        dump["identity"]["not_after_unix"].as_i64().is_some(),
+        "{dump}"
+    );
 }
 
 /// Issue #14: `/clusters` showed `null` in-flight counts and EWMA under load: nothing gave it

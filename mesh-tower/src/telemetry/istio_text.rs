@@ -118,7 +118,7 @@ pub fn istio_text_line(r: &RequestRecord) -> String {
     let mut out = String::with_capacity(256);
     let _ = write!(
         out,
-        "[{}] \"{} {} {}\" {} {} {} - \"-\" {} {} {} - \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} {} {}",
+        "[{}] \"{} {} {}\" {} {} {} - \"-\" {} {} {} - \"{}\" \"{}\" \"{}\" \"{}\" \"{}\" {} {} {} {} - {}",
         rfc3339(r.start),
         dash(Some(&r.method)),
         dash(Some(&log_path(&r.path))),
@@ -138,7 +138,7 @@ pub fn istio_text_line(r: &RequestRecord) -> String {
         dash(upstream_local),
         dash(downstream_local),
         dash(downstream_remote),
-        "-",
+        // `%REQUESTED_SERVER_NAME%` is `-` above: the SNI is not part of the record.
         dash(d.route_name.as_deref().or(server.then_some("default"))),
     );
     out
