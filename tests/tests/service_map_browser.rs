@@ -225,7 +225,7 @@ async fn service_map_draws_the_traffic() {
         dom.contains("% of reviews"),
         "the split between versions:\n{dom}"
     );
-    assert!(dom.contains("🔒"), "mTLS badge:\n{dom}");
+    assert!(dom.contains("mTLS http"), "mTLS badge:\n{dom}");
     let png = std::fs::read(&screenshot).unwrap();
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
