@@ -3,7 +3,6 @@
 //! peer metadata).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Response};
@@ -14,6 +13,7 @@ use tokio::time::Instant;
 use super::body::{BodyOutcome, EndOfStream, MeshBody};
 use super::pool::UpstreamPeer;
 use super::runtime::ClusterRuntime;
+use super::send_body::RequestBytes;
 use crate::telemetry::{
     AccessLogMode, Telemetry, grpc_status, insert_peer_metadata, remove_peer_metadata,
     request_protocol,
@@ -87,7 +87,7 @@ pub(crate) struct CallFacts {
     pub(crate) cluster: Option<Arc<ClusterRuntime>>,
     /// The service and cluster of a call no cluster runtime served (the `BlackHoleCluster`).
     pub(crate) named: Option<(mesh_core::model::ServiceKey, mesh_core::model::ClusterName)>,
-    pub(crate) request_bytes: Option<Arc<AtomicU64>>,
+    pub(crate) request_bytes: Option<RequestBytes>,
 }
 
 /// Which endpoint of which cluster answered.
@@ -102,7 +102,7 @@ pub(crate) struct RecordEnd {
     telemetry: Telemetry,
     record: RequestRecord,
     started: Instant,
-    request_bytes: Option<Arc<AtomicU64>>,
+    request_bytes: Option<RequestBytes>,
 }
 
 impl RecordEnd {
@@ -116,7 +116,7 @@ impl RecordEnd {
         } = *self;
         record.duration = started.elapsed();
         record.response_bytes = end.bytes;
-        record.request_bytes = request_bytes.map_or(0, |b| b.load(Ordering::Relaxed));
+        record.request_bytes = request_bytes.map_or(0, |b| b.read_bytes());
         if end.grpc_status.is_some() {
             record.grpc_status = end.grpc_status;
         }

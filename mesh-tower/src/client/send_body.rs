@@ -15,6 +15,20 @@ use super::pool::UpstreamBody;
 use super::replay::ReplayBody;
 use super::service::BoxError;
 
+/// Bytes read from a request body so far, for telemetry.
+pub(crate) trait ReadBytes: Send + Sync {
+    fn read_bytes(&self) -> u64;
+}
+
+impl ReadBytes for AtomicU64 {
+    fn read_bytes(&self) -> u64 {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+/// A request body's byte counter, whichever way the body is sent.
+pub(crate) type RequestBytes = Arc<dyn ReadBytes>;
+
 /// The body of a request being sent.
 pub(crate) enum SendBody<B> {
     /// Kept for retries and mirrors.
@@ -40,10 +54,10 @@ where
     }
 
     /// A counter of the bytes read from the caller's body, for telemetry.
-    pub(crate) fn byte_counter(&self) -> Option<Arc<AtomicU64>> {
+    pub(crate) fn byte_counter(&self) -> Option<RequestBytes> {
         match self {
             SendBody::Replay(body) => Some(body.byte_counter()),
-            SendBody::Once(body) => body.as_ref().map(|b| b.read.clone()),
+            SendBody::Once(body) => body.as_ref().map(|b| -> RequestBytes { b.read.clone() }),
         }
     }
 
@@ -132,7 +146,7 @@ mod tests {
         assert!(!body.is_replayable());
         assert!(body.next().is_none(), "sent once");
         assert_eq!(first.collect().await.unwrap().to_bytes(), "hello");
-        assert_eq!(counter.load(Ordering::Relaxed), 5);
+        assert_eq!(counter.read_bytes(), 5);
     }
 
     #[tokio::test]
@@ -144,6 +158,6 @@ mod tests {
             assert_eq!(sent.collect().await.unwrap().to_bytes(), "hello");
         }
         assert!(body.is_replayable());
-        assert_eq!(counter.load(Ordering::Relaxed), 5);
+        assert_eq!(counter.read_bytes(), 5);
     }
 }
