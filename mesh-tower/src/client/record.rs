@@ -3,7 +3,6 @@
 //! peer metadata).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Response};
@@ -14,8 +13,10 @@ use tokio::time::Instant;
 use super::body::{BodyOutcome, EndOfStream, MeshBody};
 use super::pool::UpstreamPeer;
 use super::runtime::ClusterRuntime;
+use super::send_body::RequestBytes;
 use crate::telemetry::{
-    Telemetry, grpc_status, insert_peer_metadata, remove_peer_metadata, request_protocol,
+    AccessLogMode, Telemetry, grpc_status, insert_peer_metadata, remove_peer_metadata,
+    request_protocol,
 };
 use crate::trace::RequestContext;
 
@@ -49,23 +50,33 @@ impl Reporting {
         }
     }
 
-    /// A record of a request being sent now.
+    /// Whether finished calls may be access-logged: only then are the facts only the log
+    /// shows (method, path, authority, request id, trace id, endpoint address) copied into
+    /// each record.
+    pub(crate) fn logs_requests(&self) -> bool {
+        self.telemetry.access_log_mode() != AccessLogMode::Off
+    }
+
+    /// A record of a request being sent now; `target` is its authority and path, read only
+    /// when the access log may show them.
     pub(crate) fn start(
         &self,
-        method: &str,
-        path: &str,
-        authority: &str,
+        method: &http::Method,
+        target: Option<(&str, &str)>,
         headers: &HeaderMap,
         ctx: &RequestContext,
     ) -> RequestRecord {
         let mut r = RequestRecord::new(Reporter::Source, SystemTime::now());
-        r.method = method.to_owned();
-        r.path = path.to_owned();
-        r.authority = authority.to_owned();
         r.protocol = request_protocol(headers);
         r.source = self.source.clone();
-        r.request_id = Some(ctx.request_id.clone());
-        r.trace_id = Some(ctx.trace.trace_id.to_string());
+        if self.logs_requests() {
+            r.method = method.as_str().to_owned();
+            let (authority, path) = target.unwrap_or(("", "/"));
+            r.path = path.to_owned();
+            r.authority = authority.to_owned();
+            r.request_id = Some(ctx.request_id.clone());
+            r.trace_id = Some(ctx.trace.trace_id.to_string());
+        }
         r
     }
 }
@@ -76,65 +87,36 @@ pub(crate) struct CallFacts {
     pub(crate) cluster: Option<Arc<ClusterRuntime>>,
     /// The service and cluster of a call no cluster runtime served (the `BlackHoleCluster`).
     pub(crate) named: Option<(mesh_core::model::ServiceKey, mesh_core::model::ClusterName)>,
-    pub(crate) request_bytes: Option<Arc<AtomicU64>>,
+    pub(crate) request_bytes: Option<RequestBytes>,
 }
 
-/// Response extension (crate-private): which endpoint of which cluster answered.
+/// Which endpoint of which cluster answered.
 #[derive(Clone)]
 pub(crate) struct UpstreamHost {
     pub(crate) cluster: Arc<ClusterRuntime>,
     pub(crate) index: usize,
 }
 
-/// Completes `record` from the response head now and from its body when it ends, then
-/// records it. Strips the peer's metadata headers from the response, as Envoy does.
-pub(crate) fn finish(
-    telemetry: &Telemetry,
-    mut record: RequestRecord,
+/// A call's record, waiting in its response body for the end of the response.
+pub(crate) struct RecordEnd {
+    telemetry: Telemetry,
+    record: RequestRecord,
     started: Instant,
-    facts: CallFacts,
-    response: &mut Response<MeshBody>,
-) {
-    let cluster = facts.cluster;
-    if let Some(c) = &cluster {
-        record.destination_service = Some(c.cluster.service.clone());
-        record.upstream_cluster = Some(c.cluster.name.clone());
-    } else if let Some((service, name)) = facts.named {
-        record.destination_service = Some(service);
-        record.upstream_cluster = Some(name);
-    }
-    record.response_code = Some(response.status().as_u16());
-    record.grpc_status = grpc_status(response.headers());
-    if let Some(flag) = response.extensions().get::<ResponseFlag>() {
-        record.response_flags.push(*flag);
-    }
-    if let Some(UpstreamPeer(peer)) = response.extensions().get::<UpstreamPeer>() {
-        record.destination_principal = Some(peer.spiffe_id().to_string());
-    }
-    let host = response.extensions().get::<UpstreamHost>().cloned();
-    // The server's metadata is believed only when it proved an identity by mutual TLS; else
-    // the configured endpoint stands.
-    let authenticated = response.extensions().get::<UpstreamPeer>().is_some();
-    record.destination = authenticated
-        .then(|| telemetry.peer_workload(response.headers()))
-        .flatten()
-        .or_else(|| host.as_ref().map(configured_workload))
-        .unwrap_or_default();
-    if let Some(host) = &host {
-        record.peer_address = host
-            .cluster
-            .cluster
-            .endpoints
-            .get(host.index)
-            .map(|e| e.address.to_string());
-    }
-    remove_peer_metadata(response.headers_mut());
-    let telemetry = telemetry.clone();
-    let request_bytes = facts.request_bytes;
-    response.body_mut().on_end(move |end: EndOfStream| {
+    request_bytes: Option<RequestBytes>,
+}
+
+impl RecordEnd {
+    /// Completes the record with how the body ended, and records it.
+    pub(crate) fn finish(self: Box<Self>, end: EndOfStream) {
+        let RecordEnd {
+            telemetry,
+            mut record,
+            started,
+            request_bytes,
+        } = *self;
         record.duration = started.elapsed();
         record.response_bytes = end.bytes;
-        record.request_bytes = request_bytes.map_or(0, |b| b.load(Ordering::Relaxed));
+        record.request_bytes = request_bytes.map_or(0, |b| b.read_bytes());
         if end.grpc_status.is_some() {
             record.grpc_status = end.grpc_status;
         }
@@ -148,7 +130,61 @@ pub(crate) fn finish(
                 .push(ResponseFlag::DownstreamConnectionTermination),
         }
         telemetry.record(&record);
-    });
+    }
+}
+
+/// Completes `record` from the response head now and from its body when it ends, then
+/// records it. `host` is the endpoint that answered, if one did. Strips the peer's metadata
+/// headers from the response, as Envoy does.
+pub(crate) fn finish(
+    reporting: &Reporting,
+    mut record: RequestRecord,
+    started: Instant,
+    facts: CallFacts,
+    host: Option<UpstreamHost>,
+    response: &mut Response<MeshBody>,
+) {
+    let telemetry = &reporting.telemetry;
+    let cluster = facts.cluster;
+    if let Some(c) = &cluster {
+        record.destination_service = Some(c.cluster.service.clone());
+        record.upstream_cluster = Some(c.cluster.name.clone());
+    } else if let Some((service, name)) = facts.named {
+        record.destination_service = Some(service);
+        record.upstream_cluster = Some(name);
+    }
+    record.response_code = Some(response.status().as_u16());
+    record.grpc_status = grpc_status(response.headers());
+    if let Some(flag) = response.extensions().get::<ResponseFlag>() {
+        record.response_flags.push(*flag);
+    }
+    let peer = response.extensions().get::<UpstreamPeer>();
+    if let Some(UpstreamPeer(peer)) = peer {
+        record.destination_principal = Some(peer.spiffe_id().to_string());
+    }
+    // The server's metadata is believed only when it proved an identity by mutual TLS; else
+    // the configured endpoint stands.
+    record.destination = peer
+        .and_then(|_| telemetry.peer_workload(response.headers()))
+        .or_else(|| host.as_ref().map(configured_workload))
+        .unwrap_or_default();
+    if let Some(host) = &host
+        && reporting.logs_requests()
+    {
+        record.peer_address = host
+            .cluster
+            .cluster
+            .endpoints
+            .get(host.index)
+            .map(|e| e.address.to_string());
+    }
+    remove_peer_metadata(response.headers_mut());
+    response.body_mut().on_end_record(Box::new(RecordEnd {
+        telemetry: telemetry.clone(),
+        record,
+        started,
+        request_bytes: facts.request_bytes,
+    }));
 }
 
 /// The destination workload as config describes the endpoint (when the server sent no peer
