@@ -47,6 +47,7 @@ pub use graph::{
     EdgeHandle, GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId,
     ServiceGraph, quantile,
 };
+pub(crate) use headers::PEER_METADATA;
 pub use headers::{
     grpc_status, insert_peer_metadata, peer_metadata_headers, peer_workload, remove_peer_metadata,
     request_protocol,
@@ -159,6 +160,15 @@ impl Telemetry {
         headers: &http::HeaderMap,
     ) -> Option<mesh_core::telemetry::PeerWorkload> {
         self.peers.peer_workload(headers)
+    }
+
+    /// [`peer_workload`](Self::peer_workload), shared with the cache: a known peer's
+    /// workload costs a lookup and a reference count, no string copies.
+    pub fn peer_workload_shared(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<std::sync::Arc<mesh_core::telemetry::PeerWorkload>> {
+        self.peers.peer_workload_shared(headers)
     }
 
     /// The service graph (for the admin endpoint).

@@ -20,12 +20,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use http::{HeaderMap, HeaderValue};
 use mesh_core::Mesh;
 use mesh_core::identity::PeerIdentity;
-use mesh_core::telemetry::{
-    PEER_METADATA_HEADER, PeerWorkload, RequestProtocol, RequestRecord, ResponseFlag,
-};
+use mesh_core::telemetry::{PeerWorkload, RequestProtocol, RequestRecord, ResponseFlag};
 
 use crate::inbound::{LocalAddr, RemoteAddr};
-use crate::telemetry::{RecordHandles, Telemetry};
+use crate::telemetry::{PEER_METADATA, RecordHandles, Telemetry};
 
 /// Most (peer metadata, status) combinations whose telemetry a connection keeps; past it,
 /// further combinations are looked up per request, as without the cache.
@@ -125,13 +123,13 @@ impl Connection {
         headers: &HeaderMap,
         telemetry: &Telemetry,
     ) -> Option<Arc<PeerWorkload>> {
-        let raw = headers.get(PEER_METADATA_HEADER)?;
+        let raw = headers.get(PEER_METADATA)?;
         if let Some((last, workload)) = &self.lock().metadata
             && last.as_bytes() == raw.as_bytes()
         {
             return workload.clone();
         }
-        let workload = telemetry.peer_workload(headers).map(Arc::new);
+        let workload = telemetry.peer_workload_shared(headers);
         self.lock().metadata = Some((raw.clone(), workload.clone()));
         workload
     }
