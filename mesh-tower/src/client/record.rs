@@ -87,13 +87,14 @@ pub(crate) struct UpstreamHost {
 }
 
 /// Completes `record` from the response head now and from its body when it ends, then
-/// records it. Strips the peer's metadata headers from the response, as Envoy does.
+/// records it (and ends the call's `span`, when traced). Strips the peer's metadata headers from the response, as Envoy does.
 pub(crate) fn finish(
     telemetry: &Telemetry,
     mut record: RequestRecord,
     started: Instant,
     facts: CallFacts,
     response: &mut Response<MeshBody>,
+    span: Option<crate::trace::span::SpanStart>,
 ) {
     let cluster = facts.cluster;
     if let Some(c) = &cluster {
@@ -148,6 +149,9 @@ pub(crate) fn finish(
                 .push(ResponseFlag::DownstreamConnectionTermination),
         }
         telemetry.record(&record);
+        if let Some(span) = span {
+            span.end(&record);
+        }
     });
 }
 

@@ -207,7 +207,8 @@ impl Inner {
         B::Error: Into<BoxError>,
     {
         let mut rng = self.rng();
-        let ctx = trace::outbound(request.headers_mut(), &mut rng);
+        let mut ctx = trace::outbound(request.headers_mut(), &mut rng);
+        let span = trace::span::start_client(&mut ctx, request.headers_mut(), &mut rng);
         self.reporting.add_metadata(request.headers_mut());
         // The target and path are read once, for the record and for routing.
         let target = target(&request);
@@ -234,6 +235,7 @@ impl Inner {
             started,
             facts,
             &mut response,
+            span,
         );
         response
     }

@@ -24,6 +24,8 @@ pub(super) struct Pending {
     /// Request body bytes read so far (the application reads the body).
     pub(super) received: Arc<AtomicU64>,
     pub(super) shared: Arc<Shared>,
+    /// The request's span and the OpenTelemetry context of the handler (tracing on).
+    pub(super) span: Option<crate::trace::span::ServerSpan>,
 }
 
 impl Pending {
@@ -33,6 +35,9 @@ impl Pending {
         self.record.request_bytes = self.received.load(std::sync::atomic::Ordering::Relaxed);
         self.record.response_bytes = sent;
         self.shared.telemetry.record(&self.record);
+        if let Some(span) = self.span.take().and_then(|s| s.span) {
+            span.end(&self.record);
+        }
     }
 }
 
@@ -74,6 +79,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // The server span's context is current while the handler runs (tracing on).
+        let _otel = this
+            .pending
+            .as_ref()
+            .and_then(|p| p.span.as_ref())
+            .map(|s| s.context.clone().attach());
         let result = std::task::ready!(this.future.poll(cx));
         let mut pending = this
             .pending

@@ -82,7 +82,8 @@ where
         let start = SystemTime::now();
         let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
         let mut rng = SmallRng::seed_from_u64(self.shared.seed ^ n.wrapping_mul(GOLDEN));
-        let ctx = trace::inbound(req.headers_mut(), &mut rng);
+        let mut ctx = trace::inbound(req.headers_mut(), &mut rng);
+        let traced = trace::span::start_server(&mut ctx, req.headers(), &mut rng);
 
         let mut record = RequestRecord::new(Reporter::Destination, start);
         // A peer's metadata is its own claim: believed only from a peer that proved an
@@ -104,7 +105,7 @@ where
         let req = req.map(|body| RequestBody::new(body, received.clone()));
         // The handler runs in the request's `tracing` span (its ids on every log line) and with
         // the context current for `MeshClient`.
-        let span = ctx.span();
+        let span = trace::span::in_context(traced.as_ref(), || ctx.span());
         let future = {
             let _entered = span.enter();
             trace::scope(ctx, self.inner.call(req))
@@ -114,6 +115,7 @@ where
             started,
             received,
             shared: self.shared.clone(),
+            span: traced,
         };
         ResponseFuture::new(future.instrument(span), pending)
     }
