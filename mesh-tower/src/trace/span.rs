@@ -25,13 +25,16 @@ use super::export::{self, Tracing};
 use super::ids::{SpanId, TraceId};
 use super::scope::RequestContext;
 
-/// Envoy's header that forces a trace for a request.
+/// Envoy's header that forces a trace for a request (client-forced).
 pub const X_CLIENT_TRACE_ID: &str = "x-client-trace-id";
+/// Envoy's header that forces a trace for a request (service-forced).
+pub const X_ENVOY_FORCE_TRACE: &str = "x-envoy-force-trace";
 
 /// Whether a request is traced. A caller's decision (`traceparent` flags, `x-b3-sampled`) is
 /// kept, as Envoy's OpenTelemetry tracer keeps the parent's sampled flag
 /// (`source/extensions/tracers/opentelemetry/opentelemetry_tracer_impl.cc`, `Driver::startSpan`).
-/// Without one, `x-client-trace-id` forces the trace (Envoy's client sampling, 100% by default:
+/// Without one, `x-client-trace-id` or `x-envoy-force-trace` (`forced`) forces the trace (Envoy's
+/// client sampling, 100% by default, and service-forced tracing:
 /// `source/common/http/conn_manager_utility.cc`, `ConnectionManagerUtility::mutateTracingRequestHeader`),
 /// and otherwise `percent` of the traces are sampled (Istio's `tracing.sampling`, Envoy's
 /// `random_sampling`).
@@ -50,10 +53,11 @@ pub fn decide(
     }
 }
 
-fn has_client_trace_id(headers: &HeaderMap) -> bool {
+fn forced(headers: &HeaderMap) -> bool {
     headers
         .get(X_CLIENT_TRACE_ID)
         .is_some_and(|v| !v.as_bytes().is_empty())
+        || headers.contains_key(X_ENVOY_FORCE_TRACE)
 }
 
 /// A span being timed; ended (and queued for export) with its request's record.
@@ -89,7 +93,7 @@ pub fn start_server(
     let t = &mut ctx.trace;
     let sampled = decide(
         t.sampled,
-        has_client_trace_id(headers),
+        forced(headers),
         tracing.config.sampling_percent,
         rng,
     );
@@ -140,7 +144,7 @@ pub fn start_client(
     }
     let sampled = decide(
         t.sampled,
-        has_client_trace_id(headers),
+        forced(headers),
         tracing.config.sampling_percent,
         rng,
     );
