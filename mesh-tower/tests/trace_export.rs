@@ -286,12 +286,11 @@ async fn receive(
             while let Ok(req) = rx.try_recv() {
                 got.extend(flatten(req));
             }
-            if !done(&got) {
-                if let Ok(Some(req)) =
+            if !done(&got)
+                && let Ok(Some(req)) =
                     tokio::time::timeout(Duration::from_millis(100), rx.recv()).await
-                {
-                    got.extend(flatten(req));
-                }
+            {
+                got.extend(flatten(req));
             }
         }
     })
