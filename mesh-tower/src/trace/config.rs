@@ -171,6 +171,16 @@ impl TraceConfig {
     /// tracing provider is configured. The collector is reached at `service:port`; an `http`
     /// block selects OTLP/HTTP (`path`, default `/v1/traces`).
     pub fn from_mesh_config(yaml: &str) -> Result<Option<Self>, TraceConfigError> {
+        Self::from_mesh_config_with(yaml, |name| std::env::var(name).ok())
+    }
+
+    /// [`TraceConfig::from_mesh_config`] reading the process environment through `var`: the
+    /// provider's `resourceDetectors.environment` takes the resource attributes from
+    /// `OTEL_RESOURCE_ATTRIBUTES`, as Istio's environment detector does.
+    pub fn from_mesh_config_with(
+        yaml: &str,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, TraceConfigError> {
         let mesh: MeshConfig =
             serde_saphyr::from_str(yaml).map_err(|e| TraceConfigError::MeshConfig {
                 field: String::new(),
@@ -227,11 +237,15 @@ impl TraceConfig {
                 "gRPC timeout and initial metadata are not supported by mesh".into(),
             ));
         }
-        if otel.resource_detectors.is_some() {
-            return Err(TraceConfigError::mesh(
-                &field("resourceDetectors"),
-                "not supported by mesh; set OTEL_RESOURCE_ATTRIBUTES".into(),
-            ));
+        let mut environment = false;
+        if let Some(detectors) = &otel.resource_detectors {
+            if detectors.dynatrace.is_some() {
+                return Err(TraceConfigError::mesh(
+                    &field("resourceDetectors.dynatrace"),
+                    "not supported by mesh (the environment detector is)".into(),
+                ));
+            }
+            environment = detectors.environment.is_some();
         }
         let host = &otel.service;
         let mut config = match &otel.http {
@@ -259,6 +273,11 @@ impl TraceConfig {
             }
             None => Self::new(format!("http://{host}:{}", otel.port), Protocol::Grpc),
         };
+        if environment
+            && let Some(attrs) = var("OTEL_RESOURCE_ATTRIBUTES").filter(|v| !v.trim().is_empty())
+        {
+            config.resource_attributes = parse_resource_attributes(&attrs)?;
+        }
         if let Some(n) = otel.max_tag_length {
             config.max_tag_length = n as usize;
         }
@@ -420,9 +439,18 @@ struct OtelProvider {
     #[serde(default)]
     grpc: Option<serde_json::Value>,
     #[serde(default, alias = "resource_detectors")]
-    resource_detectors: Option<serde_json::Value>,
+    resource_detectors: Option<ResourceDetectors>,
     #[serde(default, alias = "dynatrace_sampler")]
     dynatrace_sampler: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourceDetectors {
+    #[serde(default)]
+    environment: Option<serde_json::Value>,
+    #[serde(default)]
+    dynatrace: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]

@@ -452,6 +452,35 @@ extensionProviders:
     assert_eq!(c.export_timeout, Duration::from_secs(2));
     assert_eq!(c.sampling_percent, 1.0, "Istio's default sampling");
 
+    // Istio's environment resource detector reads OTEL_RESOURCE_ATTRIBUTES.
+    let detected = "
+extensionProviders:
+- name: otel
+  opentelemetry:
+    service: c
+    port: 4317
+    resourceDetectors:
+      environment: {}
+";
+    let c = TraceConfig::from_mesh_config_with(
+        detected,
+        vars(&[("OTEL_RESOURCE_ATTRIBUTES", "k8s.cluster.name=east")]),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.resource_attributes,
+        vec![("k8s.cluster.name".to_owned(), "east".to_owned())]
+    );
+    let err = TraceConfig::from_mesh_config(
+        "extensionProviders:\n- name: o\n  opentelemetry: {service: c, port: 4317, resourceDetectors: {dynatrace: {}}}\n",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("resourceDetectors.dynatrace"),
+        "{err}"
+    );
+
     assert_eq!(
         TraceConfig::from_mesh_config("defaultConfig: {}").unwrap(),
         None
