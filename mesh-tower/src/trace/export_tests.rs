@@ -20,7 +20,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::config::{Protocol, TraceConfig, TraceConfigError};
 use super::export::Tracing;
 use super::ids::{SpanId, TraceId};
-use super::span::{SpanStart, decide};
+use super::span::{SpanStart, decide, forced};
 
 /// Collects what it is asked to export; with a gate, each export waits for a permit.
 #[derive(Debug, Default)]
@@ -145,6 +145,18 @@ fn caller_decision_wins_and_client_trace_id_forces() {
     assert!(decide(Some(true), false, 0.0, &mut rng));
     assert!(decide(None, true, 0.0, &mut rng));
     assert!(!decide(None, false, 0.0, &mut rng));
+    // What forces: a non-empty `x-client-trace-id`, or `x-envoy-force-trace`.
+    let headers = |pairs: &[(&'static str, &'static str)]| {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    };
+    assert!(forced(&headers(&[("x-client-trace-id", "abc")])));
+    assert!(forced(&headers(&[("x-envoy-force-trace", "true")])));
+    assert!(!forced(&headers(&[("x-client-trace-id", "")])));
+    assert!(!forced(&headers(&[("x-request-id", "abc")])));
 }
 
 /// The tags of Envoy's `HttpTracerUtility::finalizeDownstreamSpan` /

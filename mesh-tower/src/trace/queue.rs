@@ -147,10 +147,14 @@ impl SpanProcessor for QueueProcessor {
         self.queue.push(self.resource.clone(), span);
     }
 
+    /// The SDK's flush is synchronous and cannot wait for the async export task from inside a
+    /// runtime; spans are already queued, and `Tracing::flush().await` waits for their export.
     fn force_flush(&self) -> OTelSdkResult {
         Ok(())
     }
 
+    /// The queue and its export task belong to the installed `Tracing`, shared with mesh's own
+    /// spans: an application's provider shutting down leaves them running.
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
     }

@@ -53,7 +53,8 @@ pub fn decide(
     }
 }
 
-fn forced(headers: &HeaderMap) -> bool {
+/// Whether the request asks for a trace (`x-client-trace-id` set, or `x-envoy-force-trace`).
+pub(crate) fn forced(headers: &HeaderMap) -> bool {
     headers
         .get(X_CLIENT_TRACE_ID)
         .is_some_and(|v| !v.as_bytes().is_empty())
