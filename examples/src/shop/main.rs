@@ -131,6 +131,14 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Spans go to the OTLP endpoint the OpenTelemetry variables name (none: tracing off).
+    let tracing = match mesh_tower::trace::install_from_env() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("shop: tracing: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = if args.prepare {
         run::prepare(&args)
     } else {
@@ -139,6 +147,9 @@ async fn main() -> ExitCode {
             Some(service) => run::one(&args, service).await,
         }
     };
+    if let Some(guard) = &tracing {
+        guard.tracing().flush().await;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

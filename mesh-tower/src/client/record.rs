@@ -58,18 +58,19 @@ impl Reporting {
     }
 
     /// A record of a request being sent now; `target` is its authority and path, read only
-    /// when the access log may show them.
+    /// when the access log may show them or the call is `traced` (its span shows them).
     pub(crate) fn start(
         &self,
         method: &http::Method,
         target: Option<(&str, &str)>,
         headers: &HeaderMap,
         ctx: &RequestContext,
+        traced: bool,
     ) -> RequestRecord {
         let mut r = RequestRecord::new(Reporter::Source, SystemTime::now());
         r.protocol = request_protocol(headers);
         r.source = self.source.clone();
-        if self.logs_requests() {
+        if traced || self.logs_requests() {
             r.method = method.as_str().to_owned();
             let (authority, path) = target.unwrap_or(("", "/"));
             r.path = path.to_owned();
@@ -103,6 +104,8 @@ pub(crate) struct RecordEnd {
     record: RequestRecord,
     started: Instant,
     request_bytes: Option<RequestBytes>,
+    /// The call's span, when traced: ended with the record.
+    span: Option<crate::trace::span::SpanStart>,
 }
 
 impl RecordEnd {
@@ -113,6 +116,7 @@ impl RecordEnd {
             mut record,
             started,
             request_bytes,
+            span,
         } = *self;
         record.duration = started.elapsed();
         record.response_bytes = end.bytes;
@@ -130,12 +134,15 @@ impl RecordEnd {
                 .push(ResponseFlag::DownstreamConnectionTermination),
         }
         telemetry.record(&record);
+        if let Some(span) = span {
+            span.end(&record);
+        }
     }
 }
 
 /// Completes `record` from the response head now and from its body when it ends, then
-/// records it. `host` is the endpoint that answered, if one did. Strips the peer's metadata
-/// headers from the response, as Envoy does.
+/// records it (and ends the call's `span`, when traced). `host` is the endpoint that answered,
+/// if one did. Strips the peer's metadata headers from the response, as Envoy does.
 pub(crate) fn finish(
     reporting: &Reporting,
     mut record: RequestRecord,
@@ -143,6 +150,7 @@ pub(crate) fn finish(
     facts: CallFacts,
     host: Option<UpstreamHost>,
     response: &mut Response<MeshBody>,
+    span: Option<crate::trace::span::SpanStart>,
 ) {
     let telemetry = &reporting.telemetry;
     let cluster = facts.cluster;
@@ -169,7 +177,7 @@ pub(crate) fn finish(
         .or_else(|| host.as_ref().map(configured_workload))
         .unwrap_or_default();
     if let Some(host) = &host
-        && reporting.logs_requests()
+        && (span.is_some() || reporting.logs_requests())
     {
         record.peer_address = host
             .cluster
@@ -184,6 +192,7 @@ pub(crate) fn finish(
         record,
         started,
         request_bytes: facts.request_bytes,
+        span,
     }));
 }
 

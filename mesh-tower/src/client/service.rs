@@ -217,7 +217,8 @@ impl Inner {
         // Room for what is added below (trace context, request id, peer metadata) at once,
         // rather than growing the map header by header.
         parts.headers.reserve(ADDED_HEADERS);
-        let ctx = trace::outbound(&mut parts.headers, &mut rng);
+        let mut ctx = trace::outbound(&mut parts.headers, &mut rng);
+        let span = trace::span::start_client(&mut ctx, &mut parts.headers, &mut rng);
         self.reporting.add_metadata(&mut parts.headers);
         // The target is read once, for the record and for routing.
         let target = Target::take(&mut parts);
@@ -228,13 +229,22 @@ impl Inner {
                 .map(|t| (t.authority.as_str(), t.path_and_query.as_str())),
             &parts.headers,
             &ctx,
+            span.is_some(),
         );
         let started = Instant::now();
         let mut facts = CallFacts::default();
         let (mut response, host) = self
             .route_and_send(parts, body, target, &mut rng, &mut facts)
             .await;
-        record::finish(&self.reporting, record, started, facts, host, &mut response);
+        record::finish(
+            &self.reporting,
+            record,
+            started,
+            facts,
+            host,
+            &mut response,
+            span,
+        );
         response
     }
 

@@ -29,8 +29,10 @@ pub(super) struct Pending {
     pub(super) received: Arc<AtomicU64>,
     pub(super) shared: Arc<Shared>,
     pub(super) conn: Arc<Connection>,
-    /// The whole record, kept only when the access log may write it.
+    /// The whole record, kept only when the access log may write it or the request is traced.
     pub(super) logged: Option<Box<RequestRecord>>,
+    /// The request's span and the OpenTelemetry context of the handler (tracing on).
+    pub(super) span: Option<crate::trace::span::ServerSpan>,
 }
 
 impl Pending {
@@ -44,6 +46,7 @@ impl Pending {
             shared,
             conn,
             logged,
+            span,
         } = self;
         let now = Instant::now();
         let duration = now.saturating_duration_since(started);
@@ -64,7 +67,12 @@ impl Pending {
             record.response_code = key.response_code;
             record.grpc_status = key.grpc_status;
             record.response_flags = key.flags;
-            log_request(telemetry.access_log_mode(), &record);
+            if telemetry.logs_requests() {
+                log_request(telemetry.access_log_mode(), &record);
+            }
+            if let Some(span) = span.and_then(|s| s.span) {
+                span.end(&record);
+            }
         }
     }
 }
@@ -107,6 +115,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        // The server span's context is current while the handler runs (tracing on).
+        let _otel = this
+            .pending
+            .as_ref()
+            .and_then(|p| p.span.as_ref())
+            .map(|s| s.context.clone().attach());
         let result = std::task::ready!(this.future.poll(cx));
         let mut pending = this
             .pending

@@ -111,7 +111,8 @@ where
         };
         let n = shared.requests.fetch_add(1, Ordering::Relaxed);
         let mut rng = SmallRng::seed_from_u64(shared.seed ^ n.wrapping_mul(GOLDEN));
-        let ctx = trace::inbound(req.headers_mut(), &mut rng);
+        let mut ctx = trace::inbound(req.headers_mut(), &mut rng);
+        let traced = trace::span::start_server(&mut ctx, req.headers(), &mut rng);
 
         // A peer's metadata is its own claim: believed only from a peer that proved an
         // identity by mutual TLS, as Istio's metadata exchange only runs over mTLS. Over
@@ -123,8 +124,9 @@ where
         };
         remove_peer_metadata(req.headers_mut());
         let protocol = request_protocol(req.headers());
-        // What only the access log shows is gathered only when it may be written.
-        let logged = shared.telemetry.logs_requests().then(|| {
+        // What only the access log and a span show is gathered only when one may be written.
+        let sampled = traced.as_ref().is_some_and(|t| t.span.is_some());
+        let logged = (sampled || shared.telemetry.logs_requests()).then(|| {
             let mut record = record(shared, &conn, source.as_deref(), protocol);
             record.start = SystemTime::now();
             record.method = req.method().as_str().to_owned();
@@ -143,7 +145,7 @@ where
         let req = req.map(|body| RequestBody::new(body, received.clone()));
         // The handler runs in the request's `tracing` span (its ids on every log line) and with
         // the context current for `MeshClient`.
-        let span = ctx.span();
+        let span = trace::span::in_context(traced.as_ref(), || ctx.span());
         let future = {
             let _entered = span.enter();
             trace::scope(ctx, self.inner.call(req))
@@ -161,6 +163,7 @@ where
             shared: self.shared.clone(),
             conn,
             logged,
+            span: traced,
         };
         ResponseFuture::new(future.instrument(span), pending)
     }
