@@ -650,3 +650,44 @@ async fn delta_sds_pushes_a_new_certificate_before_expiry() {
         "pushed before the first one expired"
     );
 }
+
+/// SDS multiplexed on ADS (an Envoy whose secrets' config source is `ads`): the same secrets
+/// on the ADS stream, for the caller's identity only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ads_serves_the_callers_secrets_too() {
+    let cp = control_plane().await;
+    let request = DiscoveryRequest {
+        node: Some(node("default", Some("reviews"))),
+        type_url: SECRET_TYPE.into(),
+        resource_names: vec![
+            "default".into(),
+            "ROOTCA".into(),
+            "kube-system-admin".into(),
+        ],
+        ..Default::default()
+    };
+    let mut client =
+        AggregatedDiscoveryServiceClient::new(channel(&cp.ca, cp.addr, "default", "reviews").await);
+    let mut responses = client
+        .stream_aggregated_resources(
+            futures_util::stream::iter([request]).chain(futures_util::stream::pending()),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.type_url, SECRET_TYPE);
+    let secrets: Vec<Secret> = first.resources.iter().map(decode_secret).collect();
+    let mut names: Vec<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ROOTCA", "default"], "no other secret is served");
+    let default = secrets.iter().find(|s| s.name == "default").unwrap();
+    assert_eq!(
+        svid_of(default, cp.ca.roots_pem()).spiffe_id().as_str(),
+        "spiffe://cluster.local/ns/default/sa/reviews"
+    );
+}
