@@ -1,6 +1,8 @@
 //! Shared helpers for the benchmarks: generated Istio configs and clusters of a given size.
 #![forbid(unsafe_code)]
 
+pub mod e2e;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
