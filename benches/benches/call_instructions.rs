@@ -19,9 +19,9 @@
 //! Instruction counts do not depend on the machine's load, so a few hundred instructions per
 //! call more or less show on shared cores. They do depend on the compiler, the dependencies'
 //! versions and valgrind's; compare runs of one build environment.
-#![allow(clippy::expect_used)] // Benchmark set-up: a panic is a failed run.
-// gungraun's macros generate public modules, constants and functions without docs.
-#![allow(missing_docs)]
+// Benchmark set-up: a panic is a failed run. gungraun's macros generate public modules,
+// constants and functions without docs.
+#![allow(clippy::expect_used, missing_docs)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Shared helpers for the benchmarks: generated Istio configs and clusters of a given size.
+//! Shared helpers for the benchmarks: generated Istio configs and clusters of a given size, and
+//! one call end to end, bare and through mesh ([`e2e`]).
 #![forbid(unsafe_code)]
 
 pub mod e2e;
