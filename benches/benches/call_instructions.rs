@@ -13,7 +13,8 @@
 //! `InProcess::measured_calls` (client thread) and `measured_serving` (server thread, open
 //! while the calls run), so certificates, handshakes, warm-up and teardown are not. With
 //! `--separate-threads=yes` (gungraun's default) the output has one part per thread: thread 1
-//! is the client, thread 2 the server; the summary line is both. Divide by [`CALLS`] for
+//! is the client, the last thread the server (3 in the mesh arms, whose thread 2 is the
+//! Prometheus recorder's upkeep and counts nothing); the summary line is both. Divide by [`CALLS`] for
 //! instructions per call.
 //!
 //! Instruction counts do not depend on the machine's load, so a few hundred instructions per
