@@ -61,7 +61,7 @@ static ALLOC: dhat::Alloc = dhat::Alloc;
 /// lowered as the client gets cheaper (#13's target: 10).
 const CLIENT_BUDGET: u64 = 47;
 /// Allocations `mesh_tower::serve` may add to one call, beyond bare hyper + rustls.
-const SERVER_BUDGET: u64 = 27;
+const SERVER_BUDGET: u64 = 8;
 
 /// Calls counted per arm.
 const CALLS: u64 = 200;

@@ -5,10 +5,11 @@
 //! `tracing-subscriber`'s `json()` gives one object per line, as Envoy's JSON access log does)
 //! and the destination. Enable or silence them with the target, e.g. `mesh::access=info`.
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mesh_core::authz::normalize_path;
-use mesh_core::telemetry::RequestRecord;
+use mesh_core::telemetry::{RequestRecord, ResponseFlag};
 
 /// The `tracing` target of access log events.
 pub const ACCESS_LOG_TARGET: &str = "mesh::access";
@@ -41,15 +42,7 @@ pub fn log_request(mode: AccessLogMode, r: &RequestRecord) {
     if !mode.includes(r) {
         return;
     }
-    let flags = if r.response_flags.is_empty() {
-        "-".to_owned()
-    } else {
-        r.response_flags
-            .iter()
-            .map(|f| f.code())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let flags = Flags(&r.response_flags);
     let status = r.response_code.unwrap_or(0);
     tracing::info!(
         target: ACCESS_LOG_TARGET,
@@ -77,6 +70,24 @@ pub fn log_request(mode: AccessLogMode, r: &RequestRecord) {
         log_path(&r.path),
         status,
     );
+}
+
+/// Response flags as the log shows them: `-` when none, else their codes joined by `,`.
+/// Written only when the event is emitted.
+struct Flags<'a>(&'a [ResponseFlag]);
+
+impl fmt::Display for Flags<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((first, rest)) = self.0.split_first() else {
+            return f.write_str("-");
+        };
+        f.write_str(first.code())?;
+        for flag in rest {
+            f.write_str(",")?;
+            f.write_str(flag.code())?;
+        }
+        Ok(())
+    }
 }
 
 /// The path as authorization saw it (percent-decoded where safe, dot segments and duplicate

@@ -41,10 +41,10 @@ impl TraceContext {
     /// none or it is invalid (the caller starts a new trace). The span id is the caller's:
     /// continue with [`TraceContext::child`].
     pub fn extract(headers: &HeaderMap) -> Option<Self> {
-        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        if let Some(tp) = get(TRACEPARENT).and_then(w3c::parse_traceparent) {
+        let get = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(tp) = get(&w3c::TRACEPARENT_NAME).and_then(w3c::parse_traceparent) {
             let state = headers
-                .get_all(TRACESTATE)
+                .get_all(&w3c::TRACESTATE_NAME)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect::<Vec<_>>()
@@ -57,7 +57,7 @@ impl TraceContext {
                 tracestate: (!state.is_empty() && w3c::valid_tracestate(&state)).then_some(state),
             });
         }
-        let b3 = get(B3)
+        let b3 = get(&b3::B3_NAME)
             .and_then(b3::parse_single)
             .or_else(|| b3::parse_multi(headers))?;
         Some(Self {

@@ -27,13 +27,14 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// A `tracing` span carrying the ids, to enter for the request's duration.
+    ///
+    /// The ids are formatted only if the subscriber records the span.
     pub fn span(&self) -> tracing::Span {
-        let parent = self.trace.parent_span_id.map(|p| p.to_string());
         tracing::info_span!(
             "mesh.request",
             trace_id = %self.trace.trace_id,
             span_id = %self.trace.span_id,
-            parent_span_id = parent.as_deref(),
+            parent_span_id = self.trace.parent_span_id.map(|p| p.to_string()).as_deref(),
             request_id = %self.request_id,
         )
     }

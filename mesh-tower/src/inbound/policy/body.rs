@@ -76,7 +76,7 @@ pin_project! {
             let this = this.project();
             if let Some(mut pending) = this.pending.take() {
                 if !this.inner.is_end_stream() {
-                    pending.record.response_flags.push(ResponseFlag::DownstreamConnectionTermination);
+                    pending.key.flags.push(ResponseFlag::DownstreamConnectionTermination);
                 }
                 pending.finish(*this.sent);
             }
@@ -125,7 +125,7 @@ impl<B: Body> Body for InboundBody<B> {
                     && let Some(pending) = this.pending.as_mut()
                     && let Some(status) = grpc_status(trailers)
                 {
-                    pending.record.grpc_status = Some(status);
+                    pending.key.grpc_status = Some(status);
                 }
             }
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {

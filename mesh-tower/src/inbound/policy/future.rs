@@ -12,27 +12,60 @@ use tokio::time::Instant;
 use tracing::instrument::Instrumented;
 
 use super::body::InboundBody;
+use super::connection::{Connection, Key};
 use super::layer::Shared;
-use crate::telemetry::{grpc_status, insert_peer_metadata};
+use super::service::record;
+use crate::telemetry::{grpc_status, insert_peer_metadata, log_request};
 use crate::trace::RequestContext;
 
 /// A request on its way to being recorded: what was known when it arrived.
 #[derive(Debug)]
 pub(super) struct Pending {
-    pub(super) record: RequestRecord,
+    /// The request's label-determining facts beyond its connection's (the status ones are
+    /// filled in as the response comes).
+    pub(super) key: Key,
     pub(super) started: Instant,
     /// Request body bytes read so far (the application reads the body).
     pub(super) received: Arc<AtomicU64>,
     pub(super) shared: Arc<Shared>,
+    pub(super) conn: Arc<Connection>,
+    /// The whole record, kept only when the access log may write it.
+    pub(super) logged: Option<Box<RequestRecord>>,
 }
 
 impl Pending {
-    /// Completes the record and hands it to telemetry.
-    pub(super) fn finish(mut self, sent: u64) {
-        self.record.duration = self.started.elapsed();
-        self.record.request_bytes = self.received.load(std::sync::atomic::Ordering::Relaxed);
-        self.record.response_bytes = sent;
-        self.shared.telemetry.record(&self.record);
+    /// Completes the record and hands it to telemetry: the metrics and the graph through the
+    /// connection's handles for its facts, the access log if it is written.
+    pub(super) fn finish(self, sent: u64) {
+        let Self {
+            key,
+            started,
+            received,
+            shared,
+            conn,
+            logged,
+        } = self;
+        let now = Instant::now();
+        let duration = now.saturating_duration_since(started);
+        let received = received.load(std::sync::atomic::Ordering::Relaxed);
+        let telemetry = &shared.telemetry;
+        let handles = conn.handles(&key, || {
+            let mut record = record(&shared, &conn, key.source.as_deref(), key.protocol);
+            record.response_code = key.response_code;
+            record.grpc_status = key.grpc_status;
+            record.response_flags.clone_from(&key.flags);
+            telemetry.resolve(&record, now)
+        });
+        handles.record(duration, received, sent, now);
+        if let Some(mut record) = logged {
+            record.duration = duration;
+            record.request_bytes = received;
+            record.response_bytes = sent;
+            record.response_code = key.response_code;
+            record.grpc_status = key.grpc_status;
+            record.response_flags = key.flags;
+            log_request(telemetry.access_log_mode(), &record);
+        }
     }
 }
 
@@ -81,8 +114,8 @@ where
             .expect("ResponseFuture polled after it completed");
         Poll::Ready(match result {
             Ok(mut response) => {
-                pending.record.response_code = Some(response.status().as_u16());
-                pending.record.grpc_status = grpc_status(response.headers());
+                pending.key.response_code = Some(response.status().as_u16());
+                pending.key.grpc_status = grpc_status(response.headers());
                 if let Some((encoded, id)) = &pending.shared.metadata {
                     insert_peer_metadata(response.headers_mut(), encoded, id);
                 }
