@@ -221,7 +221,7 @@ impl Inner {
         self.reporting.add_metadata(&mut parts.headers);
         // The target is read once, for the record and for routing.
         let target = Target::take(&mut parts);
-        let record = self.reporting.start(
+        let start = self.reporting.start(
             &parts.method,
             target
                 .as_ref()
@@ -234,7 +234,7 @@ impl Inner {
         let (mut response, host) = self
             .route_and_send(parts, body, target, &mut rng, &mut facts)
             .await;
-        record::finish(&self.reporting, record, started, facts, host, &mut response);
+        record::finish(&self.reporting, start, started, facts, host, &mut response);
         response
     }
 
