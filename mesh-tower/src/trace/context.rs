@@ -8,6 +8,7 @@ use rand::Rng;
 
 use super::b3::{self, B3, X_B3_FLAGS, X_B3_PARENTSPANID, X_B3_SAMPLED, X_B3_SPANID, X_B3_TRACEID};
 use super::ids::{SpanId, TraceId};
+use super::request_id::X_REQUEST_ID;
 use super::w3c::{self, TRACEPARENT, TRACESTATE};
 
 /// The trace a request belongs to and its own span in it.
@@ -87,8 +88,14 @@ impl TraceContext {
     /// The ids are formatted once into one buffer and each header value is a slice of it, so
     /// the headers share one allocation instead of taking one (or two) each.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        // traceparent (55), trace id (32), span id (16), parent span id (16).
-        let mut buf = BytesMut::with_capacity(55 + 32 + 16 + 16);
+        self.inject_with(headers, None);
+    }
+
+    /// [`inject`](Self::inject), and `request_id` as `x-request-id` (if a valid header
+    /// value) from the same buffer.
+    pub(crate) fn inject_with(&self, headers: &mut HeaderMap, request_id: Option<&str>) {
+        // traceparent (55), trace id (32), span id (16), parent span id (16), request id.
+        let mut buf = BytesMut::with_capacity(55 + 32 + 16 + 16 + request_id.map_or(0, str::len));
         let sampled = u8::from(self.sampled == Some(true));
         let (trace_id, span_id) = (self.trace_id, self.span_id);
         let traceparent = push(
@@ -100,6 +107,7 @@ impl TraceContext {
         let parent = self
             .parent_span_id
             .and_then(|p| push(&mut buf, format_args!("{p}")));
+        let request_id = request_id.and_then(|id| push(&mut buf, format_args!("{id}")));
         let buf = buf.freeze();
         let mut set = |name: &'static str, range: Option<std::ops::Range<usize>>| {
             if let Some(v) = range.and_then(|r| HeaderValue::from_maybe_shared(buf.slice(r)).ok()) {
@@ -110,6 +118,7 @@ impl TraceContext {
         set(X_B3_TRACEID, trace_id);
         set(X_B3_SPANID, span_id);
         set(X_B3_PARENTSPANID, parent);
+        set(X_REQUEST_ID, request_id);
         if let Some(s) = self.sampled {
             headers.insert(
                 HeaderName::from_static(X_B3_SAMPLED),
