@@ -201,7 +201,7 @@ pub(crate) struct RecordEnd {
 impl RecordEnd {
     /// Completes the record with how the body ended, and records it: through its cluster's
     /// handles for its labels, and in the access log if it is written.
-    pub(crate) fn finish(self: Box<Self>, end: EndOfStream) {
+    pub(crate) fn finish(self, end: EndOfStream) {
         let RecordEnd {
             telemetry,
             mut key,
@@ -209,7 +209,7 @@ impl RecordEnd {
             started,
             request_bytes,
             logged,
-        } = *self;
+        } = self;
         let now = Instant::now();
         let duration = now.saturating_duration_since(started);
         let request_bytes = request_bytes.map_or(0, |b| b.read_bytes());
@@ -321,14 +321,14 @@ pub(crate) fn finish(
             .map(|e| e.address.to_string());
     }
     remove_peer_metadata(response.headers_mut());
-    response.body_mut().on_end_record(Box::new(RecordEnd {
+    response.body_mut().on_end_record(RecordEnd {
         telemetry: telemetry.clone(),
         key,
         upstream,
         started,
         request_bytes: facts.request_bytes,
         logged,
-    }));
+    });
 }
 
 /// The destination workload as config describes the endpoint (when the server sent no peer
