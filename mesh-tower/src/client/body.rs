@@ -20,8 +20,9 @@ pub struct MeshBody {
     bytes: u64,
     /// The endpoint's accounting (in-flight count, latency, the pool's waiters).
     attempt: Option<AttemptEnd>,
-    /// The call's telemetry record, completed after the attempt's accounting.
-    record: Option<Box<RecordEnd>>,
+    /// The call's telemetry record, completed after the attempt's accounting. Inline, not
+    /// boxed: every routed call has one.
+    record: Option<RecordEnd>,
 }
 
 enum Kind {
@@ -88,7 +89,7 @@ impl MeshBody {
     }
 
     /// Completes and records `record` when the body ends (after the attempt's accounting).
-    pub(crate) fn on_end_record(&mut self, record: Box<RecordEnd>) {
+    pub(crate) fn on_end_record(&mut self, record: RecordEnd) {
         self.record = Some(record);
     }
 

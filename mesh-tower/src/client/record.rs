@@ -2,12 +2,15 @@
 //! its response body ends, plus the headers a client adds (trace context, `x-request-id`, Istio's
 //! peer metadata).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Response};
 use mesh_core::Workload;
-use mesh_core::telemetry::{PeerMetadata, PeerWorkload, Reporter, RequestRecord, ResponseFlag};
+use mesh_core::identity::SpiffeId;
+use mesh_core::telemetry::{
+    PeerMetadata, PeerWorkload, Reporter, RequestProtocol, RequestRecord, ResponseFlag,
+};
 use tokio::time::Instant;
 
 use super::body::{BodyOutcome, EndOfStream, MeshBody};
@@ -15,7 +18,7 @@ use super::pool::UpstreamPeer;
 use super::runtime::ClusterRuntime;
 use super::send_body::RequestBytes;
 use crate::telemetry::{
-    AccessLogMode, Telemetry, grpc_status, insert_peer_metadata, remove_peer_metadata,
+    RecordHandles, Telemetry, grpc_status, insert_peer_metadata, log_request, remove_peer_metadata,
     request_protocol,
 };
 use crate::trace::RequestContext;
@@ -23,10 +26,15 @@ use crate::trace::RequestContext;
 /// Istio's default cluster id, used in peer metadata.
 const CLUSTER_ID: &str = "Kubernetes";
 
+/// Most label combinations whose telemetry handles a cluster keeps; past it, further
+/// combinations are looked up per call, as without the cache.
+const MAX_RESOLVED: usize = 16;
+
 /// What the client knows of itself for telemetry, computed once.
 pub(crate) struct Reporting {
     pub(crate) telemetry: Telemetry,
-    source: PeerWorkload,
+    /// Shared by every record's key: compared by identity, copied only into a built record.
+    source: Arc<PeerWorkload>,
     metadata: Option<(HeaderValue, HeaderValue)>,
 }
 
@@ -38,7 +46,7 @@ impl Reporting {
         );
         Self {
             telemetry,
-            source: PeerWorkload::from_workload(workload, CLUSTER_ID),
+            source: Arc::new(PeerWorkload::from_workload(workload, CLUSTER_ID)),
             metadata,
         }
     }
@@ -50,15 +58,10 @@ impl Reporting {
         }
     }
 
-    /// Whether finished calls may be access-logged: only then are the facts only the log
-    /// shows (method, path, authority, request id, trace id, endpoint address) copied into
-    /// each record.
-    pub(crate) fn logs_requests(&self) -> bool {
-        self.telemetry.access_log_mode() != AccessLogMode::Off
-    }
-
-    /// A record of a request being sent now; `target` is its authority and path, read only
-    /// when the access log may show them or the call is `traced` (its span shows them).
+    /// The start of a request being sent now; `target` is its authority and path. The facts
+    /// only the access log shows (method, path, authority, request id, trace id, endpoint
+    /// address) are copied only when it may write them ([`Telemetry::logs_requests`]) or the
+    /// call is `traced` (its span shows them).
     pub(crate) fn start(
         &self,
         method: &http::Method,
@@ -66,20 +69,29 @@ impl Reporting {
         headers: &HeaderMap,
         ctx: &RequestContext,
         traced: bool,
-    ) -> RequestRecord {
-        let mut r = RequestRecord::new(Reporter::Source, SystemTime::now());
-        r.protocol = request_protocol(headers);
-        r.source = self.source.clone();
-        if traced || self.logs_requests() {
+    ) -> Started {
+        let logged = (traced || self.telemetry.logs_requests()).then(|| {
+            let mut r = RequestRecord::new(Reporter::Source, SystemTime::now());
             r.method = method.as_str().to_owned();
             let (authority, path) = target.unwrap_or(("", "/"));
             r.path = path.to_owned();
             r.authority = authority.to_owned();
             r.request_id = Some(ctx.request_id.clone());
             r.trace_id = Some(ctx.trace.trace_id.to_string());
+            Box::new(r)
+        });
+        Started {
+            protocol: request_protocol(headers),
+            logged,
         }
-        r
     }
+}
+
+/// What is known of a call when it is sent.
+pub(crate) struct Started {
+    protocol: RequestProtocol,
+    /// The record the access log would write, when it may, or the span shows.
+    logged: Option<Box<RequestRecord>>,
 }
 
 /// Facts learned while routing and sending, for the record.
@@ -98,54 +110,182 @@ pub(crate) struct UpstreamHost {
     pub(crate) index: usize,
 }
 
+/// The destination workload of a record, as far as it labels it.
+#[derive(Clone)]
+enum Destination {
+    /// What the server's peer metadata says (shared with the peer metadata cache).
+    Peer(Arc<PeerWorkload>),
+    /// What config says of the endpoint that answered.
+    Endpoint(UpstreamHost),
+    Unknown,
+}
+
+/// What varies between the records of one cluster's calls and labels them: every fact of a
+/// record the metrics and the graph read, but its cluster's (the cache's owner).
+#[derive(Clone)]
+struct Key {
+    /// The reporting client's workload; compared by identity.
+    source: Arc<PeerWorkload>,
+    protocol: RequestProtocol,
+    response_code: Option<u16>,
+    grpc_status: Option<i32>,
+    flags: Vec<ResponseFlag>,
+    /// The server's SPIFFE id, when it proved one by mutual TLS.
+    principal: Option<SpiffeId>,
+    destination: Destination,
+}
+
+impl Key {
+    fn same(&self, other: &Key) -> bool {
+        let destination = match (&self.destination, &other.destination) {
+            (Destination::Peer(a), Destination::Peer(b)) => Arc::ptr_eq(a, b),
+            (Destination::Endpoint(a), Destination::Endpoint(b)) => {
+                Arc::ptr_eq(&a.cluster, &b.cluster) && a.index == b.index
+            }
+            (Destination::Unknown, Destination::Unknown) => true,
+            _ => false,
+        };
+        destination
+            && Arc::ptr_eq(&self.source, &other.source)
+            && self.protocol == other.protocol
+            && self.response_code == other.response_code
+            && self.grpc_status == other.grpc_status
+            && self.flags == other.flags
+            && self.principal == other.principal
+    }
+}
+
+/// The telemetry handles of one cluster's calls by [`Key`], resolved once each
+/// ([`Telemetry::resolve`]), so that a call with known labels is recorded with a few atomic
+/// updates instead of a record's worth of string copies and lookups.
+#[derive(Default)]
+pub(crate) struct RecordCache {
+    resolved: Mutex<Vec<(Key, RecordHandles)>>,
+}
+
+impl RecordCache {
+    fn handles(&self, key: &Key, resolve: impl FnOnce() -> RecordHandles) -> RecordHandles {
+        if let Some((_, h)) = self.lock().iter().find(|(k, _)| k.same(key)) {
+            return h.clone();
+        }
+        let handles = resolve();
+        if handles.is_reusable() {
+            let mut resolved = self.lock();
+            if resolved.len() < MAX_RESOLVED {
+                resolved.push((key.clone(), handles.clone()));
+            }
+        }
+        handles
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Key, RecordHandles)>> {
+        self.resolved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where a call went, for the record's destination service and cluster.
+enum Upstream {
+    Cluster(Arc<ClusterRuntime>),
+    Named(mesh_core::model::ServiceKey, mesh_core::model::ClusterName),
+    None,
+}
+
 /// A call's record, waiting in its response body for the end of the response.
 pub(crate) struct RecordEnd {
     telemetry: Telemetry,
-    record: RequestRecord,
+    key: Key,
+    upstream: Upstream,
     started: Instant,
     request_bytes: Option<RequestBytes>,
+    logged: Option<Box<RequestRecord>>,
     /// The call's span, when traced: ended with the record.
     span: Option<crate::trace::span::SpanStart>,
 }
 
 impl RecordEnd {
-    /// Completes the record with how the body ended, and records it.
-    pub(crate) fn finish(self: Box<Self>, end: EndOfStream) {
+    /// Completes the record with how the body ended, and records it: through its cluster's
+    /// handles for its labels, and in the access log if it is written.
+    pub(crate) fn finish(self, end: EndOfStream) {
         let RecordEnd {
             telemetry,
-            mut record,
+            mut key,
+            upstream,
             started,
             request_bytes,
+            logged,
             span,
-        } = *self;
-        record.duration = started.elapsed();
-        record.response_bytes = end.bytes;
-        record.request_bytes = request_bytes.map_or(0, |b| b.read_bytes());
+        } = self;
+        let now = Instant::now();
+        let duration = now.saturating_duration_since(started);
+        let request_bytes = request_bytes.map_or(0, |b| b.read_bytes());
         if end.grpc_status.is_some() {
-            record.grpc_status = end.grpc_status;
+            key.grpc_status = end.grpc_status;
         }
         match end.outcome {
             BodyOutcome::Complete => {}
-            BodyOutcome::Error => record
-                .response_flags
-                .push(ResponseFlag::UpstreamConnectionTermination),
-            BodyOutcome::Dropped => record
-                .response_flags
+            BodyOutcome::Error => key.flags.push(ResponseFlag::UpstreamConnectionTermination),
+            BodyOutcome::Dropped => key
+                .flags
                 .push(ResponseFlag::DownstreamConnectionTermination),
         }
-        telemetry.record(&record);
-        if let Some(span) = span {
-            span.end(&record);
+        let resolve = || {
+            let mut record = RequestRecord::new(Reporter::Source, SystemTime::now());
+            describe(&mut record, &key, &upstream);
+            telemetry.resolve(&record, now)
+        };
+        let handles = match &upstream {
+            Upstream::Cluster(c) => c.records.handles(&key, resolve),
+            Upstream::Named(..) | Upstream::None => resolve(),
+        };
+        handles.record(duration, request_bytes, end.bytes, now);
+        if let Some(mut record) = logged {
+            describe(&mut record, &key, &upstream);
+            record.duration = duration;
+            record.request_bytes = request_bytes;
+            record.response_bytes = end.bytes;
+            if telemetry.logs_requests() {
+                log_request(telemetry.access_log_mode(), &record);
+            }
+            if let Some(span) = span {
+                span.end(&record);
+            }
         }
     }
 }
 
-/// Completes `record` from the response head now and from its body when it ends, then
-/// records it (and ends the call's `span`, when traced). `host` is the endpoint that answered,
-/// if one did. Strips the peer's metadata headers from the response, as Envoy does.
+/// Fills in the label-determining facts of a record.
+fn describe(record: &mut RequestRecord, key: &Key, upstream: &Upstream) {
+    record.protocol = key.protocol;
+    record.source = PeerWorkload::clone(&key.source);
+    match upstream {
+        Upstream::Cluster(c) => {
+            record.destination_service = Some(c.cluster.service.clone());
+            record.upstream_cluster = Some(c.cluster.name.clone());
+        }
+        Upstream::Named(service, name) => {
+            record.destination_service = Some(service.clone());
+            record.upstream_cluster = Some(name.clone());
+        }
+        Upstream::None => {}
+    }
+    record.response_code = key.response_code;
+    record.grpc_status = key.grpc_status;
+    record.response_flags.clone_from(&key.flags);
+    record.destination_principal = key.principal.as_ref().map(ToString::to_string);
+    record.destination = match &key.destination {
+        Destination::Peer(w) => PeerWorkload::clone(w),
+        Destination::Endpoint(host) => configured_workload(host),
+        Destination::Unknown => PeerWorkload::default(),
+    };
+}
+
+/// Completes the call's record from the response head now and from its body when it ends,
+/// then records it (and ends the call's `span`, when traced). `host` is the endpoint that
+/// answered, if one did. Strips the peer's
+/// metadata headers from the response, as Envoy does.
 pub(crate) fn finish(
     reporting: &Reporting,
-    mut record: RequestRecord,
+    start: Started,
     started: Instant,
     facts: CallFacts,
     host: Option<UpstreamHost>,
@@ -153,32 +293,38 @@ pub(crate) fn finish(
     span: Option<crate::trace::span::SpanStart>,
 ) {
     let telemetry = &reporting.telemetry;
-    let cluster = facts.cluster;
-    if let Some(c) = &cluster {
-        record.destination_service = Some(c.cluster.service.clone());
-        record.upstream_cluster = Some(c.cluster.name.clone());
-    } else if let Some((service, name)) = facts.named {
-        record.destination_service = Some(service);
-        record.upstream_cluster = Some(name);
-    }
-    record.response_code = Some(response.status().as_u16());
-    record.grpc_status = grpc_status(response.headers());
+    let upstream = match (facts.cluster, facts.named) {
+        (Some(c), _) => Upstream::Cluster(c),
+        (None, Some((service, name))) => Upstream::Named(service, name),
+        (None, None) => Upstream::None,
+    };
+    let mut flags = Vec::new();
     if let Some(flag) = response.extensions().get::<ResponseFlag>() {
-        record.response_flags.push(*flag);
+        flags.push(*flag);
     }
-    let peer = response.extensions().get::<UpstreamPeer>();
-    if let Some(UpstreamPeer(peer)) = peer {
-        record.destination_principal = Some(peer.spiffe_id().to_string());
-    }
+    let principal = response
+        .extensions()
+        .get::<UpstreamPeer>()
+        .map(|UpstreamPeer(peer)| peer.spiffe_id().clone());
     // The server's metadata is believed only when it proved an identity by mutual TLS; else
     // the configured endpoint stands.
-    record.destination = peer
-        .and_then(|_| telemetry.peer_workload(response.headers()))
-        .or_else(|| host.as_ref().map(configured_workload))
-        .unwrap_or_default();
-    if let Some(host) = &host
-        && (span.is_some() || reporting.logs_requests())
-    {
+    let destination = principal
+        .as_ref()
+        .and_then(|_| telemetry.peer_workload_shared(response.headers()))
+        .map(Destination::Peer)
+        .or_else(|| host.clone().map(Destination::Endpoint))
+        .unwrap_or(Destination::Unknown);
+    let key = Key {
+        source: reporting.source.clone(),
+        protocol: start.protocol,
+        response_code: Some(response.status().as_u16()),
+        grpc_status: grpc_status(response.headers()),
+        flags,
+        principal,
+        destination,
+    };
+    let mut logged = start.logged;
+    if let (Some(record), Some(host)) = (&mut logged, &host) {
         record.peer_address = host
             .cluster
             .cluster
@@ -187,13 +333,15 @@ pub(crate) fn finish(
             .map(|e| e.address.to_string());
     }
     remove_peer_metadata(response.headers_mut());
-    response.body_mut().on_end_record(Box::new(RecordEnd {
+    response.body_mut().on_end_record(RecordEnd {
         telemetry: telemetry.clone(),
-        record,
+        key,
+        upstream,
         started,
         request_bytes: facts.request_bytes,
+        logged,
         span,
-    }));
+    });
 }
 
 /// The destination workload as config describes the endpoint (when the server sent no peer

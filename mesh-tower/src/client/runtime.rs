@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::connect::{Connector, Security};
 use super::plan::{RoutePlan, RoutePlans};
 use super::pool::{EndpointPool, PoolSettings};
+use super::record::RecordCache;
 use crate::tls::TlsConnector;
 
 /// Everything the client needs to call one cluster.
@@ -29,6 +30,8 @@ pub(crate) struct ClusterRuntime {
     pub(crate) outlier: Option<OutlierDetector>,
     /// Parallel to `cluster.endpoints`.
     pub(crate) pools: Box<[Arc<EndpointPool>]>,
+    /// The telemetry handles of this cluster's calls, by their label-determining facts.
+    pub(crate) records: RecordCache,
     last_sweep: Mutex<Instant>,
 }
 
@@ -142,6 +145,7 @@ impl Runtimes {
             breaker,
             outlier: None,
             pools,
+            records: RecordCache::default(),
             last_sweep: Mutex::new(now),
         });
         if cache.len() >= PASSTHROUGH_CACHE {
@@ -239,6 +243,7 @@ impl Runtimes {
                     breaker,
                     outlier,
                     pools: endpoint_pools,
+                    records: RecordCache::default(),
                     last_sweep: Mutex::new(now),
                 }),
             );

@@ -222,7 +222,7 @@ impl Inner {
         self.reporting.add_metadata(&mut parts.headers);
         // The target is read once, for the record and for routing.
         let target = Target::take(&mut parts);
-        let record = self.reporting.start(
+        let start = self.reporting.start(
             &parts.method,
             target
                 .as_ref()
@@ -238,7 +238,7 @@ impl Inner {
             .await;
         record::finish(
             &self.reporting,
-            record,
+            start,
             started,
             facts,
             host,

@@ -34,13 +34,7 @@ pub fn uuid_v4(rng: &mut impl Rng) -> String {
 /// The request's id: the incoming `x-request-id` if it is short printable ASCII, else a new
 /// UUID v4 written into `headers` (so the application sees the same id).
 pub fn ensure_request_id(headers: &mut HeaderMap, rng: &mut impl Rng) -> String {
-    if let Some(id) = headers
-        .get(&X_REQUEST_ID_NAME)
-        .and_then(|v| v.to_str().ok())
-        && !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID_LEN
-        && id.bytes().all(|c| c.is_ascii_graphic())
-    {
+    if let Some(id) = incoming_request_id(headers) {
         return id.to_owned();
     }
     let id = uuid_v4(rng);
@@ -48,4 +42,16 @@ pub fn ensure_request_id(headers: &mut HeaderMap, rng: &mut impl Rng) -> String 
         headers.insert(X_REQUEST_ID_NAME, v);
     }
     id
+}
+
+/// The `x-request-id` of `headers` when it is one to keep: short printable ASCII.
+pub(crate) fn incoming_request_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(&X_REQUEST_ID_NAME)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|c| c.is_ascii_graphic())
+        })
 }
