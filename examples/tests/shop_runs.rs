@@ -162,7 +162,7 @@ fn a_demo_whose_backend_is_killed_exits_non_zero() {
             .arg(dir.path().join("config"))
             .arg("--certs")
             .arg(dir.path().join("certs"))
-            .args(["--base-port", &base]);
+            .args(["--base-port", base.as_str()]);
     };
     let mut prepare = shop();
     prepare.arg("--prepare");

@@ -57,7 +57,7 @@ fn top_level_help_lists_every_command_and_subcommand() {
     }
     let mut leaves = 0;
     for command in &top_commands {
-        let subcommands = commands(&help(&[command]));
+        let subcommands = commands(&help(&[command.as_str()]));
         if subcommands.is_empty() {
             assert!(listed(&format!("mesh {command}")), "mesh {command}:\n{top}");
             leaves += 1;

@@ -123,8 +123,8 @@ pub enum Error {
     #[error(
         "{} is in use by another shop demo{}: give this one its own --config directory (or \
          none, for a temporary one), or stop the other",
-        dir.display(),
-        pid.map(|p| format!(" (process {p})")).unwrap_or_default()
+        .dir.display(),
+        .pid.map(|p| format!(" (process {p})")).unwrap_or_default()
     )]
     ConfigInUse {
         /// The directory.
