@@ -13,7 +13,7 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 profile=${SHOP_PROFILE:-dev}
-cargo build --profile "$profile" --bin shop
+cargo build -p mesh-examples --profile "$profile" --bin shop
 if [ "$profile" = dev ]; then shop=target/debug/shop; else shop=target/$profile/shop; fi
 base=${SHOP_BASE_PORT:-17000}
 common=(--config shop-config --certs shop-certs --base-port "$base")

@@ -5,9 +5,9 @@
 //! map, and a summary on exit.
 //!
 //! ```text
-//! cargo run --bin shop                         # all in one process, 30 s
-//! cargo run --bin shop -- --duration 0 --json  # until Ctrl-C/SIGTERM, summary as JSON
-//! examples/shop.sh                             # one process per workload
+//! cargo run -p mesh-examples --bin shop                         # all in one process, 30 s
+//! cargo run -p mesh-examples --bin shop -- --duration 0 --json  # until Ctrl-C/SIGTERM, as JSON
+//! examples/shop.sh                                              # one process per workload
 //! ```
 //! Each run owns its config directory (a fresh temporary one, printed at start, or `--config
 //! DIR`, locked while it runs) and its ports, so two demos run side by side. Edit the weights
