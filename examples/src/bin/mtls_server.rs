@@ -2,15 +2,16 @@
 //!
 //! ```text
 //! mesh certs init --dir ca && mesh certs issue --dir ca --namespace default \
-//!     --service-account reviews --out certs/reviews        # and again for a client, `sleep`
+//!     --service-account reviews --out certs/reviews --dns localhost  # and a client, `sleep`
 //! cargo run --bin mtls-server -- --certs certs/reviews --config mesh/ --listen 127.0.0.1:9080
 //! curl http://127.0.0.1:9080/whoami                    # PERMISSIVE: {"peer":null}; STRICT: refused
-//! curl -k --cert certs/sleep/cert-chain.pem --key certs/sleep/key.pem \
-//!     https://127.0.0.1:9080/whoami                    # {"peer":"spiffe://cluster.local/ns/default/sa/sleep"}
+//! curl --cacert ca/root-cert.pem --cert certs/sleep/cert-chain.pem --key certs/sleep/key.pem \
+//!     https://localhost:9080/whoami                    # {"peer":"spiffe://cluster.local/ns/default/sa/sleep"}
 //! curl http://127.0.0.1:9080/delay/3000               # meanwhile `kill <server pid>` (SIGTERM):
 //!                                                      # it drains, the request completes, exit 0
 //! ```
-//! `-k`: SPIFFE certificates name no DNS host, so curl cannot check the server's name. Edit the
+//! `--dns localhost` puts a DNS name beside the SPIFFE ID, so curl can check the server's name
+//! (without it, curl needs `-k`). Edit the
 //! PeerAuthentication or AuthorizationPolicy files under `--config` and the next request sees it.
 #![forbid(unsafe_code)]
 

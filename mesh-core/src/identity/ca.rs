@@ -94,6 +94,7 @@ impl IssuedIdentity {
 pub struct IssueOptions {
     spiffe_id: SpiffeId,
     uri_sans: Option<Vec<String>>,
+    dns_names: Vec<String>,
     not_before: SystemTime,
     not_after: SystemTime,
     key_pem: Option<String>,
@@ -107,6 +108,7 @@ impl IssueOptions {
         Self {
             spiffe_id,
             uri_sans: None,
+            dns_names: Vec::new(),
             not_before: now.checked_sub(BACKDATE).unwrap_or(now),
             not_after: now + ttl,
             key_pem: None,
@@ -132,6 +134,14 @@ impl IssueOptions {
     /// Replaces the URI SANs (empty for a leaf without SPIFFE ID, two for an invalid SVID).
     pub fn uri_sans(mut self, sans: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.uri_sans = Some(sans.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds DNS SANs beside the SPIFFE ID, so clients outside the mesh (curl, a plain gRPC
+    /// client) can verify the server by host name during development. Mesh peers still verify
+    /// the URI SAN only: a SPIFFE SVID has exactly one URI SAN and may carry DNS SANs.
+    pub fn dns_names(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.dns_names = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -282,12 +292,17 @@ impl CertificateAuthority {
             Some(sans) => sans.clone(),
             None => vec![options.spiffe_id.to_string()],
         };
-        let params = leaf_params(
+        let mut params = leaf_params(
             sans,
             options.not_before,
             options.not_after,
             options.digital_signature,
         )?;
+        for name in &options.dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(name.clone().try_into()?));
+        }
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedIdentity {
             cert_chain_pem: format!("{}{}", cert.pem(), self.chain_pem),
