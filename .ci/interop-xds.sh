@@ -108,7 +108,7 @@ YAML
 write_config 90 10
 
 echo "-- mesh xds serve"
-RUST_LOG=info "$bin/mesh" xds serve --config "$work/config" --listen 127.0.0.1:0 2>"$work/xds.log" &
+RUST_LOG=info "$bin/mesh" xds serve --insecure-plaintext --config "$work/config" --listen 127.0.0.1:0 2>"$work/xds.log" &
 pids+=($!)
 wait_for_line "$work/xds.log" 'listening on' 30
 xds_addr="$(sed -n 's/^mesh xds serve: listening on //p' "$work/xds.log" | head -1)"

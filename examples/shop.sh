@@ -6,14 +6,14 @@
 #   examples/shop.sh                       # 30 s at 50 rps
 #   examples/shop.sh --duration 60 --json  # flags go to the load generator
 #
-# SHOP_PROFILE=dev builds without optimisations (faster to build).
+# SHOP_PROFILE=release builds with optimisations (the default, dev, shares the tests' build).
 # Ports: 17000-17004 for the services, 17010-17015 for their admin endpoints (service map on
 # any of them); SHOP_BASE_PORT moves the plan. Config in ./shop-config, identities in ./shop-certs.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-profile=${SHOP_PROFILE:-release}
-cargo build --profile "$profile" --bin shop
+profile=${SHOP_PROFILE:-dev}
+cargo build -p mesh-examples --profile "$profile" --bin shop
 if [ "$profile" = dev ]; then shop=target/debug/shop; else shop=target/$profile/shop; fi
 base=${SHOP_BASE_PORT:-17000}
 common=(--config shop-config --certs shop-certs --base-port "$base")

@@ -1,16 +1,20 @@
 //! The client side of each arm: `n` connections, each a generated `GreeterClient` over a
-//! boxed channel, so the load generator's code is the same for every arm.
+//! boxed channel (gRPC arms) or an echo client (plain-HTTP arms), so the load generator's code
+//! is the same for every arm.
 //!
 //! - A: tonic `Channel` over h2c to the server.
 //! - A′: tonic `Channel` over tokio-rustls (client certificate, SPIFFE check of the server).
 //! - B: `MeshChannel` over a `MeshClient` (routing, balancing, mTLS, metrics).
 //! - C: tonic `Channel` over h2c to the client-side Envoy.
+//! - A′-http: hyper's HTTP/2 client over tokio-rustls, same certificates as A′.
+//! - B-http: a `MeshClient` (as B, on an `HTTP2` port).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::Uri;
 use hyper_util::rt::TokioIo;
+use mesh_benches::e2e::http::HttpClient;
 use mesh_core::Mesh;
 use mesh_core::identity::{ExpectedIdentities, SpiffeId, TlsIdentity};
 use mesh_tower::client::MeshClient;
@@ -37,8 +41,17 @@ pub type Channel = BoxCloneSyncService<
     ChannelError,
 >;
 
-/// The generated client every arm uses.
-pub type Client = GreeterClient<Channel>;
+/// The generated client every gRPC arm uses.
+pub type GrpcClient = GreeterClient<Channel>;
+
+/// One connection's client, whatever the arm. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Client {
+    /// A gRPC arm's generated client.
+    Grpc(GrpcClient),
+    /// A plain-HTTP arm's echo client.
+    Http(HttpClient),
+}
 
 /// The authority every call carries (what the mesh and Envoy route on).
 pub const ORIGIN: &str = "http://greeter:50051";
@@ -50,7 +63,7 @@ fn origin() -> Result<Uri, BenchError> {
 }
 
 fn client(channel: Channel) -> Result<Client, BenchError> {
-    Ok(GreeterClient::with_origin(channel, origin()?))
+    Ok(Client::Grpc(GreeterClient::with_origin(channel, origin()?)))
 }
 
 /// A tonic endpoint for `addr` whose requests carry [`ORIGIN`] (tonic's channel otherwise
@@ -124,6 +137,42 @@ pub fn mesh(
                 .map_err(|e: std::convert::Infallible| -> ChannelError { match e {} })
                 .service(mesh_tonic::MeshChannel::from_client(mesh_client));
             client(BoxCloneSyncService::new(channel))
+        })
+        .collect()
+}
+
+/// `n` HTTP/2 connections over rustls mutual TLS to `addr` (arm A′-http), expecting the server
+/// to be `server_id`.
+pub async fn tls_http(
+    addr: SocketAddr,
+    n: usize,
+    identity: &TlsIdentity,
+    server_id: SpiffeId,
+) -> Result<Vec<Client>, BenchError> {
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        let client = HttpClient::bare(addr, identity, server_id.clone()).await?;
+        clients.push(Client::Http(client));
+    }
+    Ok(clients)
+}
+
+/// `n` mesh clients (each with its own connection pool) over `mesh`, as workload `identity`,
+/// calling the echo application (arm B-http).
+pub fn mesh_http(
+    mesh: &Mesh,
+    n: usize,
+    identity: &Arc<TlsIdentity>,
+    telemetry: &Telemetry,
+) -> Vec<Client> {
+    (0..n)
+        .map(|i| {
+            let mesh_client = MeshClient::builder(mesh.clone())
+                .identity(identity.clone())
+                .telemetry(telemetry.clone())
+                .seed(i as u64)
+                .build();
+            Client::Http(HttpClient::Mesh(mesh_client))
         })
         .collect()
 }

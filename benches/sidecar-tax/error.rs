@@ -27,6 +27,9 @@ pub enum BenchError {
     /// A child process that did not start as expected.
     #[error("{0}")]
     Child(String),
+    /// A plain-HTTP arm's client or server.
+    #[error("http arm: {0}")]
+    Http(#[from] mesh_benches::e2e::E2eError),
     /// Writing the JSON report.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

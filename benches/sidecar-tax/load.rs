@@ -63,12 +63,23 @@ async fn call(client: Client, payload: Bytes) -> bool {
 }
 
 /// One call; the error says why it failed.
-async fn try_call(mut client: Client, payload: Bytes) -> Result<(), String> {
-    let request = request(payload);
-    match tokio::time::timeout(CALL_TIMEOUT, client.say_hello(request)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(status)) => Err(status.to_string()),
-        Err(_) => Err(format!("no answer in {CALL_TIMEOUT:?}")),
+async fn try_call(client: Client, payload: Bytes) -> Result<(), String> {
+    match client {
+        Client::Grpc(mut client) => {
+            let request = request(payload);
+            match tokio::time::timeout(CALL_TIMEOUT, client.say_hello(request)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(status)) => Err(status.to_string()),
+                Err(_) => Err(format!("no answer in {CALL_TIMEOUT:?}")),
+            }
+        }
+        Client::Http(client) => {
+            match tokio::time::timeout(CALL_TIMEOUT, client.echo(payload)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer in {CALL_TIMEOUT:?}")),
+            }
+        }
     }
 }
 

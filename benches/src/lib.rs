@@ -1,5 +1,8 @@
-//! Shared helpers for the benchmarks: generated Istio configs and clusters of a given size.
+//! Shared helpers for the benchmarks: generated Istio configs and clusters of a given size, and
+//! one call end to end, bare and through mesh ([`e2e`]).
 #![forbid(unsafe_code)]
+
+pub mod e2e;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

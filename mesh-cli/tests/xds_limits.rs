@@ -31,6 +31,7 @@ fn start() -> (Server, String) {
         .args([
             "xds",
             "serve",
+            "--insecure-plaintext",
             "--config",
             fixture,
             "--listen",

@@ -35,7 +35,14 @@ async fn starts_with_the_valid_files_and_names_the_invalid_one() {
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mesh"))
-        .args(["xds", "serve", "--listen", "127.0.0.1:0", "--config"])
+        .args([
+            "xds",
+            "serve",
+            "--insecure-plaintext",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .stderr(Stdio::piped())

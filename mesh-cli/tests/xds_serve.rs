@@ -17,6 +17,7 @@ async fn serves_the_files_to_an_ads_client() {
         .args([
             "xds",
             "serve",
+            "--insecure-plaintext",
             "--config",
             fixture,
             "--listen",

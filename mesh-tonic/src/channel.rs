@@ -25,6 +25,26 @@ pub struct MeshChannel {
 
 /// A channel over `mesh` for generated tonic clients; pass it to `FooClient::with_origin(channel,
 /// "http://foo:7000".parse()?)` so requests carry the service's authority.
+///
+/// ```
+/// use std::time::Duration;
+/// use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+///
+/// async fn check(mesh: &mesh_core::Mesh) -> Result<(), Box<dyn std::error::Error>> {
+///     // One channel per process is enough: clones share pooled connections.
+///     let channel = mesh_tonic::channel(mesh);
+///     let mut client = HealthClient::with_origin(channel, "http://payment:7000".parse()?);
+///     let mut request = tonic::Request::new(HealthCheckRequest::default());
+///     request.set_timeout(Duration::from_secs(1)); // grpc-timeout, as the route timeout
+///     match client.check(request).await {
+///         Ok(answer) => println!("{:?}", answer.into_inner().status()),
+///         // Denied by payment's AuthorizationPolicy: the caller's identity is not allowed.
+///         Err(status) if status.code() == tonic::Code::PermissionDenied => println!("denied"),
+///         Err(status) => return Err(status.into()),
+///     }
+///     Ok(())
+/// }
+/// ```
 pub fn channel(mesh: &Mesh) -> MeshChannel {
     MeshChannel {
         client: MeshClient::new(mesh.clone()),

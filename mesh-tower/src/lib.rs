@@ -12,6 +12,28 @@
 //! - [`trace`]: request ids and trace context propagation (W3C and B3).
 //! - [`admin`]: the admin endpoint (`/metrics`, `/config_dump`, `/clusters`, readiness, service
 //!   map).
+//!
+//! A workload that serves HTTP and calls another service, both under the mesh:
+//!
+//! ```
+//! use axum::{Router, routing::get};
+//! use tower::ServiceExt;
+//!
+//! async fn run(mesh: mesh_core::Mesh) -> Result<(), Box<dyn std::error::Error>> {
+//!     // Inbound: mutual TLS by PeerAuthentication, authorization, Istio metrics.
+//!     let app = Router::new().route("/", get(|| async { "ok" }));
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:9080").await?;
+//!     tokio::spawn(mesh_tower::serve(&mesh, listener, app).into_future());
+//!
+//!     // Outbound: routed by authority through the VirtualServices and DestinationRules.
+//!     let client = mesh_tower::client::MeshClient::new(mesh.clone());
+//!     let request = http::Request::get("http://reviews:9080/reviews/1")
+//!         .body(http_body_util::Empty::<bytes::Bytes>::new())?;
+//!     let response = client.oneshot(request).await?;
+//!     println!("reviews answered {}", response.status());
+//!     Ok(())
+//! }
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod admin;

@@ -227,7 +227,7 @@ async fn connect_failures_are_503_uf() {
 async fn outlier_detection_ejects_and_returns() {
     let (bad, good) = (backend("v1").await, backend("v1").await);
     bad.fail_next.store(3, Ordering::Relaxed);
-    let policy = "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 3, interval: 10ms, baseEjectionTime: 200ms, maxEjectionPercent: 100}\n";
+    let policy = "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 3, interval: 10ms, baseEjectionTime: 2s, maxEjectionPercent: 100}\n";
     let yaml = service_yaml("cart", &[&bad, &good], policy)
         + &vs(
             "cart",
@@ -254,8 +254,9 @@ async fn outlier_detection_ejects_and_returns() {
         before,
         "ejected: no traffic"
     );
-    // After the ejection time, it returns (bounded wait, real time: ejection is 200 ms).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    // After the ejection time, it returns (bounded wait, real time: ejection is 2 s, long enough
+    // that the 20 calls above finish inside it on a loaded machine).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while bad.hits.load(Ordering::Relaxed) == before {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -1228,3 +1228,93 @@ async fn headers_with_underscores_follow_the_configured_action() {
     assert_eq!(status_of(&response), "200", "{response}");
     assert_eq!(server.handled(), 1);
 }
+
+/// The server keeps each connection's peer workload and metric handles (#13), but a request is
+/// still labelled by its own `x-envoy-peer-metadata` and status: one mutual-TLS connection
+/// sending two callers' metadata, none, and a denied request, gives one series (and one graph
+/// edge) per caller and status, each counting its own requests. No access log subscriber: the
+/// path that skips the log's facts.
+#[tokio::test]
+async fn one_connection_labels_each_request_by_its_own_metadata_and_status() {
+    let recorder = mesh_tower::telemetry::prometheus_builder().build_recorder();
+    let handle = recorder.handle();
+    let _metrics = metrics::set_default_local_recorder(&recorder);
+    let ca = ca("cluster.local");
+    let mesh = mesh(Some(&ca), &format!("{}{DENY_ADMIN}", peer_authn("STRICT"))).await;
+    let telemetry = Telemetry::new();
+    let server = start(&mesh, ServeOptions::new().telemetry(telemetry.clone())).await;
+    let encoded = |name: &str| {
+        let caller = Workload::new("default", name).labels([("app", name), ("version", "v1")]);
+        PeerMetadata::from_workload(&caller, "Kubernetes").encode()
+    };
+    let (productpage, ratings) = (encoded("productpage"), encoded("ratings"));
+    let mut client = mtls_client(&ca, server.addr).await.unwrap();
+    let calls = [
+        ("/whoami", Some(&productpage), 200),
+        ("/whoami", Some(&ratings), 200),
+        ("/whoami", Some(&productpage), 200),
+        ("/whoami", None, 200),
+        ("/admin", Some(&productpage), 403),
+        ("/whoami", Some(&ratings), 200),
+    ];
+    for (path, metadata, status) in calls {
+        client.ready().await.unwrap();
+        let mut request =
+            http::Request::get(format!("http://reviews.default.svc.cluster.local{path}"));
+        if let Some(metadata) = metadata {
+            request = request.header(PEER_METADATA_HEADER, metadata.as_str());
+        }
+        let response = client
+            .send_request(request.body(Empty::<Bytes>::new()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+        response.into_body().collect().await.unwrap();
+    }
+    drop(client);
+
+    let text = tokio::time::timeout(LIMIT, async {
+        loop {
+            let text = handle.render();
+            if series(&text, "istio_requests_total").len() == 4 {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("four series");
+    let count = |source: &str, code: &str| {
+        let found: Vec<_> = series(&text, "istio_requests_total")
+            .into_iter()
+            .filter(|(l, _)| {
+                l.get("source_workload").map(String::as_str) == Some(source)
+                    && l.get("response_code").map(String::as_str) == Some(code)
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{source} {code} in\n{text}");
+        found[0].1.clone()
+    };
+    assert_eq!(count("productpage", "200"), "2");
+    assert_eq!(count("ratings", "200"), "2");
+    assert_eq!(count("unknown", "200"), "1");
+    assert_eq!(count("productpage", "403"), "1");
+
+    let graph = telemetry
+        .service_graph()
+        .snapshot(tokio::time::Instant::now());
+    let mut edges: Vec<_> = graph
+        .reported
+        .iter()
+        .map(|e| (e.source.as_str(), e.requests, e.errors))
+        .collect();
+    edges.sort();
+    assert_eq!(
+        edges,
+        [
+            ("default/productpage/v1", 3, 0),
+            ("default/ratings/v1", 2, 0),
+            ("unknown/unknown/unknown", 1, 0),
+        ]
+    );
+}

@@ -65,8 +65,10 @@ fn leaf(
     )
 }
 
+/// mesh's own provider (ring, as no default is installed here), without the deprecated
+/// `ring::default_provider` call a newer rustls warns about.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    mesh_core::identity::provider()
 }
 
 /// What the TLS server saw.

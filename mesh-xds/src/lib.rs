@@ -35,6 +35,8 @@
 #![forbid(unsafe_code)]
 
 pub mod bootstrap;
+#[cfg(any(feature = "client", feature = "server"))]
+pub mod ca_proto;
 #[cfg(feature = "client")]
 pub mod client;
 mod node;

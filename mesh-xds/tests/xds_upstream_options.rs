@@ -206,6 +206,20 @@ fn envoy_gets_them_where_istiod_puts_them() {
     };
     let common = options(reviews).common_http_protocol_options.unwrap();
     assert_eq!(common.max_connection_duration.unwrap().seconds, 600);
+    // `upstream_protocol_options` is required by Envoy (a cluster without it is rejected):
+    // istiod's `clusterWrapper.build` (cluster_builder.go) fills in explicit HTTP/1.1.
+    let Some(UpstreamProtocolOptions::ExplicitHttpConfig(e)) =
+        &options(reviews).upstream_protocol_options
+    else {
+        panic!("explicit HTTP/1.1 for an HTTP cluster")
+    };
+    assert!(
+        matches!(
+            e.protocol_config,
+            Some(ProtocolConfig::HttpProtocolOptions(_))
+        ),
+        "{e:?}"
+    );
     let details = find(DETAILS);
     let Some(LbConfig::LeastRequestLbConfig(lr)) = &details.lb_config else {
         panic!("least_request_lb_config: {:?}", details.lb_config)

@@ -7,3 +7,9 @@
 
 pub mod envoy;
 pub mod http;
+
+/// The README's Rust snippets, compiled as doctests (`cargo test -p mesh-tests --doc`) so they
+/// cannot drift from the API. This crate depends on every library crate, as the README does.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}

@@ -2,15 +2,16 @@
 //!
 //! ```text
 //! mesh certs init --dir ca && mesh certs issue --dir ca --namespace default \
-//!     --service-account reviews --out certs/reviews        # and again for a client, `sleep`
+//!     --service-account reviews --out certs/reviews --dns localhost  # and a client, `sleep`
 //! cargo run --bin mtls-server -- --certs certs/reviews --config mesh/ --listen 127.0.0.1:9080
 //! curl http://127.0.0.1:9080/whoami                    # PERMISSIVE: {"peer":null}; STRICT: refused
-//! curl -k --cert certs/sleep/cert-chain.pem --key certs/sleep/key.pem \
-//!     https://127.0.0.1:9080/whoami                    # {"peer":"spiffe://cluster.local/ns/default/sa/sleep"}
+//! curl --cacert ca/root-cert.pem --cert certs/sleep/cert-chain.pem --key certs/sleep/key.pem \
+//!     https://localhost:9080/whoami                    # {"peer":"spiffe://cluster.local/ns/default/sa/sleep"}
 //! curl http://127.0.0.1:9080/delay/3000               # meanwhile `kill <server pid>` (SIGTERM):
 //!                                                      # it drains, the request completes, exit 0
 //! ```
-//! `-k`: SPIFFE certificates name no DNS host, so curl cannot check the server's name. Edit the
+//! `--dns localhost` puts a DNS name beside the SPIFFE ID, so curl can check the server's name
+//! (without it, curl needs `-k`). Edit the
 //! PeerAuthentication or AuthorizationPolicy files under `--config` and the next request sees it.
 #![forbid(unsafe_code)]
 
@@ -24,7 +25,10 @@ use clap::Parser;
 use mesh_core::identity::PeerIdentity;
 use mesh_core::{Mesh, Workload};
 use mesh_tower::telemetry::{AccessLogMode, Telemetry};
+use opentelemetry::trace::TracerProvider as _;
 use serde_json::{Value, json};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Serves `/whoami` and `/anything/...` with mutual TLS, authorization and telemetry.
 #[derive(Parser)]
@@ -60,8 +64,23 @@ async fn delay(Path(ms): Path<u64>) -> &'static str {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().with_env_filter("info").init();
     let args = Args::parse();
+    // Spans to the OTLP endpoint the OpenTelemetry variables name, if any; the handlers'
+    // `tracing` spans join mesh's server spans through `tracing-opentelemetry`.
+    let traces = mesh_tower::trace::install_from_env().map_err(|e| format!("tracing: {e}"))?;
+    let logs = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer())
+        .with(tracing_subscriber::EnvFilter::new("info"));
+    match &traces {
+        Some(guard) => {
+            let provider = guard
+                .tracing()
+                .tracer_provider(&args.service_account, &args.namespace);
+            logs.with(tracing_opentelemetry::layer().with_tracer(provider.tracer("mtls-server")))
+                .init();
+        }
+        None => logs.init(),
+    }
     let workload = Workload::new(&args.namespace, &args.service_account)
         .labels([("app", args.service_account.as_str())]);
     let mut mesh = Mesh::builder().workload(workload);
@@ -86,5 +105,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // SIGTERM (Kubernetes) or Ctrl-C: stop accepting, finish what is in flight, exit 0.
         .with_graceful_shutdown(mesh_examples::shutdown_signal())
         .await?;
+    if let Some(guard) = &traces {
+        guard.tracing().flush().await;
+    }
     Ok(())
 }

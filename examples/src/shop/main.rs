@@ -5,12 +5,14 @@
 //! map, and a summary on exit.
 //!
 //! ```text
-//! cargo run --release --bin shop                         # all in one process, 30 s
-//! cargo run --release --bin shop -- --duration 0 --json  # until Ctrl-C/SIGTERM, summary as JSON
-//! examples/shop.sh                                       # one process per workload
+//! cargo run -p mesh-examples --bin shop                         # all in one process, 30 s
+//! cargo run -p mesh-examples --bin shop -- --duration 0 --json  # until Ctrl-C/SIGTERM, as JSON
+//! examples/shop.sh                                              # one process per workload
 //! ```
-//! Edit the weights in `shop-config/inventory.yaml` while it runs: the split follows within a
-//! second.
+//! Each run owns its config directory (a fresh temporary one, printed at start, or `--config
+//! DIR`, locked while it runs) and its ports, so two demos run side by side. Edit the weights
+//! in its `inventory.yaml` while it runs: the split follows within a second. A run whose
+//! traffic failed says so and exits 1.
 #![forbid(unsafe_code)]
 
 mod certs;
@@ -19,12 +21,14 @@ mod config;
 mod frontend;
 mod inventory;
 mod loadgen;
+mod lock;
 mod node;
 mod payment;
 mod pb;
 mod plan;
 mod run;
 mod summary;
+mod verdict;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,9 +42,12 @@ use self::plan::Service;
 #[derive(Debug, Parser)]
 #[command(name = "shop")]
 pub struct Args {
-    /// Istio config directory: written at start where absent, watched while running.
-    #[arg(long, default_value = "shop-config")]
-    config: PathBuf,
+    /// Istio config directory: written at start where absent, watched while running, and
+    /// locked so no other demo writes into it. Default: a fresh temporary directory when all
+    /// workloads run here (printed at start, removed at exit), `shop-config` with `--service` or
+    /// `--prepare`.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Certificates directory (development CA and workload identities). Default: a temporary
     /// directory when all workloads run here, `shop-certs` with `--service` or `--prepare`.
     #[arg(long)]
@@ -62,8 +69,9 @@ pub struct Args {
     #[arg(long)]
     base_port: Option<u16>,
     /// Admin endpoint (service map, metrics, config dump) when all workloads run here.
-    #[arg(long, default_value = "127.0.0.1:15000")]
-    admin: SocketAddr,
+    /// Default: 127.0.0.1:15000, or any free port when another process holds it.
+    #[arg(long)]
+    admin: Option<SocketAddr>,
     /// Seed of the clients' random choices (the canary pick).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -111,6 +119,29 @@ pub enum Error {
     /// The certificates directory has not been prepared.
     #[error("no identities in {0}: run `shop --prepare` first")]
     NotPrepared(PathBuf),
+    /// Another demo owns the config directory.
+    #[error(
+        "{} is in use by another shop demo{}: give this one its own --config directory (or \
+         none, for a temporary one), or stop the other",
+        .dir.display(),
+        .pid.map(|p| format!(" (process {p})")).unwrap_or_default()
+    )]
+    ConfigInUse {
+        /// The directory.
+        dir: PathBuf,
+        /// The process holding it, when known.
+        pid: Option<u32>,
+    },
+    /// Requests failed: the demo did not work.
+    #[error("traffic failed: {failed} of {sent} requests failed ({reasons}); see the summary")]
+    TrafficFailed {
+        /// Requests that failed.
+        failed: u64,
+        /// Requests sent.
+        sent: u64,
+        /// The failure reasons, most frequent first.
+        reasons: String,
+    },
 }
 
 impl Error {
@@ -131,6 +162,14 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // Spans go to the OTLP endpoint the OpenTelemetry variables name (none: tracing off).
+    let tracing = match mesh_tower::trace::install_from_env() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("shop: tracing: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = if args.prepare {
         run::prepare(&args)
     } else {
@@ -139,6 +178,9 @@ async fn main() -> ExitCode {
             Some(service) => run::one(&args, service).await,
         }
     };
+    if let Some(guard) = &tracing {
+        guard.tracing().flush().await;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The three ways to run: everything in this process ([`all`]), one workload ([`one`]), or only
 //! writing the directories separate processes share ([`prepare`]).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,15 +13,27 @@ use tokio::time::Instant;
 
 use super::checkout::canary_weights;
 use super::loadgen::{self, Load};
+use super::lock::{self, ConfigLock};
 use super::node::{self, Shared};
 use super::plan::{Ports, Service};
 use super::summary::Summary;
-use super::{Args, Error, certs, config};
+use super::{Args, Error, certs, config, verdict};
 
 /// The port plan of separate processes when `--base-port` is not given.
 const DEFAULT_BASE_PORT: u16 = 17000;
 /// How long the load generator waits for the servers of separate processes to listen.
 const WAIT_FOR_SERVERS: Duration = Duration::from_secs(30);
+/// The config directory separate processes share when `--config` is not given.
+const SHARED_CONFIG: &str = "shop-config";
+/// The admin endpoint of a single-process run, when free.
+const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
+
+/// The config directory of separate processes: `--config`, or `shop-config`.
+fn shared_config(args: &Args) -> PathBuf {
+    args.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(SHARED_CONFIG))
+}
 
 /// Writes the config and certificates directories for separate processes.
 pub fn prepare(args: &Args) -> Result<(), Error> {
@@ -30,13 +43,28 @@ pub fn prepare(args: &Args) -> Result<(), Error> {
         .unwrap_or_else(|| PathBuf::from("shop-certs"));
     certs::prepare(&certs_dir)?;
     let ports = Ports::plan(fixed_base_port(args)?);
-    report_config(&args.config, &ports)?;
+    let config_dir = shared_config(args);
+    lock::check_free(&config_dir)?;
+    report_config(&config_dir, &ports)?;
     eprintln!("shop: identities in {}", certs_dir.display());
     Ok(())
 }
 
-/// Every workload in this process, on free ports (or the `--base-port` plan), then the load.
+/// Every workload in this process, on free ports (or the `--base-port` plan), then the load;
+/// an error when requests failed (after the summary).
 pub async fn all(args: &Args) -> Result<(), Error> {
+    // This run's config directory, which no other demo writes into while it runs.
+    let config_temp;
+    let (config_dir, _lock) = match &args.config {
+        Some(dir) => (dir.clone(), Some(ConfigLock::acquire(dir)?)),
+        None => {
+            config_temp = tempfile::Builder::new()
+                .prefix("shop-config-")
+                .tempdir()
+                .map_err(Error::io("temporary config directory"))?;
+            (config_temp.path().to_path_buf(), None)
+        }
+    };
     let temp;
     let certs_dir = match &args.certs {
         Some(dir) => dir.clone(),
@@ -57,11 +85,11 @@ pub async fn all(args: &Args) -> Result<(), Error> {
         ports.listen.insert(*service, bound);
         listeners.push((*service, listener));
     }
-    report_config(&args.config, &ports)?;
+    report_config(&config_dir, &ports)?;
 
     let shared = Shared {
         certs: &certs_dir,
-        config: &args.config,
+        config: &config_dir,
         telemetry: telemetry(args.duration),
         seed: args.seed,
     };
@@ -84,12 +112,7 @@ pub async fn all(args: &Args) -> Result<(), Error> {
         .ok_or(Error::Missing(Service::Checkout))?;
     watch_canary(&checkout);
 
-    let admin_listener = TcpListener::bind(args.admin)
-        .await
-        .map_err(Error::io(format!(
-            "bind the admin endpoint on {}",
-            args.admin
-        )))?;
+    let admin_listener = bind_admin(args.admin).await?;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(Error::io("local address"))?;
@@ -112,13 +135,36 @@ pub async fn all(args: &Args) -> Result<(), Error> {
     );
     eprintln!(
         "shop: edit the weights in {} while it runs; the split follows",
-        args.config.join(config::INVENTORY_FILE).display()
+        config_dir.join(config::INVENTORY_FILE).display()
     );
     let start = Instant::now();
     let stats = loadgen::run(client, load, ctrl_c()).await;
     let graph = shared.telemetry.service_graph().snapshot(Instant::now());
     let summary = Summary::new(start.elapsed().as_secs_f64(), load.rps, &stats, &graph);
-    print(args, &summary)
+    print(args, &summary)?;
+    verdict::check(&stats)
+}
+
+/// The admin listener: `--admin` as given (an error when taken), else 127.0.0.1:15000, or any
+/// free port when another process (another demo) holds that one.
+async fn bind_admin(addr: Option<SocketAddr>) -> Result<TcpListener, Error> {
+    if let Some(addr) = addr {
+        return TcpListener::bind(addr)
+            .await
+            .map_err(Error::io(format!("bind the admin endpoint on {addr}")));
+    }
+    match TcpListener::bind(DEFAULT_ADMIN).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            eprintln!("shop: {DEFAULT_ADMIN} is taken (another demo?); admin on a free port");
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(Error::io("bind the admin endpoint"))
+        }
+        Err(e) => Err(Error::io(format!(
+            "bind the admin endpoint on {DEFAULT_ADMIN}"
+        ))(e)),
+    }
 }
 
 /// One workload alone, on the `--base-port` plan; the servers run until Ctrl-C, the load
@@ -133,13 +179,15 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
     }
     let base = fixed_base_port(args)?;
     let ports = Ports::plan(base);
-    config::write(&args.config, &ports).map_err(Error::io(format!(
+    let config_dir = shared_config(args);
+    lock::check_free(&config_dir)?;
+    config::write(&config_dir, &ports).map_err(Error::io(format!(
         "write the config into {}",
-        args.config.display()
+        config_dir.display()
     )))?;
     let shared = Shared {
         certs: &certs_dir,
-        config: &args.config,
+        config: &config_dir,
         telemetry: telemetry(args.duration),
         seed: args.seed,
     };
@@ -175,7 +223,8 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
         let local = shared.telemetry.service_graph().snapshot(Instant::now());
         let graph = PeerClient::default().merged(local, &peers).await;
         let summary = Summary::new(start.elapsed().as_secs_f64(), load.rps, &stats, &graph);
-        return print(args, &summary);
+        print(args, &summary)?;
+        return verdict::check(&stats);
     }
     let Some(addr) = ports.listen.get(&service).copied() else {
         return Err(Error::NotAServer);

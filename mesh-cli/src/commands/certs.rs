@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use mesh_core::identity::{CertificateAuthority, Credentials};
+use mesh_core::identity::{CertificateAuthority, Credentials, IssueOptions, SpiffeId};
 use mesh_core::model::parse_duration;
 use rustls_pki_types::UnixTime;
 
@@ -53,6 +53,16 @@ pub(super) struct IssueArgs {
     /// Lifetime of the certificate (Go duration: 24h, 90m, 3600s).
     #[arg(long, default_value = "24h", value_parser = parse_ttl)]
     ttl: Duration,
+    /// Also a DNS name the server answers to (repeatable), so curl and gRPC clients outside
+    /// the mesh can verify it by host name; mesh peers still check the SPIFFE ID only.
+    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns)]
+    dns: Vec<String>,
+}
+
+fn parse_dns(s: &str) -> Result<String, String> {
+    rustls_pki_types::DnsName::try_from(s)
+        .map(|_| s.to_ascii_lowercase())
+        .map_err(|_| format!("{s:?} is not a valid DNS name"))
 }
 
 fn parse_ttl(s: &str) -> Result<Duration, String> {
@@ -94,7 +104,9 @@ fn init(args: InitArgs) -> Result<(), CliError> {
 
 fn issue(args: IssueArgs) -> Result<(), CliError> {
     let ca = CertificateAuthority::load(&args.dir)?;
-    let issued = ca.issue(&args.namespace, &args.service_account, args.ttl)?;
+    let id = SpiffeId::istio(ca.trust_domain(), &args.namespace, &args.service_account)?;
+    let options = IssueOptions::new(id, args.ttl).dns_names(args.dns.iter().cloned());
+    let issued = ca.issue_with(&options)?;
     let files = issued.write_istio_layout(&args.out)?;
     // Read back what was written, with the same checks a workload will apply.
     let credentials = Credentials::load(&files, UnixTime::now())?;
@@ -104,5 +116,8 @@ fn issue(args: IssueArgs) -> Result<(), CliError> {
         credentials.leaf_not_after(),
         args.out.display()
     );
+    if !args.dns.is_empty() {
+        println!("  DNS names: {}", args.dns.join(", "));
+    }
     Ok(())
 }

@@ -94,6 +94,7 @@ impl IssuedIdentity {
 pub struct IssueOptions {
     spiffe_id: SpiffeId,
     uri_sans: Option<Vec<String>>,
+    dns_names: Vec<String>,
     not_before: SystemTime,
     not_after: SystemTime,
     key_pem: Option<String>,
@@ -107,6 +108,7 @@ impl IssueOptions {
         Self {
             spiffe_id,
             uri_sans: None,
+            dns_names: Vec::new(),
             not_before: now.checked_sub(BACKDATE).unwrap_or(now),
             not_after: now + ttl,
             key_pem: None,
@@ -132,6 +134,14 @@ impl IssueOptions {
     /// Replaces the URI SANs (empty for a leaf without SPIFFE ID, two for an invalid SVID).
     pub fn uri_sans(mut self, sans: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.uri_sans = Some(sans.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds DNS SANs beside the SPIFFE ID, so clients outside the mesh (curl, a plain gRPC
+    /// client) can verify the server by host name during development. Mesh peers still verify
+    /// the URI SAN only: a SPIFFE SVID has exactly one URI SAN and may carry DNS SANs.
+    pub fn dns_names(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.dns_names = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -278,31 +288,21 @@ impl CertificateAuthority {
             Some(pem) => KeyPair::from_pem(pem)?,
             None => KeyPair::generate()?,
         };
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.not_before = options.not_before.into();
-        params.not_after = options.not_after.into();
         let sans = match &options.uri_sans {
             Some(sans) => sans.clone(),
             None => vec![options.spiffe_id.to_string()],
         };
-        params.subject_alt_names = sans
-            .into_iter()
-            .map(|san| Ok(SanType::URI(san.try_into()?)))
-            .collect::<Result<_, rcgen::Error>>()?;
-        params.key_usages = if options.digital_signature {
-            vec![
-                KeyUsagePurpose::DigitalSignature,
-                KeyUsagePurpose::KeyEncipherment,
-            ]
-        } else {
-            vec![KeyUsagePurpose::KeyEncipherment]
-        };
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
+        let mut params = leaf_params(
+            sans,
+            options.not_before,
+            options.not_after,
+            options.digital_signature,
+        )?;
+        for name in &options.dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(name.clone().try_into()?));
+        }
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedIdentity {
             cert_chain_pem: format!("{}{}", cert.pem(), self.chain_pem),
@@ -311,6 +311,71 @@ impl CertificateAuthority {
             spiffe_id: options.spiffe_id.clone(),
         })
     }
+
+    /// Signs a PKCS#10 certificate signing request (PEM) the way istiod's CA does
+    /// (`security/pkg/pki/ca/ca.go`, `signWithCertChain`, and `security/pkg/pki/util`'s
+    /// `GenCertFromCSR`): the CSR gives only the public key (its signature is checked); the
+    /// subject, SANs and usages are the CA's, with `spiffe_id` as the one URI SAN whatever the
+    /// CSR asks for. Valid from a minute ago for `ttl`. Returns the leaf, PEM; a chain is the
+    /// leaf followed by [`chain_pem`](Self::chain_pem).
+    pub fn sign_csr(
+        &self,
+        csr_pem: &str,
+        spiffe_id: &SpiffeId,
+        ttl: Duration,
+    ) -> Result<String, CaError> {
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        let now = SystemTime::now();
+        let params = leaf_params(
+            vec![spiffe_id.to_string()],
+            now.checked_sub(BACKDATE).unwrap_or(now),
+            now + ttl,
+            true,
+        )?;
+        let signed = rcgen::CertificateSigningRequestParams {
+            params,
+            public_key: csr.public_key,
+        }
+        .signed_by(&self.issuer)?;
+        Ok(signed.pem())
+    }
+
+    /// The intermediates a leaf's chain carries after the leaf, PEM (empty for a root CA).
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
+    }
+}
+
+/// A workload leaf's parameters, as istiod's CA mints them: empty subject, the URI SANs,
+/// `digitalSignature` (unless refused) and `keyEncipherment`, server and client auth.
+fn leaf_params(
+    uri_sans: Vec<String>,
+    not_before: SystemTime,
+    not_after: SystemTime,
+    digital_signature: bool,
+) -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.not_before = not_before.into();
+    params.not_after = not_after.into();
+    params.subject_alt_names = uri_sans
+        .into_iter()
+        .map(|san| Ok(SanType::URI(san.try_into()?)))
+        .collect::<Result<_, rcgen::Error>>()?;
+    params.key_usages = if digital_signature {
+        vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ]
+    } else {
+        vec![KeyUsagePurpose::KeyEncipherment]
+    };
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
 }
 
 fn ca_params(trust_domain: &str) -> CertificateParams {

@@ -215,10 +215,27 @@ impl Credentials {
     }
 }
 
-/// The crypto provider mesh uses everywhere: ring, chosen explicitly so that whatever another
-/// crate installed as the process default (aws-lc, or nothing) has no effect.
+/// The crypto provider mesh builds every TLS config with, chosen as rustls intends a library to
+/// choose it: the process-level default the application installed
+/// (`CryptoProvider::install_default`, e.g. aws-lc-rs for post-quantum key exchange) when there
+/// is one, so mesh's connections use the same cryptography as the rest of the app; otherwise
+/// *ring*, the provider mesh is built with. A library never installs the process default itself
+/// (that is the application's choice), so this does not.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    match CryptoProvider::get_default() {
+        Some(installed) => Arc::clone(installed),
+        None => Arc::new(ring_provider()),
+    }
+}
+
+/// mesh's own fallback: *ring* (built without C toolchain requirements beyond a C compiler).
+/// rustls 0.23.48 marks `ring::default_provider` deprecated because *ring* has no post-quantum
+/// key exchange; the way rustls offers that is the application installing aws-lc-rs as the
+/// process default, which [`provider`] then follows. The deprecation is acknowledged here, in
+/// one place, rather than printed in every downstream build.
+#[allow(deprecated)]
+fn ring_provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 const NO_ITEMS: &str = "no PEM CERTIFICATE block found";

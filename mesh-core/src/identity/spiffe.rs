@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The longest SPIFFE ID accepted, in bytes (SPIFFE ID spec §2.3).
 pub const MAX_SPIFFE_ID_LEN: usize = 2048;
@@ -36,8 +37,9 @@ const SCHEME: &str = "spiffe://";
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpiffeId {
-    /// The whole ID, `spiffe://td/path`.
-    id: String,
+    /// The whole ID, `spiffe://td/path`; shared, so a clone (one per request that carries a
+    /// peer identity) does not copy it.
+    id: Arc<str>,
     /// Byte offset of the path's leading `/` in `id`.
     path_start: usize,
 }
@@ -121,7 +123,7 @@ impl SpiffeId {
         validate_trust_domain(trust_domain)?;
         validate_path(path)?;
         Ok(Self {
-            id: input.to_owned(),
+            id: Arc::from(input),
             path_start: SCHEME.len() + trust_domain.len(),
         })
     }

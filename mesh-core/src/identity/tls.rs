@@ -1,8 +1,9 @@
 //! rustls server and client configs derived from [`Credentials`].
 //!
-//! - **ring, explicitly.** Configs are built with `rustls::crypto::ring::default_provider()`,
-//!   never the process-default provider, so linking mesh into an app that installed aws-lc (or
-//!   nothing) changes nothing.
+//! - **The application's provider, else ring.** Configs are built with
+//!   [`provider`](super::credentials::provider): the process-default `CryptoProvider` when the
+//!   app installed one (rustls' intended way to pick aws-lc-rs and post-quantum key exchange),
+//!   otherwise *ring*; mesh never installs a process default itself.
 //! - **Client certificates are mandatory** whenever TLS is used: STRICT and the TLS side of
 //!   PERMISSIVE both mean *mutual* TLS, as in Istio.
 //! - **No session resumption.** A resumed TLS session skips certificate verification. After a

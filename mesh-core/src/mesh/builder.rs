@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::Mesh;
+use super::identity_check::{IdentityMismatch, identity_mismatch, strict_anywhere};
 use super::watch::{ConfigLoader, FileSource};
 use crate::config::ConfigError;
 use crate::identity::{IdentityFiles, IdentitySource, IdentityWatcher, WatchError};
@@ -31,6 +32,10 @@ pub enum MeshError {
     /// The workload identity files are missing, invalid, or cannot be watched.
     #[error("workload identity: {0}")]
     Identity(#[from] WatchError),
+    /// The certificate names another workload than the one declared, and the workload's
+    /// PeerAuthentication is STRICT (see [`IdentityMismatch`]).
+    #[error("{0}; refused because the workload's PeerAuthentication is STRICT")]
+    IdentityMismatch(Box<IdentityMismatch>),
 }
 
 /// Where the workload identity comes from, if anywhere.
@@ -42,6 +47,41 @@ enum IdentityConfig {
 }
 
 /// Configures and builds a [`Mesh`]; see [`Mesh::builder`].
+///
+/// A workload with its identity in Istio's file layout and its config in a folder of Istio
+/// YAML, both watched (here minted and written on the spot):
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use mesh_core::identity::CertificateAuthority;
+/// use mesh_core::model::MtlsMode;
+/// use mesh_core::{Mesh, Workload};
+///
+/// let dir = tempfile::tempdir()?;
+/// let (certs, config) = (dir.path().join("certs"), dir.path().join("mesh"));
+/// // What `mesh certs init` and `mesh certs issue` write (in a cluster: istio-agent).
+/// let ca = CertificateAuthority::generate("cluster.local")?;
+/// ca.issue("shop", "checkout", Duration::from_secs(3600))?
+///     .write_istio_layout(&certs)?;
+/// std::fs::create_dir(&config)?;
+/// std::fs::write(
+///     config.join("mtls.yaml"),
+///     "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n\
+///      metadata: {name: default, namespace: shop}\nspec: {mtls: {mode: STRICT}}\n",
+/// )?;
+///
+/// let mesh = Mesh::builder()
+///     .workload(Workload::new("shop", "checkout").labels([("app", "checkout"), ("version", "v1")]))
+///     .identity_files(&certs) // cert-chain.pem, key.pem, root-cert.pem; rotations followed
+///     .config_path(&config) // Istio YAML, watched; a bad edit keeps the last good config
+///     .build()
+///     .await?;
+/// assert_eq!(mesh.snapshot().inbound.peer_authentication.mode, MtlsMode::Strict);
+/// assert!(mesh.identity_mismatch().is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct MeshBuilder {
     context: BuildContext,
@@ -51,6 +91,9 @@ pub struct MeshBuilder {
     start_with_valid_files: bool,
     loader: ConfigLoader,
     identity: IdentityConfig,
+    /// Whether [`MeshBuilder::workload`] was called (the default workload declares nothing, so
+    /// its identity is not compared with the certificate's).
+    workload_declared: bool,
 }
 
 impl Default for MeshBuilder {
@@ -63,6 +106,7 @@ impl Default for MeshBuilder {
             start_with_valid_files: false,
             loader: ConfigLoader::istio(),
             identity: IdentityConfig::None,
+            workload_declared: false,
         }
     }
 }
@@ -71,6 +115,7 @@ impl MeshBuilder {
     /// The workload this process runs as.
     pub fn workload(mut self, workload: Workload) -> Self {
         self.context.workload = workload;
+        self.workload_declared = true;
         self
     }
 
@@ -139,13 +184,28 @@ impl MeshBuilder {
     /// Loads the config (refusing an invalid one), starts watching it, and returns the handle.
     /// With no config paths, the mesh starts empty (for a config pushed by xDS or
     /// [`Mesh::apply`]).
+    ///
+    /// A declared [`workload`](Self::workload) whose certificate names another namespace or
+    /// service account is logged as a warning ([`Mesh::identity_mismatch`]), and refused with
+    /// [`MeshError::IdentityMismatch`] when its PeerAuthentication is STRICT on any port.
     pub async fn build(mut self) -> Result<Mesh, MeshError> {
-        let identity = match std::mem::replace(&mut self.identity, IdentityConfig::None) {
-            IdentityConfig::None => None,
-            IdentityConfig::Source(source) => Some(source),
-            IdentityConfig::Files(files) => Some(IdentityWatcher::start(files).await?.into()),
+        let identity: Option<IdentitySource> =
+            match std::mem::replace(&mut self.identity, IdentityConfig::None) {
+                IdentityConfig::None => None,
+                IdentityConfig::Source(source) => Some(source),
+                IdentityConfig::Files(files) => Some(IdentityWatcher::start(files).await?.into()),
+            };
+        let mismatch = match &identity {
+            Some(source) if self.workload_declared => identity_mismatch(
+                &self.context.workload,
+                source.current().credentials().spiffe_id(),
+            ),
+            _ => None,
         };
         if self.config_paths.is_empty() {
+            if let Some(mismatch) = mismatch {
+                tracing::warn!(%mismatch, "workload identity");
+            }
             return Ok(Mesh::new(
                 self.context,
                 Snapshot::empty(),
@@ -180,6 +240,12 @@ impl MeshBuilder {
         } else {
             Mesh::new(self.context, initial, identity, Vec::new())
         };
+        if let Some(mismatch) = mismatch {
+            if strict_anywhere(&mesh.snapshot().inbound.peer_authentication) {
+                return Err(MeshError::IdentityMismatch(Box::new(mismatch)));
+            }
+            tracing::warn!(%mismatch, "workload identity");
+        }
         if let Some(refused) = refused {
             mesh.reject(refused);
         }

@@ -7,6 +7,7 @@
 //! for the admin config dump ([`Mesh::status`]).
 
 mod builder;
+mod identity_check;
 mod partial;
 mod status;
 mod watch;
@@ -17,6 +18,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{oneshot, watch as tokio_watch};
 
 pub use builder::{MeshBuilder, MeshError};
+pub use identity_check::{IdentityMismatch, identity_mismatch};
 pub use partial::load_valid_files;
 pub use status::{ConfigStatus, Rejection};
 
@@ -109,6 +111,14 @@ impl Mesh {
     /// TLS: a server refuses connections on STRICT ports rather than serve them in plaintext.
     pub fn identity(&self) -> Option<&IdentitySource> {
         self.shared.identity.as_ref()
+    }
+
+    /// The workload's namespace and service account ([`BuildContext::workload`], `default/default`
+    /// when none was declared) against its current certificate: `Some` when the certificate
+    /// names another (see [`MeshBuilder::build`]). Follows rotations.
+    pub fn identity_mismatch(&self) -> Option<IdentityMismatch> {
+        let identity = self.identity()?.current();
+        identity_mismatch(&self.context().workload, identity.credentials().spiffe_id())
     }
 
     /// The config status: current version, reload counts and the last rejection.

@@ -7,22 +7,21 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use http_body_util::BodyExt;
-use mesh_core::balance::PickContext;
-use mesh_core::model::{RetryPolicy, Route};
+use mesh_core::balance::{InFlight, PickContext};
+use mesh_core::model::RetryPolicy;
 use mesh_core::resilience::{Backoff, Outcome};
 use mesh_core::telemetry::ResponseFlag;
 use rand::rngs::SmallRng;
 use tokio::time::Instant;
 
-use super::body::{EndOfStream, MeshBody};
+use super::body::MeshBody;
 use super::classify::{Attempt, endpoint_failure, should_retry};
 use super::connect::ConnectError;
-use super::pool::{SendError, UpstreamBody};
-use super::prepare;
+use super::pool::{EndpointPool, SendError, UpstreamBody};
+use super::prepare::{self, Target};
 use super::record::UpstreamHost;
-use super::replay::ReplayBody;
 use super::runtime::ClusterRuntime;
+use super::send_body::SendBody;
 use super::service::{BoxError, Inner};
 use crate::reply::{LocalReply, is_grpc};
 use crate::tls::TlsError;
@@ -42,32 +41,59 @@ fn connect_error_text(reason: Option<&str>) -> String {
     }
 }
 
+/// The end of an attempt whose response is being read: the endpoint's in-flight count and
+/// latency sample, and the pool's waiters, settled when the response body ends.
+pub(crate) struct AttemptEnd {
+    in_flight: InFlight,
+    pool: Arc<EndpointPool>,
+}
+
+impl AttemptEnd {
+    pub(crate) fn finish(self) {
+        self.in_flight.finish(Instant::now());
+        self.pool.release();
+    }
+}
+
+/// What an attempt gives back: how it ended (for retry decisions), and the response with the
+/// endpoint that sent it, or why there is none.
+type AttemptResult = (Attempt, Result<(Response<MeshBody>, UpstreamHost), Failed>);
+
 impl Inner {
     /// The attempts of one request: the first, then retries as the policy and budget allow.
+    /// `head` is the request head without its target, which `target` gives; both are moved
+    /// into the first attempt and copied only when another attempt may follow.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempts<B>(
         &self,
         cluster: &Arc<ClusterRuntime>,
-        route: &Route,
-        parts: &http::request::Parts,
-        body: &ReplayBody<B>,
-        authority: &str,
-        path_and_query: &str,
+        policy: Option<&RetryPolicy>,
+        mut head: http::request::Parts,
+        target: Target,
+        mut body: SendBody<B>,
         hash: Option<u64>,
         rng: &mut SmallRng,
-    ) -> Response<MeshBody>
+    ) -> (Response<MeshBody>, Option<UpstreamHost>)
     where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
-        let grpc = is_grpc(&parts.headers);
+        let grpc = is_grpc(&head.headers);
         let local = |flag, message: &str| {
-            LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
+            (
+                LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc),
+                None,
+            )
         };
         let _admitted = match cluster.breaker.try_request() {
             Ok(p) => p,
             Err(overflow) => return local(ResponseFlag::UpstreamOverflow, &overflow.to_string()),
         };
-        let policy = route.retry.as_ref();
+        // Every endpoint of a cluster speaks the same protocol, so the upstream target is set
+        // once, before the first attempt.
+        let http2 = head.version == http::Version::HTTP_2
+            || cluster.pools.first().is_some_and(|p| p.settings().http2);
+        prepare::set_target(&mut head, target, http2);
+        let mut head = Some(head);
         let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
         let backoff = policy.map(Backoff::from_policy);
         let mut previous: Option<usize> = None;
@@ -85,32 +111,39 @@ impl Inner {
                 return local(ResponseFlag::NoHealthyUpstream, "no healthy upstream");
             };
             previous = Some(index);
-            let outcome = self
+            let last = attempt_no >= max_attempts;
+            // The head is backed up only when another attempt may follow.
+            let parts = if last { head.take() } else { head.clone() };
+            let (Some(parts), Some(upstream_body)) = (parts, body.next()) else {
+                // Not reached: a body sent once belongs to a request with a single attempt.
+                return local(
+                    ResponseFlag::UpstreamConnectionFailure,
+                    "request already sent",
+                );
+            };
+            let (attempt, result) = self
                 .attempt(
                     cluster,
                     index,
-                    parts,
-                    body.clone(),
-                    authority,
-                    path_and_query,
+                    Request::from_parts(parts, upstream_body),
                     policy,
-                    grpc,
                 )
                 .await;
-            let (attempt, result) = outcome;
-            let last = attempt_no >= max_attempts;
             let retryable =
                 policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
             if last || !retryable {
-                return result.unwrap_or_else(|(flag, reason)| {
-                    let flag = if attempt_no > 1 && flag == ResponseFlag::UpstreamConnectionFailure
-                    {
-                        ResponseFlag::UpstreamRetryLimitExceeded
-                    } else {
-                        flag
-                    };
-                    local(flag, &connect_error_text(reason.as_deref()))
-                });
+                return match result {
+                    Ok((response, host)) => (response, Some(host)),
+                    Err((flag, reason)) => {
+                        let flag =
+                            if attempt_no > 1 && flag == ResponseFlag::UpstreamConnectionFailure {
+                                ResponseFlag::UpstreamRetryLimitExceeded
+                            } else {
+                                flag
+                            };
+                        local(flag, &connect_error_text(reason.as_deref()))
+                    }
+                };
             }
             drop(retry_permit.take());
             match cluster.breaker.try_retry() {
@@ -119,9 +152,12 @@ impl Inner {
                     tracing::debug!(cluster = %cluster.cluster.name, %overflow, "retry not allowed");
                     metrics::counter!("mesh_retry_budget_exhausted_total", "cluster" => cluster.cluster.name.to_string())
                         .increment(1);
-                    return result.unwrap_or_else(|(flag, _)| {
-                        local(flag, "upstream connect error; retry budget exhausted")
-                    });
+                    return match result {
+                        Ok((response, host)) => (response, Some(host)),
+                        Err((flag, _)) => {
+                            local(flag, "upstream connect error; retry budget exhausted")
+                        }
+                    };
                 }
             }
             metrics::counter!("mesh_retries_total", "cluster" => cluster.cluster.name.to_string())
@@ -132,23 +168,16 @@ impl Inner {
         }
     }
 
-    /// One attempt on one endpoint. Returns how it ended (for retry decisions) and the response
-    /// to give the caller if it is the last, or the flag for a local reply.
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt<B>(
+    /// One attempt of `request` (its target set) on endpoint `index`. Returns how it ended
+    /// (for retry decisions) and the response to give the caller if it is the last, or the
+    /// flag for a local reply.
+    async fn attempt(
         &self,
         cluster: &Arc<ClusterRuntime>,
         index: usize,
-        parts: &http::request::Parts,
-        body: ReplayBody<B>,
-        authority: &str,
-        path_and_query: &str,
+        request: Request<UpstreamBody>,
         policy: Option<&RetryPolicy>,
-        _grpc: bool,
-    ) -> (Attempt, Result<Response<MeshBody>, Failed>)
-    where
-        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
-    {
+    ) -> AttemptResult {
         let (Some(stats), Some(pool)) = (
             cluster.balancer.stats(index).cloned(),
             cluster.pools.get(index).cloned(),
@@ -158,12 +187,6 @@ impl Inner {
                 Err((ResponseFlag::NoHealthyUpstream, None)),
             );
         };
-        let mut request = Request::from_parts(
-            parts.clone(),
-            UpstreamBody::new(body.map_err(|e| -> BoxError { Box::new(e) })),
-        );
-        let http2 = pool.uses_http2(&request);
-        prepare::set_target(&mut request, authority, path_and_query, http2);
         let start = Instant::now();
         let in_flight = stats.start(start);
         let send = pool.send(request);
@@ -180,21 +203,20 @@ impl Inner {
                 let attempt = Attempt::from_response(response.status(), response.headers());
                 let status = response.status().as_u16();
                 stats.observe_rtt(now.saturating_duration_since(start), now);
-                let pool_for_end = pool.clone();
-                let mut response = response;
-                response.extensions_mut().insert(UpstreamHost {
-                    cluster: cluster.clone(),
-                    index,
-                });
+                let end = AttemptEnd {
+                    in_flight,
+                    pool: pool.clone(),
+                };
                 let response = response.map(|incoming| {
                     let mut body = MeshBody::upstream(incoming);
-                    body.on_end(move |_end: EndOfStream| {
-                        in_flight.finish(Instant::now());
-                        pool_for_end.release();
-                    });
+                    body.on_end_attempt(end);
                     body
                 });
-                (attempt, Outcome::Response(status), Ok(response))
+                let host = UpstreamHost {
+                    cluster: cluster.clone(),
+                    index,
+                };
+                (attempt, Outcome::Response(status), Ok((response, host)))
             }
             Err(error) => {
                 drop(in_flight);

@@ -7,14 +7,22 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-type OnEnd = Box<dyn FnOnce(EndOfStream) + Send + Sync>;
+use super::attempt::AttemptEnd;
+use super::record::RecordEnd;
 
 /// A response body: streamed from the upstream, or a local reply. When it ends (or is dropped),
 /// the request's accounting completes: in-flight count, latency, telemetry.
+///
+/// The two things that wait for the end are typed slots, not boxed closures: every call has
+/// them, and each closure box (and the box chaining them) was an allocation per call.
 pub struct MeshBody {
     kind: Kind,
     bytes: u64,
-    on_end: Option<OnEnd>,
+    /// The endpoint's accounting (in-flight count, latency, the pool's waiters).
+    attempt: Option<AttemptEnd>,
+    /// The call's telemetry record, completed after the attempt's accounting. Inline, not
+    /// boxed: every routed call has one.
+    record: Option<RecordEnd>,
 }
 
 enum Kind {
@@ -49,7 +57,8 @@ impl MeshBody {
         Self {
             kind: Kind::Upstream(body),
             bytes: 0,
-            on_end: None,
+            attempt: None,
+            record: None,
         }
     }
 
@@ -59,7 +68,8 @@ impl MeshBody {
         Self {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             bytes: 0,
-            on_end: None,
+            attempt: None,
+            record: None,
         }
     }
 
@@ -68,24 +78,27 @@ impl MeshBody {
         Self {
             kind: Kind::Full(None),
             bytes: 0,
-            on_end: None,
+            attempt: None,
+            record: None,
         }
     }
 
-    /// Runs `f` when the body ends, after any hook set before.
-    pub(crate) fn on_end(&mut self, f: impl FnOnce(EndOfStream) + Send + Sync + 'static) {
-        self.on_end = Some(match self.on_end.take() {
-            Some(first) => Box::new(move |end| {
-                first(end);
-                f(end);
-            }),
-            None => Box::new(f),
-        });
+    /// Ends `attempt` when the body ends.
+    pub(crate) fn on_end_attempt(&mut self, attempt: AttemptEnd) {
+        self.attempt = Some(attempt);
+    }
+
+    /// Completes and records `record` when the body ends (after the attempt's accounting).
+    pub(crate) fn on_end_record(&mut self, record: RecordEnd) {
+        self.record = Some(record);
     }
 
     fn finish(&mut self, outcome: BodyOutcome, grpc_status: Option<i32>) {
-        if let Some(f) = self.on_end.take() {
-            f(EndOfStream {
+        if let Some(attempt) = self.attempt.take() {
+            attempt.finish();
+        }
+        if let Some(record) = self.record.take() {
+            record.finish(EndOfStream {
                 outcome,
                 grpc_status,
                 bytes: self.bytes,

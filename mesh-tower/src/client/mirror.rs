@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::attempt::pick_endpoint;
 use super::pool::UpstreamBody;
-use super::prepare;
+use super::prepare::{self, Target};
 use super::replay::ReplayBody;
 use super::runtime::ClusterRuntime;
 use super::service::{BoxError, Inner};
@@ -25,8 +25,7 @@ impl Inner {
         cluster: Arc<ClusterRuntime>,
         parts: &http::request::Parts,
         body: &ReplayBody<B>,
-        authority: &str,
-        path_and_query: &str,
+        target: &Target,
     ) where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
@@ -40,13 +39,18 @@ impl Inner {
         ) else {
             return;
         };
-        let authority = shadow_authority(authority);
-        let mut request = Request::from_parts(
+        let target = target.rewritten(
+            shadow_authority(target.authority.as_str()),
+            target.path_and_query.as_str().to_owned(),
+        );
+        let request = Request::from_parts(
             parts.clone(),
             UpstreamBody::new(body.follower().map_err(|e| -> BoxError { Box::new(e) })),
         );
         let http2 = pool.uses_http2(&request);
-        prepare::set_target(&mut request, &authority, path_and_query, http2);
+        let (mut head, body) = request.into_parts();
+        prepare::set_target(&mut head, target, http2);
+        let request = Request::from_parts(head, body);
         tokio::spawn(async move {
             let in_flight = stats.start(Instant::now());
             match pool.send(request).await {

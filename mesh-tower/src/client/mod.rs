@@ -8,11 +8,13 @@ mod connect;
 mod hash;
 mod mirror;
 mod passthrough;
+mod plan;
 mod pool;
 mod prepare;
 mod record;
 mod replay;
 mod runtime;
+mod send_body;
 mod service;
 
 pub use body::MeshBody;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -91,7 +92,10 @@ pub(crate) struct EndpointPool {
     connector: Connector,
     settings: PoolSettings,
     breaker: CircuitBreaker,
-    h2: tokio::sync::Mutex<Option<Arc<H2Conn>>>,
+    /// The HTTP/2 connection: read without a lock by every request.
+    h2: ArcSwapOption<H2Conn>,
+    /// Held while a new HTTP/2 connection is opened, so concurrent requests share one.
+    h2_connecting: tokio::sync::Mutex<()>,
     h1_idle: Mutex<Vec<H1Conn>>,
     /// Signalled when an HTTP/1.1 connection may have become free.
     released: Notify,
@@ -134,7 +138,8 @@ impl EndpointPool {
             connector,
             settings,
             breaker,
-            h2: tokio::sync::Mutex::new(None),
+            h2: ArcSwapOption::empty(),
+            h2_connecting: tokio::sync::Mutex::new(()),
             h1_idle: Mutex::new(Vec::new()),
             released: Notify::new(),
         }
@@ -184,10 +189,8 @@ impl EndpointPool {
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         if limit != 0 && n >= limit {
             // This is the connection's last request; the next one opens a new connection.
-            let mut slot = self.h2.lock().await;
-            if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
-                *slot = None;
-            }
+            let current = Some(conn.clone());
+            self.h2.compare_and_swap(&current, None);
         }
         let mut sender = conn.sender.clone();
         match sender.try_send_request(request).await {
@@ -199,13 +202,16 @@ impl EndpointPool {
         }
     }
 
+    /// The live HTTP/2 connection, or a new one. The fast path is one atomic load and two
+    /// checks, no lock; only opening a connection is serialized.
     async fn h2_conn(&self) -> Result<Arc<H2Conn>, SendError> {
-        let mut slot = self.h2.lock().await;
-        if let Some(conn) = slot.as_ref()
-            && !conn.sender.is_closed()
-            && !self.too_old(conn.opened, Instant::now())
-        {
-            return Ok(conn.clone());
+        if let Some(conn) = self.live_h2() {
+            return Ok(conn);
+        }
+        let _connecting = self.h2_connecting.lock().await;
+        // Another request may have opened one while this one waited.
+        if let Some(conn) = self.live_h2() {
+            return Ok(conn);
         }
         // A connection past `maxConnectionDuration` takes no new streams; it closes once its
         // open streams end and the last handle to it is dropped (Envoy drains it likewise).
@@ -237,8 +243,17 @@ impl EndpointPool {
             peer,
             opened: Instant::now(),
         });
-        *slot = Some(conn.clone());
+        self.h2.store(Some(conn.clone()));
         Ok(conn)
+    }
+
+    /// The HTTP/2 connection if it can take a new stream: open, and not past
+    /// `maxConnectionDuration`.
+    fn live_h2(&self) -> Option<Arc<H2Conn>> {
+        let guard = self.h2.load();
+        let conn = guard.as_ref()?;
+        (!conn.sender.is_closed() && !self.too_old(conn.opened, Instant::now()))
+            .then(|| conn.clone())
     }
 
     async fn send_h1(

@@ -1,38 +1,13 @@
-//! Request and response edits a route asks for: header operations, rewrites, and the request
-//! target each HTTP version expects; plus reading a request's `grpc-timeout`.
+//! Request edits a route asks for: rewrites, and the request target each HTTP version expects
+//! (header operations are compiled in `plan.rs`); plus reading a request's `grpc-timeout`.
 
 use std::time::Duration;
 
-use http::header::{HOST, HeaderName, HeaderValue};
+use http::header::{HOST, HeaderValue};
+use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Request, Uri, Version};
-use mesh_core::model::{HeaderMutation, Rewrite, StringMatch};
-
-/// Applies `set`, `add` and `remove` to `headers`. Invalid names or values (which validation
-/// should have refused) are skipped.
-pub(crate) fn apply_headers(headers: &mut HeaderMap, ops: &HeaderMutation) {
-    for name in &ops.remove {
-        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-            headers.remove(name);
-        }
-    }
-    for (name, value) in &ops.set {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.insert(n, v);
-        }
-    }
-    for (name, value) in &ops.add {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(n, v);
-        }
-    }
-}
+use http::{HeaderMap, Uri, Version};
+use mesh_core::model::{Rewrite, StringMatch};
 
 /// Rewrites the path (replacing the prefix the route matched, or the whole path for other
 /// matches) and the authority, as Istio's `rewrite` does.
@@ -69,32 +44,67 @@ pub(crate) fn rewrite_target(
     (new_path, authority)
 }
 
+/// Where a request goes: its authority and path (with query), kept as the `http` parts the
+/// caller's URI was made of, so the upstream URI is built by moving them, not by copying.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub(crate) authority: Authority,
+    pub(crate) path_and_query: PathAndQuery,
+    /// The authority's port, else the scheme's default.
+    pub(crate) port: u16,
+}
+
+impl Target {
+    /// Takes the target out of `parts`' URI (leaving `/`): the URI's authority, else the Host
+    /// header's; the path `/` when there is none. `None` without an authority.
+    pub(crate) fn take(parts: &mut Parts) -> Option<Self> {
+        let uri = std::mem::take(&mut parts.uri).into_parts();
+        let https = uri.scheme.as_ref() == Some(&Scheme::HTTPS);
+        let authority = match uri.authority {
+            Some(a) => a,
+            None => parts.headers.get(HOST)?.to_str().ok()?.parse().ok()?,
+        };
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Some(Self {
+            authority,
+            path_and_query: uri
+                .path_and_query
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+            port,
+        })
+    }
+
+    /// `authority` and `path_and_query` as rewritten; an authority that is not one keeps the
+    /// current (validation refuses those), a path that is not one becomes `/`.
+    pub(crate) fn rewritten(&self, authority: String, path_and_query: String) -> Self {
+        Self {
+            authority: Authority::try_from(authority).unwrap_or_else(|_| self.authority.clone()),
+            path_and_query: PathAndQuery::try_from(path_and_query)
+                .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+            port: self.port,
+        }
+    }
+}
+
 /// Sets the request target the way the upstream connection's HTTP version expects: origin-form
 /// with a `Host` header for HTTP/1.1, absolute-form (for `:authority`) for HTTP/2.
-pub(crate) fn set_target<B>(
-    request: &mut Request<B>,
-    authority: &str,
-    path_and_query: &str,
-    http2: bool,
-) {
-    let pq =
-        PathAndQuery::try_from(path_and_query).unwrap_or_else(|_| PathAndQuery::from_static("/"));
+pub(crate) fn set_target(parts: &mut Parts, target: Target, http2: bool) {
     if http2 {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Authority::try_from(authority).ok();
-        parts.path_and_query = Some(pq);
-        if let Ok(uri) = Uri::from_parts(parts) {
-            *request.uri_mut() = uri;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(target.authority);
+        uri.path_and_query = Some(target.path_and_query);
+        if let Ok(uri) = Uri::from_parts(uri) {
+            parts.uri = uri;
         }
-        *request.version_mut() = Version::HTTP_2;
-        request.headers_mut().remove(HOST);
+        parts.version = Version::HTTP_2;
+        parts.headers.remove(HOST);
     } else {
-        *request.uri_mut() = Uri::from(pq);
-        *request.version_mut() = Version::HTTP_11;
-        if let Ok(host) = HeaderValue::from_str(authority) {
-            request.headers_mut().insert(HOST, host);
+        if let Ok(host) = HeaderValue::from_str(target.authority.as_str()) {
+            parts.headers.insert(HOST, host);
         }
+        parts.uri = Uri::from(target.path_and_query);
+        parts.version = Version::HTTP_11;
     }
 }
 
@@ -119,7 +129,10 @@ pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::plan::HeaderOps;
     use super::*;
+    use http::Request;
+    use mesh_core::model::HeaderMutation;
 
     #[test]
     fn header_operations() {
@@ -131,7 +144,7 @@ mod tests {
             add: vec![("x-add".into(), "a".into()), ("x-add".into(), "b".into())],
             remove: vec!["x-old".into()],
         };
-        apply_headers(&mut h, &ops);
+        HeaderOps::compile(&ops).apply(&mut h);
         assert!(h.get("x-old").is_none());
         assert_eq!(h["x-set"], "new");
         assert_eq!(h.get_all("x-add").iter().count(), 2);
@@ -161,13 +174,33 @@ mod tests {
 
     #[test]
     fn targets_per_version() {
-        let mut r = Request::new(());
-        set_target(&mut r, "reviews:9080", "/a?b", false);
-        assert_eq!(r.uri(), "/a?b");
-        assert_eq!(r.headers()[HOST], "reviews:9080");
-        set_target(&mut r, "reviews:9080", "/a?b", true);
-        assert_eq!(r.uri(), "http://reviews:9080/a?b");
-        assert!(r.headers().get(HOST).is_none());
+        let parts = || {
+            let (mut parts, ()) = Request::get("http://reviews:9080/a?b")
+                .body(())
+                .unwrap()
+                .into_parts();
+            let target = Target::take(&mut parts).unwrap();
+            assert_eq!(target.port, 9080);
+            (parts, target)
+        };
+        let (mut r, target) = parts();
+        set_target(&mut r, target, false);
+        assert_eq!(r.uri, "/a?b");
+        assert_eq!(r.headers[HOST], "reviews:9080");
+        let (mut r, target) = parts();
+        r.headers.insert(HOST, HeaderValue::from_static("stale"));
+        set_target(&mut r, target, true);
+        assert_eq!(r.uri, "http://reviews:9080/a?b");
+        assert!(r.headers.get(HOST).is_none());
+        // The Host header names the target when the URI does not; the path defaults to `/`.
+        let (mut parts, ()) = Request::get("/").body(()).unwrap().into_parts();
+        assert!(Target::take(&mut parts).is_none());
+        parts
+            .headers
+            .insert(HOST, HeaderValue::from_static("ratings"));
+        let target = Target::take(&mut parts).unwrap();
+        assert_eq!((target.authority.as_str(), target.port), ("ratings", 80));
+        assert_eq!(target.path_and_query, "/");
     }
 
     #[test]

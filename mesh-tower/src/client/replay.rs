@@ -19,11 +19,11 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use super::send_body::{ReadBytes, RequestBytes};
+
 /// A replayable body; clone it to get a body that replays from the start.
 pub struct ReplayBody<B> {
-    shared: Arc<Mutex<Shared<B>>>,
-    /// Bytes read from the caller's body so far, for telemetry.
-    read_bytes: Arc<AtomicU64>,
+    shared: Arc<SharedBody<B>>,
     /// Chunks this clone has returned.
     position: usize,
     /// Whether this clone has returned the trailers (or the end).
@@ -32,11 +32,24 @@ pub struct ReplayBody<B> {
     follower: bool,
 }
 
+/// What the clones share, in one allocation.
+struct SharedBody<B> {
+    state: Mutex<Shared<B>>,
+    /// Bytes read from the caller's body so far, for telemetry.
+    read_bytes: AtomicU64,
+}
+
+impl<B: Send> ReadBytes for SharedBody<B> {
+    fn read_bytes(&self) -> u64 {
+        self.read_bytes.load(Ordering::Relaxed)
+    }
+}
+
 struct Shared<B> {
     /// The caller's body while no clone is polling it.
     inner: Option<B>,
     /// Copies of the chunks read so far (emptied on overflow).
-    chunks: Vec<Bytes>,
+    chunks: Chunks,
     /// Chunks read from the caller's body, copied or not.
     read: usize,
     buffered: usize,
@@ -55,7 +68,7 @@ impl<B> ReplayBody<B> {
     pub fn new(body: B, limit: usize) -> Self {
         let shared = Shared {
             inner: Some(body),
-            chunks: Vec::new(),
+            chunks: Chunks::default(),
             read: 0,
             buffered: 0,
             limit,
@@ -65,8 +78,10 @@ impl<B> ReplayBody<B> {
             waiters: Vec::new(),
         };
         Self {
-            shared: Arc::new(Mutex::new(shared)),
-            read_bytes: Arc::default(),
+            shared: Arc::new(SharedBody {
+                state: Mutex::new(shared),
+                read_bytes: AtomicU64::new(0),
+            }),
             position: 0,
             finished: false,
             follower: false,
@@ -74,13 +89,16 @@ impl<B> ReplayBody<B> {
     }
 
     /// A counter of the bytes read from the caller's body, shared by every clone.
-    pub(crate) fn byte_counter(&self) -> Arc<AtomicU64> {
-        self.read_bytes.clone()
+    pub(crate) fn byte_counter(&self) -> RequestBytes
+    where
+        B: Send + 'static,
+    {
+        self.shared.clone()
     }
 
     /// Whether a new clone would still see the whole body.
     pub fn is_replayable(&self) -> bool {
-        !lock(&self.shared).overflowed
+        !lock(&self.shared.state).overflowed
     }
 }
 
@@ -96,7 +114,6 @@ impl<B> ReplayBody<B> {
     pub fn follower(&self) -> Self {
         Self {
             shared: self.shared.clone(),
-            read_bytes: self.read_bytes.clone(),
             position: 0,
             finished: false,
             follower: true,
@@ -108,7 +125,6 @@ impl<B> Clone for ReplayBody<B> {
     fn clone(&self) -> Self {
         Self {
             shared: self.shared.clone(),
-            read_bytes: self.read_bytes.clone(),
             position: 0,
             finished: false,
             follower: false,
@@ -153,7 +169,7 @@ where
             return Poll::Ready(None);
         }
         let shared = this.shared.clone();
-        let mut state = lock(&shared);
+        let mut state = lock(&shared.state);
         // The copy first.
         if let Some(chunk) = state.chunks.get(this.position) {
             this.position += 1;
@@ -178,7 +194,7 @@ where
         };
         drop(state);
         let polled = Pin::new(&mut inner).poll_frame(cx);
-        let mut state = lock(&shared);
+        let mut state = lock(&shared.state);
         state.inner = Some(inner);
         let waiters = std::mem::take(&mut state.waiters);
         let result = match polled {
@@ -192,14 +208,15 @@ where
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(mut data) => {
                     let bytes = data.copy_to_bytes(data.remaining());
-                    this.read_bytes
+                    shared
+                        .read_bytes
                         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                     state.read += 1;
                     this.position = state.read;
                     if !state.overflowed {
                         if state.buffered + bytes.len() > state.limit {
                             state.overflowed = true;
-                            state.chunks = Vec::new();
+                            state.chunks = Chunks::default();
                         } else {
                             state.buffered += bytes.len();
                             state.chunks.push(bytes.clone());
@@ -231,12 +248,12 @@ where
         if self.finished {
             return true;
         }
-        let state = lock(&self.shared);
+        let state = lock(&self.shared.state);
         state.ended && state.trailers.is_none() && self.position >= state.read
     }
 
     fn size_hint(&self) -> SizeHint {
-        let state = lock(&self.shared);
+        let state = lock(&self.shared.state);
         if state.ended && !state.overflowed {
             let sent: usize = state
                 .chunks
@@ -250,6 +267,35 @@ where
             Some(inner) if state.read == 0 => inner.size_hint(),
             _ => SizeHint::default(),
         }
+    }
+}
+
+/// The copied chunks: the first inline (a unary call's body is one chunk, kept with no
+/// allocation of its own), the rest in a vector.
+#[derive(Default)]
+struct Chunks {
+    first: Option<Bytes>,
+    rest: Vec<Bytes>,
+}
+
+impl Chunks {
+    fn get(&self, i: usize) -> Option<&Bytes> {
+        match i {
+            0 => self.first.as_ref(),
+            _ => self.rest.get(i - 1),
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push(chunk);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Bytes> {
+        self.first.iter().chain(&self.rest)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Per-cluster runtime built from a snapshot: the balancer, the circuit breaker, outlier
-//! detection and the endpoints' connection pools.
+//! detection and the endpoints' connection pools; and the snapshot's compiled route plans
+//! (`plan.rs`).
 //!
 //! Built once per snapshot version, off the hot path of every request but the first after a
 //! swap. What must survive a swap does: endpoint stats (in-flight, EWMA, ejection) through the
@@ -11,12 +12,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use mesh_core::balance::{Balancer, ClientLocality, ClusterState, StatsRegistry};
-use mesh_core::model::{Cluster, ClusterName, EndpointAddress, Snapshot};
+use mesh_core::model::{Cluster, ClusterName, EndpointAddress, Route, Snapshot};
 use mesh_core::resilience::{CircuitBreaker, OutlierDetector};
 use tokio::time::Instant;
 
 use super::connect::{Connector, Security};
+use super::plan::{RoutePlan, RoutePlans};
 use super::pool::{EndpointPool, PoolSettings};
+use super::record::RecordCache;
 use crate::tls::TlsConnector;
 
 /// Everything the client needs to call one cluster.
@@ -27,6 +30,8 @@ pub(crate) struct ClusterRuntime {
     pub(crate) outlier: Option<OutlierDetector>,
     /// Parallel to `cluster.endpoints`.
     pub(crate) pools: Box<[Arc<EndpointPool>]>,
+    /// The telemetry handles of this cluster's calls, by their label-determining facts.
+    pub(crate) records: RecordCache,
     last_sweep: Mutex<Instant>,
 }
 
@@ -49,10 +54,26 @@ impl ClusterRuntime {
     }
 }
 
-/// The runtime of every cluster of one snapshot version.
+/// The runtime of every cluster of one snapshot version, and the plans of its routes.
 pub(crate) struct Runtime {
     pub(crate) version: String,
     pub(crate) clusters: HashMap<ClusterName, Arc<ClusterRuntime>>,
+    /// The snapshot this was built from (kept alive: the plans are keyed by its routes'
+    /// addresses).
+    snapshot: Option<Arc<Snapshot>>,
+    plans: RoutePlans,
+}
+
+impl Runtime {
+    /// The compiled plan of `route`, a route of `snapshot`, if this runtime was built from
+    /// that very snapshot (else the caller compiles one).
+    pub(crate) fn plan(&self, snapshot: &Arc<Snapshot>, route: &Route) -> Option<&RoutePlan> {
+        let built_from = self.snapshot.as_ref()?;
+        if !Arc::ptr_eq(built_from, snapshot) {
+            return None;
+        }
+        self.plans.get(route)
+    }
 }
 
 /// Builds runtimes as snapshots change, carrying state across.
@@ -84,6 +105,8 @@ impl Runtimes {
             current: ArcSwap::from_pointee(Runtime {
                 version: "\0unbuilt".into(),
                 clusters: HashMap::new(),
+                snapshot: None,
+                plans: RoutePlans::default(),
             }),
             rebuild: Mutex::new(()),
             stats: StatsRegistry::new(),
@@ -128,6 +151,7 @@ impl Runtimes {
             breaker,
             outlier: None,
             pools,
+            records: RecordCache::default(),
             last_sweep: Mutex::new(now),
         });
         if cache.len() >= PASSTHROUGH_CACHE {
@@ -138,7 +162,7 @@ impl Runtimes {
     }
 
     /// The runtime for `snapshot`, building it if the snapshot is new.
-    pub(crate) fn get(&self, snapshot: &Snapshot) -> Arc<Runtime> {
+    pub(crate) fn get(&self, snapshot: &Arc<Snapshot>) -> Arc<Runtime> {
         let current = self.current.load_full();
         if current.version == snapshot.version {
             return current;
@@ -153,7 +177,7 @@ impl Runtimes {
         next
     }
 
-    fn build(&self, snapshot: &Snapshot, previous: &Runtime) -> Runtime {
+    fn build(&self, snapshot: &Arc<Snapshot>, previous: &Runtime) -> Runtime {
         let now = Instant::now();
         let mut clusters = HashMap::with_capacity(snapshot.clusters.len());
         let mut breakers = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -225,6 +249,7 @@ impl Runtimes {
                     breaker,
                     outlier,
                     pools: endpoint_pools,
+                    records: RecordCache::default(),
                     last_sweep: Mutex::new(now),
                 }),
             );
@@ -233,9 +258,12 @@ impl Runtimes {
         *pools = live_pools;
         breakers.retain(|name, _| snapshot.clusters.contains_key(name));
         self.stats.retain(snapshot.clusters.keys());
+        let plans = RoutePlans::compile(snapshot, &clusters);
         Runtime {
             version: snapshot.version.clone(),
             clusters,
+            snapshot: Some(snapshot.clone()),
+            plans,
         }
     }
 }

@@ -15,13 +15,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
 use mesh_core::Mesh;
 use mesh_core::OutboundTrafficPolicy;
 use mesh_core::balance::{ClientLocality, WeightedPick};
-use mesh_core::model::{AbortStatus, ClusterName, Route, RouteAction, RouteOrigin};
+use mesh_core::model::{AbortStatus, ClusterName, RouteAction};
 use mesh_core::routing::{self, NoRoute, RequestHeaders, RequestInfo};
 use mesh_core::telemetry::ResponseFlag;
 use rand::rngs::SmallRng;
@@ -31,10 +32,11 @@ use tokio::time::Instant;
 use super::body::MeshBody;
 use super::hash;
 use super::passthrough;
-use super::prepare;
-use super::record::{self, CallFacts, Reporting};
-use super::replay::ReplayBody;
+use super::plan::RoutePlan;
+use super::prepare::{self, Target};
+use super::record::{self, CallFacts, Reporting, UpstreamHost};
 use super::runtime::Runtimes;
+use super::send_body::SendBody;
 use crate::reply::{LocalReply, is_grpc};
 use crate::telemetry::{AccessLogMode, Telemetry};
 use crate::tls::TlsConnector;
@@ -44,6 +46,10 @@ use mesh_core::identity::IdentitySource;
 /// Request bodies up to this size are kept so the request can be retried or mirrored (Envoy's
 /// default per-request buffer limit is of the same order).
 const REPLAY_LIMIT: usize = 64 * 1024;
+
+/// Headers a call adds to the caller's: `traceparent`, four B3 headers, `x-request-id`, and
+/// the two peer metadata headers.
+const ADDED_HEADERS: usize = 8;
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -227,91 +233,97 @@ impl Inner {
         SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
-    async fn call<B>(&self, mut request: Request<B>) -> Response<MeshBody>
+    async fn call<B>(&self, request: Request<B>) -> Response<MeshBody>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
         let mut rng = self.rng();
-        let ctx = trace::outbound(request.headers_mut(), &mut rng);
-        self.reporting.add_metadata(request.headers_mut());
-        // The target and path are read once, for the record and for routing.
-        let target = target(&request);
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let record = self.reporting.start(
-            request.method().as_str(),
-            &path,
-            target.as_ref().map_or("", |(a, _)| a.as_str()),
-            request.headers(),
+        let (mut parts, body) = request.into_parts();
+        // Room for what is added below (trace context, request id, peer metadata) at once,
+        // rather than growing the map header by header.
+        parts.headers.reserve(ADDED_HEADERS);
+        let mut ctx = trace::outbound(&mut parts.headers, &mut rng);
+        let span = trace::span::start_client(&mut ctx, &mut parts.headers, &mut rng);
+        self.reporting.add_metadata(&mut parts.headers);
+        // The target is read once, for the record and for routing.
+        let target = Target::take(&mut parts);
+        let start = self.reporting.start(
+            &parts.method,
+            target
+                .as_ref()
+                .map(|t| (t.authority.as_str(), t.path_and_query.as_str())),
+            &parts.headers,
             &ctx,
+            span.is_some(),
         );
         let started = Instant::now();
         let mut facts = CallFacts::default();
-        let mut response = self
-            .route_and_send(request, target, path, &mut rng, &mut facts)
+        let (mut response, host) = self
+            .route_and_send(parts, body, target, &mut rng, &mut facts)
             .await;
         record::finish(
-            &self.reporting.telemetry,
-            record,
+            &self.reporting,
+            start,
             started,
             facts,
+            host,
             &mut response,
+            span,
         );
         response
     }
 
-    /// Routes and sends `request`, whose [`target`] and path and query (`/` when absent) the
-    /// caller has read.
+    /// Routes and sends the request of `parts` (its target taken out, see [`Target::take`])
+    /// and `body`; returns the response and the endpoint that sent it, if one did.
     async fn route_and_send<B>(
         &self,
-        request: Request<B>,
-        target: Option<(String, u16)>,
-        path_and_query: String,
+        mut parts: Parts,
+        body: B,
+        target: Option<Target>,
         rng: &mut SmallRng,
         facts: &mut CallFacts,
-    ) -> Response<MeshBody>
+    ) -> (Response<MeshBody>, Option<UpstreamHost>)
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let grpc = is_grpc(request.headers());
+        let grpc = is_grpc(&parts.headers);
         let local = |flag, message: &str| {
             LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
         };
 
-        let Some((authority, port)) = target else {
-            return local(ResponseFlag::NoRoute, "request has no authority");
+        let Some(target) = target else {
+            return (
+                local(ResponseFlag::NoRoute, "request has no authority"),
+                None,
+            );
         };
         let snapshot = self.mesh.snapshot();
         let info = RequestInfo {
-            method: request.method().as_str(),
-            authority: &authority,
-            path_and_query: &path_and_query,
-            port,
-            headers: &Headers(request.headers()),
+            method: parts.method.as_str(),
+            authority: target.authority.as_str(),
+            path_and_query: target.path_and_query.as_str(),
+            port: target.port,
+            headers: &Headers(&parts.headers),
         };
         let selected = match routing::select(&snapshot, &info) {
             Ok(s) => s,
             Err(e @ NoRoute::NoMatchingRoute { .. }) => {
-                return local(ResponseFlag::NoRoute, &e.to_string());
+                return (local(ResponseFlag::NoRoute, &e.to_string()), None);
             }
             // A host no resource declares: Istio's outboundTrafficPolicy.
             Err(_) => {
                 return match self.mesh.context().settings.outbound_traffic_policy {
                     OutboundTrafficPolicy::RegistryOnly => {
                         facts.named = Some((
-                            passthrough::service(passthrough::BLACKHOLE, port),
+                            passthrough::service(passthrough::BLACKHOLE, target.port),
                             ClusterName::new(passthrough::BLACKHOLE),
                         ));
-                        direct(502, None)
+                        (direct(502, None), None)
                     }
                     OutboundTrafficPolicy::AllowAny => {
-                        self.pass_through(request, &authority, port, path_and_query, rng, facts)
-                            .await
+                        self.pass_through(parts, body, target, rng, facts).await
                     }
                 };
             }
@@ -320,18 +332,19 @@ impl Inner {
         let destinations = match &route.action {
             RouteAction::Forward(d) => d,
             RouteAction::DirectResponse { status, body } => {
-                return direct(*status, body.as_deref());
+                return (direct(*status, body.as_deref()), None);
             }
             RouteAction::Redirect {
                 path,
                 authority: to,
                 status,
             } => {
-                return redirect(
+                let response = redirect(
                     *status,
-                    to.as_deref().unwrap_or(&authority),
-                    path.as_deref().unwrap_or(&path_and_query),
+                    to.as_deref().unwrap_or(target.authority.as_str()),
+                    path.as_deref().unwrap_or(target.path_and_query.as_str()),
                 );
+                return (response, None);
             }
         };
 
@@ -345,49 +358,76 @@ impl Inner {
             if let Some(abort) = &fault.abort
                 && abort.percentage.hit(rng.random_range(0..1_000_000))
             {
-                return fault_abort(&abort.status, grpc);
+                return (fault_abort(&abort.status, grpc), None);
             }
         }
 
         let Some(destination) = WeightedPick::new(destinations).pick(rng) else {
-            return local(ResponseFlag::NoHealthyUpstream, "route has no destination");
+            return (
+                local(ResponseFlag::NoHealthyUpstream, "route has no destination"),
+                None,
+            );
         };
         let runtime = self.runtimes.get(&snapshot);
-        let Some(cluster) = runtime.clusters.get(&destination.cluster).cloned() else {
-            return local(
-                ResponseFlag::NoHealthyUpstream,
-                "destination cluster not found",
+        // The route's plan, compiled with the snapshot's runtime (compiled here in the rare
+        // case the runtime was built from another snapshot of the same version).
+        let compiled;
+        let plan = match runtime.plan(&snapshot, route) {
+            Some(plan) => plan,
+            None => {
+                compiled = RoutePlan::compile(route, &runtime.clusters);
+                &compiled
+            }
+        };
+        let picked = destinations
+            .iter()
+            .position(|d| std::ptr::eq(d, destination))
+            .and_then(|i| plan.destinations.get(i));
+        let Some((destination, cluster)) = picked.and_then(|d| Some((d, d.cluster.clone()?)))
+        else {
+            return (
+                local(
+                    ResponseFlag::NoHealthyUpstream,
+                    "destination cluster not found",
+                ),
+                None,
             );
         };
         facts.cluster = Some(cluster.clone());
 
-        // Prepare the upstream request once; attempts clone its replayable body.
-        let (mut parts, body) = request.into_parts();
-        prepare::apply_headers(&mut parts.headers, &route.request_headers);
-        prepare::apply_headers(&mut parts.headers, &destination.request_headers);
-        let (path_and_query, authority) = match &route.rewrite {
+        plan.request_headers.apply(&mut parts.headers);
+        destination.request_headers.apply(&mut parts.headers);
+        let target = match &route.rewrite {
             Some(rw) => {
-                let matched = selected.route.matches.iter().find_map(|m| m.path.as_ref());
-                prepare::rewrite_target(&path_and_query, &authority, matched, rw)
+                let matched = route.matches.iter().find_map(|m| m.path.as_ref());
+                let (path, authority) = prepare::rewrite_target(
+                    target.path_and_query.as_str(),
+                    target.authority.as_str(),
+                    matched,
+                    rw,
+                );
+                target.rewritten(authority, path)
             }
-            None => (path_and_query, authority),
+            None => target,
         };
-        let body = ReplayBody::new(body.map_err(Into::into), REPLAY_LIMIT);
-        facts.request_bytes = Some(body.byte_counter());
+        // The body is kept for replay only if a retry or a mirror may send it again.
+        let body = SendBody::new(body.map_err(Into::into), plan.replay, REPLAY_LIMIT);
+        facts.request_bytes = body.byte_counter();
 
-        for mirror in &route.mirrors {
-            if mirror.percentage.hit(rng.random_range(0..1_000_000))
-                && let Some(target) = runtime.clusters.get(&mirror.cluster).cloned()
-            {
-                self.mirror(target, &parts, &body, &authority, &path_and_query);
+        if let Some(kept) = body.replay() {
+            for (mirror, mirror_cluster) in route.mirrors.iter().zip(plan.mirrors.iter()) {
+                if mirror.percentage.hit(rng.random_range(0..1_000_000))
+                    && let Some(mirror_cluster) = mirror_cluster
+                {
+                    self.mirror(mirror_cluster.clone(), &parts, kept, &target);
+                }
             }
         }
 
-        let query = path_and_query.split_once('?').map(|(_, q)| q);
         let request_hash = hash::request_hash(
             &cluster.cluster.lb,
             &parts.headers,
-            query,
+            target.path_and_query.query(),
             &self.source_key,
             rng,
         );
@@ -397,105 +437,67 @@ impl Inner {
         };
         let attempts = self.attempts(
             &cluster,
-            route,
-            &parts,
-            &body,
-            &authority,
-            &path_and_query,
+            route.retry.as_ref(),
+            parts,
+            target,
+            body,
             request_hash.hash,
             rng,
         );
-        let mut response = match timeout {
+        let (mut response, host) = match timeout {
             Some(t) => match tokio::time::timeout(t, attempts).await {
                 Ok(r) => r,
-                Err(_) => local(
-                    ResponseFlag::UpstreamRequestTimeout,
-                    "upstream request timeout",
+                Err(_) => (
+                    local(
+                        ResponseFlag::UpstreamRequestTimeout,
+                        "upstream request timeout",
+                    ),
+                    None,
                 ),
             },
             None => attempts.await,
         };
-        prepare::apply_headers(response.headers_mut(), &route.response_headers);
-        prepare::apply_headers(response.headers_mut(), &destination.response_headers);
+        plan.response_headers.apply(response.headers_mut());
+        destination.response_headers.apply(response.headers_mut());
         if let Some(cookie) = request_hash.set_cookie {
             response
                 .headers_mut()
                 .append(http::header::SET_COOKIE, cookie);
         }
-        response
+        (response, host)
     }
 }
 
 impl Inner {
-    /// Sends `request` to `PassthroughCluster`: plaintext to the host and port it names.
+    /// Sends the request to `PassthroughCluster`: plaintext to the host and port it names.
     async fn pass_through<B>(
         &self,
-        request: Request<B>,
-        authority: &str,
-        port: u16,
-        path_and_query: String,
+        parts: Parts,
+        body: B,
+        target: Target,
         rng: &mut SmallRng,
         facts: &mut CallFacts,
-    ) -> Response<MeshBody>
+    ) -> (Response<MeshBody>, Option<UpstreamHost>)
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
-        let grpc = is_grpc(request.headers());
+        let grpc = is_grpc(&parts.headers);
         let Some(cluster) = self
             .runtimes
-            .passthrough(passthrough::host_of(authority), port)
+            .passthrough(passthrough::host_of(target.authority.as_str()), target.port)
         else {
-            return LocalReply::for_flag(ResponseFlag::NoHealthyUpstream, "no healthy upstream")
-                .into_response(grpc);
+            let reply =
+                LocalReply::for_flag(ResponseFlag::NoHealthyUpstream, "no healthy upstream");
+            return (reply.into_response(grpc), None);
         };
         facts.cluster = Some(cluster.clone());
-        let (parts, body) = request.into_parts();
-        let body = ReplayBody::new(body.map_err(Into::into), REPLAY_LIMIT);
-        facts.request_bytes = Some(body.byte_counter());
         // Istio's allow_any route: the whole authority, no retries, no timeout.
-        let route = Route {
-            origin: RouteOrigin::Default,
-            matches: Vec::new(),
-            action: RouteAction::Forward(Vec::new()),
-            timeout: None,
-            retry: None,
-            fault: None,
-            mirrors: Vec::new(),
-            request_headers: Default::default(),
-            response_headers: Default::default(),
-            rewrite: None,
-        };
-        self.attempts(
-            &cluster,
-            &route,
-            &parts,
-            &body,
-            authority,
-            &path_and_query,
-            None,
-            rng,
-        )
-        .await
+        let body = SendBody::new(body.map_err(Into::into), false, REPLAY_LIMIT);
+        facts.request_bytes = body.byte_counter();
+        self.attempts(&cluster, None, parts, target, body, None, rng)
+            .await
     }
-}
-
-/// The authority and port a request is for: the URI's, else the Host header's; the port
-/// defaults by scheme.
-fn target<B>(request: &Request<B>) -> Option<(String, u16)> {
-    let https = request.uri().scheme() == Some(&http::uri::Scheme::HTTPS);
-    let authority = match request.uri().authority() {
-        Some(a) => a.clone(),
-        None => request
-            .headers()
-            .get(http::header::HOST)?
-            .to_str()
-            .ok()?
-            .parse()
-            .ok()?,
-    };
-    let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    Some((authority.as_str().to_owned(), port))
 }
 
 fn direct(status: u16, body: Option<&str>) -> Response<MeshBody> {

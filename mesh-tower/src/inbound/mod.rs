@@ -14,4 +14,5 @@ pub mod policy;
 
 pub use authz::AuthzLayer;
 pub use conn::{LocalAddr, PeerInfo, RemoteAddr};
+pub(crate) use policy::{Connection, own_principal};
 pub use policy::{Inbound, InboundBody, InboundLayer, RequestBody};

@@ -1,37 +1,25 @@
 //! Handing what the server knows about a connection to each of its requests.
 
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use mesh_core::identity::PeerIdentity;
 use tower_service::Service;
 
-use crate::inbound::{LocalAddr, RemoteAddr};
+use crate::inbound::{Connection, LocalAddr, RemoteAddr};
 
-/// Inserts [`RemoteAddr`], [`LocalAddr`] and, for mutual TLS, the verified [`PeerIdentity`]
-/// into each request's extensions.
+/// Inserts [`RemoteAddr`], [`LocalAddr`] and, for mutual TLS, the verified
+/// [`PeerIdentity`](mesh_core::identity::PeerIdentity) into each request's extensions, from
+/// the connection's facts (shared, so cloning this service per request copies none of them).
 #[derive(Clone, Debug)]
 pub(super) struct ConnInfo<S> {
     inner: S,
-    remote: SocketAddr,
-    local: SocketAddr,
-    peer: Option<PeerIdentity>,
+    conn: Arc<Connection>,
 }
 
 impl<S> ConnInfo<S> {
-    pub(super) fn new(
-        inner: S,
-        remote: SocketAddr,
-        local: SocketAddr,
-        peer: Option<PeerIdentity>,
-    ) -> Self {
-        Self {
-            inner,
-            remote,
-            local,
-            peer,
-        }
+    pub(super) fn new(inner: S, conn: Arc<Connection>) -> Self {
+        Self { inner, conn }
     }
 }
 
@@ -49,9 +37,13 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let ext = request.extensions_mut();
-        ext.insert(RemoteAddr(self.remote));
-        ext.insert(LocalAddr(self.local));
-        if let Some(peer) = &self.peer {
+        if let Some(remote) = self.conn.remote {
+            ext.insert(RemoteAddr(remote));
+        }
+        if let Some(local) = self.conn.local {
+            ext.insert(LocalAddr(local));
+        }
+        if let Some(peer) = &self.conn.peer {
             ext.insert(peer.clone());
         }
         self.inner.call(request)

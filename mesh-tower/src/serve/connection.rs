@@ -36,6 +36,7 @@ use super::options::{HeadersWithUnderscores, ServeOptions};
 use super::refusals::{Reason, Refusals};
 use super::registry::{ConnState, Registered};
 use super::xfcc;
+use crate::inbound::{Connection, Inbound, own_principal};
 use crate::tls::{Accepted, BoxError, HttpVersion, Rewind, ServerStream, TlsAcceptor, TlsError};
 
 /// hyper refuses HTTP/1 read buffers smaller than this.
@@ -109,15 +110,16 @@ fn http_builder(o: &ServeOptions) -> auto::Builder<StreamExecutor> {
 /// is logged or counted here, nothing is returned.
 pub(super) async fn connection<A, B>(
     ctx: Arc<ConnCtx>,
-    app: A,
+    app: Inbound<A>,
     stream: TcpStream,
     remote: SocketAddr,
     registered: Registered,
     mut drain: watch::Receiver<bool>,
 ) where
-    A: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    A::Future: Send + 'static,
-    A::Error: Into<BoxError>,
+    A: Clone,
+    Inbound<A>: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    <Inbound<A> as Service<Request<Incoming>>>::Future: Send + 'static,
+    <Inbound<A> as Service<Request<Incoming>>>::Error: Into<BoxError>,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
@@ -167,8 +169,17 @@ pub(super) async fn connection<A, B>(
     };
 
     let state = registered.state.clone();
-    let element = xfcc_element(&ctx.mesh, &accepted);
-    let service = ConnInfo::new(app, remote, local, accepted.peer);
+    // Our principal, once per connection: the XFCC element's `By` and the records' destination
+    // principal.
+    let principal = own_principal(&ctx.mesh);
+    let element = xfcc_element(principal.as_deref(), &accepted);
+    let conn = Arc::new(Connection::new(
+        Some(remote),
+        Some(local),
+        accepted.peer,
+        principal,
+    ));
+    let service = ConnInfo::new(app.for_connection(conn.clone()), conn);
     let service = Guard::new(service, state.clone(), element, ctx.underscores);
     let service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
     let builder = match accepted.http {
@@ -289,14 +300,11 @@ fn next_check(state: &ConnState, t: Timeouts, now: Instant) -> Instant {
     now + left.max(MIN_CHECK)
 }
 
-/// Our XFCC element for a mutual-TLS connection's verified peer.
-fn xfcc_element<IO>(mesh: &Mesh, accepted: &Accepted<IO>) -> Option<HeaderValue> {
+/// Our XFCC element for a mutual-TLS connection's verified peer; `by` is our principal.
+fn xfcc_element<IO>(by: Option<&str>, accepted: &Accepted<IO>) -> Option<HeaderValue> {
     let ServerStream::Tls(tls) = &accepted.stream else {
         return None;
     };
     let leaf = tls.get_ref().1.peer_certificates()?.first()?;
-    let by = mesh
-        .identity()
-        .map(|id| id.current().credentials().spiffe_id().as_str().to_owned());
-    xfcc::element(by.as_deref(), leaf)
+    xfcc::element(by, leaf)
 }

@@ -87,6 +87,30 @@ const EVICT_RETRY: Duration = Duration::from_millis(100);
 ///
 /// The service receives requests whose body is a [`RequestBody`] over hyper's `Incoming`; an
 /// axum `Router` and tonic `Routes` accept any body, so they serve as they are.
+///
+/// An axum app whose handler reads the caller's verified identity, stopped by Ctrl-C:
+///
+/// ```
+/// use axum::{Extension, Router, routing::get};
+/// use mesh_core::identity::PeerIdentity;
+///
+/// async fn whoami(peer: Option<Extension<PeerIdentity>>) -> String {
+///     match peer {
+///         Some(Extension(peer)) => format!("hello, {}\n", peer.spiffe_id()),
+///         None => "hello, plaintext caller\n".to_owned(), // PERMISSIVE or DISABLE only
+///     }
+/// }
+///
+/// async fn run(mesh: mesh_core::Mesh) -> std::io::Result<()> {
+///     let app = Router::new().route("/whoami", get(whoami));
+///     let listener = tokio::net::TcpListener::bind("0.0.0.0:9080").await?;
+///     mesh_tower::serve(&mesh, listener, app)
+///         .with_graceful_shutdown(async {
+///             let _ = tokio::signal::ctrl_c().await;
+///         })
+///         .await
+/// }
+/// ```
 pub fn serve<S, B>(mesh: &Mesh, listener: TcpListener, service: S) -> Serve<S>
 where
     S: Service<Request<RequestBody<Incoming>>, Response = Response<B>> + Clone + Send + 'static,

@@ -8,10 +8,11 @@
 //! `tracing-subscriber`'s `json()` gives one object per line, as Envoy's JSON access log does)
 //! and the destination. Enable or silence them with the target, e.g. `mesh::access=info`.
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mesh_core::authz::normalize_path;
-use mesh_core::telemetry::RequestRecord;
+use mesh_core::telemetry::{RequestRecord, ResponseFlag};
 
 /// The `tracing` target of access log events.
 pub const ACCESS_LOG_TARGET: &str = "mesh::access";
@@ -44,7 +45,7 @@ pub fn log_request(mode: AccessLogMode, r: &RequestRecord) {
     if !mode.includes(r) {
         return;
     }
-    let flags = super::flags_text(r);
+    let flags = Flags(&r.response_flags);
     let status = r.response_code.unwrap_or(0);
     let line = super::istio_text_line(r);
     let upstream_host = (r.reporter == mesh_core::telemetry::Reporter::Source)
@@ -81,6 +82,24 @@ pub fn log_request(mode: AccessLogMode, r: &RequestRecord) {
         trace_id = r.trace_id.as_deref(),
         "{line}"
     );
+}
+
+/// Response flags as the log shows them: `-` when none, else their codes joined by `,`.
+/// Written only when the event is emitted.
+struct Flags<'a>(&'a [ResponseFlag]);
+
+impl fmt::Display for Flags<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some((first, rest)) = self.0.split_first() else {
+            return f.write_str("-");
+        };
+        f.write_str(first.code())?;
+        for flag in rest {
+            f.write_str(",")?;
+            f.write_str(flag.code())?;
+        }
+        Ok(())
+    }
 }
 
 /// The path as authorization saw it (percent-decoded where safe, dot segments and duplicate

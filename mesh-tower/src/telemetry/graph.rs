@@ -12,10 +12,11 @@
 //! one, as Kiali does, and the destination's otherwise.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use mesh_core::telemetry::names::{DURATION_BUCKETS_MS, UNKNOWN};
@@ -341,20 +342,232 @@ impl Default for GraphWindow {
 }
 
 /// The in-process service graph. Cheap to clone; all clones share the data.
+///
+/// The map of edges is locked only to find or add an edge ([`ServiceGraph::edge`]) and to read
+/// the graph; counting a request on an edge already found ([`EdgeHandle::record`]) is a few
+/// atomic additions, so a server that keeps each connection's edge takes no process-wide lock
+/// per request.
 #[derive(Clone, Debug)]
 pub struct ServiceGraph {
-    inner: Arc<Mutex<Inner>>,
+    edges: Arc<RwLock<HashMap<EdgeKey, Arc<Edge>>>>,
+    /// Each node's app (canonical service), noted when an edge is first seen.
+    apps: Arc<Mutex<HashMap<NodeId, String>>>,
     instance: Arc<str>,
-    window: GraphWindow,
+    clock: Clock,
     max_edges: usize,
+}
+
+/// The window arithmetic an edge handle needs, copied into each.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    window: GraphWindow,
     epoch: Instant,
 }
 
+impl Clock {
+    fn slot_of(&self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(since / self.window.slot.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The oldest window still covered at `slot`.
+    fn oldest(&self, slot: u64) -> u64 {
+        slot.saturating_sub(u64::from(self.window.slots) - 1)
+    }
+}
+
+/// One edge's counts: a ring of `slots` windows, each tagged with the window it counts.
+#[derive(Debug)]
+struct Edge {
+    windows: Box<[Window]>,
+}
+
+/// One window of an edge. `tag` is the window's number plus one (zero: never used), or
+/// [`CLAIMED`] while the first request of a new window clears the counts of the one it
+/// replaces in the ring.
 #[derive(Debug, Default)]
-struct Inner {
-    edges: HashMap<EdgeKey, VecDeque<(u64, Counts)>>,
-    /// Each node's app, noted when an edge is first seen (not on the request path).
-    apps: HashMap<NodeId, String>,
+struct Window {
+    tag: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    mtls: AtomicU64,
+    grpc: AtomicU64,
+    /// Requests per response code: an edge sees few codes, and the lock is the window's own
+    /// (never process-wide).
+    codes: Mutex<BTreeMap<ResponseCode, u64>>,
+}
+
+/// The tag of a window being cleared.
+const CLAIMED: u64 = u64::MAX;
+
+impl Window {
+    /// The window counted here; `None` when none is, or it is being cleared.
+    fn window(&self) -> Option<u64> {
+        match self.tag.load(Ordering::Acquire) {
+            0 | CLAIMED => None,
+            tag => Some(tag - 1),
+        }
+    }
+}
+
+impl Edge {
+    fn new(slots: u32) -> Self {
+        Self {
+            windows: (0..slots.max(1)).map(|_| Window::default()).collect(),
+        }
+    }
+
+    /// Counts one request in window `slot`. A window `slots` or more older than the one its
+    /// ring position holds is out of every graph already, and is not counted.
+    fn add(&self, slot: u64, bucket: usize, error: bool, facts: &EdgeFacts) {
+        let len = self.windows.len() as u64;
+        let Some(w) = self.windows.get((slot % len) as usize) else {
+            return;
+        };
+        let tag = slot.saturating_add(1).min(CLAIMED - 1);
+        let mut spins = 0u32;
+        loop {
+            let seen = w.tag.load(Ordering::Acquire);
+            if seen == tag {
+                break;
+            }
+            if seen == CLAIMED {
+                // Another request is clearing this window: a few stores.
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            if seen > tag {
+                return;
+            }
+            if w.tag
+                .compare_exchange(seen, CLAIMED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                w.requests.store(0, Ordering::Relaxed);
+                w.errors.store(0, Ordering::Relaxed);
+                for b in &w.buckets {
+                    b.store(0, Ordering::Relaxed);
+                }
+                w.mtls.store(0, Ordering::Relaxed);
+                w.grpc.store(0, Ordering::Relaxed);
+                w.codes
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                w.tag.store(tag, Ordering::Release);
+                break;
+            }
+        }
+        w.requests.fetch_add(1, Ordering::Relaxed);
+        if error {
+            w.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(b) = w.buckets.get(bucket) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        if facts.mtls {
+            w.mtls.fetch_add(1, Ordering::Relaxed);
+        }
+        if facts.grpc {
+            w.grpc.fetch_add(1, Ordering::Relaxed);
+        }
+        *w.codes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(facts.code)
+            .or_insert(0) += 1;
+    }
+
+    /// The counts of the windows from `oldest` on.
+    fn counts(&self, oldest: u64) -> Counts {
+        let mut c = Counts::default();
+        for w in self.windows.iter() {
+            if w.window().is_none_or(|s| s < oldest) {
+                continue;
+            }
+            c.requests += w.requests.load(Ordering::Relaxed);
+            c.errors += w.errors.load(Ordering::Relaxed);
+            for (a, b) in c.buckets.iter_mut().zip(&w.buckets) {
+                *a += b.load(Ordering::Relaxed);
+            }
+            c.mtls += w.mtls.load(Ordering::Relaxed);
+            c.grpc += w.grpc.load(Ordering::Relaxed);
+            for (code, n) in w
+                .codes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+            {
+                *c.codes.entry(*code).or_insert(0) += n;
+            }
+        }
+        c
+    }
+
+    /// Whether any window from `oldest` on was counted in.
+    fn is_recent(&self, oldest: u64) -> bool {
+        self.windows.iter().any(|w| {
+            w.tag.load(Ordering::Acquire) == CLAIMED || w.window().is_some_and(|s| s >= oldest)
+        })
+    }
+}
+
+/// One edge of a [`ServiceGraph`], found once ([`ServiceGraph::edge`]) and then counted into
+/// with atomics only. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct EdgeHandle {
+    edge: Arc<Edge>,
+    clock: Clock,
+    folded: bool,
+    facts: EdgeFacts,
+}
+
+/// What a handle's requests share beyond their edge (a function of the label-determining
+/// facts it was resolved for): their response code, whether they were mutual TLS, gRPC.
+#[derive(Clone, Copy, Debug)]
+struct EdgeFacts {
+    code: ResponseCode,
+    mtls: bool,
+    grpc: bool,
+}
+
+impl EdgeFacts {
+    fn of(r: &RequestRecord) -> Self {
+        Self {
+            code: ResponseCode::of(r),
+            mtls: r.security == SecurityPolicy::MutualTls
+                || r.source_principal.is_some()
+                || r.destination_principal.is_some(),
+            grpc: r.protocol == RequestProtocol::Grpc,
+        }
+    }
+}
+
+impl EdgeHandle {
+    /// Counts a request that took `duration` and failed or not
+    /// ([`RequestRecord::is_error`]), finished at `now`.
+    pub fn record(&self, duration: Duration, error: bool, now: Instant) {
+        let ms = duration.as_secs_f64() * 1000.0;
+        let bucket = DURATION_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(DURATION_BUCKETS_MS.len());
+        self.edge
+            .add(self.clock.slot_of(now), bucket, error, &self.facts);
+    }
+
+    /// Whether the graph was full and this is the `unknown → unknown` edge the request was
+    /// folded into: such a handle must not be kept, each request is looked up again (room may
+    /// have been made).
+    pub fn is_folded(&self) -> bool {
+        self.folded
+    }
 }
 
 impl Default for ServiceGraph {
@@ -369,14 +582,17 @@ impl ServiceGraph {
     pub fn new(window: GraphWindow) -> Self {
         let id: u64 = rand::rng().random();
         Self {
-            inner: Arc::default(),
+            edges: Arc::default(),
+            apps: Arc::default(),
             instance: format!("{id:016x}").into(),
-            window: GraphWindow {
-                slot: window.slot.max(Duration::from_millis(1)),
-                slots: window.slots.max(1),
+            clock: Clock {
+                window: GraphWindow {
+                    slot: window.slot.max(Duration::from_millis(1)),
+                    slots: window.slots.max(1),
+                },
+                epoch: Instant::now(),
             },
             max_edges: 1_000,
-            epoch: Instant::now(),
         }
     }
 
@@ -385,73 +601,63 @@ impl ServiceGraph {
         &self.instance
     }
 
-    fn slot_of(&self, now: Instant) -> u64 {
-        let since = now.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(since / self.window.slot.as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// Adds a finished request at `now`.
     pub fn record(&self, r: &RequestRecord, now: Instant) {
-        let ms = r.duration.as_secs_f64() * 1000.0;
-        let bucket = DURATION_BUCKETS_MS
-            .iter()
-            .position(|b| ms <= *b)
-            .unwrap_or(DURATION_BUCKETS_MS.len());
-        let code = ResponseCode::of(r);
-        let mtls = r.security == SecurityPolicy::MutualTls
-            || r.source_principal.is_some()
-            || r.destination_principal.is_some();
-        let grpc = r.protocol == RequestProtocol::Grpc;
-        let slot = self.slot_of(now);
-        let oldest = slot.saturating_sub(u64::from(self.window.slots) - 1);
-        let count = |windows: &mut VecDeque<(u64, Counts)>| {
-            while windows.front().is_some_and(|(s, _)| *s < oldest) {
-                windows.pop_front();
-            }
-            if windows.back().is_none_or(|(s, _)| *s != slot) {
-                windows.push_back((slot, Counts::default()));
-            }
-            if let Some((_, c)) = windows.back_mut() {
-                c.requests += 1;
-                c.errors += u64::from(r.is_error());
-                c.buckets[bucket] += 1;
-                *c.codes.entry(code).or_insert(0) += 1;
-                c.mtls += u64::from(mtls);
-                c.grpc += u64::from(grpc);
-            }
+        self.edge(r, now).record(r.duration, r.is_error(), now);
+    }
+
+    /// The edge `r` is counted on (its reporter, source and destination), added if new; `now`
+    /// tells which edges are stale when the graph is full. Edges a handle is kept for are never
+    /// dropped to make room.
+    pub fn edge(&self, r: &RequestRecord, now: Instant) -> EdgeHandle {
+        let facts = EdgeFacts::of(r);
+        let handle = |edge: &Arc<Edge>, folded| EdgeHandle {
+            edge: edge.clone(),
+            clock: self.clock,
+            folded,
+            facts,
         };
         let view = EdgeRef::of(r);
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // A known edge: found by the borrowed view, no node strings built.
-        if let Some(windows) = inner.edges.get_mut(&view as &dyn EdgeView) {
-            count(windows);
-            return;
+        if let Some(edge) = self.read().get(&view as &dyn EdgeView) {
+            return handle(edge, false);
+        }
+        let mut edges = self.edges.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(edge) = edges.get(&view as &dyn EdgeView) {
+            return handle(edge, false);
         }
         let mut key = (r.reporter, NodeId::of(&r.source), NodeId::destination_of(r));
-        if inner.edges.len() >= self.max_edges {
-            inner
-                .edges
-                .retain(|_, w| w.back().is_some_and(|(s, _)| *s >= oldest));
-            let Inner { edges, apps } = &mut *inner;
+        let mut folded = false;
+        if edges.len() >= self.max_edges {
+            let oldest = self.clock.oldest(self.clock.slot_of(now));
+            edges.retain(|_, e| Arc::strong_count(e) > 1 || e.is_recent(oldest));
             let live: HashSet<&NodeId> = edges.keys().flat_map(|(_, s, d)| [s, d]).collect();
-            apps.retain(|n, _| live.contains(n));
-            if inner.edges.len() >= self.max_edges {
+            self.apps().retain(|n, _| live.contains(n));
+            if edges.len() >= self.max_edges {
                 key = (r.reporter, NodeId::unknown(), NodeId::unknown());
+                folded = true;
             }
         }
         let destination_app = match (&r.destination.name, &r.destination_service) {
             (None, Some(svc)) if r.reporter == Reporter::Source => svc.host.split('.').next(),
             _ => r.destination.canonical_service.as_deref(),
         };
-        for (node, app) in [
-            (&key.1, r.source.canonical_service.as_deref()),
-            (&key.2, destination_app),
-        ] {
-            if node.workload != UNKNOWN && !inner.apps.contains_key(node) {
-                inner.apps.insert(node.clone(), bounded_name(app));
+        {
+            let mut apps = self.apps();
+            for (node, app) in [
+                (&key.1, r.source.canonical_service.as_deref()),
+                (&key.2, destination_app),
+            ] {
+                if node.workload != UNKNOWN && !apps.contains_key(node) {
+                    apps.insert(node.clone(), bounded_name(app));
+                }
             }
         }
-        count(inner.edges.entry(key).or_default());
+        let slots = self.clock.window.slots;
+        let edge = edges
+            .entry(key)
+            .or_insert_with(|| Arc::new(Edge::new(slots)));
+        handle(edge, folded)
     }
 
     /// The graph over the windows ending at `now`.
@@ -462,43 +668,46 @@ impl ServiceGraph {
     /// The graph over the most recent windows covering `range` (rounded up to whole windows;
     /// at least one, at most all kept; `None`: all), for a map's time range.
     pub fn snapshot_range(&self, now: Instant, range: Option<Duration>) -> GraphData {
+        let window = self.clock.window;
         let slots = match range {
-            None => self.window.slots,
+            None => window.slots,
             Some(r) => {
-                let n = r.as_nanos().div_ceil(self.window.slot.as_nanos());
-                u32::try_from(n)
-                    .unwrap_or(u32::MAX)
-                    .clamp(1, self.window.slots)
+                let n = r.as_nanos().div_ceil(window.slot.as_nanos());
+                u32::try_from(n).unwrap_or(u32::MAX).clamp(1, window.slots)
             }
         };
-        let slot = self.slot_of(now);
-        let oldest = slot.saturating_sub(u64::from(slots) - 1);
+        let oldest = self.clock.slot_of(now).saturating_sub(u64::from(slots) - 1);
         let covered = now
-            .saturating_duration_since(self.epoch)
-            .min(self.window.slot * slots)
+            .saturating_duration_since(self.clock.epoch)
+            .min(window.slot * slots)
             .as_secs_f64()
             .max(1.0);
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let mut reported = Vec::new();
-        for ((reporter, src, dst), windows) in &inner.edges {
-            let mut c = Counts::default();
-            for (_, w) in windows.iter().filter(|(s, _)| *s >= oldest) {
-                c.add(w);
-            }
+        let apps = self.apps().clone();
+        for ((reporter, src, dst), e) in self.read().iter() {
+            let c = e.counts(oldest);
             if c.requests > 0 {
                 let mut e = edge(*reporter, src, dst, &c, c.requests as f64 / covered);
-                let app = |n: &NodeId| inner.apps.get(n).cloned().unwrap_or_else(|| UNKNOWN.into());
+                let app = |n: &NodeId| apps.get(n).cloned().unwrap_or_else(|| UNKNOWN.into());
                 e.source_app = app(src);
                 e.destination_app = app(dst);
                 reported.push(e);
             }
         }
-        drop(inner);
         GraphData::from_reported(
             vec![self.instance.to_string()],
-            (self.window.slot * slots).as_secs_f64(),
+            (window.slot * slots).as_secs_f64(),
             reported,
         )
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<EdgeKey, Arc<Edge>>> {
+        self.edges.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Each node's app, noted when an edge is first seen (not on the request path).
+    fn apps(&self) -> MutexGuard<'_, HashMap<NodeId, String>> {
+        self.apps.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -708,5 +917,126 @@ mod edge_key_tests {
         let mut other = r.clone();
         other.reporter = Reporter::Destination;
         assert!(*Borrow::<dyn EdgeView>::borrow(&key) != *(&EdgeRef::of(&other) as &dyn EdgeView));
+    }
+}
+
+#[cfg(test)]
+mod ring_tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn call(source: &str, code: u16) -> RequestRecord {
+        let mut r = RequestRecord::new(Reporter::Destination, SystemTime::UNIX_EPOCH);
+        r.source.name = Some(source.into());
+        r.destination.name = Some("reviews".into());
+        r.response_code = Some(code);
+        r.duration = Duration::from_millis(3);
+        r
+    }
+
+    fn requests(g: &ServiceGraph, now: Instant) -> Vec<(String, u64, u64)> {
+        let mut edges: Vec<_> = g
+            .snapshot(now)
+            .reported
+            .into_iter()
+            .map(|e| (e.source, e.requests, e.errors))
+            .collect();
+        edges.sort();
+        edges
+    }
+
+    /// A handle kept across windows counts into each in turn, and the ring forgets a window
+    /// once it is `slots` old, as the per-edge queue of windows did before.
+    #[tokio::test(start_paused = true)]
+    async fn kept_handle_counts_across_windows_and_the_ring_forgets_old_ones() {
+        let g = ServiceGraph::new(GraphWindow {
+            slot: Duration::from_secs(10),
+            slots: 3,
+        });
+        let handle = g.edge(&call("a", 200), Instant::now());
+        for window in 0..5u64 {
+            for _ in 0..=window {
+                handle.record(Duration::from_millis(3), window == 4, Instant::now());
+            }
+            tokio::time::advance(Duration::from_secs(10)).await;
+        }
+        // Windows 2, 3 and 4 (3 + 4 + 5 requests; the 5 of window 4 failed) at its end…
+        let end = Instant::now() - Duration::from_secs(1);
+        assert_eq!(
+            requests(&g, end),
+            [(String::from("unknown/a/unknown"), 12, 5)]
+        );
+        // …and the recording path through the graph agrees with the handle.
+        g.record(&call("a", 503), end);
+        assert_eq!(
+            requests(&g, end),
+            [(String::from("unknown/a/unknown"), 13, 6)]
+        );
+        // Thirty seconds after the last window nothing is left.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(requests(&g, Instant::now()).is_empty());
+        // A window far older than the one in its ring position is not counted.
+        let stale = g.clock.epoch + Duration::from_secs(5);
+        handle.record(Duration::from_millis(3), false, Instant::now());
+        handle.record(Duration::from_millis(3), false, stale);
+        assert_eq!(
+            requests(&g, Instant::now()),
+            [(String::from("unknown/a/unknown"), 1, 0)]
+        );
+    }
+
+    /// Threads counting on one edge at once (racing to open its window, too) lose no request.
+    #[test]
+    fn concurrent_counts_add_up() {
+        let g = ServiceGraph::new(GraphWindow {
+            slot: Duration::from_secs(3600),
+            slots: 2,
+        });
+        let now = Instant::now();
+        let handle = g.edge(&call("a", 200), now);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                let handle = handle.clone();
+                s.spawn(move || {
+                    for i in 0..10_000u64 {
+                        handle.record(Duration::from_millis(3), i % 10 == 0, now);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            requests(&g, now),
+            [(String::from("unknown/a/unknown"), 40_000, 4_000)]
+        );
+    }
+
+    /// A full graph folds new edges into `unknown → unknown` (and says so, so the handle is
+    /// not kept), and never drops an edge a handle is kept for to make room, even a quiet one.
+    #[tokio::test(start_paused = true)]
+    async fn full_graph_folds_new_edges_and_keeps_held_ones() {
+        let mut g = ServiceGraph::new(GraphWindow {
+            slot: Duration::from_secs(10),
+            slots: 1,
+        });
+        g.max_edges = 2;
+        let held = g.edge(&call("a", 200), Instant::now());
+        g.record(&call("b", 200), Instant::now());
+        let folded = g.edge(&call("c", 200), Instant::now());
+        assert!(folded.is_folded() && !held.is_folded());
+        drop(folded);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        // `b` is stale and unheld: it makes room for `d`; `a` stays for its handle.
+        let d = g.edge(&call("d", 200), Instant::now());
+        assert!(!d.is_folded());
+        held.record(Duration::from_millis(3), false, Instant::now());
+        d.record(Duration::from_millis(3), false, Instant::now());
+        assert_eq!(
+            requests(&g, Instant::now()),
+            [
+                (String::from("unknown/a/unknown"), 1, 0),
+                (String::from("unknown/d/unknown"), 1, 0)
+            ]
+        );
     }
 }

@@ -8,6 +8,12 @@ use mesh_core::telemetry::{
     PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER, PeerMetadata, PeerWorkload, RequestProtocol,
 };
 
+/// The metadata exchange headers as names built at compile time: a lookup by one hashes it
+/// without parsing it first.
+pub(crate) const PEER_METADATA: HeaderName = HeaderName::from_static(PEER_METADATA_HEADER);
+const PEER_METADATA_ID: HeaderName = HeaderName::from_static(PEER_METADATA_ID_HEADER);
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+
 /// gRPC when `content-type` is `application/grpc` or `application/grpc+…`/`;…`.
 pub fn request_protocol(headers: &HeaderMap) -> RequestProtocol {
     let grpc = headers
@@ -27,7 +33,7 @@ pub fn request_protocol(headers: &HeaderMap) -> RequestProtocol {
 /// The `grpc-status` of a trailers block or a trailers-only response's headers.
 pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
     headers
-        .get("grpc-status")
+        .get(GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse().ok())
 }
@@ -35,11 +41,8 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 /// Adds our `x-envoy-peer-metadata` and `x-envoy-peer-metadata-id` (the client to requests, the
 /// server to responses). Encode `metadata` once at start-up and pass the values here.
 pub fn insert_peer_metadata(headers: &mut HeaderMap, encoded: &HeaderValue, id: &HeaderValue) {
-    headers.insert(
-        HeaderName::from_static(PEER_METADATA_HEADER),
-        encoded.clone(),
-    );
-    headers.insert(HeaderName::from_static(PEER_METADATA_ID_HEADER), id.clone());
+    headers.insert(PEER_METADATA, encoded.clone());
+    headers.insert(PEER_METADATA_ID, id.clone());
 }
 
 /// The header values for [`insert_peer_metadata`]; `None` if they are not valid header values
@@ -57,7 +60,7 @@ pub fn peer_metadata_headers(
 /// The peer's workload from its `x-envoy-peer-metadata`, validated for labels; `None` when
 /// absent or refused (the refusal is logged at debug level: peers are not trusted).
 pub fn peer_workload(headers: &HeaderMap) -> Option<PeerWorkload> {
-    let raw = headers.get(PEER_METADATA_HEADER)?;
+    let raw = headers.get(PEER_METADATA)?;
     match PeerMetadata::decode(raw.as_bytes()) {
         Ok(md) => Some(md.workload()),
         Err(e) => {
@@ -70,6 +73,6 @@ pub fn peer_workload(headers: &HeaderMap) -> Option<PeerWorkload> {
 /// Removes the metadata exchange headers, so they are not passed on to the application (the
 /// server, from requests) or to the caller (the client, from responses), as Envoy strips them.
 pub fn remove_peer_metadata(headers: &mut HeaderMap) {
-    headers.remove(PEER_METADATA_HEADER);
-    headers.remove(PEER_METADATA_ID_HEADER);
+    headers.remove(PEER_METADATA);
+    headers.remove(PEER_METADATA_ID);
 }

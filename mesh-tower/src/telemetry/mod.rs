@@ -6,6 +6,9 @@
 //!
 //! - [`RequestMetrics`]: `istio_requests_total` and the three histograms through the `metrics`
 //!   facade, handles cached per label set, bounded.
+//! - [`RecordHandles`] ([`Telemetry::resolve`]): a record's metric handles and graph edge,
+//!   found once and kept (the server keeps them per connection), so a request is counted with
+//!   atomics only, no lookup and no process-wide lock.
 //! - [`ServiceGraph`]: recent per-edge rates and latencies for the admin `/graph` and `mesh top`,
 //!   with each edge's response codes and its health as Kiali rates it ([`EdgeHealth`]).
 //! - [`log_request`]: the access log, `tracing` target `mesh::access`, its message the line of
@@ -35,6 +38,8 @@ mod request_metrics;
 #[cfg(test)]
 mod tests;
 
+use std::time::Duration;
+
 use mesh_core::telemetry::RequestRecord;
 use tokio::time::Instant;
 
@@ -45,9 +50,10 @@ pub use config_metrics::{
     record_config_metrics,
 };
 pub use graph::{
-    GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId, NodeKind,
+    EdgeHandle, GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId, NodeKind,
     SERVICE_NODE_VERSION, ServiceGraph, quantile,
 };
+pub(crate) use headers::PEER_METADATA;
 pub use headers::{
     grpc_status, insert_peer_metadata, peer_metadata_headers, peer_workload, remove_peer_metadata,
     request_protocol,
@@ -59,8 +65,45 @@ pub use istio_text::{
 pub use peer_cache::{PEER_CACHE_CAPACITY, PeerMetadataCache};
 pub use prometheus::{install_prometheus, prometheus_builder};
 pub use request_metrics::{
-    DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, LABEL_OVERFLOW_TOTAL, RequestMetrics,
+    DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, LABEL_OVERFLOW_TOTAL, MetricHandles, RequestMetrics,
 };
+
+/// The metric handles and graph edge of one combination of label-determining facts
+/// ([`Telemetry::resolve`]): recording through them is a few atomic updates. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RecordHandles {
+    metrics: MetricHandles,
+    edge: EdgeHandle,
+    /// [`RequestRecord::is_error`] of the facts (a function of them).
+    error: bool,
+}
+
+impl RecordHandles {
+    /// Counts one finished request in the metrics and the graph (not the access log).
+    pub fn record(
+        &self,
+        duration: Duration,
+        request_bytes: u64,
+        response_bytes: u64,
+        now: Instant,
+    ) {
+        self.metrics.record(duration, request_bytes, response_bytes);
+        self.edge.record(duration, self.error, now);
+    }
+
+    /// Counts a gRPC request's messages each way (`istio_request_messages_total`,
+    /// `istio_response_messages_total`); nothing for label sets that are not gRPC.
+    pub fn count_messages(&self, request: u64, response: u64) {
+        self.metrics.count_messages(request, response);
+    }
+
+    /// Whether these handles may be kept for later requests: not when the metrics' label
+    /// limit or the graph's edge limit was reached ([`MetricHandles::is_overflow`],
+    /// [`EdgeHandle::is_folded`]), where each request must be looked up again.
+    pub fn is_reusable(&self) -> bool {
+        !self.metrics.is_overflow() && !self.edge.is_folded()
+    }
+}
 
 /// Everything a finished request is recorded into. Cheap to clone: build one per process and
 /// give clones to the client and the server.
@@ -98,9 +141,32 @@ impl Telemetry {
 
     /// Records one finished request: metrics, graph, access log.
     pub fn record(&self, r: &RequestRecord) {
-        self.metrics.record_request(r);
-        self.graph.record(r, Instant::now());
+        let now = Instant::now();
+        let handles = self.resolve(r, now);
+        handles.record(r.duration, r.request_bytes, r.response_bytes, now);
+        handles.count_messages(r.details.request_messages, r.details.response_messages);
         log_request(self.access_log, r);
+    }
+
+    /// The metric handles and the graph edge of `r`'s label-determining facts, to record
+    /// later requests with the same facts without looking them up ([`RecordHandles::record`]
+    /// does what [`record`](Self::record) does, but the access log). `now` as for
+    /// [`ServiceGraph::edge`].
+    pub fn resolve(&self, r: &RequestRecord, now: Instant) -> RecordHandles {
+        RecordHandles {
+            metrics: self.metrics.resolve(r),
+            edge: self.graph.edge(r, now),
+            error: r.is_error(),
+        }
+    }
+
+    /// Whether a finished request may be access-logged: the mode is not
+    /// [`AccessLogMode::Off`] and the `tracing` subscriber wants [`ACCESS_LOG_TARGET`]'s
+    /// events. When it is `false`, [`log_request`] would emit nothing, and a recorder may skip
+    /// gathering the facts only the log shows.
+    pub fn logs_requests(&self) -> bool {
+        self.access_log != AccessLogMode::Off
+            && tracing::enabled!(target: ACCESS_LOG_TARGET, tracing::Level::INFO)
     }
 
     /// The peer's workload from its `x-envoy-peer-metadata` ([`peer_workload`]), each distinct
@@ -111,6 +177,15 @@ impl Telemetry {
         headers: &http::HeaderMap,
     ) -> Option<mesh_core::telemetry::PeerWorkload> {
         self.peers.peer_workload(headers)
+    }
+
+    /// [`peer_workload`](Self::peer_workload), shared with the cache: a known peer's
+    /// workload costs a lookup and a reference count, no string copies.
+    pub fn peer_workload_shared(
+        &self,
+        headers: &http::HeaderMap,
+    ) -> Option<std::sync::Arc<mesh_core::telemetry::PeerWorkload>> {
+        self.peers.peer_workload_shared(headers)
     }
 
     /// The service graph (for the admin endpoint).

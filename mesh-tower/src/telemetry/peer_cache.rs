@@ -21,15 +21,23 @@ use super::peer_workload;
 /// Most distinct peer metadata values cached.
 pub const PEER_CACHE_CAPACITY: usize = 256;
 
+/// Decoded workloads by the exact header value that named them.
+type Workloads = HashMap<Box<[u8]>, Arc<PeerWorkload>>;
+
 /// Decoded peer metadata by header value. Cheap to clone; clones share the cache.
 #[derive(Clone, Debug, Default)]
 pub struct PeerMetadataCache {
-    workloads: Arc<RwLock<HashMap<Box<[u8]>, PeerWorkload>>>,
+    workloads: Arc<RwLock<Workloads>>,
 }
 
 impl PeerMetadataCache {
     /// [`peer_workload`]`(headers)`, decoding a given header value once.
     pub fn peer_workload(&self, headers: &HeaderMap) -> Option<PeerWorkload> {
+        self.peer_workload_shared(headers).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`peer_workload`]`(headers)` as the cache holds it: a hit copies no string.
+    pub fn peer_workload_shared(&self, headers: &HeaderMap) -> Option<Arc<PeerWorkload>> {
         let raw = headers.get(PEER_METADATA_HEADER)?.as_bytes();
         if let Some(w) = self
             .workloads
@@ -39,7 +47,7 @@ impl PeerMetadataCache {
         {
             return Some(w.clone());
         }
-        let w = peer_workload(headers)?;
+        let w = Arc::new(peer_workload(headers)?);
         let mut map = self
             .workloads
             .write()

@@ -652,6 +652,33 @@ fn peer_metadata_cache_matches_decoding() {
     assert_eq!(cache.peer_workload(&h), Some(workload("frontend", "v1")));
 }
 
+/// The shared answer is the cache's own value: equal to the decoded one, the same `Arc` on
+/// every hit (what the server compares per connection), none for a refused value.
+#[test]
+fn peer_metadata_cache_shares_its_values() {
+    use ::http::HeaderMap;
+    use mesh_core::telemetry::PeerMetadata;
+
+    let w = Workload::new("shop", "frontend").labels([("app", "frontend"), ("version", "v1")]);
+    let (value, id) = peer_metadata_headers(
+        &PeerMetadata::from_workload(&w, "Kubernetes"),
+        "cluster.local",
+    )
+    .unwrap();
+    let mut h = HeaderMap::new();
+    insert_peer_metadata(&mut h, &value, &id);
+    let cache = PeerMetadataCache::default();
+    let first = cache.peer_workload_shared(&h).unwrap();
+    assert_eq!(Some(&*first), peer_workload(&h).as_ref());
+    assert!(Arc::ptr_eq(
+        &first,
+        &cache.peer_workload_shared(&h).unwrap()
+    ));
+    let mut bad = HeaderMap::new();
+    bad.insert("x-envoy-peer-metadata", "%%%garbage".parse().unwrap());
+    assert!(cache.peer_workload_shared(&bad).is_none());
+}
+
 /// The byte limit binds before the count when label values are long: the rendered
 /// `/metrics` stays under it (plus the one set without peer values), and the estimate is an
 /// upper bound of the rendering.

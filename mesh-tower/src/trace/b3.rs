@@ -4,7 +4,7 @@
 //! state). Trace ids are 16 or 32 lowercase hex digits, span ids 16.
 //! See <https://github.com/openzipkin/b3-propagation>.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 use super::ids::{SpanId, TraceId};
 
@@ -20,6 +20,14 @@ pub const X_B3_SAMPLED: &str = "x-b3-sampled";
 pub const X_B3_FLAGS: &str = "x-b3-flags";
 /// The single-header form.
 pub const B3: &str = "b3";
+
+/// The header names built at compile time: a lookup by one hashes it without parsing it first.
+pub(super) const B3_NAME: HeaderName = HeaderName::from_static(B3);
+const X_B3_TRACEID_NAME: HeaderName = HeaderName::from_static(X_B3_TRACEID);
+const X_B3_SPANID_NAME: HeaderName = HeaderName::from_static(X_B3_SPANID);
+const X_B3_PARENTSPANID_NAME: HeaderName = HeaderName::from_static(X_B3_PARENTSPANID);
+const X_B3_SAMPLED_NAME: HeaderName = HeaderName::from_static(X_B3_SAMPLED);
+const X_B3_FLAGS_NAME: HeaderName = HeaderName::from_static(X_B3_FLAGS);
 
 /// A valid B3 context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,15 +77,15 @@ pub fn parse_single(v: &str) -> Option<B3Context> {
 
 /// Parses the multi-header form; `None` when the trace or span id is missing or invalid.
 pub fn parse_multi(headers: &HeaderMap) -> Option<B3Context> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let trace_id = TraceId::parse(get(X_B3_TRACEID)?, true)?;
-    let span_id = SpanId::parse(get(X_B3_SPANID)?)?;
-    let parent_span_id = match get(X_B3_PARENTSPANID) {
+    let get = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let trace_id = TraceId::parse(get(&X_B3_TRACEID_NAME)?, true)?;
+    let span_id = SpanId::parse(get(&X_B3_SPANID_NAME)?)?;
+    let parent_span_id = match get(&X_B3_PARENTSPANID_NAME) {
         Some(p) => Some(SpanId::parse(p)?),
         None => None,
     };
-    let debug = get(X_B3_FLAGS) == Some("1");
-    let sampled = match get(X_B3_SAMPLED) {
+    let debug = get(&X_B3_FLAGS_NAME) == Some("1");
+    let sampled = match get(&X_B3_SAMPLED_NAME) {
         Some(s) => sampling(s).ok()?,
         None => None,
     };

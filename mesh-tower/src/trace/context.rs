@@ -2,11 +2,13 @@
 //! new span id per hop, and written to outgoing headers in both formats so W3C and Zipkin
 //! tracers downstream both see it.
 
+use bytes::BytesMut;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 
 use super::b3::{self, B3, X_B3_FLAGS, X_B3_PARENTSPANID, X_B3_SAMPLED, X_B3_SPANID, X_B3_TRACEID};
 use super::ids::{SpanId, TraceId};
+use super::request_id::X_REQUEST_ID;
 use super::w3c::{self, TRACEPARENT, TRACESTATE};
 
 /// The trace a request belongs to and its own span in it.
@@ -41,10 +43,10 @@ impl TraceContext {
     /// none or it is invalid (the caller starts a new trace). The span id is the caller's:
     /// continue with [`TraceContext::child`].
     pub fn extract(headers: &HeaderMap) -> Option<Self> {
-        let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        if let Some(tp) = get(TRACEPARENT).and_then(w3c::parse_traceparent) {
+        let get = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        if let Some(tp) = get(&w3c::TRACEPARENT_NAME).and_then(w3c::parse_traceparent) {
             let state = headers
-                .get_all(TRACESTATE)
+                .get_all(&w3c::TRACESTATE_NAME)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .collect::<Vec<_>>()
@@ -57,7 +59,7 @@ impl TraceContext {
                 tracestate: (!state.is_empty() && w3c::valid_tracestate(&state)).then_some(state),
             });
         }
-        let b3 = get(B3)
+        let b3 = get(&b3::B3_NAME)
             .and_then(b3::parse_single)
             .or_else(|| b3::parse_multi(headers))?;
         Some(Self {
@@ -82,26 +84,53 @@ impl TraceContext {
 
     /// Writes this context into outgoing `headers`: `traceparent` (and `tracestate`), and the
     /// B3 multi headers. Any `b3` single header is removed so the two forms cannot disagree.
+    ///
+    /// The ids are formatted once into one buffer and each header value is a slice of it, so
+    /// the headers share one allocation instead of taking one (or two) each.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        let mut set = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::try_from(value) {
+        self.inject_with(headers, None);
+    }
+
+    /// [`inject`](Self::inject), and `request_id` as `x-request-id` (if a valid header
+    /// value) from the same buffer.
+    pub(crate) fn inject_with(&self, headers: &mut HeaderMap, request_id: Option<&str>) {
+        // traceparent (55), trace id (32), span id (16), parent span id (16), request id.
+        let mut buf = BytesMut::with_capacity(55 + 32 + 16 + 16 + request_id.map_or(0, str::len));
+        let sampled = u8::from(self.sampled == Some(true));
+        let (trace_id, span_id) = (self.trace_id, self.span_id);
+        let traceparent = push(
+            &mut buf,
+            format_args!("00-{trace_id}-{span_id}-{sampled:02x}"),
+        );
+        let trace_id = push(&mut buf, format_args!("{trace_id}"));
+        let span_id = push(&mut buf, format_args!("{span_id}"));
+        let parent = self
+            .parent_span_id
+            .and_then(|p| push(&mut buf, format_args!("{p}")));
+        let request_id = request_id.and_then(|id| push(&mut buf, format_args!("{id}")));
+        let buf = buf.freeze();
+        let mut set = |name: &'static str, range: Option<std::ops::Range<usize>>| {
+            if let Some(v) = range.and_then(|r| HeaderValue::from_maybe_shared(buf.slice(r)).ok()) {
                 headers.insert(HeaderName::from_static(name), v);
             }
         };
-        set(
-            TRACEPARENT,
-            w3c::format_traceparent(self.trace_id, self.span_id, self.sampled == Some(true)),
-        );
-        set(X_B3_TRACEID, self.trace_id.to_string());
-        set(X_B3_SPANID, self.span_id.to_string());
-        if let Some(p) = self.parent_span_id {
-            set(X_B3_PARENTSPANID, p.to_string());
-        }
+        set(TRACEPARENT, traceparent);
+        set(X_B3_TRACEID, trace_id);
+        set(X_B3_SPANID, span_id);
+        set(X_B3_PARENTSPANID, parent);
+        set(X_REQUEST_ID, request_id);
         if let Some(s) = self.sampled {
-            set(X_B3_SAMPLED, if s { "1" } else { "0" }.to_owned());
+            headers.insert(
+                HeaderName::from_static(X_B3_SAMPLED),
+                HeaderValue::from_static(if s { "1" } else { "0" }),
+            );
         }
-        if let Some(state) = &self.tracestate {
-            set(TRACESTATE, state.clone());
+        if let Some(v) = self
+            .tracestate
+            .as_deref()
+            .and_then(|state| HeaderValue::try_from(state).ok())
+        {
+            headers.insert(HeaderName::from_static(TRACESTATE), v);
         } else {
             headers.remove(TRACESTATE);
         }
@@ -114,4 +143,11 @@ impl TraceContext {
         headers.remove(X_B3_FLAGS);
         headers.remove(B3);
     }
+}
+
+/// Appends `args` to `buf`; the range they took.
+fn push(buf: &mut BytesMut, args: std::fmt::Arguments<'_>) -> Option<std::ops::Range<usize>> {
+    use std::fmt::Write as _;
+    let from = buf.len();
+    buf.write_fmt(args).ok().map(|()| from..buf.len())
 }

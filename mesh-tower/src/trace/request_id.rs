@@ -7,6 +7,9 @@ use rand::Rng;
 /// `x-request-id`.
 pub const X_REQUEST_ID: &str = "x-request-id";
 
+/// [`X_REQUEST_ID`] as a header name built at compile time (no parse per lookup).
+const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
+
 /// Longest incoming request id kept; longer ones are replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -31,16 +34,24 @@ pub fn uuid_v4(rng: &mut impl Rng) -> String {
 /// The request's id: the incoming `x-request-id` if it is short printable ASCII, else a new
 /// UUID v4 written into `headers` (so the application sees the same id).
 pub fn ensure_request_id(headers: &mut HeaderMap, rng: &mut impl Rng) -> String {
-    if let Some(id) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok())
-        && !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID_LEN
-        && id.bytes().all(|c| c.is_ascii_graphic())
-    {
+    if let Some(id) = incoming_request_id(headers) {
         return id.to_owned();
     }
     let id = uuid_v4(rng);
     if let Ok(v) = HeaderValue::try_from(id.as_str()) {
-        headers.insert(HeaderName::from_static(X_REQUEST_ID), v);
+        headers.insert(X_REQUEST_ID_NAME, v);
     }
     id
+}
+
+/// The `x-request-id` of `headers` when it is one to keep: short printable ASCII.
+pub(crate) fn incoming_request_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(&X_REQUEST_ID_NAME)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|c| c.is_ascii_graphic())
+        })
 }

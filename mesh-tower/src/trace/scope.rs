@@ -9,12 +9,11 @@
 use std::future::Future;
 
 use http::HeaderMap;
-use http::header::{HeaderName, HeaderValue};
 use rand::Rng;
 use tokio::task::futures::TaskLocalFuture;
 
 use super::context::TraceContext;
-use super::request_id::{X_REQUEST_ID, ensure_request_id};
+use super::request_id::{ensure_request_id, incoming_request_id, uuid_v4};
 
 /// What is carried from an inbound request to the calls made while handling it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,13 +26,14 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// A `tracing` span carrying the ids, to enter for the request's duration.
+    ///
+    /// The ids are formatted only if the subscriber records the span.
     pub fn span(&self) -> tracing::Span {
-        let parent = self.trace.parent_span_id.map(|p| p.to_string());
         tracing::info_span!(
             "mesh.request",
             trace_id = %self.trace.trace_id,
             span_id = %self.trace.span_id,
-            parent_span_id = parent.as_deref(),
+            parent_span_id = self.trace.parent_span_id.map(|p| p.to_string()).as_deref(),
             request_id = %self.request_id,
         )
     }
@@ -71,21 +71,33 @@ pub fn current() -> Option<RequestContext> {
 /// request id for the call (an application's own background call is a trace of its own),
 /// keeping any `x-request-id` the application set.
 pub fn outbound(headers: &mut HeaderMap, rng: &mut impl Rng) -> RequestContext {
-    let ctx = match current() {
-        Some(parent) => {
-            if let Ok(v) = HeaderValue::try_from(parent.request_id.as_str()) {
-                headers.insert(HeaderName::from_static(X_REQUEST_ID), v);
-            }
+    // A request id to write goes into the trace headers' buffer ([`TraceContext::inject_with`]).
+    let (ctx, write_id) = match current() {
+        Some(parent) => (
             RequestContext {
                 trace: parent.trace.child(rng),
                 request_id: parent.request_id,
-            }
-        }
-        None => RequestContext {
-            trace: TraceContext::new_root(rng),
-            request_id: ensure_request_id(headers, rng),
+            },
+            true,
+        ),
+        None => match incoming_request_id(headers) {
+            Some(id) => (
+                RequestContext {
+                    trace: TraceContext::new_root(rng),
+                    request_id: id.to_owned(),
+                },
+                false,
+            ),
+            None => (
+                RequestContext {
+                    trace: TraceContext::new_root(rng),
+                    request_id: uuid_v4(rng),
+                },
+                true,
+            ),
         },
     };
-    ctx.trace.inject(headers);
+    ctx.trace
+        .inject_with(headers, write_id.then_some(ctx.request_id.as_str()));
     ctx
 }

@@ -6,12 +6,20 @@
 //! "sampled". Anything else is invalid, and the receiver starts a new trace.
 //! See <https://www.w3.org/TR/trace-context/>.
 
+use http::HeaderName;
+
 use super::ids::{SpanId, TraceId, nibble};
 
 /// `traceparent`.
 pub const TRACEPARENT: &str = "traceparent";
 /// `tracestate`.
 pub const TRACESTATE: &str = "tracestate";
+
+/// [`TRACEPARENT`] as a header name built at compile time: a lookup by it hashes the name
+/// without parsing it first.
+pub(super) const TRACEPARENT_NAME: HeaderName = HeaderName::from_static(TRACEPARENT);
+/// [`TRACESTATE`], likewise.
+pub(super) const TRACESTATE_NAME: HeaderName = HeaderName::from_static(TRACESTATE);
 
 /// The fields of a valid `traceparent`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

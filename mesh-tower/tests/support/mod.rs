@@ -76,8 +76,10 @@ fn chain_and_key(
     (chain, key)
 }
 
+/// mesh's own provider (ring, as no default is installed here), without the deprecated
+/// `ring::default_provider` call a newer rustls warns about.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    mesh_core::identity::provider()
 }
 
 /// A TLS server presenting `issued` as is, asking for no client certificate.

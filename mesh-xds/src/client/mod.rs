@@ -32,6 +32,7 @@
 //! [`Snapshot`]: mesh_core::model::Snapshot
 
 mod backoff;
+pub mod certs;
 mod connect;
 mod probe;
 mod status;

@@ -10,6 +10,7 @@ use mesh_core::model::Snapshot;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
 
+use super::sds::SECRET_TYPE;
 use super::view::{PUSH_ORDER, View};
 use super::{XdsServer, limits};
 
@@ -20,6 +21,8 @@ pub(super) struct Session {
     pub(super) changes: watch::Receiver<Arc<Snapshot>>,
     pub(super) stop: watch::Receiver<bool>,
     pub(super) peer: String,
+    /// Who the caller proved to be, on a secured server.
+    pub(super) caller: Option<super::auth::Caller>,
 }
 
 impl Session {
@@ -38,7 +41,25 @@ impl Session {
                 .await;
             return None;
         };
+        let authorized;
+        let node = match &self.caller {
+            None => node,
+            Some(caller) => match super::auth::authorize_node(caller, node, &self.settings) {
+                Ok(n) => {
+                    authorized = n;
+                    &authorized
+                }
+                Err(status) => {
+                    tracing::warn!(peer = %self.peer, node = %node.id, %status, "xDS node refused");
+                    let _ = tx.send(Err(status)).await;
+                    return None;
+                }
+            },
+        };
         let mut view = View::new(node, &self.settings, &self.peer);
+        if let (Some(caller), Some(security)) = (&self.caller, self.server.security()) {
+            view = view.with_secrets(super::sds::Secrets::new(caller.clone(), security.clone()));
+        }
         view.rebuild(&self.server).await;
         Some(view)
     }
@@ -75,6 +96,8 @@ enum Wake<R> {
     Stop,
     Request(Result<Option<R>, tonic::Status>),
     Changed(bool),
+    /// The workload certificate is due for renewal.
+    Renew,
 }
 
 /// Serves one stream until the client leaves, the watcher goes or the server stops: the first
@@ -93,6 +116,7 @@ pub(super) async fn run<P: Protocol>(
             _ = stop.wait_for(|s| *s) => Wake::Stop,
             request = requests.message() => Wake::Request(request),
             changed = changes.changed() => Wake::Changed(changed.is_ok()),
+            _ = super::sds::until(view.as_ref().and_then(View::renew_at)) => Wake::Renew,
         };
         let (view, types): (&View, Vec<&'static str>) = match wake {
             Wake::Stop => {
@@ -116,10 +140,21 @@ pub(super) async fn run<P: Protocol>(
                 if !v.rebuild(&session.server).await {
                     continue;
                 }
+                // Secrets do not depend on the files.
                 let types = PUSH_ORDER
                     .into_iter()
-                    .filter(|t| protocol.subscribed(t))
+                    .filter(|t| *t != SECRET_TYPE && protocol.subscribed(t))
                     .collect();
+                (v, types)
+            }
+            Wake::Renew => {
+                let Some(v) = view.as_ref() else { continue };
+                v.expire_secrets();
+                let types = if protocol.subscribed(SECRET_TYPE) {
+                    vec![SECRET_TYPE]
+                } else {
+                    Vec::new()
+                };
                 (v, types)
             }
             Wake::Request(Ok(Some(r))) => {

@@ -15,15 +15,18 @@ use mesh_core::{BuildContext, MeshSettings};
 use prost::Message;
 
 use super::XdsServer;
+use super::sds::{SECRET_TYPE, Secrets};
 use crate::node;
 use crate::translate::{
     INBOUND_PREFIX, NodeKind, XdsResources, api_listener_for, inbound_listener_for, to_resources,
     type_url,
 };
 
-/// Types in the order pushes go out: clusters and endpoints before the listeners and routes
-/// that use them (make before break).
-pub(super) const PUSH_ORDER: [&str; 4] = [
+/// Types in the order pushes go out: secrets, then clusters and endpoints before the listeners
+/// and routes that use them (make before break). Secrets are served to authenticated callers
+/// of a secured server only ([`super::sds`]).
+pub(super) const PUSH_ORDER: [&str; 5] = [
+    SECRET_TYPE,
     type_url::CLUSTER,
     type_url::ENDPOINTS,
     type_url::LISTENER,
@@ -47,6 +50,8 @@ pub(super) struct View {
     /// Whether a snapshot was built for this node: until then, invalid files are left out
     /// rather than refusing the node anything (there is no last good config to keep serving).
     built: bool,
+    /// The caller's secrets, on a secured server (SDS multiplexed on ADS).
+    secrets: Option<std::sync::Mutex<Secrets>>,
 }
 
 impl View {
@@ -66,7 +71,45 @@ impl View {
             snapshot: Arc::new(Snapshot::empty()),
             resources: XdsResources::default(),
             built: false,
+            secrets: None,
         }
+    }
+
+    /// Serves `secrets` as SDS resources on this stream.
+    pub(super) fn with_secrets(mut self, secrets: Secrets) -> Self {
+        self.secrets = Some(std::sync::Mutex::new(secrets));
+        self
+    }
+
+    /// When the workload certificate is due again, if one was served.
+    pub(super) fn renew_at(&self) -> Option<tokio::time::Instant> {
+        let secrets = self.secrets.as_ref()?;
+        secrets.lock().unwrap_or_else(|p| p.into_inner()).renew_at()
+    }
+
+    /// Forgets the workload certificate: the next response mints a new one.
+    pub(super) fn expire_secrets(&self) {
+        if let Some(secrets) = &self.secrets {
+            secrets.lock().unwrap_or_else(|p| p.into_inner()).expire();
+        }
+    }
+
+    /// The secrets among `names` (none for an unsecured server or an unknown name).
+    fn select_secrets(&self, names: Option<&BTreeSet<String>>) -> Vec<(String, Any)> {
+        let (Some(secrets), Some(names)) = (&self.secrets, names) else {
+            return Vec::new();
+        };
+        let mut secrets = secrets.lock().unwrap_or_else(|p| p.into_inner());
+        names
+            .iter()
+            .filter_map(|name| match secrets.get(name) {
+                Ok(found) => found.map(|(any, _)| (name.clone(), any)),
+                Err(status) => {
+                    tracing::error!(node = %self.id, %status, "secret not minted");
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Rebuilds from the files; false (and the old view kept) when they are invalid from this
@@ -141,6 +184,7 @@ impl View {
             type_url::ROUTE => {
                 encode_all(&res.route_configurations, |r| &r.name, &wanted, type_url)
             }
+            SECRET_TYPE => self.select_secrets(names),
             type_url::CLUSTER => encode_all(&res.clusters, |c| &c.name, &wanted, type_url),
             _ => encode_all(
                 &res.load_assignments,

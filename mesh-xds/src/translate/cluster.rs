@@ -178,14 +178,22 @@ pub(crate) fn to_xds(cluster: &Cluster, node: NodeKind) -> XdsCluster {
                     ..Default::default()
                 },
             ))
-        } else {
-            h2.then(|| {
-                UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+        } else if h2 {
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
                     protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
                         upstream_options::http2_options(pool.http2_keepalive.as_ref()),
                     )),
-                })
-            })
+                },
+            ))
+        } else {
+            // Envoy requires the field: istiod's `clusterWrapper.build` (cluster_builder.go)
+            // fills in explicit HTTP/1.1 when nothing set it.
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::HttpProtocolOptions(Default::default())),
+                },
+            ))
         },
         ..Default::default()
     };

@@ -92,10 +92,10 @@ pin_project! {
             let this = this.project();
             if let Some(mut pending) = this.pending.take() {
                 if !this.inner.is_end_stream() {
-                    pending.record.response_flags.push(ResponseFlag::DownstreamConnectionTermination);
+                    pending.key.flags.push(ResponseFlag::DownstreamConnectionTermination);
                 }
                 if let Some(m) = this.messages {
-                    pending.record.details.response_messages = m.messages();
+                    pending.response_messages = m.messages();
                 }
                 pending.finish(*this.sent);
             }
@@ -105,7 +105,7 @@ pin_project! {
 
 impl<B: Body> InboundBody<B> {
     pub(super) fn new(inner: B, pending: Pending) -> Self {
-        let grpc = pending.record.protocol == RequestProtocol::Grpc;
+        let grpc = pending.key.protocol == RequestProtocol::Grpc;
         Self {
             inner,
             sent: 0,
@@ -149,13 +149,13 @@ impl<B: Body> Body for InboundBody<B> {
                     && let Some(pending) = this.pending.as_mut()
                     && let Some(status) = grpc_status(trailers)
                 {
-                    pending.record.grpc_status = Some(status);
+                    pending.key.grpc_status = Some(status);
                 }
             }
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
                 if let Some(mut pending) = this.pending.take() {
                     if let Some(m) = this.messages {
-                        pending.record.details.response_messages = m.messages();
+                        pending.response_messages = m.messages();
                     }
                     pending.finish(*this.sent);
                 }

@@ -29,11 +29,13 @@
 //! [`InboundLayer::destination_service`] when the service is named otherwise.
 
 mod body;
+mod connection;
 mod future;
 mod layer;
 mod service;
 
 pub use body::{InboundBody, RequestBody};
+pub(crate) use connection::{Connection, own_principal};
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_CLUSTER_ID, InboundLayer};
 pub use service::Inbound;

@@ -1,0 +1,368 @@
+//! The allocation budget of one call through mesh, per side: what `MeshClient` adds to a call
+//! and what `mesh_tower::serve` adds to it, beyond bare hyper + rustls doing the same exchange.
+//!
+//! One process, one thread (a current-thread tokio runtime; no libtest harness, see
+//! `benches/Cargo.toml`), so dhat's count is exactly the calls' work and the same on every run.
+//! The configuration is the sidecar-tax one (`benches/sidecar-tax/setup.rs` and `server.rs`):
+//! the greeter service (ISTIO_MUTUAL, LEAST_REQUEST, one route) on the client; STRICT mutual
+//! TLS, an ALLOW policy for `client`, metrics recorded into a real Prometheus recorder and no
+//! access log on the server; the greeter answers `SayHello` with its 1 KiB payload.
+//!
+//! Four arms over the same certificates, each a sequence of unary gRPC calls, each awaited to
+//! the end of its response body:
+//!
+//! | arm | client | server |
+//! | --- | --- | --- |
+//! | bare | hyper HTTP/2 over tokio-rustls | hyper HTTP/2 over tokio-rustls |
+//! | client | `MeshClient` | hyper HTTP/2 over tokio-rustls |
+//! | server | hyper HTTP/2 over tokio-rustls | `mesh_tonic::serve` |
+//! | both | `MeshClient` | `mesh_tonic::serve` |
+//!
+//! Every arm sends the same bytes (a hand-framed gRPC request; no tonic client, whose own cost
+//! would land on both sides of the subtraction) to the same tonic `Routes`. After a warm-up
+//! (connections open, caches and metric series filled), [`CALLS`] calls of each arm are
+//! counted; mesh's client cost per call is (client − bare) / CALLS, its server cost
+//! (server − bare) / CALLS, each held to its budget below. `both` is printed as a check that
+//! the two sides add up.
+//!
+//! The profile goes to the temp dir, never the source tree.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+#![allow(missing_docs, unreachable_pub)]
+
+#[path = "../sidecar-tax/greeter.rs"]
+mod greeter;
+#[path = "../sidecar-tax/proto.rs"]
+mod proto;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use http::{Request, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mesh_core::identity::{CertificateAuthority, ExpectedIdentities, TlsIdentity};
+use mesh_core::{BuildContext, Mesh, Workload, istio};
+use mesh_tower::client::MeshClient;
+use mesh_tower::telemetry::{AccessLogMode, Telemetry};
+use prost::Message as _;
+use rustls_pki_types::{ServerName, UnixTime};
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt as _;
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// Allocations `MeshClient` may add to one call, beyond bare hyper + rustls. Measured, and
+/// lowered as the client gets cheaper (#13's target: 10).
+const CLIENT_BUDGET: u64 = 28;
+/// Allocations `mesh_tower::serve` may add to one call, beyond bare hyper + rustls.
+const SERVER_BUDGET: u64 = 8;
+
+/// Calls counted per arm.
+const CALLS: u64 = 200;
+/// Calls per arm before counting.
+const WARM_UP: u64 = 50;
+/// Bytes of payload in each request and reply (sidecar-tax's default).
+const PAYLOAD: usize = 1024;
+
+const TRUST_DOMAIN: &str = "cluster.local";
+const NAMESPACE: &str = "bench";
+const CLIENT_SA: &str = "client";
+const GREETER_SA: &str = "greeter";
+
+/// The server side's Istio config (sidecar-tax's `SERVER_YAML`).
+const SERVER_YAML: &str = r#"apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: bench}
+spec:
+  mtls: {mode: STRICT}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: greeter, namespace: bench}
+spec:
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/bench/sa/client"]}}]
+    to: [{operation: {paths: ["/helloworld.Greeter/*"]}}]
+"#;
+
+/// The client side's Istio config (sidecar-tax's `client_yaml`), the greeter on `port`.
+fn client_yaml(port: u16) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: greeter, namespace: bench}}
+spec:
+  hosts: [greeter.bench.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{grpc: {port}}}, serviceAccount: greeter}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: greeter, namespace: bench}}
+spec:
+  host: greeter.bench.svc.cluster.local
+  trafficPolicy:
+    tls: {{mode: ISTIO_MUTUAL}}
+    loadBalancer: {{simple: LEAST_REQUEST}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: greeter, namespace: bench}}
+spec:
+  hosts: [greeter]
+  http:
+  - route: [{{destination: {{host: greeter.bench.svc.cluster.local, port: {{number: 50051}}}}}}]
+"#
+    )
+}
+
+/// Runs without libtest's harness: its main thread's bookkeeping would race the count.
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(call_budget());
+    println!("test call_budget ... ok");
+}
+
+type CallFuture = Pin<Box<dyn Future<Output = Response<Bytes>>>>;
+
+/// One side's way of making a call.
+#[derive(Clone)]
+enum Caller {
+    Bare(http2::SendRequest<Full<Bytes>>),
+    Mesh(MeshClient),
+}
+
+impl Caller {
+    fn call(&self, request: Request<Full<Bytes>>) -> CallFuture {
+        match self.clone() {
+            Caller::Bare(mut sender) => Box::pin(async move {
+                let response = sender.send_request(request).await.expect("bare call");
+                collect(response).await
+            }),
+            Caller::Mesh(client) => Box::pin(async move {
+                let response = client.oneshot(request).await.expect("infallible");
+                collect(response).await
+            }),
+        }
+    }
+}
+
+async fn collect<B>(response: Response<B>) -> Response<Bytes>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.expect("response body");
+    let grpc = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| parts.headers.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(parts.status, 200, "HTTP status");
+    assert_eq!(grpc.as_deref(), Some("0"), "grpc-status");
+    Response::from_parts(parts, collected.to_bytes())
+}
+
+/// The gRPC request every arm sends: `SayHello` with a [`PAYLOAD`]-byte payload.
+fn say_hello(frame: &Bytes) -> Request<Full<Bytes>> {
+    Request::post("http://greeter:50051/helloworld.Greeter/SayHello")
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(frame.clone()))
+        .unwrap()
+}
+
+/// A gRPC length-prefixed message frame.
+fn grpc_frame(message: &proto::HelloRequest) -> Bytes {
+    let encoded = message.encode_to_vec();
+    let mut frame = BytesMut::with_capacity(5 + encoded.len());
+    frame.put_u8(0);
+    frame.put_u32(u32::try_from(encoded.len()).unwrap());
+    frame.put_slice(&encoded);
+    frame.freeze()
+}
+
+fn identity(ca: &CertificateAuthority, sa: &str) -> TlsIdentity {
+    let issued = ca
+        .issue(NAMESPACE, sa, Duration::from_secs(24 * 3600))
+        .unwrap();
+    TlsIdentity::new(issued.credentials(UnixTime::now()).unwrap()).unwrap()
+}
+
+/// A bare hyper HTTP/2 server over rustls mutual TLS (sidecar-tax's `serve_tls`).
+async fn bare_server(identity: &TlsIdentity) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                tcp.set_nodelay(true).unwrap();
+                let tls = acceptor.accept(tcp).await.unwrap();
+                let routes = greeter::routes();
+                let service =
+                    hyper::service::service_fn(move |request| routes.clone().oneshot(request));
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// mesh's inbound stack serving the greeter (sidecar-tax's mesh server role).
+async fn mesh_server(identity: TlsIdentity, dir: &std::path::Path) -> SocketAddr {
+    let config = dir.join("greeter.yaml");
+    std::fs::write(&config, SERVER_YAML).unwrap();
+    let mesh = Mesh::builder()
+        .workload(Workload::new(NAMESPACE, GREETER_SA))
+        .identity(identity)
+        .config_path(config)
+        .watch(false)
+        .build()
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let options =
+        mesh_tower::ServeOptions::new().telemetry(Telemetry::new().access_log(AccessLogMode::Off));
+    tokio::spawn(async move {
+        mesh_tonic::serve(&mesh, listener, greeter::routes())
+            .options(options)
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+/// A bare hyper HTTP/2 client over rustls mutual TLS, checking the server is the greeter.
+async fn bare_client(identity: &TlsIdentity, addr: SocketAddr) -> Caller {
+    let greeter = format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{GREETER_SA}")
+        .parse()
+        .unwrap();
+    let config = identity
+        .client_config(&ExpectedIdentities::one_of([greeter]))
+        .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(ServerName::try_from("greeter").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Caller::Bare(sender)
+}
+
+/// A `MeshClient` as workload `bench/client`, the greeter at `addr`.
+fn mesh_client(identity: &Arc<TlsIdentity>, addr: SocketAddr) -> Caller {
+    let ctx = BuildContext {
+        workload: Workload::new(NAMESPACE, CLIENT_SA),
+        ..Default::default()
+    };
+    let snapshot = istio::load_str("client.yaml", &client_yaml(addr.port()), &ctx).unwrap();
+    let client = MeshClient::builder(Mesh::from_snapshot(ctx, snapshot))
+        .identity(identity.clone())
+        .telemetry(Telemetry::new().access_log(AccessLogMode::Off))
+        .seed(1)
+        .build();
+    Caller::Mesh(client)
+}
+
+/// Allocations of `n` calls, one after the other.
+async fn count(caller: &Caller, frame: &Bytes, n: u64) -> u64 {
+    let before = dhat::HeapStats::get().total_blocks;
+    for _ in 0..n {
+        let response = caller.call(say_hello(frame)).await;
+        assert!(!response.body().is_empty());
+    }
+    dhat::HeapStats::get().total_blocks - before
+}
+
+async fn call_budget() {
+    // A failed dhat assertion saves the profile: to the temp dir, never into the source tree.
+    let _profiler = dhat::Profiler::builder()
+        .testing()
+        .file_name(
+            std::env::temp_dir().join(format!("mesh-call_alloc-{}.json", std::process::id())),
+        )
+        .build();
+    // Metrics go to a real recorder, as in sidecar-tax; without its upkeep thread, so the
+    // process keeps one thread.
+    mesh_tower::telemetry::prometheus_builder()
+        .install_recorder()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = CertificateAuthority::generate(TRUST_DOMAIN).unwrap();
+    let client_id = Arc::new(identity(&ca, CLIENT_SA));
+    let greeter_id = identity(&ca, GREETER_SA);
+
+    let bare_addr = bare_server(&greeter_id).await;
+    let mesh_addr = mesh_server(greeter_id, dir.path()).await;
+    let arms = [
+        ("bare", bare_client(&client_id, bare_addr).await),
+        ("client", mesh_client(&client_id, bare_addr)),
+        ("server", bare_client(&client_id, mesh_addr).await),
+        ("both", mesh_client(&client_id, mesh_addr)),
+    ];
+    let frame = grpc_frame(&proto::HelloRequest {
+        name: "world".into(),
+        payload: Bytes::from(vec![0x5a; PAYLOAD]),
+    });
+    for (_, caller) in &arms {
+        count(caller, &frame, WARM_UP).await;
+    }
+
+    let mut counted = [0u64; 4];
+    for (total, (_, caller)) in counted.iter_mut().zip(&arms) {
+        *total = count(caller, &frame, CALLS).await;
+    }
+    let [bare, client, server, both] = counted;
+    let per_call = |n: u64| n as f64 / CALLS as f64;
+    for ((name, _), total) in arms.iter().zip(counted) {
+        println!("{name:>6}: {:.2} allocations per call", per_call(total));
+    }
+    let client_cost = client.saturating_sub(bare);
+    let server_cost = server.saturating_sub(bare);
+    println!(
+        "mesh client: {:.2} per call (budget {CLIENT_BUDGET}); mesh server: {:.2} per call \
+         (budget {SERVER_BUDGET}); both sides: {:.2} per call",
+        per_call(client_cost),
+        per_call(server_cost),
+        per_call(both.saturating_sub(bare)),
+    );
+    dhat::assert!(
+        client_cost <= CLIENT_BUDGET * CALLS,
+        "MeshClient allocates {:.2} per call beyond bare hyper+rustls, budget {CLIENT_BUDGET}",
+        per_call(client_cost)
+    );
+    dhat::assert!(
+        server_cost <= SERVER_BUDGET * CALLS,
+        "mesh serve allocates {:.2} per call beyond bare hyper+rustls, budget {SERVER_BUDGET}",
+        per_call(server_cost)
+    );
+}
