@@ -177,7 +177,12 @@ fn shop_serves_every_edge_denies_payment_and_follows_a_live_canary_edit() {
         serde_json::json!({}),
         "{summary:#}"
     );
-    assert_eq!(summary["orders"]["skipped"], 0, "{summary:#}");
+    // Skipped ticks are the load generator finding every slot in flight: capacity, which a
+    // benchmark measures, not correctness (on a loaded machine latency reaches seconds). Most
+    // ticks must still have been sent, so the run did the work it checks.
+    let skipped = summary["orders"]["skipped"].as_u64().unwrap();
+    let sent = summary["orders"]["sent"].as_u64().unwrap();
+    assert!(skipped < sent, "{summary:#}");
 
     // Every edge served, without failures.
     for (source, destination) in [
