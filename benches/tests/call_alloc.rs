@@ -71,61 +71,10 @@ const WARM_UP: u64 = 50;
 /// Bytes of payload in each request and reply (sidecar-tax's default).
 const PAYLOAD: usize = 1024;
 
-const TRUST_DOMAIN: &str = "cluster.local";
-const NAMESPACE: &str = "bench";
-const CLIENT_SA: &str = "client";
-const GREETER_SA: &str = "greeter";
-
-/// The server side's Istio config (sidecar-tax's `SERVER_YAML`).
-const SERVER_YAML: &str = r#"apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: bench}
-spec:
-  mtls: {mode: STRICT}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: greeter, namespace: bench}
-spec:
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: ["cluster.local/ns/bench/sa/client"]}}]
-    to: [{operation: {paths: ["/helloworld.Greeter/*"]}}]
-"#;
-
-/// The client side's Istio config (sidecar-tax's `client_yaml`), the greeter on `port`.
-fn client_yaml(port: u16) -> String {
-    format!(
-        r#"apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: greeter, namespace: bench}}
-spec:
-  hosts: [greeter.bench.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: 50051, name: grpc, protocol: GRPC}}]
-  endpoints:
-  - {{address: 127.0.0.1, ports: {{grpc: {port}}}, serviceAccount: greeter}}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: greeter, namespace: bench}}
-spec:
-  host: greeter.bench.svc.cluster.local
-  trafficPolicy:
-    tls: {{mode: ISTIO_MUTUAL}}
-    loadBalancer: {{simple: LEAST_REQUEST}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: greeter, namespace: bench}}
-spec:
-  hosts: [greeter]
-  http:
-  - route: [{{destination: {{host: greeter.bench.svc.cluster.local, port: {{number: 50051}}}}}}]
-"#
-    )
-}
+// The sidecar-tax configuration: the same certificates' names and Istio config.
+use mesh_benches::e2e::config::{
+    CLIENT_SA, GREETER_SA, NAMESPACE, SERVER_YAML, TRUST_DOMAIN, client_yaml,
+};
 
 /// Runs without libtest's harness: its main thread's bookkeeping would race the count.
 fn main() {
