@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::body::MeshBody;
 use super::classify::{Attempt, endpoint_failure, should_retry};
 use super::connect::ConnectError;
+use super::kept_head::KeptHead;
 use super::pool::{EndpointPool, SendError, UpstreamBody};
 use super::prepare::{self, Target};
 use super::record::UpstreamHost;
@@ -94,6 +95,8 @@ impl Inner {
             || cluster.pools.first().is_some_and(|p| p.settings().http2);
         prepare::set_target(&mut head, target, http2);
         let mut head = Some(head);
+        // A copy of the head for the attempts after the first (`kept_head.rs`).
+        let mut kept: Option<KeptHead> = None;
         let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
         let backoff = policy.map(Backoff::from_policy);
         let mut previous: Option<usize> = None;
@@ -112,9 +115,18 @@ impl Inner {
             };
             previous = Some(index);
             let last = attempt_no >= max_attempts;
-            // The head is backed up only when another attempt may follow.
-            let parts = if last { head.take() } else { head.clone() };
-            let (Some(parts), Some(upstream_body)) = (parts, body.next()) else {
+            // The first attempt sends the head itself, copied only when another attempt may
+            // follow; the others send the copy.
+            let parts = match head.take() {
+                Some(first) => {
+                    if !last {
+                        kept = Some(KeptHead::keep(&first));
+                    }
+                    Some(first)
+                }
+                None => kept.as_ref().map(KeptHead::restore),
+            };
+            let (Some(parts), Some(upstream_body)) = (parts, body.next(last)) else {
                 // Not reached: a body sent once belongs to a request with a single attempt.
                 return local(
                     ResponseFlag::UpstreamConnectionFailure,

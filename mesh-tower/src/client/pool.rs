@@ -27,8 +27,57 @@ use mesh_core::identity::PeerIdentity;
 
 use super::connect::{ConnectError, Connected, Connector, Io};
 
-/// The body every upstream request is sent with.
-pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// The body every upstream request is sent with: bytes read whole (no box), or any body.
+pub(crate) enum UpstreamBody {
+    /// The whole body; `None` once sent, or when empty.
+    Whole(Option<Bytes>),
+    /// A body streamed as it is read.
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl UpstreamBody {
+    pub(crate) fn boxed<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        UpstreamBody::Boxed(UnsyncBoxBody::new(body))
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Whole(bytes) => {
+                std::task::Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+            }
+            UpstreamBody::Boxed(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Whole(bytes) => bytes.is_none(),
+            UpstreamBody::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpstreamBody::Whole(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            UpstreamBody::Boxed(body) => body.size_hint(),
+        }
+    }
+}
 
 /// Why a request could not be exchanged with the endpoint.
 #[derive(Debug, thiserror::Error)]

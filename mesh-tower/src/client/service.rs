@@ -407,12 +407,13 @@ impl Inner {
         let body = SendBody::new(body.map_err(Into::into), plan.replay, REPLAY_LIMIT);
         facts.request_bytes = body.byte_counter();
 
-        if let Some(kept) = body.replay() {
+        if body.is_kept() {
             for (mirror, mirror_cluster) in route.mirrors.iter().zip(plan.mirrors.iter()) {
                 if mirror.percentage.hit(rng.random_range(0..1_000_000))
                     && let Some(mirror_cluster) = mirror_cluster
+                    && let Some(copy) = body.mirror_body()
                 {
-                    self.mirror(mirror_cluster.clone(), &parts, kept, &target);
+                    self.mirror(mirror_cluster.clone(), &parts, copy, &target);
                 }
             }
         }
