@@ -15,7 +15,7 @@ use rand::rngs::SmallRng;
 use tokio::time::Instant;
 
 use super::body::MeshBody;
-use super::classify::{Attempt, endpoint_failure, should_retry};
+use super::classify::{Attempt, endpoint_failure, may_retry_after_sending, should_retry};
 use super::connect::ConnectError;
 use super::kept_head::KeptHead;
 use super::pool::{EndpointPool, SendError, UpstreamBody};
@@ -56,9 +56,13 @@ impl AttemptEnd {
     }
 }
 
-/// What an attempt gives back: how it ended (for retry decisions), and the response with the
-/// endpoint that sent it, or why there is none.
-type AttemptResult = (Attempt, Result<(Response<MeshBody>, UpstreamHost), Failed>);
+/// What an attempt gives back: how it ended (for retry decisions), the response with the
+/// endpoint that sent it or why there is none, and the request's head if it never went out.
+type AttemptResult = (
+    Attempt,
+    Result<(Response<MeshBody>, UpstreamHost), Failed>,
+    Option<http::request::Parts>,
+);
 
 impl Inner {
     /// The attempts of one request: the first, then retries as the policy and budget allow.
@@ -95,7 +99,10 @@ impl Inner {
             || cluster.pools.first().is_some_and(|p| p.settings().http2);
         prepare::set_target(&mut head, target, http2);
         let mut head = Some(head);
-        // A copy of the head for the attempts after the first (`kept_head.rs`).
+        // A copy of the head for the attempts after the first (`kept_head.rs`), made only when
+        // a retry may follow an attempt that sent it: after a connection failure the head comes
+        // back unsent, so a policy retrying only those needs no copy.
+        let copy_head = policy.is_some_and(may_retry_after_sending);
         let mut kept: Option<KeptHead> = None;
         let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
         let backoff = policy.map(Backoff::from_policy);
@@ -115,14 +122,14 @@ impl Inner {
             };
             previous = Some(index);
             let last = attempt_no >= max_attempts;
-            // The first attempt sends the head itself, copied only when another attempt may
-            // follow; the others send the copy.
+            // The head itself goes out (first, or back unsent), copied when another attempt may
+            // need it after it went; else the copy goes.
             let parts = match head.take() {
-                Some(first) => {
-                    if !last {
-                        kept = Some(KeptHead::keep(&first));
+                Some(unsent) => {
+                    if !last && copy_head && kept.is_none() {
+                        kept = Some(KeptHead::keep(&unsent));
                     }
-                    Some(first)
+                    Some(unsent)
                 }
                 None => kept.as_ref().map(KeptHead::restore),
             };
@@ -133,7 +140,7 @@ impl Inner {
                     "request already sent",
                 );
             };
-            let (attempt, result) = self
+            let (attempt, result, unsent) = self
                 .attempt(
                     cluster,
                     index,
@@ -141,6 +148,7 @@ impl Inner {
                     policy,
                 )
                 .await;
+            head = unsent;
             let retryable =
                 policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
             if last || !retryable {
@@ -197,6 +205,7 @@ impl Inner {
             return (
                 Attempt::ConnectFailure,
                 Err((ResponseFlag::NoHealthyUpstream, None)),
+                Some(request.into_parts().0),
             );
         };
         let start = Instant::now();
@@ -209,6 +218,13 @@ impl Inner {
             },
             None => send.await.map_err(Some),
         };
+        let mut unsent = None;
+        let result = result.map_err(|failed| {
+            failed.map(|f| {
+                unsent = f.head;
+                f.error
+            })
+        });
         let now = Instant::now();
         let (attempt, outcome, reply) = match result {
             Ok(response) => {
@@ -274,7 +290,7 @@ impl Inner {
                 };
                 match outcome {
                     Some(o) => (attempt, o, Err((flag, reason))),
-                    None => return (attempt, Err((flag, reason))),
+                    None => return (attempt, Err((flag, reason)), unsent),
                 }
             }
         };
@@ -286,7 +302,7 @@ impl Inner {
                 metrics::counter!("mesh_outlier_ejections_total", "cluster" => cluster.cluster.name.to_string()).increment(1);
             }
         }
-        (attempt, reply)
+        (attempt, reply, unsent)
     }
 }
 

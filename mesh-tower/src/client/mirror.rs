@@ -50,7 +50,7 @@ impl Inner {
                     // Drain so the connection can be reused; the answer is ignored.
                     let _ = response.into_body().collect().await;
                 }
-                Err(e) => tracing::debug!(error = %e, "mirror request failed"),
+                Err(e) => tracing::debug!(error = %e.error, "mirror request failed"),
             }
             in_flight.finish(Instant::now());
             pool.release();
