@@ -342,7 +342,7 @@ async fn sites(arm: &str) {
         })
         .filter(|(blocks, _)| *blocks * 2 >= calls)
         .collect();
-    sites.sort_by(|a, b| b.0.cmp(&a.0));
+    sites.sort_by_key(|site| std::cmp::Reverse(site.0));
     let total: u64 = sites.iter().map(|(b, _)| b).sum();
     println!(
         "{arm}: {:.2} allocations per call at sites allocating at least every other call",
