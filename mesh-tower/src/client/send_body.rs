@@ -136,40 +136,62 @@ where
     }
 }
 
-/// The whole of `body` if it has ended, or if its size is known, within `limit`, and its data
-/// is ready at the first poll with nothing after it; else the body, with what that poll gave
-/// still to come.
+/// The whole of `body` when it is ready whole now: ended, or one data frame within `limit`
+/// followed by its end (seen from `is_end_stream`, or from a second poll: a tonic unary body
+/// says so only then). Else the body, with the frames those polls took still to come first. A
+/// body whose size is known to pass `limit` is not polled.
 ///
-/// The poll uses a no-op waker: a body not ready registers it, and registers the real one when
+/// The polls use a no-op waker: a body not ready registers it, and registers the real one when
 /// the attempt polls it again, as every poll does.
 fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, Prefixed<B>>
 where
     B: Body<Data = Bytes> + Unpin,
 {
-    let rest = |body, first| Err(Prefixed { first, inner: body });
     if body.is_end_stream() {
         return Ok(Bytes::new());
     }
-    if body.size_hint().exact().is_none_or(|n| n > limit as u64) {
-        return rest(body, None);
+    if body.size_hint().lower() > limit as u64 {
+        return Err(Prefixed::new(body, []));
     }
     let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(&mut body).poll_frame(&mut cx) {
-        Poll::Ready(None) => Ok(Bytes::new()),
+    let data = match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(None) => return Ok(Bytes::new()),
+        Poll::Pending => return Err(Prefixed::new(body, [])),
+        Poll::Ready(Some(Err(e))) => return Err(Prefixed::new(body, [Err(e)])),
         Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-            Ok(data) if body.is_end_stream() => Ok(data),
-            Ok(data) => rest(body, Some(Ok(Frame::data(data)))),
-            Err(frame) => rest(body, Some(Ok(frame))),
+            Ok(data) if data.len() <= limit => data,
+            Ok(data) => return Err(Prefixed::new(body, [Ok(Frame::data(data))])),
+            Err(frame) => return Err(Prefixed::new(body, [Ok(frame)])),
         },
-        Poll::Ready(Some(Err(e))) => rest(body, Some(Err(e))),
-        Poll::Pending => rest(body, None),
+    };
+    if body.is_end_stream() {
+        return Ok(data);
+    }
+    match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(None) => Ok(data),
+        Poll::Pending => Err(Prefixed::new(body, [Ok(Frame::data(data))])),
+        Poll::Ready(Some(second)) => Err(Prefixed::new(body, [Ok(Frame::data(data)), second])),
     }
 }
 
-/// The caller's body, with the frame [`read_whole`] took from it first.
+/// The caller's body, with the frames [`read_whole`] took from it first.
 pub(crate) struct Prefixed<B: Body> {
-    first: Option<Result<Frame<Bytes>, B::Error>>,
+    /// Taken from the front.
+    read: [Option<Result<Frame<Bytes>, B::Error>>; 2],
     inner: B,
+}
+
+impl<B: Body> Prefixed<B> {
+    fn new<const N: usize>(inner: B, read: [Result<Frame<Bytes>, B::Error>; N]) -> Self {
+        let mut frames = [None, None];
+        for (slot, frame) in frames.iter_mut().zip(read) {
+            *slot = Some(frame);
+        }
+        Self {
+            read: frames,
+            inner,
+        }
+    }
 }
 
 impl<B> Body for Prefixed<B>
@@ -184,27 +206,29 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(first));
+        if let Some(frame) = self.read.iter_mut().find_map(Option::take) {
+            return Poll::Ready(Some(frame));
         }
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.inner.is_end_stream()
+        self.read.iter().all(Option::is_none) && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
         let mut hint = self.inner.size_hint();
-        if let Some(Ok(data)) = self.first.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
-            && let Some(data) = data
-        {
-            let n = data.len() as u64;
-            hint.set_lower(hint.lower() + n);
-            if let Some(upper) = hint.upper() {
-                hint.set_upper(upper + n);
-            }
+        let read: u64 = self
+            .read
+            .iter()
+            .flatten()
+            .filter_map(|f| f.as_ref().ok()?.data_ref().map(|d| d.len() as u64))
+            .sum();
+        // The upper bound first: a lower bound above it would not be accepted.
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + read);
         }
+        hint.set_lower(hint.lower() + read);
         hint
     }
 }
@@ -254,11 +278,15 @@ mod tests {
         Full::new(Bytes::from_static(bytes)).map_err(|e| -> BoxError { match e {} })
     }
 
-    /// A body of unknown size, so it is streamed, not read whole.
+    /// A body of unknown size in two frames, so it is streamed, not read whole.
     fn streamed(
         bytes: &'static [u8],
     ) -> impl Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static {
-        let frames = vec![Ok::<_, BoxError>(Frame::data(Bytes::from_static(bytes)))];
+        let (a, b) = bytes.split_at(bytes.len() / 2);
+        let frames = vec![
+            Ok::<_, BoxError>(Frame::data(Bytes::from_static(a))),
+            Ok(Frame::data(Bytes::from_static(b))),
+        ];
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
@@ -307,6 +335,14 @@ mod tests {
             assert_eq!(last.collect().await.unwrap().to_bytes(), "hello");
             assert_eq!(mirror.collect().await.unwrap().to_bytes(), "hello");
         }
+        // One frame of unknown size whose end shows only at the next poll (a tonic unary
+        // request's body): read whole too.
+        let one = StreamBody::new(futures_util::stream::iter(vec![Ok::<_, BoxError>(
+            Frame::data(Bytes::from_static(b"hello")),
+        )]));
+        let mut one = SendBody::new(one, true, 64);
+        assert!(matches!(one, SendBody::Whole(_)));
+        assert_eq!(one.next(true).unwrap().size_hint().exact(), Some(5));
         // Empty: ended at once, so the headers carry END_STREAM.
         let mut empty = SendBody::new(boxed(b""), true, 64);
         assert!(empty.next(false).unwrap().is_end_stream());
