@@ -10,12 +10,12 @@
 //! a trace mesh starts goes out in the configured provider's format (OpenTelemetry: W3C), and in
 //! both when no tracing is configured, so a W3C or a Zipkin tracer downstream sees it.
 
-use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 use std::ops::Range;
 
 use super::b3;
+use super::header_bytes;
 use super::ids::{SpanId, TraceId, hex_pair};
 use super::request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID_NAME, write_uuid_v4};
 use super::w3c;
@@ -148,7 +148,7 @@ impl TraceContext {
     /// context of another hop goes on beside it.
     ///
     /// The values are formatted on the stack and each header value is a slice of one shared
-    /// buffer: one allocation for all of them.
+    /// buffer ([`header_bytes`]): no allocation per call.
     pub fn inject(&self, headers: &mut HeaderMap) {
         self.inject_with(headers, None);
     }
@@ -186,7 +186,7 @@ impl TraceContext {
             _ => None,
         };
         let request_id = request_id.and_then(|id| buf.request_id(id));
-        let shared = Bytes::from_owner(buf);
+        let shared = header_bytes::share(buf.as_ref());
         let value = |range: Range<usize>| HeaderValue::from_maybe_shared(shared.slice(range)).ok();
         let mut set = |name: HeaderName, value: Option<HeaderValue>| match value {
             Some(v) => {
@@ -240,8 +240,8 @@ pub(crate) enum RequestIdSource<'a, 'r> {
 /// each) and request id ([`MAX_REQUEST_ID_LEN`]) written together.
 const HEADER_BUF: usize = 55 + 32 + 16 + 16 + MAX_REQUEST_ID_LEN;
 
-/// The bytes of a request's trace headers, formatted on the stack and moved once into the one
-/// allocation their header values share ([`Bytes::from_owner`]).
+/// The bytes of a request's trace headers, formatted on the stack, then copied once into the
+/// buffer their header values share ([`header_bytes::share`]).
 struct HeaderBuf {
     bytes: [u8; HEADER_BUF],
     len: usize,

@@ -34,6 +34,7 @@ pub mod b3;
 mod config;
 mod context;
 mod export;
+mod header_bytes;
 mod ids;
 pub mod queue;
 mod request_id;
