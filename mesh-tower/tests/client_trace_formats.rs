@@ -64,7 +64,7 @@ async fn client() -> MeshClient {
     MeshClient::new(mesh(&service_yaml("traced", &[&backend], "")))
 }
 
-/// The trace headers the backend saw for one call; the caller sets a stale `b3`.
+/// The trace headers the backend saw for one call; the caller sets a `b3` of its own.
 async fn call(client: &MeshClient) -> Vec<(String, String)> {
     let request = Request::get("http://traced:8080/")
         .header("b3", "stale")
@@ -97,9 +97,11 @@ async fn call_in_handler(client: &MeshClient, incoming: &[(&'static str, &str)])
 async fn calls_go_on_in_the_formats_that_arrived() {
     let client = client().await;
     let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    // The caller's own `b3` is not mesh's format here: left as it is, as Envoy's
+    // OpenTelemetry tracer leaves it.
     assert_eq!(
         call_in_handler(&client, &[("traceparent", tp), ("tracestate", "k=v")]).await,
-        ["traceparent", "tracestate", "x-request-id"]
+        ["b3", "traceparent", "tracestate", "x-request-id"]
     );
     let b3 = [
         ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
@@ -117,8 +119,9 @@ async fn calls_go_on_in_the_formats_that_arrived() {
         ]
     );
 
-    // A call outside any handler starts a trace: with no tracing installed, in both formats
-    // (no parent, no sampling decision yet), with a new request id.
+    // In B3 the caller's `b3` is replaced. A call outside any handler starts a trace: with no
+    // tracing installed, in both formats (no parent, no sampling decision yet), with a new
+    // request id.
     let seen = call(&client).await;
     let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

@@ -67,7 +67,8 @@ type AttemptResult = (
 impl Inner {
     /// The attempts of one request: the first, then retries as the policy and budget allow.
     /// `head` is the request head without its target, which `target` gives; both are moved
-    /// into the first attempt and copied only when another attempt may follow.
+    /// into the first attempt, and copied only when a retry may follow a request that went out
+    /// (a head that never went out comes back to be sent again).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempts<B>(
         &self,
@@ -134,7 +135,8 @@ impl Inner {
                 None => kept.as_ref().map(KeptHead::restore),
             };
             let (Some(parts), Some(upstream_body)) = (parts, body.next(last)) else {
-                // Not reached: a body sent once belongs to a request with a single attempt.
+                // Not reached: a body sent once belongs to a request with a single attempt, and
+                // the head is copied whenever a retry may follow a request that went out.
                 return local(
                     ResponseFlag::UpstreamConnectionFailure,
                     "request already sent",

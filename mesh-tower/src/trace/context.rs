@@ -143,9 +143,10 @@ impl TraceContext {
     }
 
     /// Writes this context into outgoing `headers` in its [`formats`](Self::formats):
-    /// `traceparent` (and `tracestate`) for W3C, the B3 multi headers for B3. The headers of a
-    /// format it is not written in are removed, as is any `b3` single header, so no stale
-    /// context of another hop goes on beside it.
+    /// `traceparent` (and `tracestate`) for W3C, the B3 multi headers for B3, replacing what
+    /// `headers` had of that format (a `b3` single header included, so the two B3 forms cannot
+    /// disagree). Headers of a format it is not written in are left as they are, as Envoy's
+    /// tracers leave the other tracers' headers.
     ///
     /// The values are formatted on the stack and each header value is a slice of one shared
     /// buffer ([`header_bytes`]): no allocation per call.
@@ -196,27 +197,25 @@ impl TraceContext {
                 headers.remove(name);
             }
         };
-        set(w3c::TRACEPARENT_NAME, traceparent.and_then(value));
-        let state = self
-            .tracestate
-            .as_deref()
-            .filter(|_| self.formats.w3c)
-            .and_then(|state| HeaderValue::try_from(state).ok());
-        set(w3c::TRACESTATE_NAME, state);
-        let (trace_id, span_id, parent) = match b3 {
-            Some((t, s, p)) => (Some(t), Some(s), p),
-            None => (None, None, None),
-        };
-        set(b3::X_B3_TRACEID_NAME, trace_id.and_then(value));
-        set(b3::X_B3_SPANID_NAME, span_id.and_then(value));
-        set(b3::X_B3_PARENTSPANID_NAME, parent.and_then(value));
-        let sampled = self
-            .sampled
-            .filter(|_| self.formats.b3)
-            .map(|s| HeaderValue::from_static(if s { "1" } else { "0" }));
-        set(b3::X_B3_SAMPLED_NAME, sampled);
-        set(b3::X_B3_FLAGS_NAME, None);
-        set(b3::B3_NAME, None);
+        if let Some(traceparent) = traceparent {
+            set(w3c::TRACEPARENT_NAME, value(traceparent));
+            let state = self
+                .tracestate
+                .as_deref()
+                .and_then(|state| HeaderValue::try_from(state).ok());
+            set(w3c::TRACESTATE_NAME, state);
+        }
+        if let Some((trace_id, span_id, parent)) = b3 {
+            set(b3::X_B3_TRACEID_NAME, value(trace_id));
+            set(b3::X_B3_SPANID_NAME, value(span_id));
+            set(b3::X_B3_PARENTSPANID_NAME, parent.and_then(value));
+            let sampled = self
+                .sampled
+                .map(|s| HeaderValue::from_static(if s { "1" } else { "0" }));
+            set(b3::X_B3_SAMPLED_NAME, sampled);
+            set(b3::X_B3_FLAGS_NAME, None);
+            set(b3::B3_NAME, None);
+        }
         let request_id = match request_id {
             Some(range) => value(range),
             None => known.and_then(|id| HeaderValue::try_from(id).ok()),

@@ -298,7 +298,8 @@ async fn calls_carry_the_formats_that_arrived() {
         let ctx = inbound(&mut incoming, &mut rng());
         async move {
             scope(ctx.clone(), async {
-                // A stale context of another hop is not passed on beside ours.
+                // What the application set: replaced in the formats written, kept in the other
+                // (as Envoy's tracers leave each other's headers).
                 let mut h = headers(&[("b3", "stale"), ("traceparent", "stale")]);
                 let call = outbound(&mut h, &mut rng());
                 (h, call)
@@ -318,8 +319,13 @@ async fn calls_carry_the_formats_that_arrived() {
 
     let (h, ctx) = call(&[("traceparent", TP), ("tracestate", "rojo=1")]).await;
     assert_eq!(ctx.trace.formats, Formats::W3C);
-    assert_eq!(names(&h), ["traceparent", "tracestate"]);
+    assert_eq!(names(&h), ["b3", "traceparent", "tracestate"]);
     assert_eq!(h["tracestate"], "rojo=1");
+    assert_ne!(h["traceparent"], "stale");
+    assert_eq!(
+        h["b3"], "stale",
+        "not mesh's format here: left as the application set it"
+    );
 
     let multi = [
         ("x-b3-traceid", B3_TRACE),
@@ -331,12 +337,14 @@ async fn calls_carry_the_formats_that_arrived() {
     assert_eq!(
         names(&h),
         [
+            "traceparent",
             "x-b3-parentspanid",
             "x-b3-sampled",
             "x-b3-spanid",
             "x-b3-traceid"
         ]
     );
+    assert_eq!(h["traceparent"], "stale");
     assert_eq!(h["x-b3-traceid"], B3_TRACE);
     assert_eq!(h["x-b3-sampled"], "1");
 
@@ -345,6 +353,7 @@ async fn calls_carry_the_formats_that_arrived() {
     assert_eq!(
         names(&h),
         [
+            "traceparent",
             "x-b3-parentspanid",
             "x-b3-sampled",
             "x-b3-spanid",
@@ -399,6 +408,7 @@ fn a_new_trace_goes_out_in_the_providers_format() {
         formats: Formats::W3C,
         ..root
     };
+    let mut h = HeaderMap::new();
     w3c.inject(&mut h);
     assert_eq!(h.len(), 1, "only traceparent: {h:?}");
 }
