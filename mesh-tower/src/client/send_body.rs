@@ -65,8 +65,8 @@ where
     /// kept for replay if `replay` (up to `limit` bytes), else sent once.
     pub(crate) fn new(body: B, replay: bool, limit: usize) -> Self {
         let body = match read_whole(body, limit) {
-            Ok(bytes) => return SendBody::Whole(bytes),
-            Err(rest) => rest,
+            ReadAhead::Whole(bytes) => return SendBody::Whole(bytes),
+            ReadAhead::Rest(rest) => rest,
         };
         if replay {
             SendBody::Replay(ReplayBody::new(body, limit))
@@ -143,35 +143,45 @@ where
 ///
 /// The polls use a no-op waker: a body not ready registers it, and registers the real one when
 /// the attempt polls it again, as every poll does.
-fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, Prefixed<B>>
+fn read_whole<B>(mut body: B, limit: usize) -> ReadAhead<B>
 where
     B: Body<Data = Bytes> + Unpin,
 {
     if body.is_end_stream() {
-        return Ok(Bytes::new());
+        return ReadAhead::Whole(Bytes::new());
     }
     if body.size_hint().lower() > limit as u64 {
-        return Err(Prefixed::new(body, []));
+        return ReadAhead::Rest(Prefixed::new(body, []));
     }
     let mut cx = Context::from_waker(Waker::noop());
     let data = match Pin::new(&mut body).poll_frame(&mut cx) {
-        Poll::Ready(None) => return Ok(Bytes::new()),
-        Poll::Pending => return Err(Prefixed::new(body, [])),
-        Poll::Ready(Some(Err(e))) => return Err(Prefixed::new(body, [Err(e)])),
+        Poll::Ready(None) => return ReadAhead::Whole(Bytes::new()),
+        Poll::Pending => return ReadAhead::Rest(Prefixed::new(body, [])),
+        Poll::Ready(Some(Err(e))) => return ReadAhead::Rest(Prefixed::new(body, [Err(e)])),
         Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
             Ok(data) if data.len() <= limit => data,
-            Ok(data) => return Err(Prefixed::new(body, [Ok(Frame::data(data))])),
-            Err(frame) => return Err(Prefixed::new(body, [Ok(frame)])),
+            Ok(data) => return ReadAhead::Rest(Prefixed::new(body, [Ok(Frame::data(data))])),
+            Err(frame) => return ReadAhead::Rest(Prefixed::new(body, [Ok(frame)])),
         },
     };
     if body.is_end_stream() {
-        return Ok(data);
+        return ReadAhead::Whole(data);
     }
     match Pin::new(&mut body).poll_frame(&mut cx) {
-        Poll::Ready(None) => Ok(data),
-        Poll::Pending => Err(Prefixed::new(body, [Ok(Frame::data(data))])),
-        Poll::Ready(Some(second)) => Err(Prefixed::new(body, [Ok(Frame::data(data)), second])),
+        Poll::Ready(None) => ReadAhead::Whole(data),
+        Poll::Pending => ReadAhead::Rest(Prefixed::new(body, [Ok(Frame::data(data))])),
+        Poll::Ready(Some(second)) => {
+            ReadAhead::Rest(Prefixed::new(body, [Ok(Frame::data(data)), second]))
+        }
     }
+}
+
+/// What [`read_whole`] found.
+enum ReadAhead<B: Body> {
+    /// The whole body.
+    Whole(Bytes),
+    /// A body that goes on, with what was read of it.
+    Rest(Prefixed<B>),
 }
 
 /// The caller's body, with the frames [`read_whole`] took from it first.
