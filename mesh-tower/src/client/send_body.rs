@@ -363,6 +363,26 @@ mod tests {
         assert_eq!(sent.collect().await.unwrap().to_bytes(), "0123456789");
     }
 
+    /// What tonic's client sends for a unary call (`tonic::client::Grpc::unary`: an
+    /// `EncodeBody` over one message, boxed in `tonic::body::Body`) is read whole: the message
+    /// comes at the first poll, the end at the second.
+    #[tokio::test]
+    async fn a_tonic_unary_request_body_is_read_whole() {
+        use tonic::codec::Codec as _;
+        let encoder = tonic_prost::ProstCodec::<String, String>::default().encoder();
+        let source = futures_util::stream::iter(vec![Ok::<_, tonic::Status>("hi".to_owned())]);
+        let body = tonic::body::Body::new(tonic::codec::EncodeBody::new_client(
+            encoder, source, None, None,
+        ))
+        .map_err(|e| -> BoxError { Box::new(e) });
+        let mut body = SendBody::new(body, true, 64);
+        assert!(matches!(body, SendBody::Whole(_)));
+        // The gRPC frame: flag, length, the string field of 2 bytes with its tag and length.
+        assert_eq!(body.byte_counter().unwrap().read_bytes(), 5 + 4);
+        let sent = body.next(true).unwrap();
+        assert_eq!(sent.collect().await.unwrap().to_bytes().len(), 9);
+    }
+
     /// A body whose first frame was read but is not over keeps that frame first.
     #[tokio::test]
     async fn a_body_read_ahead_keeps_its_first_frame() {
