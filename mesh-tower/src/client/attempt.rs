@@ -15,8 +15,9 @@ use rand::rngs::SmallRng;
 use tokio::time::Instant;
 
 use super::body::MeshBody;
-use super::classify::{Attempt, endpoint_failure, should_retry};
+use super::classify::{Attempt, endpoint_failure, may_retry_after_sending, should_retry};
 use super::connect::ConnectError;
+use super::kept_head::KeptHead;
 use super::pool::{EndpointPool, SendError, UpstreamBody};
 use super::prepare::{self, Target};
 use super::record::UpstreamHost;
@@ -55,14 +56,19 @@ impl AttemptEnd {
     }
 }
 
-/// What an attempt gives back: how it ended (for retry decisions), and the response with the
-/// endpoint that sent it, or why there is none.
-type AttemptResult = (Attempt, Result<(Response<MeshBody>, UpstreamHost), Failed>);
+/// What an attempt gives back: how it ended (for retry decisions), the response with the
+/// endpoint that sent it or why there is none, and the request's head if it never went out.
+type AttemptResult = (
+    Attempt,
+    Result<(Response<MeshBody>, UpstreamHost), Failed>,
+    Option<http::request::Parts>,
+);
 
 impl Inner {
     /// The attempts of one request: the first, then retries as the policy and budget allow.
     /// `head` is the request head without its target, which `target` gives; both are moved
-    /// into the first attempt and copied only when another attempt may follow.
+    /// into the first attempt, and copied only when a retry may follow a request that went out
+    /// (a head that never went out comes back to be sent again).
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempts<B>(
         &self,
@@ -94,6 +100,11 @@ impl Inner {
             || cluster.pools.first().is_some_and(|p| p.settings().http2);
         prepare::set_target(&mut head, target, http2);
         let mut head = Some(head);
+        // A copy of the head for the attempts after the first (`kept_head.rs`), made only when
+        // a retry may follow an attempt that sent it: after a connection failure the head comes
+        // back unsent, so a policy retrying only those needs no copy.
+        let copy_head = policy.is_some_and(may_retry_after_sending);
+        let mut kept: Option<KeptHead> = None;
         let max_attempts = 1 + policy.map_or(0, |p| p.attempts);
         let backoff = policy.map(Backoff::from_policy);
         let mut previous: Option<usize> = None;
@@ -112,16 +123,26 @@ impl Inner {
             };
             previous = Some(index);
             let last = attempt_no >= max_attempts;
-            // The head is backed up only when another attempt may follow.
-            let parts = if last { head.take() } else { head.clone() };
-            let (Some(parts), Some(upstream_body)) = (parts, body.next()) else {
-                // Not reached: a body sent once belongs to a request with a single attempt.
+            // The head itself goes out (first, or back unsent), copied when another attempt may
+            // need it after it went; else the copy goes.
+            let parts = match head.take() {
+                Some(unsent) => {
+                    if !last && copy_head && kept.is_none() {
+                        kept = Some(KeptHead::keep(&unsent));
+                    }
+                    Some(unsent)
+                }
+                None => kept.as_ref().map(KeptHead::restore),
+            };
+            let (Some(parts), Some(upstream_body)) = (parts, body.next(last)) else {
+                // Not reached: a body sent once belongs to a request with a single attempt, and
+                // the head is copied whenever a retry may follow a request that went out.
                 return local(
                     ResponseFlag::UpstreamConnectionFailure,
                     "request already sent",
                 );
             };
-            let (attempt, result) = self
+            let (attempt, result, unsent) = self
                 .attempt(
                     cluster,
                     index,
@@ -129,6 +150,7 @@ impl Inner {
                     policy,
                 )
                 .await;
+            head = unsent;
             let retryable =
                 policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
             if last || !retryable {
@@ -185,6 +207,7 @@ impl Inner {
             return (
                 Attempt::ConnectFailure,
                 Err((ResponseFlag::NoHealthyUpstream, None)),
+                Some(request.into_parts().0),
             );
         };
         let start = Instant::now();
@@ -197,6 +220,13 @@ impl Inner {
             },
             None => send.await.map_err(Some),
         };
+        let mut unsent = None;
+        let result = result.map_err(|failed| {
+            failed.map(|f| {
+                unsent = f.head;
+                f.error
+            })
+        });
         let now = Instant::now();
         let (attempt, outcome, reply) = match result {
             Ok(response) => {
@@ -262,7 +292,7 @@ impl Inner {
                 };
                 match outcome {
                     Some(o) => (attempt, o, Err((flag, reason))),
-                    None => return (attempt, Err((flag, reason))),
+                    None => return (attempt, Err((flag, reason)), unsent),
                 }
             }
         };
@@ -274,7 +304,7 @@ impl Inner {
                 metrics::counter!("mesh_outlier_ejections_total", "cluster" => cluster.cluster.name.to_string()).increment(1);
             }
         }
-        (attempt, reply)
+        (attempt, reply, unsent)
     }
 }
 

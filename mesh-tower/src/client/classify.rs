@@ -1,7 +1,7 @@
 //! What an attempt's outcome means for retries: Envoy's `retry_on` conditions.
 
 use http::{HeaderMap, StatusCode};
-use mesh_core::model::RetryPolicy;
+use mesh_core::model::{RetryOn, RetryPolicy};
 
 /// How one attempt ended, as far as retrying is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +59,39 @@ pub(crate) fn should_retry(policy: &RetryPolicy, attempt: Attempt) -> bool {
                 })
         }
     }
+}
+
+/// Whether `policy` may retry an attempt after its request went out: on a response, a reset, a
+/// refused stream or a per-try timeout (every condition of [`should_retry`] but a connection
+/// failure, whose request never left and comes back whole). Only then must the head be copied
+/// before sending.
+pub(crate) fn may_retry_after_sending(policy: &RetryPolicy) -> bool {
+    let RetryOn {
+        server_error,
+        gateway_error,
+        reset,
+        connect_failure: _,
+        refused_stream,
+        retriable_4xx,
+        retriable_status_codes,
+        grpc_cancelled,
+        grpc_deadline_exceeded,
+        grpc_internal,
+        grpc_resource_exhausted,
+        grpc_unavailable,
+    } = policy.retry_on;
+    policy.attempts > 0
+        && (server_error
+            || gateway_error
+            || reset
+            || refused_stream
+            || retriable_4xx
+            || retriable_status_codes
+            || grpc_cancelled
+            || grpc_deadline_exceeded
+            || grpc_internal
+            || grpc_resource_exhausted
+            || grpc_unavailable)
 }
 
 /// Whether the outcome counts as a failure of the endpoint for outlier detection, and whether
@@ -146,6 +179,23 @@ mod tests {
         assert!(!should_retry(&istio_default, resp(500, None)));
         assert!(!should_retry(&istio_default, Attempt::Reset));
         assert!(!should_retry(&istio_default, resp(200, Some(13))));
+        assert!(
+            may_retry_after_sending(&istio_default),
+            "503, unavailable: after sending"
+        );
+        let connect_only = policy(
+            RetryOn {
+                connect_failure: true,
+                ..Default::default()
+            },
+            vec![],
+        );
+        assert!(!may_retry_after_sending(&connect_only));
+        assert!(may_retry_after_sending(&five));
+        assert!(!may_retry_after_sending(&RetryPolicy {
+            attempts: 0,
+            ..five.clone()
+        }));
 
         let four = policy(
             RetryOn {

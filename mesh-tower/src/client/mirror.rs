@@ -4,31 +4,26 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::Request;
-use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::attempt::pick_endpoint;
 use super::pool::UpstreamBody;
 use super::prepare::{self, Target};
-use super::replay::ReplayBody;
 use super::runtime::ClusterRuntime;
-use super::service::{BoxError, Inner};
+use super::service::Inner;
 
 impl Inner {
-    /// Sends a shadow copy: `-shadow` appended to the authority, its body replayed from the real
-    /// request's (never read ahead of it), its response dropped.
-    pub(super) fn mirror<B>(
+    /// Sends a shadow copy: `-shadow` appended to the authority, its `body` the real request's
+    /// bytes or replayed from its kept body (never read ahead of it), its response dropped.
+    pub(super) fn mirror(
         &self,
         cluster: Arc<ClusterRuntime>,
         parts: &http::request::Parts,
-        body: &ReplayBody<B>,
+        body: UpstreamBody,
         target: &Target,
-    ) where
-        B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
-    {
+    ) {
         let mut rng = self.rng();
         let Some(index) = pick_endpoint(&cluster, None, None, &mut rng, Instant::now()) else {
             return;
@@ -43,10 +38,7 @@ impl Inner {
             shadow_authority(target.authority.as_str()),
             target.path_and_query.as_str().to_owned(),
         );
-        let request = Request::from_parts(
-            parts.clone(),
-            UpstreamBody::new(body.follower().map_err(|e| -> BoxError { Box::new(e) })),
-        );
+        let request = Request::from_parts(parts.clone(), body);
         let http2 = pool.uses_http2(&request);
         let (mut head, body) = request.into_parts();
         prepare::set_target(&mut head, target, http2);
@@ -58,7 +50,7 @@ impl Inner {
                     // Drain so the connection can be reused; the answer is ignored.
                     let _ = response.into_body().collect().await;
                 }
-                Err(e) => tracing::debug!(error = %e, "mirror request failed"),
+                Err(e) => tracing::debug!(error = %e.error, "mirror request failed"),
             }
             in_flight.finish(Instant::now());
             pool.release();

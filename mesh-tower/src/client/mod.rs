@@ -6,6 +6,7 @@ mod body;
 mod classify;
 mod connect;
 mod hash;
+mod kept_head;
 mod mirror;
 mod passthrough;
 mod plan;

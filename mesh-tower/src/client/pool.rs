@@ -27,8 +27,57 @@ use mesh_core::identity::PeerIdentity;
 
 use super::connect::{ConnectError, Connected, Connector, Io};
 
-/// The body every upstream request is sent with.
-pub(crate) type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// The body every upstream request is sent with: bytes read whole (no box), or any body.
+pub(crate) enum UpstreamBody {
+    /// The whole body; `None` once sent, or when empty.
+    Whole(Option<Bytes>),
+    /// A body streamed as it is read.
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl UpstreamBody {
+    pub(crate) fn boxed<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        UpstreamBody::Boxed(UnsyncBoxBody::new(body))
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Whole(bytes) => {
+                std::task::Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+            }
+            UpstreamBody::Boxed(body) => std::pin::Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Whole(bytes) => bytes.is_none(),
+            UpstreamBody::Boxed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            UpstreamBody::Whole(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            UpstreamBody::Boxed(body) => body.size_hint(),
+        }
+    }
+}
 
 /// Why a request could not be exchanged with the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -164,10 +213,12 @@ impl EndpointPool {
 
     /// Sends one request on a pooled or new connection: HTTP/2 when the cluster's protocol
     /// requires it or the request is HTTP/2 (gRPC on a port declared HTTP), else HTTP/1.1.
+    /// A request that never went out (no connection, or hyper gave it back) is returned with
+    /// the error ([`Unsent::head`]), so a retry can send its head again without a copy.
     pub(crate) async fn send(
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, SendError> {
+    ) -> Result<Response<Incoming>, Unsent> {
         if self.uses_http2(&request) {
             self.send_h2(request).await
         } else {
@@ -180,11 +231,11 @@ impl EndpointPool {
         self.settings.http2 || request.version() == http::Version::HTTP_2
     }
 
-    async fn send_h2(
-        &self,
-        request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, SendError> {
-        let conn = self.h2_conn().await?;
+    async fn send_h2(&self, request: Request<UpstreamBody>) -> Result<Response<Incoming>, Unsent> {
+        let conn = match self.h2_conn().await {
+            Ok(conn) => conn,
+            Err(error) => return Err(Unsent::before_sending(error, request)),
+        };
         let limit = self.settings.max_requests_per_connection;
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
         if limit != 0 && n >= limit {
@@ -195,10 +246,7 @@ impl EndpointPool {
         let mut sender = conn.sender.clone();
         match sender.try_send_request(request).await {
             Ok(response) => Ok(with_peer(response, conn.peer.as_ref())),
-            Err(mut e) => {
-                let sent = e.take_message().is_none();
-                Err(classify(e.into_error(), sent))
-            }
+            Err(e) => Err(Unsent::from_hyper(e)),
         }
     }
 
@@ -259,8 +307,11 @@ impl EndpointPool {
     async fn send_h1(
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, SendError> {
-        let (mut sender, requests, peer, opened) = self.h1_conn().await?;
+    ) -> Result<Response<Incoming>, Unsent> {
+        let (mut sender, requests, peer, opened) = match self.h1_conn().await {
+            Ok(conn) => conn,
+            Err(error) => return Err(Unsent::before_sending(error, request)),
+        };
         let result = sender
             .try_send_request(request)
             .await
@@ -277,10 +328,7 @@ impl EndpointPool {
                 opened,
             });
         }
-        result.map_err(|mut e| {
-            let sent = e.take_message().is_none();
-            classify(e.into_error(), sent)
-        })
+        result.map_err(Unsent::from_hyper)
     }
 
     /// An idle connection, or a new one under the connection limit, or, at the limit, the
@@ -354,6 +402,32 @@ impl EndpointPool {
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<H1Conn>> {
         // The list is only pushed to and filtered; a panic cannot leave it torn.
         self.h1_idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why a request could not be exchanged, and its head if it never went out.
+pub(crate) struct Unsent {
+    pub(crate) error: SendError,
+    /// The request's head, when no byte of it was sent: hyper returns the request it could not
+    /// send (`TrySendError::take_message`), and one with no connection was never given to it.
+    pub(crate) head: Option<http::request::Parts>,
+}
+
+impl Unsent {
+    fn before_sending(error: SendError, request: Request<UpstreamBody>) -> Self {
+        Self {
+            error,
+            head: Some(request.into_parts().0),
+        }
+    }
+
+    fn from_hyper(mut e: hyper::client::conn::TrySendError<Request<UpstreamBody>>) -> Self {
+        let unsent = e.take_message();
+        let error = classify(e.into_error(), unsent.is_none());
+        Self {
+            error,
+            head: unsent.map(|r| r.into_parts().0),
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::telemetry::{
     RecordHandles, Telemetry, grpc_status, insert_peer_metadata, log_request, remove_peer_metadata,
     request_protocol,
 };
-use crate::trace::RequestContext;
+use crate::trace::TraceContext;
 
 /// Istio's default cluster id, used in peer metadata.
 const CLUSTER_ID: &str = "Kubernetes";
@@ -69,7 +69,8 @@ impl Reporting {
         }
     }
 
-    /// The start of a request being sent now; `target` is its authority and path. The facts
+    /// The start of a request being sent now; `target` is its authority and path, `headers`
+    /// its headers with the trace context and request id written. The facts
     /// only the access log shows (method, path, authority, request id, trace id, endpoint
     /// address) are copied only when it may write them ([`Telemetry::logs_requests`]) or the
     /// call is `traced` (its span shows them).
@@ -78,7 +79,7 @@ impl Reporting {
         method: &http::Method,
         target: Option<(&str, &str)>,
         headers: &HeaderMap,
-        ctx: &RequestContext,
+        trace: &TraceContext,
         traced: bool,
     ) -> Started {
         let logged = (traced || self.telemetry.logs_requests()).then(|| {
@@ -87,8 +88,12 @@ impl Reporting {
             let (authority, path) = target.unwrap_or(("", "/"));
             r.path = path.to_owned();
             r.authority = authority.to_owned();
-            r.request_id = Some(ctx.request_id.clone());
-            r.trace_id = Some(ctx.trace.trace_id.to_string());
+            // The call's id, as `trace::outbound_trace` left it in the headers.
+            r.request_id = headers
+                .get(crate::trace::X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            r.trace_id = Some(trace.trace_id.to_string());
             crate::telemetry::note_request_headers(&mut r, headers);
             Box::new(r)
         });

@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::send_body::{ReadBytes, RequestBytes};
+use super::send_body::ReadBytes;
 
 /// A replayable body; clone it to get a body that replays from the start.
 pub struct ReplayBody<B> {
@@ -89,7 +89,7 @@ impl<B> ReplayBody<B> {
     }
 
     /// A counter of the bytes read from the caller's body, shared by every clone.
-    pub(crate) fn byte_counter(&self) -> RequestBytes
+    pub(crate) fn byte_counter(&self) -> Arc<dyn ReadBytes>
     where
         B: Send + 'static,
     {
@@ -249,7 +249,11 @@ where
             return true;
         }
         let state = lock(&self.shared.state);
-        state.ended && state.trailers.is_none() && self.position >= state.read
+        // Caught up with what was read, and the caller's body has ended (read to its end, or
+        // saying so before that last poll, so the end goes out with the last data frame).
+        self.position >= state.read
+            && ((state.ended && state.trailers.is_none())
+                || state.inner.as_ref().is_some_and(Body::is_end_stream))
     }
 
     fn size_hint(&self) -> SizeHint {

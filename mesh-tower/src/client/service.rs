@@ -47,10 +47,6 @@ use mesh_core::identity::IdentitySource;
 /// default per-request buffer limit is of the same order).
 const REPLAY_LIMIT: usize = 64 * 1024;
 
-/// Headers a call adds to the caller's: `traceparent`, four B3 headers, `x-request-id`, and
-/// the two peer metadata headers.
-const ADDED_HEADERS: usize = 8;
-
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The outbound client: a cloneable tower `Service` for `http::Request`s of any body type, routed
@@ -240,11 +236,8 @@ impl Inner {
     {
         let mut rng = self.rng();
         let (mut parts, body) = request.into_parts();
-        // Room for what is added below (trace context, request id, peer metadata) at once,
-        // rather than growing the map header by header.
-        parts.headers.reserve(ADDED_HEADERS);
-        let mut ctx = trace::outbound(&mut parts.headers, &mut rng);
-        let span = trace::span::start_client(&mut ctx, &mut parts.headers, &mut rng);
+        let mut trace = trace::outbound_trace(&mut parts.headers, &mut rng);
+        let span = trace::span::start_client_trace(&mut trace, &mut parts.headers, &mut rng);
         self.reporting.add_metadata(&mut parts.headers);
         // The target is read once, for the record and for routing.
         let target = Target::take(&mut parts);
@@ -254,7 +247,7 @@ impl Inner {
                 .as_ref()
                 .map(|t| (t.authority.as_str(), t.path_and_query.as_str())),
             &parts.headers,
-            &ctx,
+            &trace,
             span.is_some(),
         );
         let started = Instant::now();
@@ -414,12 +407,13 @@ impl Inner {
         let body = SendBody::new(body.map_err(Into::into), plan.replay, REPLAY_LIMIT);
         facts.request_bytes = body.byte_counter();
 
-        if let Some(kept) = body.replay() {
+        if body.is_kept() {
             for (mirror, mirror_cluster) in route.mirrors.iter().zip(plan.mirrors.iter()) {
                 if mirror.percentage.hit(rng.random_range(0..1_000_000))
                     && let Some(mirror_cluster) = mirror_cluster
+                    && let Some(copy) = body.mirror_body()
                 {
-                    self.mirror(mirror_cluster.clone(), &parts, kept, &target);
+                    self.mirror(mirror_cluster.clone(), &parts, copy, &target);
                 }
             }
         }

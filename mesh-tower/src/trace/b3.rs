@@ -23,11 +23,11 @@ pub const B3: &str = "b3";
 
 /// The header names built at compile time: a lookup by one hashes it without parsing it first.
 pub(super) const B3_NAME: HeaderName = HeaderName::from_static(B3);
-const X_B3_TRACEID_NAME: HeaderName = HeaderName::from_static(X_B3_TRACEID);
-const X_B3_SPANID_NAME: HeaderName = HeaderName::from_static(X_B3_SPANID);
-const X_B3_PARENTSPANID_NAME: HeaderName = HeaderName::from_static(X_B3_PARENTSPANID);
-const X_B3_SAMPLED_NAME: HeaderName = HeaderName::from_static(X_B3_SAMPLED);
-const X_B3_FLAGS_NAME: HeaderName = HeaderName::from_static(X_B3_FLAGS);
+pub(super) const X_B3_TRACEID_NAME: HeaderName = HeaderName::from_static(X_B3_TRACEID);
+pub(super) const X_B3_SPANID_NAME: HeaderName = HeaderName::from_static(X_B3_SPANID);
+pub(super) const X_B3_PARENTSPANID_NAME: HeaderName = HeaderName::from_static(X_B3_PARENTSPANID);
+pub(super) const X_B3_SAMPLED_NAME: HeaderName = HeaderName::from_static(X_B3_SAMPLED);
+pub(super) const X_B3_FLAGS_NAME: HeaderName = HeaderName::from_static(X_B3_FLAGS);
 
 /// A valid B3 context.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

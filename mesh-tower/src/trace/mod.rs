@@ -3,8 +3,9 @@
 //! mesh keeps traces connected, as a sidecar does: every request
 //! gets an `x-request-id` ([`ensure_request_id`]), the trace context of an incoming request is
 //! read from W3C `traceparent`/`tracestate` or Zipkin B3 headers ([`TraceContext::extract`];
-//! invalid input starts a new trace), and each outgoing call carries a child span of it in both
-//! formats ([`TraceContext::inject`]). The server makes the context current for the handler's
+//! invalid input starts a new trace), and each outgoing call carries a child span of it in the
+//! format(s) it arrived in, or for a trace mesh starts in the configured provider's (both when
+//! none is) ([`Formats`], [`TraceContext::inject`]). The server makes the context current for the handler's
 //! duration ([`inbound`] + [`scope`]) and the client continues it ([`outbound`]), so the
 //! application's own tracer (reading the same headers) and `tracing` spans
 //! ([`RequestContext::span`]) line up.
@@ -33,6 +34,7 @@ pub mod b3;
 mod config;
 mod context;
 mod export;
+mod header_bytes;
 mod ids;
 pub mod queue;
 mod request_id;
@@ -46,10 +48,11 @@ mod export_tests;
 mod tests;
 
 pub use config::{Protocol, TraceConfig, TraceConfigError};
-pub use context::TraceContext;
+pub use context::{Formats, TraceContext};
 pub use export::{
     TraceGuard, TraceInstallError, Tracing, install, install_from_env, install_with_exporter,
 };
 pub use ids::{SpanId, TraceId};
 pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID, ensure_request_id, uuid_v4};
+pub(crate) use scope::outbound_trace;
 pub use scope::{RequestContext, current, inbound, outbound, scope};

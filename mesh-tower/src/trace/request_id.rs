@@ -2,33 +2,39 @@
 //! services involved can be joined. Generated as a random UUID v4 when absent.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use rand::Rng;
+use rand::{Rng, RngCore};
 
 /// `x-request-id`.
 pub const X_REQUEST_ID: &str = "x-request-id";
 
 /// [`X_REQUEST_ID`] as a header name built at compile time (no parse per lookup).
-const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
+pub(crate) const X_REQUEST_ID_NAME: HeaderName = HeaderName::from_static(X_REQUEST_ID);
 
 /// Longest incoming request id kept; longer ones are replaced.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// A random UUID v4 (RFC 9562), lowercase hyphenated.
 pub fn uuid_v4(rng: &mut impl Rng) -> String {
+    let mut id = [0u8; 36];
+    write_uuid_v4(rng, &mut id);
+    id.iter().copied().map(char::from).collect()
+}
+
+/// Writes a random UUID v4 into `out` (`8-4-4-4-12` lowercase hex digits), with no allocation:
+/// an outgoing call's id goes straight into its header buffer.
+pub(crate) fn write_uuid_v4(rng: &mut dyn RngCore, out: &mut [u8; 36]) {
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    // One allocation: `8-4-4-4-12` hex digits.
-    let mut id = String::with_capacity(36);
+    let mut at = 0;
     for (i, x) in b.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            id.push('-');
+            out[at] = b'-';
+            at += 1;
         }
-        for d in super::ids::hex_pair(*x) {
-            id.push(char::from(d));
-        }
+        out[at..at + 2].copy_from_slice(&super::ids::hex_pair(*x));
+        at += 2;
     }
-    id
 }
 
 /// The request's id: the incoming `x-request-id` if it is short printable ASCII, else a new

@@ -12,8 +12,8 @@ use http::HeaderMap;
 use rand::Rng;
 use tokio::task::futures::TaskLocalFuture;
 
-use super::context::TraceContext;
-use super::request_id::{ensure_request_id, incoming_request_id, uuid_v4};
+use super::context::{RequestIdSource, TraceContext};
+use super::request_id::{ensure_request_id, incoming_request_id};
 
 /// What is carried from an inbound request to the calls made while handling it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,35 +69,36 @@ pub fn current() -> Option<RequestContext> {
 /// The client side: inside a handler, writes a child of the current context and the request id
 /// into an outgoing request's `headers` and returns it. Outside one, starts a new trace and
 /// request id for the call (an application's own background call is a trace of its own),
-/// keeping any `x-request-id` the application set.
+/// keeping any `x-request-id` the application set. The trace headers are written in the
+/// context's [`formats`](TraceContext::formats): those the inbound request came with, or, for a
+/// new trace, the configured provider's.
 pub fn outbound(headers: &mut HeaderMap, rng: &mut impl Rng) -> RequestContext {
-    // A request id to write goes into the trace headers' buffer ([`TraceContext::inject_with`]).
-    let (ctx, write_id) = match current() {
-        Some(parent) => (
-            RequestContext {
-                trace: parent.trace.child(rng),
-                request_id: parent.request_id,
-            },
-            true,
-        ),
-        None => match incoming_request_id(headers) {
-            Some(id) => (
-                RequestContext {
-                    trace: TraceContext::new_root(rng),
-                    request_id: id.to_owned(),
-                },
-                false,
-            ),
-            None => (
-                RequestContext {
-                    trace: TraceContext::new_root(rng),
-                    request_id: uuid_v4(rng),
-                },
-                true,
-            ),
-        },
-    };
-    ctx.trace
-        .inject_with(headers, write_id.then_some(ctx.request_id.as_str()));
-    ctx
+    let trace = outbound_trace(headers, rng);
+    let request_id = CURRENT
+        .try_with(|parent| parent.request_id.clone())
+        .ok()
+        .or_else(|| incoming_request_id(headers).map(str::to_owned))
+        .unwrap_or_default();
+    RequestContext { trace, request_id }
+}
+
+/// [`outbound`] without the owned request id: the call's `x-request-id` is in `headers`
+/// afterwards (written, or the application's kept). What `MeshClient` calls on every request:
+/// the current context is read in place, not cloned, and a new id is generated straight into
+/// the trace headers' shared buffer ([`TraceContext::inject_with`]).
+pub(crate) fn outbound_trace(headers: &mut HeaderMap, rng: &mut impl Rng) -> TraceContext {
+    let in_handler = CURRENT.try_with(|parent| {
+        let trace = parent.trace.child(rng);
+        trace.inject_with(headers, Some(RequestIdSource::Known(&parent.request_id)));
+        trace
+    });
+    if let Ok(trace) = in_handler {
+        return trace;
+    }
+    let trace = TraceContext::new_root(rng);
+    let new_id = incoming_request_id(headers)
+        .is_none()
+        .then_some(RequestIdSource::New(rng));
+    trace.inject_with(headers, new_id);
+    trace
 }

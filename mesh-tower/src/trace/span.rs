@@ -21,6 +21,7 @@ use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use rand::Rng;
 
+use super::context::TraceContext;
 use super::export::{self, Tracing};
 use super::ids::{SpanId, TraceId};
 use super::scope::RequestContext;
@@ -127,8 +128,16 @@ pub fn start_client(
     headers: &mut HeaderMap,
     rng: &mut impl Rng,
 ) -> Option<SpanStart> {
+    start_client_trace(&mut ctx.trace, headers, rng)
+}
+
+/// [`start_client`] on the call's trace context alone (what `MeshClient` keeps of it).
+pub(crate) fn start_client_trace(
+    t: &mut TraceContext,
+    headers: &mut HeaderMap,
+    rng: &mut impl Rng,
+) -> Option<SpanStart> {
     let tracing = export::installed()?;
-    let t = &mut ctx.trace;
     let current = Context::current();
     let app = current.span().span_context().clone();
     if app.is_valid() {

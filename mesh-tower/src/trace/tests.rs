@@ -150,7 +150,11 @@ fn extract_prefers_w3c_then_b3_and_rejects_garbage() {
 fn inject_writes_both_formats_and_round_trips() {
     let mut r = rng();
     let parent = TraceContext::extract(&headers(&[("traceparent", TP)])).unwrap();
-    let child = parent.child(&mut r);
+    // Only W3C arrived, so the trace would go on in W3C alone; written in both here.
+    let child = TraceContext {
+        formats: Formats::BOTH,
+        ..parent.child(&mut r)
+    };
     assert_eq!(child.trace_id, parent.trace_id);
     assert_ne!(child.span_id, parent.span_id);
     assert_eq!(child.parent_span_id, Some(parent.span_id));
@@ -206,13 +210,13 @@ async fn handler_scope_carries_the_context_to_outbound_calls() {
         "00f067aa0ba902b7"
     );
     let server_span = ctx.trace.span_id;
-    let outgoing = scope(ctx.clone(), async {
+    let (outgoing, call) = scope(ctx.clone(), async {
         assert_eq!(current().as_ref(), Some(&ctx));
         // An await point inside the handler keeps the context.
         tokio::task::yield_now().await;
         let mut h = HeaderMap::new();
-        outbound(&mut h, &mut StdRng::seed_from_u64(8));
-        h
+        let call = outbound(&mut h, &mut StdRng::seed_from_u64(8));
+        (h, call)
     })
     .await;
     assert_eq!(outgoing["x-request-id"], "req-1");
@@ -222,11 +226,17 @@ async fn handler_scope_carries_the_context_to_outbound_calls() {
         "4bf92f3577b34da6a3ce929d0e0e4736"
     );
     assert_ne!(sent.span_id, server_span, "the call is a new span");
+    assert_eq!(sent.span_id, call.trace.span_id);
     assert_eq!(
-        outgoing["x-b3-parentspanid"],
-        server_span.to_string().as_str(),
+        call.trace.parent_span_id,
+        Some(server_span),
         "child of the handler's span"
     );
+    // The trace came in W3C only, so it goes on in W3C only: as Envoy's OpenTelemetry tracer
+    // writes just `traceparent`/`tracestate` (`source/extensions/tracers/opentelemetry/
+    // tracer.cc`, `Span::injectContext`), no B3 headers are added to it.
+    assert!(outgoing.get("x-b3-traceid").is_none());
+    assert!(outgoing.get("x-b3-parentspanid").is_none());
     // Outside a handler: a new trace and request id.
     assert_eq!(current(), None);
     let mut h = HeaderMap::new();
@@ -273,4 +283,162 @@ fn hex_forms_match_per_byte_formatting() {
         );
         assert_eq!(uuid_v4(&mut a), want);
     }
+}
+
+/// The formats that arrived go on, and only they: Envoy's OpenTelemetry tracer reads and writes
+/// `traceparent`/`tracestate` (`source/extensions/tracers/opentelemetry/tracer.cc`,
+/// `Span::injectContext`), its Zipkin tracer the `x-b3-*` headers
+/// (`source/extensions/tracers/zipkin/zipkin_core_types.cc`, `Span::injectContext`, reading the
+/// single `b3` form too: `span_context_extractor.cc`). A request carrying both keeps both.
+#[tokio::test]
+async fn calls_carry_the_formats_that_arrived() {
+    const B3_TRACE: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+    let call = |incoming: &[(&'static str, &str)]| {
+        let mut incoming = headers(incoming);
+        let ctx = inbound(&mut incoming, &mut rng());
+        async move {
+            scope(ctx.clone(), async {
+                // What the application set: replaced in the formats written, kept in the other
+                // (as Envoy's tracers leave each other's headers).
+                let mut h = headers(&[("b3", "stale"), ("traceparent", "stale")]);
+                let call = outbound(&mut h, &mut rng());
+                (h, call)
+            })
+            .await
+        }
+    };
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut names: Vec<_> = h
+            .keys()
+            .map(http::HeaderName::as_str)
+            .filter(|n| *n != "x-request-id")
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    let (h, ctx) = call(&[("traceparent", TP), ("tracestate", "rojo=1")]).await;
+    assert_eq!(ctx.trace.formats, Formats::W3C);
+    assert_eq!(names(&h), ["b3", "traceparent", "tracestate"]);
+    assert_eq!(h["tracestate"], "rojo=1");
+    assert_ne!(h["traceparent"], "stale");
+    assert_eq!(
+        h["b3"], "stale",
+        "not mesh's format here: left as the application set it"
+    );
+
+    let multi = [
+        ("x-b3-traceid", B3_TRACE),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+        ("x-b3-sampled", "1"),
+    ];
+    let (h, ctx) = call(&multi).await;
+    assert_eq!(ctx.trace.formats, Formats::B3);
+    assert_eq!(
+        names(&h),
+        [
+            "traceparent",
+            "x-b3-parentspanid",
+            "x-b3-sampled",
+            "x-b3-spanid",
+            "x-b3-traceid"
+        ]
+    );
+    assert_eq!(h["traceparent"], "stale");
+    assert_eq!(h["x-b3-traceid"], B3_TRACE);
+    assert_eq!(h["x-b3-sampled"], "1");
+
+    // The single form arrives; the multi form goes on, as Envoy's Zipkin tracer writes it.
+    let (h, _) = call(&[("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")]).await;
+    assert_eq!(
+        names(&h),
+        [
+            "traceparent",
+            "x-b3-parentspanid",
+            "x-b3-sampled",
+            "x-b3-spanid",
+            "x-b3-traceid"
+        ]
+    );
+
+    // Both arrived (a W3C and a Zipkin tracer upstream): both go on, from the W3C ids.
+    let both = [
+        ("traceparent", TP),
+        ("x-b3-traceid", B3_TRACE),
+        ("x-b3-spanid", "e457b5a2e4d86bd1"),
+    ];
+    let (h, ctx) = call(&both).await;
+    assert_eq!(ctx.trace.formats, Formats::BOTH);
+    assert_eq!(h["x-b3-traceid"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(
+        TraceContext::extract(&h).unwrap().span_id,
+        ctx.trace.span_id
+    );
+
+    // An invalid context is not a format that arrived: mesh starts the trace.
+    let (_, ctx) = call(&[("traceparent", "00-zz")]).await;
+    assert_eq!(
+        ctx.trace.formats,
+        Formats::for_new_trace(super::export::installed().is_some())
+    );
+}
+
+/// A trace mesh starts goes out in the configured provider's format: mesh's is OpenTelemetry
+/// (W3C); with no tracing configured, in both, so W3C and Zipkin tracers downstream join it.
+#[test]
+fn a_new_trace_goes_out_in_the_providers_format() {
+    assert_eq!(Formats::for_new_trace(true), Formats::W3C);
+    assert_eq!(Formats::for_new_trace(false), Formats::BOTH);
+    let mut r = rng();
+    let root = TraceContext {
+        formats: Formats::BOTH,
+        ..TraceContext::new_root(&mut r)
+    };
+    let mut h = HeaderMap::new();
+    root.inject(&mut h);
+    assert_eq!(
+        h["traceparent"],
+        format!("00-{}-{}-00", root.trace_id, root.span_id).as_str()
+    );
+    assert_eq!(h["x-b3-traceid"], root.trace_id.to_string().as_str());
+    assert_eq!(h["x-b3-spanid"], root.span_id.to_string().as_str());
+    assert!(h.get("x-b3-parentspanid").is_none(), "a root has no parent");
+    assert!(h.get("x-b3-sampled").is_none(), "no decision made");
+    let w3c = TraceContext {
+        formats: Formats::W3C,
+        ..root
+    };
+    let mut h = HeaderMap::new();
+    w3c.inject(&mut h);
+    assert_eq!(h.len(), 1, "only traceparent: {h:?}");
+}
+
+/// The request id an outgoing call gets is written from the same buffer as its trace headers:
+/// a UUID v4 when it starts one; a kept id whatever its length.
+#[tokio::test]
+async fn outgoing_request_ids() {
+    let mut h = HeaderMap::new();
+    let trace = outbound_trace(&mut h, &mut rng());
+    let id = h["x-request-id"].to_str().unwrap();
+    let b = id.as_bytes();
+    assert_eq!(id.len(), 36);
+    assert_eq!(
+        [b[8], b[13], b[18], b[23], b[14]],
+        [b'-', b'-', b'-', b'-', b'4']
+    );
+    // The same draws as `uuid_v4` after the root's ids.
+    let mut r = rng();
+    let _ = TraceContext::new_root(&mut r);
+    assert_eq!(id, uuid_v4(&mut r));
+    assert_eq!(TraceContext::extract(&h).unwrap().span_id, trace.span_id);
+
+    let long = "r".repeat(MAX_REQUEST_ID_LEN * 2);
+    let parent = RequestContext {
+        trace: TraceContext::new_root(&mut rng()),
+        request_id: long.clone(),
+    };
+    let mut h = HeaderMap::new();
+    let ctx = scope(parent, async { outbound(&mut h, &mut rng()) }).await;
+    assert_eq!(h["x-request-id"], long.as_str());
+    assert_eq!(ctx.request_id, long);
 }
