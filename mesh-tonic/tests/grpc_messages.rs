@@ -157,10 +157,16 @@ async fn both_reporters_count_a_streaming_call_as_it_runs() {
     let second = stream.message().await.unwrap().unwrap();
     assert_eq!(second.status(), ServingStatus::NotServing.into());
 
-    // Mid-stream: the client has reported its one request message and the two responses it
-    // has read; the server reports when its side of the stream ends.
+    // Mid-stream: each side has reported the one request message and the two responses so
+    // far (the server knows its peer from the request, the client from the response head).
     let source = series("source");
-    expect(&render, &[format!("{source} 1")], &[format!("{source} 2")]).await;
+    let destination = series("destination");
+    expect(
+        &render,
+        &[format!("{destination} 1"), format!("{source} 1")],
+        &[format!("{destination} 2"), format!("{source} 2")],
+    )
+    .await;
 
     reporter
         .set_service_status("reviews", ServingStatus::Serving)
@@ -169,7 +175,6 @@ async fn both_reporters_count_a_streaming_call_as_it_runs() {
     assert_eq!(third.status(), ServingStatus::Serving.into());
     // The watcher hangs up: both sides end the stream and report what is left.
     drop(stream);
-    let destination = series("destination");
     expect(
         &render,
         &[format!("{destination} 1"), format!("{source} 1")],

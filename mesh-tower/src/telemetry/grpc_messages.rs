@@ -3,15 +3,15 @@
 //! its count published through an atomic when the counting and the recording sides differ (the
 //! request body is read by the application's task).
 //!
-//! The client reports a call's messages as they flow, as Istio's stats filter does for a gRPC
+//! Both sides report a call's messages as they flow, as Istio's stats filter does for a gRPC
 //! stream (istio/proxy `istio_stats.cc`: `decodeHeaders` arms a report timer for gRPC requests
 //! only, and `reportHelper` adds the deltas of the `grpc_stats` filter's counts since the last
-//! report, once the peer is known or the stream ends). The peer is known when the response
-//! head arrives: from then on each message is added as it is counted (a long stream's counters
-//! move while it runs, never later than Istio's five-second report), and whatever remains is
-//! added when the stream ends. [`CallMessages`] is what the request body (read by the
-//! connection's task) and the response body (read by the caller) share: one allocation per gRPC
-//! call, none for any other call.
+//! report, once the peer is known or the stream ends). The server knows its peer from the
+//! request, the client when the response head arrives: from then on each message is added as
+//! it is counted (a long stream's counters move while it runs, never later than Istio's
+//! five-second report), and whatever remains is added when the stream ends. [`CallMessages`]
+//! is what the request body and the response body (read by different tasks) share: one
+//! allocation per gRPC call, none for any other call.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -43,26 +43,26 @@ pub(crate) fn feed(counter: &mut GrpcFrameCounter, data: &impl Buf) {
     }
 }
 
-/// A body's message counter whose total another task reads.
+/// A request body's message counter whose total the call's [`CallMessages`] reports.
 #[derive(Debug)]
 pub(crate) struct SharedCount {
     counter: GrpcFrameCounter,
-    total: Arc<AtomicU64>,
+    call: Arc<CallMessages>,
 }
 
 impl SharedCount {
-    /// A counter publishing to `total`.
-    pub(crate) fn new(total: Arc<AtomicU64>) -> Self {
+    /// A counter counting into `call`.
+    pub(crate) fn new(call: Arc<CallMessages>) -> Self {
         Self {
             counter: GrpcFrameCounter::new(),
-            total,
+            call,
         }
     }
 
-    /// Counts the messages begun in `data`.
+    /// Counts the messages begun in `data` (reported at once when the series is known).
     pub(crate) fn feed(&mut self, data: &impl Buf) {
         feed(&mut self.counter, data);
-        self.total.store(self.counter.messages(), Ordering::Relaxed);
+        self.call.count(self.counter.messages());
     }
 }
 
@@ -101,6 +101,11 @@ impl CallMessages {
                 request.increment(n - before);
             }
         }
+    }
+
+    /// Request messages counted so far (for the access log).
+    pub(crate) fn counted(&self) -> u64 {
+        self.counted.load(Ordering::Relaxed)
     }
 
     fn response_counter(&self) -> Option<&Counter> {
@@ -189,6 +194,11 @@ impl ResponseMessages {
         self.flush();
     }
 
+    /// Response messages counted so far (for the access log).
+    pub(crate) fn messages(&self) -> u64 {
+        self.frames.messages()
+    }
+
     /// Reports what is left of both directions (the response body ended).
     pub(crate) fn finish(&mut self) {
         self.flush();
@@ -216,10 +226,10 @@ mod tests {
     fn counts_over_chained_chunks() {
         let frame = |n: u8| Bytes::from(vec![0, 0, 0, 0, 2, n, n]);
         let chained = frame(1).chain(frame(2)).chain(frame(3));
-        let total = Arc::new(AtomicU64::new(0));
-        let mut count = SharedCount::new(total.clone());
+        let call = Arc::new(CallMessages::default());
+        let mut count = SharedCount::new(call.clone());
         count.feed(&chained);
         count.feed(&frame(4));
-        assert_eq!(total.load(Ordering::Relaxed), 4);
+        assert_eq!(call.counted(), 4);
     }
 }
