@@ -1,6 +1,6 @@
 //! The query parameters of Envoy's admin stats handler on the Prometheus text mesh renders:
-//! `/stats/prometheus?filter=<regex>&usedonly&type=<Counters|Gauges|Histograms|All>`, and
-//! `/stats?format=prometheus` with the same parameters.
+//! `/stats/prometheus?filter=<regex>&usedonly&type=<Counters|Gauges|Histograms|TextReadouts|All>`,
+//! and `/stats?format=prometheus` with the same parameters.
 //!
 //! Envoy's rules (`source/server/admin/stats_params.cc`, `StatsParams::parse`, and
 //! `stats_params.h`, `StatsParams::shouldShowMetric`), followed here:
@@ -8,7 +8,8 @@
 //!   that does not compile is answered `400 Invalid re2 regex`. The `regex` crate has RE2's
 //!   syntax and linear-time matching.
 //! - `usedonly` (any value) keeps the stats that were ever updated.
-//! - `type` keeps one kind of stat; another value is `400 invalid &type= param`.
+//! - `type` keeps one kind of stat (mesh has no text readouts); another value is
+//!   `400 invalid &type= param`.
 //! - a metric family is written (with its `# HELP` and `# TYPE`) only if one of its series is.
 //!
 //! An Envoy stat's name carries its tag values (`cluster.<name>.upstream_rq_total`); mesh's
@@ -27,6 +28,8 @@ enum Kind {
     Counters,
     Gauges,
     Histograms,
+    /// Envoy's text readouts: mesh has none, so nothing is shown.
+    TextReadouts,
     All,
 }
 
@@ -66,6 +69,7 @@ impl StatsQuery {
                         "Counters" => Kind::Counters,
                         "Gauges" => Kind::Gauges,
                         "Histograms" => Kind::Histograms,
+                        "TextReadouts" => Kind::TextReadouts,
                         "All" => Kind::All,
                         _ => return Err(BadQuery("invalid &type= param")),
                     };
@@ -332,6 +336,8 @@ up 0
             !out.contains("reqs_total") && !out.contains("up 0"),
             "{out}"
         );
+        // Envoy accepts text readouts; mesh has none.
+        assert_eq!(apply("type=TextReadouts"), "");
     }
 
     #[test]
