@@ -87,6 +87,64 @@ fn within_5_sigma(n: u64, v2: u64, p: f64) {
     );
 }
 
+/// The body of an HTTP response (after the blank line).
+fn body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// Whether one endpoint of a cluster of `service` (a host prefix) shows the client's runtime
+/// state: ejection known, requests in flight counted, an EWMA latency measured.
+fn has_live_endpoint(clusters: &Value, service: &str) -> bool {
+    clusters.as_array().unwrap().iter().any(|c| {
+        c["service"].as_str().unwrap().starts_with(service)
+            && c["endpoints"].as_array().unwrap().iter().any(|e| {
+                e["ejected"].is_boolean()
+                    && e["in_flight"].is_u64()
+                    && e["ewma_ms"].as_f64().is_some_and(|v| v > 0.0)
+            })
+    })
+}
+
+/// While traffic runs, each workload's admin endpoint shows its own live client in
+/// `/clusters` (issue #14: it was `null` under load), and checkout's lists the process' other
+/// workloads with links to their admin endpoints.
+fn live_clusters_and_sibling_admins(admin: &str) {
+    let response = get(admin, "/clusters");
+    assert!(
+        response.contains("x-mesh-workload: shop/checkout"),
+        "{response}"
+    );
+    let clusters: Value = serde_json::from_str(body(&response)).unwrap();
+    assert!(has_live_endpoint(&clusters, "payment."), "{clusters:#}");
+
+    let workloads: Value = serde_json::from_str(body(&get(admin, "/workloads"))).unwrap();
+    assert_eq!(workloads["workload"], "shop/checkout", "{workloads:#}");
+    let others = workloads["others"].as_array().unwrap();
+    let names: Vec<&str> = others
+        .iter()
+        .map(|o| o["workload"].as_str().unwrap())
+        .collect();
+    for name in ["shop/frontend", "shop/payment", "shop/loadgen"] {
+        assert!(names.contains(&name), "{workloads:#}");
+    }
+    let page = get(admin, "/");
+    assert!(page.contains("also in this process"), "{page}");
+    let frontend = others
+        .iter()
+        .find(|o| o["workload"] == "shop/frontend")
+        .and_then(|o| o["admin"].as_str())
+        .unwrap();
+    assert!(page.contains(&format!("href=\"{frontend}\"")), "{page}");
+    let frontend = frontend.trim_start_matches("http://").trim_end_matches('/');
+    let response = get(frontend, "/clusters");
+    assert!(
+        response.contains("x-mesh-workload: shop/frontend"),
+        "{response}"
+    );
+    let clusters: Value = serde_json::from_str(body(&response)).unwrap();
+    assert!(has_live_endpoint(&clusters, "checkout."), "{clusters:#}");
+}
+
 #[test]
 fn shop_serves_every_edge_denies_payment_and_follows_a_live_canary_edit() {
     let deadline = Instant::now() + DEADLINE;
@@ -140,6 +198,7 @@ fn shop_serves_every_edge_denies_payment_and_follows_a_live_canary_edit() {
         "{graph}"
     );
     assert!(get(&admin, "/").contains("<svg"), "service map page");
+    live_clusters_and_sibling_admins(&admin);
 
     // After 300 orders at 95/5, send everyone to v2 by editing the file, as a user would.
     wait_line(&lines, deadline, |l| {

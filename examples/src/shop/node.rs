@@ -49,16 +49,18 @@ pub fn client(shared: &Shared<'_>, mesh: &Mesh, service: Service) -> MeshClient 
         .build()
 }
 
-/// Serves `service` on `listener` under `mesh` until `shutdown` completes.
+/// Serves `service` on `listener` under `mesh` until `shutdown` completes; its outbound calls
+/// go through `client` (from [`client`]; keep a clone for the admin endpoint's `/clusters`).
 pub fn serve(
     shared: &Shared<'_>,
     mesh: &Mesh,
     service: Service,
+    client: MeshClient,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Server, Error> {
     let options = ServeOptions::new().telemetry(shared.telemetry.clone());
-    let channel = MeshChannel::from_client(client(shared, mesh, service));
+    let channel = MeshChannel::from_client(client);
     let server = match service {
         Service::Frontend => {
             let router = frontend::router(channel)?;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mesh_core::Mesh;
 use mesh_tower::admin::{self, AdminState, PeerClient};
+use mesh_tower::client::MeshClient;
 use mesh_tower::telemetry::{GraphWindow, ServiceGraph, Telemetry, install_prometheus};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -93,37 +94,43 @@ pub async fn all(args: &Args) -> Result<(), Error> {
         telemetry: telemetry(args.duration),
         seed: args.seed,
     };
-    let mut meshes = Vec::new();
+    let mut workloads = Vec::new();
     for (service, listener) in listeners {
         let mesh = node::mesh(&shared, service).await?;
+        let client = node::client(&shared, &mesh, service);
         tokio::spawn(node::serve(
             &shared,
             &mesh,
             service,
+            client.clone(),
             listener,
             std::future::pending(),
         )?);
-        meshes.push((service, mesh));
+        workloads.push(Workload {
+            service,
+            mesh,
+            client,
+        });
     }
-    let checkout = meshes
+    let checkout = workloads
         .iter()
-        .find(|(s, _)| *s == Service::Checkout)
-        .map(|(_, m)| m.clone())
+        .find(|w| w.service == Service::Checkout)
+        .map(|w| w.mesh.clone())
         .ok_or(Error::Missing(Service::Checkout))?;
     watch_canary(&checkout);
-
-    let admin_listener = bind_admin(args.admin).await?;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(Error::io("local address"))?;
-    let state = AdminState::new()
-        .graph(shared.telemetry.service_graph().clone())
-        .prometheus(install_prometheus().map_err(|e| Error::Metrics(e.to_string()))?);
-    tokio::spawn(admin::serve(checkout, admin_listener, state));
-    eprintln!("shop: service map at http://{admin_addr}/ (also /metrics, /config_dump, /graph)");
-
     let loadgen_mesh = node::mesh(&shared, Service::Loadgen).await?;
     let client = node::client(&shared, &loadgen_mesh, Service::Loadgen);
+    workloads.push(Workload {
+        service: Service::Loadgen,
+        mesh: loadgen_mesh,
+        client: client.clone(),
+    });
+
+    let admin_addr = serve_admins(args, &shared, &workloads).await?;
+    eprintln!(
+        "shop: service map at http://{admin_addr}/ (also /metrics, /config_dump, /graph, /clusters, /workloads)"
+    );
+
     let load = load(args);
     eprintln!(
         "shop: ready; {} rps for {}; Ctrl-C for the summary",
@@ -143,6 +150,78 @@ pub async fn all(args: &Args) -> Result<(), Error> {
     let summary = Summary::new(start.elapsed().as_secs_f64(), load.rps, &stats, &graph);
     print(args, &summary)?;
     verdict::check(&stats)
+}
+
+/// One workload of a single-process run: its mesh and the client its calls go through.
+struct Workload {
+    service: Service,
+    mesh: Mesh,
+    client: MeshClient,
+}
+
+/// `namespace/name` of a workload, as its admin endpoint names it.
+fn workload_name(mesh: &Mesh) -> String {
+    let w = &mesh.context().workload;
+    format!("{}/{}", w.namespace, w.name)
+}
+
+/// An admin endpoint per workload of a single-process run, each showing its own client's
+/// `/clusters` and linking to the others: checkout's on `--admin` (or 127.0.0.1:15000), the
+/// others on free ports. Returns checkout's address.
+async fn serve_admins(
+    args: &Args,
+    shared: &Shared<'_>,
+    workloads: &[Workload],
+) -> Result<SocketAddr, Error> {
+    let prometheus = install_prometheus().map_err(|e| Error::Metrics(e.to_string()))?;
+    let mut bound = Vec::new();
+    for w in workloads {
+        let listener = if w.service == Service::Checkout {
+            bind_admin(args.admin).await?
+        } else {
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(Error::io(format!(
+                    "bind the admin endpoint of {}",
+                    w.service.name()
+                )))?
+        };
+        let addr = listener.local_addr().map_err(Error::io("local address"))?;
+        bound.push((w, listener, addr));
+    }
+    let links: Vec<(String, Option<http::Uri>)> = bound
+        .iter()
+        .map(|(w, _, addr)| {
+            (
+                workload_name(&w.mesh),
+                format!("http://{addr}").parse().ok(),
+            )
+        })
+        .collect();
+    let mut checkout = None;
+    for (i, (w, listener, addr)) in bound.into_iter().enumerate() {
+        let mut state = AdminState::new()
+            .graph(shared.telemetry.service_graph().clone())
+            .prometheus(prometheus.clone())
+            .clusters(w.client.clone());
+        for (j, (name, uri)) in links.iter().enumerate() {
+            if i != j
+                && let Some(uri) = uri
+            {
+                state = state.sibling(name.clone(), uri.clone());
+            }
+        }
+        tokio::spawn(admin::serve(w.mesh.clone(), listener, state));
+        if w.service == Service::Checkout {
+            checkout = Some(addr);
+        } else {
+            eprintln!(
+                "shop: admin of {} at http://{addr}/",
+                workload_name(&w.mesh)
+            );
+        }
+    }
+    checkout.ok_or(Error::Missing(Service::Checkout))
 }
 
 /// The admin listener: `--admin` as given (an error when taken), else 127.0.0.1:15000, or any
@@ -203,9 +282,11 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
         .filter(|s| **s != service)
         .filter_map(|s| format!("http://{}", Ports::admin(base, *s)).parse().ok())
         .collect();
+    let client = node::client(&shared, &mesh, service);
     let state = AdminState::new()
         .graph(shared.telemetry.service_graph().clone())
         .prometheus(install_prometheus().map_err(|e| Error::Metrics(e.to_string()))?)
+        .clusters(client.clone())
         .peers(peers.clone());
     tokio::spawn(admin::serve(mesh.clone(), admin_listener, state));
     eprintln!(
@@ -215,7 +296,6 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
 
     if service == Service::Loadgen {
         wait_for_servers(&ports).await?;
-        let client = node::client(&shared, &mesh, service);
         let load = load(args);
         eprintln!("shop: ready; {} rps", load.rps);
         let start = Instant::now();
@@ -236,7 +316,7 @@ pub async fn one(args: &Args, service: Service) -> Result<(), Error> {
         watch_canary(&mesh);
     }
     eprintln!("shop: {} serving on {addr}; Ctrl-C to stop", service.name());
-    node::serve(&shared, &mesh, service, listener, ctrl_c())?
+    node::serve(&shared, &mesh, service, client, listener, ctrl_c())?
         .await
         .map_err(Error::io(format!("serve {}", service.name())))
 }

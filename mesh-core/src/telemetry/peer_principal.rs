@@ -3,7 +3,8 @@
 //!
 //! Istio's stats filter (istio/proxy `source/extensions/filters/http/istio_stats/istio_stats.cc`,
 //! `populatePeerInfo` with `getNamespace`) takes the peer's namespace from the `/ns/<namespace>/`
-//! segment of its verified URI SAN, in preference to the namespace its metadata claims, and
+//! segment of its verified URI SAN, in preference to the namespace its metadata claims (the
+//! metadata's only when the SAN has none, or an empty one), and
 //! reports the peer's canonical revision as `latest` when no metadata names one. The workload
 //! name, app and version stay `unknown`: a certificate does not carry them. The service account
 //! is in the principal itself (`source_principal`, `…/sa/<service-account>`).
@@ -77,6 +78,14 @@ mod tests {
         claimed.complete_from_principal(Some("spiffe://cluster.local/ns/dev/sa/x"));
         assert_eq!(claimed.namespace.as_deref(), Some("dev"));
         assert_eq!(claimed.canonical_revision.as_deref(), Some("v2"));
+        // `getNamespace` finds an empty namespace in `/ns//`: `populatePeerInfo` then takes the
+        // metadata's (`if (peer_namespace.empty() && peer)`).
+        let mut empty_ns = PeerWorkload {
+            namespace: Some("prod".into()),
+            ..PeerWorkload::default()
+        };
+        empty_ns.complete_from_principal(Some("spiffe://cluster.local/ns//sa/x"));
+        assert_eq!(empty_ns.namespace.as_deref(), Some("prod"));
         let mut plain = PeerWorkload::default();
         plain.complete_from_principal(None);
         assert_eq!(plain.namespace, None);

@@ -7,12 +7,20 @@ use crate::telemetry::GraphData;
 const PLACEHOLDER: &str = "/*MESH_GRAPH*/null";
 /// Where the page names the workload whose admin endpoint serves it.
 const WORKLOAD: &str = "<!--MESH_WORKLOAD-->";
+/// Where the page links to the admin endpoints of the process' other workloads.
+const SIBLINGS: &str = "<!--MESH_SIBLINGS-->";
 
 /// `page` with `graph` as the JSON of its `initial-graph` script. `<`, `>` and `&` are
 /// written as JSON `\u` escapes, so no value (a peer's error text, say) can close the script
 /// element or open another.
-/// The workload's name is HTML-escaped into the header.
-pub(super) fn render(page: &str, graph: &GraphData, workload: &str) -> String {
+/// The workload's name is HTML-escaped into the header, followed by links to the admin
+/// endpoints of the process' other workloads (`siblings`), if any.
+pub(super) fn render(
+    page: &str,
+    graph: &GraphData,
+    workload: &str,
+    siblings: &[(String, http::Uri)],
+) -> String {
     let json = serde_json::to_string(graph).unwrap_or_else(|_| "null".to_owned());
     let mut safe = String::with_capacity(json.len());
     for c in json.chars() {
@@ -23,18 +31,43 @@ pub(super) fn render(page: &str, graph: &GraphData, workload: &str) -> String {
             c => safe.push(c),
         }
     }
-    let mut name = String::with_capacity(workload.len());
-    for c in workload.chars() {
+    let links = if siblings.is_empty() {
+        String::new()
+    } else {
+        let links: Vec<String> = siblings
+            .iter()
+            .map(|(name, admin)| {
+                format!(
+                    "<a href=\"{}\" data-workload=\"{}\">{}</a>",
+                    escape(&admin.to_string()),
+                    escape(name),
+                    escape(name)
+                )
+            })
+            .collect();
+        format!(
+            "<span id=\"siblings\" title=\"the other workloads of this process, each with its own admin endpoint\">also in this process: {}</span>",
+            links.join(", ")
+        )
+    };
+    page.replacen(PLACEHOLDER, &safe, 1)
+        .replacen(WORKLOAD, &escape(workload), 1)
+        .replacen(SIBLINGS, &links, 1)
+}
+
+/// `text` with HTML's special characters escaped (for text and quoted attribute values).
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
         match c {
-            '<' => name.push_str("&lt;"),
-            '>' => name.push_str("&gt;"),
-            '&' => name.push_str("&amp;"),
-            '"' => name.push_str("&quot;"),
-            c => name.push(c),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
         }
     }
-    page.replacen(PLACEHOLDER, &safe, 1)
-        .replacen(WORKLOAD, &name, 1)
+    out
 }
 
 #[cfg(test)]
@@ -49,7 +82,7 @@ mod tests {
             peer_errors: vec!["</script><script>alert(1)</script> & more".into()],
             ..GraphData::default()
         };
-        let out = render(page, &graph, "shop/<b>");
+        let out = render(page, &graph, "shop/<b>", &[]);
         assert_eq!(out.matches("</script>").count(), 1, "{out}");
         let json = out
             .trim_start_matches(r#"<script id="initial-graph" type="application/json">"#)
@@ -60,6 +93,36 @@ mod tests {
         let map = super::super::server::SERVICE_MAP;
         assert_eq!(map.matches(PLACEHOLDER).count(), 1);
         assert_eq!(map.matches(WORKLOAD).count(), 1);
-        assert!(render(map, &graph, "shop/<b>").contains("shop/&lt;b&gt;"));
+        assert!(render(map, &graph, "shop/<b>", &[]).contains("shop/&lt;b&gt;"));
+        assert_eq!(map.matches(SIBLINGS).count(), 1);
+        assert!(!render(map, &graph, "shop/a", &[]).contains("id=\"siblings\""));
+    }
+
+    #[test]
+    fn links_the_other_workloads_of_the_process() {
+        let siblings = [
+            (
+                "shop/frontend".to_owned(),
+                "http://127.0.0.1:15001".parse().unwrap(),
+            ),
+            (
+                "shop/\"x\"".to_owned(),
+                "http://127.0.0.1:15002".parse().unwrap(),
+            ),
+        ];
+        let out = render(
+            super::super::server::SERVICE_MAP,
+            &GraphData::default(),
+            "shop/checkout",
+            &siblings,
+        );
+        assert!(out.contains("admin of shop/checkout"), "{out}");
+        assert!(
+            out.contains(
+                "<a href=\"http://127.0.0.1:15001/\" data-workload=\"shop/frontend\">shop/frontend</a>"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(">shop/&quot;x&quot;</a>"), "{out}");
     }
 }

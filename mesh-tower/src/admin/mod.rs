@@ -32,6 +32,7 @@ mod peers;
 mod ready;
 mod server;
 mod state;
+mod stats;
 
 #[cfg(test)]
 mod tests;

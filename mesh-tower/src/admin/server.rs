@@ -19,6 +19,7 @@ use super::clusters::{ClusterStatus, record_endpoint_gauges};
 use super::config_dump::config_dump;
 use super::peers::PeerClient;
 use super::state::AdminState;
+use super::stats::{BadQuery, StatsQuery};
 use crate::telemetry::{GraphData, GraphWindow, record_config_metrics};
 
 pub(super) const SERVICE_MAP: &str = include_str!("service_map.html");
@@ -38,12 +39,15 @@ struct Shared {
 /// | `/metrics` | Prometheus text (404 when no handle was given) |
 /// | `/config_dump` | serving config, its source, the last rejection, identity, added sections |
 /// | `/clusters` | endpoints per cluster with health, ejection, in-flight, EWMA |
-/// | `/stats/prometheus` | the same, where Envoy's admin serves it |
+/// | `/workloads` | this endpoint's workload and the process' other workloads with their admin endpoints ([`AdminState::sibling`]) |
+/// | `/stats/prometheus` | the same, where Envoy's admin serves it; both take Envoy's `?filter=<regex>` (400 `Invalid re2 regex` if it does not compile), `?usedonly` and `?type=` |
+/// | `/stats?format=prometheus` | the same (the one `/stats` format mesh renders) |
 /// | `/healthz/ready` | 200 once config and identity are loaded, else 503 naming what is missing (istio-agent's path) |
 /// | `/ready` | the same readiness as Envoy's admin says it: `LIVE`, or 503 `INITIALIZING` |
 ///
 /// Every answer carries `x-mesh-workload: namespace/name`, the workload it describes (a process
-/// may hold several, each with its own admin endpoint); the map page names it too.
+/// may hold several, each with its own admin endpoint); the map page names it too, and links
+/// to the admin endpoints of the process' other workloads.
 ///
 /// Accept errors (e.g. out of file descriptors) are logged and the loop goes on.
 pub async fn serve(mesh: Mesh, listener: TcpListener, state: AdminState) {
@@ -110,13 +114,24 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                super::map_page::render(SERVICE_MAP, &graph, &workload),
+                super::map_page::render(SERVICE_MAP, &graph, &workload, &shared.state.siblings),
             )
         }
         "/graph" => json(&graph(shared, local_only, range).await),
         // `/stats/prometheus` is where Envoy's admin (and so a scrape config written for
-        // Istio's sidecars) asks.
-        "/metrics" | "/stats/prometheus" => metrics(shared),
+        // Istio's sidecars) asks; each takes Envoy's `filter`, `usedonly` and `type`.
+        "/metrics" | "/stats/prometheus" => match StatsQuery::parse(req.uri().query()) {
+            Ok(query) => metrics(shared, &query),
+            Err(BadQuery(why)) => text(StatusCode::BAD_REQUEST, why),
+        },
+        "/stats" => match StatsQuery::parse(req.uri().query()) {
+            Ok(query) if query.wants_prometheus() => metrics(shared, &query),
+            Ok(_) => text(
+                StatusCode::BAD_REQUEST,
+                "usage: /stats?format=prometheus (the one format mesh renders)\n",
+            ),
+            Err(BadQuery(why)) => text(StatusCode::BAD_REQUEST, why),
+        },
         "/config_dump" => {
             let mut dump = config_dump(&shared.mesh, shared.state.identity.as_ref());
             if let serde_json::Value::Object(map) = &mut dump {
@@ -127,6 +142,7 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>>
             json(&dump)
         }
         "/clusters" => json(&clusters(shared)),
+        "/workloads" => json(&workloads(shared)),
         // Envoy's admin `/ready`: `LIVE` once ready, else 503 and the server state.
         "/ready" => {
             if missing(shared).is_empty() {
@@ -156,6 +172,20 @@ fn missing(shared: &Shared) -> Vec<super::ReadyPart> {
         Some(gate) => gate.missing(),
         None => super::ready::missing_from_mesh(&shared.mesh),
     }
+}
+
+/// `/workloads`: the workload this endpoint shows and the other workloads of the process,
+/// each with its admin endpoint.
+fn workloads(shared: &Shared) -> serde_json::Value {
+    let others: Vec<serde_json::Value> = shared
+        .state
+        .siblings
+        .iter()
+        .map(|(workload, admin)| {
+            serde_json::json!({ "workload": workload, "admin": admin.to_string() })
+        })
+        .collect();
+    serde_json::json!({ "workload": workload_name(&shared.mesh), "others": others })
 }
 
 /// `namespace/name` of the workload this endpoint shows: a process may hold several
@@ -197,7 +227,7 @@ fn clusters(shared: &Shared) -> Vec<ClusterStatus> {
     }
 }
 
-fn metrics(shared: &Shared) -> Response<Full<Bytes>> {
+fn metrics(shared: &Shared, query: &StatsQuery) -> Response<Full<Bytes>> {
     let Some(handle) = &shared.state.prometheus else {
         return text(
             StatusCode::NOT_FOUND,
@@ -210,7 +240,7 @@ fn metrics(shared: &Shared) -> Response<Full<Bytes>> {
     respond(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        handle.render(),
+        query.apply(handle.render()),
     )
 }
 

@@ -22,6 +22,8 @@ pub struct AdminState {
     pub(super) graph: Option<ServiceGraph>,
     pub(super) peers: Vec<Uri>,
     pub(super) sections: Vec<(&'static str, Arc<dyn IdentityDump>)>,
+    /// The other workloads of this process (`namespace/name`) and their admin endpoints.
+    pub(super) siblings: Vec<(String, Uri)>,
 }
 
 impl AdminState {
@@ -74,6 +76,14 @@ impl AdminState {
         self
     }
 
+    /// Another workload of this process (`namespace/name`: a process may hold several
+    /// `Mesh`es, each with its own admin endpoint) and its admin endpoint
+    /// (`http://host:port`): the map page links to it and `/workloads` lists it.
+    pub fn sibling(mut self, workload: impl Into<String>, admin: Uri) -> Self {
+        self.siblings.push((workload.into(), admin));
+        self
+    }
+
     /// Other admin endpoints (`http://host:port`) whose graphs `/graph` merges in.
     pub fn peers(mut self, peers: impl IntoIterator<Item = Uri>) -> Self {
         self.peers = peers.into_iter().collect();
@@ -90,6 +100,7 @@ impl fmt::Debug for AdminState {
             .field("clusters", &self.clusters.is_some())
             .field("graph", &self.graph.is_some())
             .field("peers", &self.peers)
+            .field("siblings", &self.siblings)
             .field(
                 "sections",
                 &self.sections.iter().map(|(n, _)| *n).collect::<Vec<_>>(),

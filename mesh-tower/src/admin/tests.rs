@@ -614,3 +614,107 @@ async fn clusters_show_the_live_client() {
         .unwrap();
     assert_eq!(resp.headers()["x-mesh-workload"], "shop/checkout");
 }
+
+/// `/stats/prometheus` (and `/metrics`, and `/stats?format=prometheus`) take Envoy's query
+/// parameters (envoy `source/server/admin/stats_params.cc` `StatsParams::parse`,
+/// `stats_params.h` `shouldShowMetric`): an RE2 `filter` searched in each series, `usedonly`,
+/// and a 400 `Invalid re2 regex` for a filter that does not compile.
+#[tokio::test]
+async fn stats_answer_envoys_query_parameters() {
+    let handle = prometheus();
+    let addr = start(mesh(), AdminState::new().prometheus(handle)).await;
+    let telemetry = Telemetry::new();
+    let caller = workload("default", "statsfilter", "v1");
+    telemetry.record(&call(
+        &caller,
+        &workload("default", "reviews", "v2"),
+        200,
+        5,
+    ));
+    metrics::counter!("mesh_admin_test_untouched_total").increment(0);
+
+    let filter = "filter=source_workload%3D%22statsfilter%22";
+    for path in [
+        format!("/stats/prometheus?{filter}"),
+        format!("/metrics?{filter}"),
+        format!("/stats?format=prometheus&{filter}"),
+    ] {
+        let (status, text) = get(addr, &path).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {text}");
+        let samples = parse_prometheus(&text);
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "istio_requests_total" && s.value == 1.0),
+            "{path}: {text}"
+        );
+        assert!(
+            samples
+                .iter()
+                .any(|s| s.name == "istio_request_duration_milliseconds_bucket"),
+            "a histogram keeps its `le` lines: {text}"
+        );
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.labels.get("source_workload") == Some(&"statsfilter".to_owned())),
+            "{path}: {text}"
+        );
+    }
+
+    // `usedonly`: the counter never incremented is left out, and shown without it.
+    let (_, all) = get(addr, "/stats/prometheus").await;
+    assert!(all.contains("mesh_admin_test_untouched_total 0"), "{all}");
+    let (status, used) = get(addr, "/stats/prometheus?usedonly").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!used.contains("mesh_admin_test_untouched_total"), "{used}");
+    assert!(used.contains("source_workload=\"statsfilter\""), "{used}");
+
+    // A filter that does not compile is refused as Envoy refuses it; so is another format.
+    assert_eq!(
+        get(addr, "/stats/prometheus?filter=(unclosed").await,
+        (StatusCode::BAD_REQUEST, "Invalid re2 regex".to_owned())
+    );
+    let (status, body) = get(addr, "/stats").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.starts_with("usage: /stats?format=prometheus"),
+        "{body}"
+    );
+}
+
+/// The map page names the workload it shows and links to the admin endpoints of the other
+/// workloads of the process; `/workloads` lists them.
+#[tokio::test]
+async fn admin_lists_the_other_workloads_of_the_process() {
+    let state = AdminState::new()
+        .sibling("shop/frontend", "http://127.0.0.1:15001".parse().unwrap())
+        .sibling("shop/payment", "http://127.0.0.1:15002".parse().unwrap());
+    let addr = start(mesh(), state).await;
+    let workloads = get_json(addr, "/workloads").await;
+    let this = workloads["workload"].as_str().unwrap().to_owned();
+    assert!(this.contains('/'), "namespace/name: {this}");
+    assert_eq!(
+        workloads,
+        serde_json::json!({
+            "workload": this,
+            "others": [
+                {"workload": "shop/frontend", "admin": "http://127.0.0.1:15001/"},
+                {"workload": "shop/payment", "admin": "http://127.0.0.1:15002/"},
+            ]
+        })
+    );
+    let (status, page) = get(addr, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains(&format!("admin of {this}")), "{page}");
+    assert!(
+        page.contains(r#"<a href="http://127.0.0.1:15002/" data-workload="shop/payment">"#),
+        "{page}"
+    );
+    // A workload alone in its process lists no others.
+    let alone = start(mesh(), AdminState::new()).await;
+    assert_eq!(
+        get_json(alone, "/workloads").await["others"],
+        serde_json::json!([])
+    );
+}

@@ -9,6 +9,7 @@ use hyper::body::Incoming;
 
 use super::attempt::AttemptEnd;
 use super::record::RecordEnd;
+use crate::telemetry::grpc_messages::ResponseMessages;
 
 /// A response body: streamed from the upstream, or a local reply. When it ends (or is dropped),
 /// the request's accounting completes: in-flight count, latency, telemetry.
@@ -23,6 +24,8 @@ pub struct MeshBody {
     /// The call's telemetry record, completed after the attempt's accounting. Inline, not
     /// boxed: every routed call has one.
     record: Option<RecordEnd>,
+    /// A gRPC call's message counts, reported as they flow.
+    messages: Option<ResponseMessages>,
 }
 
 enum Kind {
@@ -59,6 +62,7 @@ impl MeshBody {
             bytes: 0,
             attempt: None,
             record: None,
+            messages: None,
         }
     }
 
@@ -70,6 +74,7 @@ impl MeshBody {
             bytes: 0,
             attempt: None,
             record: None,
+            messages: None,
         }
     }
 
@@ -80,6 +85,7 @@ impl MeshBody {
             bytes: 0,
             attempt: None,
             record: None,
+            messages: None,
         }
     }
 
@@ -93,7 +99,15 @@ impl MeshBody {
         self.record = Some(record);
     }
 
+    /// Counts and reports the gRPC messages of the call (`messages`) as the body yields them.
+    pub(crate) fn count_messages(&mut self, messages: ResponseMessages) {
+        self.messages = Some(messages);
+    }
+
     fn finish(&mut self, outcome: BodyOutcome, grpc_status: Option<i32>) {
+        if let Some(mut messages) = self.messages.take() {
+            messages.finish();
+        }
         if let Some(attempt) = self.attempt.take() {
             attempt.finish();
         }
@@ -152,6 +166,9 @@ impl Body for MeshBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.remaining() as u64;
+                    if let Some(messages) = this.messages.as_mut() {
+                        messages.feed(data);
+                    }
                 }
                 if let Some(trailers) = frame.trailers_ref() {
                     let grpc_status = trailers

@@ -18,6 +18,7 @@ use super::pool::UpstreamPeer;
 use super::runtime::ClusterRuntime;
 use super::send_body::RequestBytes;
 use crate::reply::ResponseDetails;
+use crate::telemetry::grpc_messages::{CallMessages, ResponseMessages};
 use crate::telemetry::{
     RecordHandles, Telemetry, grpc_status, insert_peer_metadata, log_request, remove_peer_metadata,
     request_protocol,
@@ -111,6 +112,14 @@ pub(crate) struct Started {
     logged: Option<Box<RequestRecord>>,
 }
 
+impl Started {
+    /// Whether the call is gRPC (its request's `content-type`), as Istio's stats filter decides
+    /// it (`Grpc::Common::isGrpcRequestHeaders`).
+    pub(crate) fn is_grpc(&self) -> bool {
+        self.protocol == RequestProtocol::Grpc
+    }
+}
+
 /// Facts learned while routing and sending, for the record.
 #[derive(Default)]
 pub(crate) struct CallFacts {
@@ -118,6 +127,8 @@ pub(crate) struct CallFacts {
     /// The service and cluster of a call no cluster runtime served (the `BlackHoleCluster`).
     pub(crate) named: Option<(mesh_core::model::ServiceKey, mesh_core::model::ClusterName)>,
     pub(crate) request_bytes: Option<RequestBytes>,
+    /// A gRPC call's message counts ([`crate::telemetry::grpc_messages`]).
+    pub(crate) messages: Option<Arc<CallMessages>>,
 }
 
 /// Which endpoint of which cluster answered.
@@ -172,15 +183,56 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Whether the calls of `self` and `other` have the same gRPC message series, which do
+    /// not carry the response's code, status and flags.
+    fn same_stream(&self, other: &Key) -> bool {
+        let destination = match (&self.destination, &other.destination) {
+            (Destination::Peer(a), Destination::Peer(b)) => Arc::ptr_eq(a, b),
+            (Destination::Endpoint(a), Destination::Endpoint(b)) => {
+                Arc::ptr_eq(&a.cluster, &b.cluster) && a.index == b.index
+            }
+            (Destination::Unknown, Destination::Unknown) => true,
+            _ => false,
+        };
+        destination
+            && Arc::ptr_eq(&self.source, &other.source)
+            && self.protocol == other.protocol
+            && self.principal == other.principal
+    }
+}
+
+/// The gRPC message counters of a stream series, if gRPC's.
+type StreamCounters = Option<(metrics::Counter, metrics::Counter)>;
+
 /// The telemetry handles of one cluster's calls by [`Key`], resolved once each
 /// ([`Telemetry::resolve`]), so that a call with known labels is recorded with a few atomic
-/// updates instead of a record's worth of string copies and lookups.
+/// updates instead of a record's worth of string copies and lookups; and likewise the gRPC
+/// message counters of its streams.
 #[derive(Default)]
 pub(crate) struct RecordCache {
     resolved: Mutex<Vec<(Key, RecordHandles)>>,
+    streams: Mutex<Vec<(Key, StreamCounters)>>,
 }
 
 impl RecordCache {
+    fn stream_counters(
+        &self,
+        key: &Key,
+        resolve: impl FnOnce() -> StreamCounters,
+    ) -> StreamCounters {
+        let lock = || self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, c)) = lock().iter().find(|(k, _)| k.same_stream(key)) {
+            return c.clone();
+        }
+        let counters = resolve();
+        let mut streams = lock();
+        if streams.len() < MAX_RESOLVED {
+            streams.push((key.clone(), counters.clone()));
+        }
+        counters
+    }
+
     fn handles(&self, key: &Key, resolve: impl FnOnce() -> RecordHandles) -> RecordHandles {
         if let Some((_, h)) = self.lock().iter().find(|(k, _)| k.same(key)) {
             return h.clone();
@@ -381,6 +433,23 @@ pub(crate) fn finish(
         }
     }
     remove_peer_metadata(response.headers_mut());
+    if let Some(call) = facts.messages {
+        // The response head names the peer, and so the call's message series: report from now.
+        let local_principal = reporting.local_principal.as_deref();
+        let resolve = || {
+            let mut record = RequestRecord::new(Reporter::Source, SystemTime::now());
+            describe(&mut record, &key, &upstream, local_principal);
+            telemetry.request_metrics().stream_counters(&record)
+        };
+        let counters = match &upstream {
+            Upstream::Cluster(c) => c.records.stream_counters(&key, resolve),
+            Upstream::Named(..) | Upstream::None => resolve(),
+        };
+        call.attach(counters);
+        response
+            .body_mut()
+            .count_messages(ResponseMessages::new(call));
+    }
     response.body_mut().on_end_record(RecordEnd {
         telemetry: telemetry.clone(),
         key,

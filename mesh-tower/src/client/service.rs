@@ -38,6 +38,7 @@ use super::record::{self, CallFacts, Reporting, UpstreamHost};
 use super::runtime::Runtimes;
 use super::send_body::SendBody;
 use crate::reply::{LocalReply, is_grpc};
+use crate::telemetry::grpc_messages::{self, RequestMessages};
 use crate::telemetry::{AccessLogMode, Telemetry};
 use crate::tls::TlsConnector;
 use crate::trace;
@@ -251,7 +252,12 @@ impl Inner {
             span.is_some(),
         );
         let started = Instant::now();
-        let mut facts = CallFacts::default();
+        let messages = grpc_messages::outbound(start.is_grpc());
+        let body = RequestMessages::new(body, messages.clone());
+        let mut facts = CallFacts {
+            messages,
+            ..CallFacts::default()
+        };
         let (mut response, host) = self
             .route_and_send(parts, body, target, &mut rng, &mut facts)
             .await;

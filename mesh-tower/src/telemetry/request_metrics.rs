@@ -32,7 +32,9 @@ use mesh_core::telemetry::names::{
     BYTES_BUCKETS, DURATION_BUCKETS_MS, REQUEST_BYTES, REQUEST_DURATION_MILLISECONDS,
     REQUEST_MESSAGES_TOTAL, REQUESTS_TOTAL, RESPONSE_BYTES, RESPONSE_MESSAGES_TOTAL,
 };
-use mesh_core::telemetry::{LabelKey, RequestLabels, RequestRecord, request_labels};
+use mesh_core::telemetry::{
+    LabelKey, RequestLabels, RequestProtocol, RequestRecord, request_labels,
+};
 use metrics::{Counter, Histogram, Label};
 
 /// Counter of requests recorded with peer-chosen label values dropped.
@@ -81,6 +83,33 @@ impl RecordCache {
     }
 }
 
+/// The labels the gRPC message counters do not carry: Istio's stats filter adds a stream's
+/// message deltas (istio/proxy `istio_stats.cc`, `IstioStatsFilter::reportHelper`, called
+/// periodically and first thing in `log`) before `log` pushes these five tags, so
+/// `istio_request_messages_total` and `istio_response_messages_total` are labelled by the peers
+/// alone (its e2e expectation `testdata/metric/client_request_messages.yaml.tmpl`).
+const PER_RESPONSE_LABELS: [&str; 5] = [
+    "request_protocol",
+    "response_code",
+    "grpc_response_status",
+    "response_flags",
+    "connection_security_policy",
+];
+
+/// The gRPC message counters (request, response) of a label set, registered under its stream
+/// labels (all but [`PER_RESPONSE_LABELS`]).
+fn message_counters(labels: &[Label]) -> (Counter, Counter) {
+    let stream: Vec<Label> = labels
+        .iter()
+        .filter(|l| !PER_RESPONSE_LABELS.contains(&l.key()))
+        .cloned()
+        .collect();
+    (
+        metrics::counter!(REQUEST_MESSAGES_TOTAL, stream.clone()),
+        metrics::counter!(RESPONSE_MESSAGES_TOTAL, stream),
+    )
+}
+
 #[derive(Debug)]
 struct Handles {
     requests: Counter,
@@ -100,12 +129,7 @@ impl Handles {
         let grpc = labels
             .iter()
             .any(|l| l.key() == "request_protocol" && l.value() == "grpc");
-        let messages = grpc.then(|| {
-            (
-                metrics::counter!(REQUEST_MESSAGES_TOTAL, labels.clone()),
-                metrics::counter!(RESPONSE_MESSAGES_TOTAL, labels.clone()),
-            )
-        });
+        let messages = grpc.then(|| message_counters(&labels));
         Self {
             messages,
             requests: metrics::counter!(REQUESTS_TOTAL, labels.clone()),
@@ -242,6 +266,28 @@ impl RequestMetrics {
             handles,
             overflow: !own,
         }
+    }
+
+    /// The gRPC message counters (request, response) of `record`'s stream series, for a call
+    /// that reports its messages while it runs (before its response code and gRPC status are
+    /// known, which these series do not carry); `None` when `record` is not gRPC. Only the two
+    /// counters are registered, not the request metrics of a label set no request may end
+    /// with. Once the label-set limit is reached, the peer-chosen values collapse to `unknown`
+    /// as for the request metrics. Computes the labels: callers keep the result.
+    pub fn stream_counters(&self, record: &RequestRecord) -> Option<(Counter, Counter)> {
+        if record.protocol != RequestProtocol::Grpc {
+            return None;
+        }
+        let mut labels = request_labels(record);
+        if self.read().len() >= self.inner.capacity {
+            metrics::counter!(LABEL_OVERFLOW_TOTAL).increment(1);
+            labels = labels.without_peer_values();
+        }
+        let labels: Vec<Label> = labels
+            .iter()
+            .map(|(k, v)| Label::new(k, v.to_owned()))
+            .collect();
+        Some(message_counters(&labels))
     }
 
     /// Distinct label sets registered so far.

@@ -12,11 +12,14 @@ use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use opentelemetry::KeyValue;
+#[cfg(feature = "otlp")]
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 
-use super::config::{Protocol, TraceConfig};
+#[cfg(feature = "otlp")]
+use super::config::Protocol;
+use super::config::TraceConfig;
 use super::queue::{Batching, QueueProcessor, SpanQueue};
 
 static TRACING: ArcSwapOption<Tracing> = ArcSwapOption::const_empty();
@@ -41,6 +44,16 @@ pub enum TraceInstallError {
         endpoint: String,
         /// The exporter's error.
         reason: String,
+    },
+    /// [`install`] was asked to export over OTLP by a mesh-tower built without its `otlp`
+    /// feature.
+    #[error(
+        "cannot export spans to {endpoint}: mesh-tower was built without its `otlp` feature \
+         (enable it, or hand an exporter to `install_with_exporter`)"
+    )]
+    NoOtlp {
+        /// The configured endpoint.
+        endpoint: String,
     },
     /// `install` was called outside a tokio runtime.
     #[error("tracing must be installed from inside a tokio runtime")]
@@ -75,9 +88,22 @@ impl Drop for TraceGuard {
 
 /// Turns tracing on for this process, exporting over OTLP as `config` says. Must run inside a
 /// tokio runtime (the export task is spawned on it). Replaces tracing installed before.
+/// Without the crate's `otlp` feature there is no OTLP exporter: it fails with
+/// [`TraceInstallError::NoOtlp`].
+#[cfg(feature = "otlp")]
 pub fn install(config: TraceConfig) -> Result<TraceGuard, TraceInstallError> {
     let exporter = build_exporter(&config)?;
     install_with_exporter(config, exporter)
+}
+
+/// Turns tracing on for this process, exporting over OTLP as `config` says: this build has
+/// no OTLP exporter (the crate's `otlp` feature is off), so it fails with
+/// [`TraceInstallError::NoOtlp`]. [`install_with_exporter`] takes an exporter of the app's own.
+#[cfg(not(feature = "otlp"))]
+pub fn install(config: TraceConfig) -> Result<TraceGuard, TraceInstallError> {
+    Err(TraceInstallError::NoOtlp {
+        endpoint: config.endpoint,
+    })
 }
 
 /// Reads the OpenTelemetry environment variables ([`TraceConfig::from_env`]) and, when they
@@ -199,6 +225,7 @@ impl Tracing {
     }
 }
 
+#[cfg(feature = "otlp")]
 fn build_exporter(
     config: &TraceConfig,
 ) -> Result<opentelemetry_otlp::SpanExporter, TraceInstallError> {
@@ -220,5 +247,20 @@ fn build_exporter(
             .with_timeout(config.export_timeout)
             .build()
             .map_err(fail),
+    }
+}
+
+#[cfg(all(test, not(feature = "otlp")))]
+mod without_otlp {
+    use super::*;
+
+    /// Built without `otlp`, an OTLP endpoint is refused, naming it and the feature.
+    #[tokio::test]
+    async fn install_refuses_without_an_otlp_exporter() {
+        let config = TraceConfig::new("http://127.0.0.1:4317", super::super::Protocol::Grpc);
+        let err = install(config).unwrap_err();
+        assert!(matches!(err, TraceInstallError::NoOtlp { .. }), "{err}");
+        assert!(err.to_string().contains("http://127.0.0.1:4317"), "{err}");
+        assert!(err.to_string().contains("`otlp` feature"), "{err}");
     }
 }

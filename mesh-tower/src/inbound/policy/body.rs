@@ -5,11 +5,11 @@ use std::task::{Context, Poll};
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
-use mesh_core::telemetry::{GrpcFrameCounter, RequestProtocol, ResponseFlag};
+use mesh_core::telemetry::ResponseFlag;
 use pin_project_lite::pin_project;
 
 use super::future::Pending;
-use crate::telemetry::grpc_messages::{self, SharedCount};
+use crate::telemetry::grpc_messages::{CallMessages, ResponseMessages, SharedCount};
 use crate::telemetry::grpc_status;
 
 pin_project! {
@@ -33,7 +33,7 @@ impl<B> RequestBody<B> {
     }
 
     /// Also counts the gRPC messages read, into `messages`.
-    pub(super) fn count_messages(mut self, messages: Option<Arc<AtomicU64>>) -> Self {
+    pub(super) fn count_messages(mut self, messages: Option<Arc<CallMessages>>) -> Self {
         self.messages = messages.map(SharedCount::new);
         self
     }
@@ -84,7 +84,7 @@ pin_project! {
         inner: B,
         sent: u64,
         pending: Option<Pending>,
-        messages: Option<GrpcFrameCounter>,
+        messages: Option<ResponseMessages>,
     }
 
     impl<B: Body> PinnedDrop for InboundBody<B> {
@@ -95,6 +95,7 @@ pin_project! {
                     pending.key.flags.push(ResponseFlag::DownstreamConnectionTermination);
                 }
                 if let Some(m) = this.messages {
+                    m.finish();
                     pending.response_messages = m.messages();
                 }
                 pending.finish(*this.sent);
@@ -105,12 +106,13 @@ pin_project! {
 
 impl<B: Body> InboundBody<B> {
     pub(super) fn new(inner: B, pending: Pending) -> Self {
-        let grpc = pending.key.protocol == RequestProtocol::Grpc;
+        // gRPC requests only: they alone have a call's message counts.
+        let messages = pending.request_messages.clone().map(ResponseMessages::new);
         Self {
             inner,
             sent: 0,
             pending: Some(pending),
-            messages: grpc.then(GrpcFrameCounter::new),
+            messages,
         }
     }
 
@@ -143,7 +145,7 @@ impl<B: Body> Body for InboundBody<B> {
                 if let Some(data) = frame.data_ref() {
                     *this.sent += data.remaining() as u64;
                     if let Some(m) = this.messages.as_mut() {
-                        grpc_messages::feed(m, data);
+                        m.feed(data);
                     }
                 } else if let Some(trailers) = frame.trailers_ref()
                     && let Some(pending) = this.pending.as_mut()
@@ -155,6 +157,7 @@ impl<B: Body> Body for InboundBody<B> {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
                 if let Some(mut pending) = this.pending.take() {
                     if let Some(m) = this.messages {
+                        m.finish();
                         pending.response_messages = m.messages();
                     }
                     pending.finish(*this.sent);

@@ -50,7 +50,12 @@ struct Cache {
     /// The last `x-envoy-peer-metadata` value and the workload it named (`None`: refused).
     metadata: Option<(HeaderValue, Option<Arc<PeerWorkload>>)>,
     resolved: Vec<(Key, RecordHandles)>,
+    /// The gRPC message counters of requests by peer metadata (compared by identity).
+    streams: Vec<(Option<Arc<PeerWorkload>>, StreamCounters)>,
 }
+
+/// The (request, response) gRPC message counters of a stream series, if gRPC's.
+type StreamCounters = Option<(metrics::Counter, metrics::Counter)>;
 
 /// What varies between the records of one connection's requests and labels them.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,6 +157,29 @@ impl Connection {
             }
         }
         handles
+    }
+
+    /// The gRPC message counters of the requests from `source` on this connection (their
+    /// series are the peers' alone), resolved by `resolve` the first time.
+    pub(super) fn stream_counters(
+        &self,
+        source: Option<&Arc<PeerWorkload>>,
+        resolve: impl FnOnce() -> StreamCounters,
+    ) -> StreamCounters {
+        let same = |s: &Option<Arc<PeerWorkload>>| match (s, source) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if let Some((_, c)) = self.lock().streams.iter().find(|(s, _)| same(s)) {
+            return c.clone();
+        }
+        let counters = resolve();
+        let mut cache = self.lock();
+        if cache.streams.len() < MAX_RESOLVED {
+            cache.streams.push((source.cloned(), counters.clone()));
+        }
+        counters
     }
 
     /// Fills in the connection's facts of a server-side record.

@@ -16,6 +16,7 @@ use super::connection::{Connection, Key};
 use super::layer::Shared;
 use super::service::record;
 use crate::reply::ResponseDetails;
+use crate::telemetry::grpc_messages::CallMessages;
 use crate::telemetry::{grpc_status, insert_peer_metadata, log_request};
 use crate::trace::RequestContext;
 
@@ -28,9 +29,10 @@ pub(super) struct Pending {
     pub(super) started: Instant,
     /// Request body bytes read so far (the application reads the body).
     pub(super) received: Arc<AtomicU64>,
-    /// gRPC messages read from the request body (gRPC requests only).
-    pub(super) request_messages: Option<Arc<AtomicU64>>,
-    /// gRPC messages sent in the response body (counted by the body, gRPC only).
+    /// The request's gRPC message counts, reported as they flow (gRPC requests only).
+    pub(super) request_messages: Option<Arc<CallMessages>>,
+    /// gRPC messages sent in the response body, for the access log (counted and reported by
+    /// the body, gRPC only).
     pub(super) response_messages: u64,
     /// Why mesh answered itself (`rbac_access_denied`, ...), for the access log.
     pub(super) response_details: Option<&'static str>,
@@ -70,9 +72,8 @@ impl Pending {
             telemetry.resolve(&record, now)
         });
         handles.record(duration, received, sent, now);
-        let request_messages =
-            request_messages.map_or(0, |m| m.load(std::sync::atomic::Ordering::Relaxed));
-        handles.count_messages(request_messages, response_messages);
+        // The message counters were updated as the messages flowed.
+        let request_messages = request_messages.map_or(0, |m| m.counted());
         if let Some(mut record) = logged {
             record.duration = duration;
             record.request_bytes = received;

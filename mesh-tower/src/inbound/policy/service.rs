@@ -20,6 +20,7 @@ use super::body::RequestBody;
 use super::connection::{Connection, Key};
 use super::future::{Pending, ResponseFuture};
 use super::layer::Shared;
+use crate::telemetry::grpc_messages::CallMessages;
 use crate::telemetry::{remove_peer_metadata, request_protocol};
 use crate::trace;
 
@@ -145,8 +146,16 @@ where
         });
 
         let received = Arc::new(AtomicU64::new(0));
-        let request_messages =
-            (protocol == RequestProtocol::Grpc).then(|| Arc::new(AtomicU64::new(0)));
+        // A gRPC request's messages are reported as they flow: the peer, and so the series of
+        // its messages, is known now.
+        let request_messages = (protocol == RequestProtocol::Grpc).then(|| {
+            let call = Arc::new(CallMessages::default());
+            call.attach(conn.stream_counters(source.as_ref(), || {
+                let record = record(shared, &conn, source.as_deref(), protocol);
+                shared.telemetry.request_metrics().stream_counters(&record)
+            }));
+            call
+        });
         let req = req.map(|body| {
             RequestBody::new(body, received.clone()).count_messages(request_messages.clone())
         });
