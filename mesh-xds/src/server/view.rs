@@ -18,8 +18,8 @@ use super::XdsServer;
 use super::sds::{SECRET_TYPE, Secrets};
 use crate::node;
 use crate::translate::{
-    INBOUND_PREFIX, NodeKind, XdsResources, api_listener_for, inbound_listener_for, to_resources,
-    type_url,
+    INBOUND_PREFIX, IngressNode, NodeKind, XdsResources, api_listener_for, inbound_listener_for,
+    ingress_resources, to_resources, type_url,
 };
 
 /// Types in the order pushes go out: secrets, then clusters and endpoints before the listeners
@@ -44,6 +44,8 @@ pub(super) struct View {
     pub(super) id: String,
     kind: NodeKind,
     ctx: BuildContext,
+    /// Where an Envoy node's inbound (Sidecar ingress) listeners go.
+    ingress_node: IngressNode,
     /// The snapshot last built for this node.
     pub(super) snapshot: Arc<Snapshot>,
     resources: XdsResources,
@@ -68,6 +70,7 @@ impl View {
             id: node.id.clone(),
             kind,
             ctx,
+            ingress_node: node::ingress_node(node),
             snapshot: Arc::new(Snapshot::empty()),
             resources: XdsResources::default(),
             built: false,
@@ -137,6 +140,9 @@ impl View {
             Ok(Ok(snapshot)) => {
                 self.built = true;
                 self.resources = to_resources(&snapshot, self.kind);
+                if self.kind == NodeKind::Envoy {
+                    self.add_ingress(&snapshot);
+                }
                 self.snapshot = Arc::new(snapshot);
                 true
             }
@@ -149,6 +155,17 @@ impl View {
                 false
             }
         }
+    }
+
+    /// Adds an Envoy node's inbound listeners and their clusters (the Sidecar's ingress
+    /// listeners), logging those left out.
+    fn add_ingress(&mut self, snapshot: &Snapshot) {
+        let ingress = ingress_resources(&snapshot.inbound, self.ingress_node);
+        for reason in &ingress.skipped {
+            tracing::warn!(node = %self.id, %reason, "ingress listener left out");
+        }
+        self.resources.listeners.extend(ingress.listeners);
+        self.resources.clusters.extend(ingress.clusters);
     }
 
     /// The resources of `type_url` that `names` asks for, by name and encoded: every resource
