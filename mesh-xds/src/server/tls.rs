@@ -1,5 +1,6 @@
 //! The control-plane port over TLS, as istiod's 15012: the server shows a certificate its own CA
-//! issued (`spiffe://<td>/ns/istio-system/sa/istiod`, re-issued at half its life), and asks for
+//! issued (`spiffe://<td>/ns/istio-system/sa/istiod`, and istiod's DNS name
+//! `istiod.istio-system.svc` for clients that verify a host name, re-issued at half its life), and asks for
 //! a client certificate without requiring one. A client that shows one must chain to the mesh
 //! roots (rustls's webpki verifier refuses the handshake otherwise); its SPIFFE ID is then the
 //! connection's identity. A client that shows none (a workload's first certificate request)
@@ -147,7 +148,10 @@ impl ServerCert {
 fn issue(ca: &CertificateAuthority) -> Result<(Arc<CertifiedKey>, SystemTime), SecurityError> {
     let id = server_identity(ca.trust_domain()).map_err(|e| SecurityError::Tls(e.to_string()))?;
     let issued = ca
-        .issue_with(&mesh_core::identity::IssueOptions::new(id, SERVER_CERT_TTL))
+        .issue_with(
+            &mesh_core::identity::IssueOptions::new(id, SERVER_CERT_TTL)
+                .dns_names([crate::ISTIOD_DNS_NAME]),
+        )
         .map_err(|e| SecurityError::Tls(e.to_string()))?;
     let credentials = issued
         .credentials(UnixTime::now())
