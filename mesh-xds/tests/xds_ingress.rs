@@ -359,3 +359,106 @@ fn modes_binds_and_endpoints_follow_istiod() {
     assert!(r.listeners.is_empty() && r.clusters.is_empty());
     assert!(r.skipped[0].contains("intercepted"), "{:?}", r.skipped);
 }
+
+/// Every SDS config source to `sds-grpc` (ISTIO_MUTUAL clusters, inbound listeners), as an
+/// encoded TLS context names it: the `api_type`s found.
+fn sds_api_types(r: &mesh_xds::translate::XdsResources) -> Vec<i32> {
+    use envoy_types::pb::envoy::config::core::v3::config_source::ConfigSourceSpecifier;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    fn types(
+        common: &envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::CommonTlsContext,
+    ) -> Vec<i32> {
+        let mut sources: Vec<_> = common
+            .tls_certificate_sds_secret_configs
+            .iter()
+            .filter_map(|s| s.sds_config.clone())
+            .collect();
+        if let Some(ValidationContextType::CombinedValidationContext(c)) =
+            &common.validation_context_type
+        {
+            sources.extend(
+                c.validation_context_sds_secret_config
+                    .iter()
+                    .filter_map(|s| s.sds_config.clone()),
+            );
+        }
+        sources
+            .into_iter()
+            .filter_map(|s| match s.config_source_specifier {
+                Some(ConfigSourceSpecifier::ApiConfigSource(a)) => Some(a.api_type),
+                _ => None,
+            })
+            .collect()
+    }
+    let typed = |s: &envoy_types::pb::envoy::config::core::v3::TransportSocket| match &s.config_type
+    {
+        Some(
+            envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType::TypedConfig(
+                any,
+            ),
+        ) => any.clone(),
+        None => panic!(),
+    };
+    let mut out = Vec::new();
+    for c in &r.clusters {
+        if let Some(s) = &c.transport_socket {
+            let t = UpstreamTlsContext::decode(typed(s).value.as_slice()).unwrap();
+            out.extend(types(&t.common_tls_context.unwrap()));
+        }
+    }
+    for l in &r.listeners {
+        for chain in &l.filter_chains {
+            if let Some(s) = &chain.transport_socket {
+                let t = DownstreamTlsContext::decode(typed(s).value.as_slice()).unwrap();
+                out.extend(types(&t.common_tls_context.unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// A node on incremental ADS gets its SDS config sources incremental too (`DELTA_GRPC`), in
+/// its ISTIO_MUTUAL clusters and its inbound listeners; istiod's `GRPC` otherwise.
+#[test]
+fn sds_sources_follow_the_nodes_ads_protocol() {
+    use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payment, namespace: shop}
+spec:
+  hosts: [payment.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payment, namespace: shop}
+spec:
+  host: payment.shop.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+";
+    let ctx = mesh_core::BuildContext {
+        workload: mesh_core::Workload::new("shop", "vm"),
+        ..Default::default()
+    };
+    let snapshot = mesh_core::istio::load_str("shop.yaml", yaml, &ctx).unwrap();
+    let mut r = mesh_xds::translate::to_resources(&snapshot, mesh_xds::translate::NodeKind::Envoy);
+    let ingress = ingress_resources(
+        &policy(
+            MtlsMode::Strict,
+            DefaultEndpoint::Loopback {
+                ipv6: false,
+                port: 8080,
+            },
+            None,
+        ),
+        IngressNode::default(),
+    );
+    r.listeners.extend(ingress.listeners);
+    let sotw = sds_api_types(&r);
+    assert_eq!(sotw, [ApiType::Grpc as i32; 4], "istiod's GRPC: {sotw:?}");
+    mesh_xds::translate::sds_over_delta(&mut r);
+    assert_eq!(sds_api_types(&r), [ApiType::DeltaGrpc as i32; 4]);
+}

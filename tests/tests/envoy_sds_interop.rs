@@ -1,8 +1,9 @@
 //! Interop with Envoy whose only config source is `mesh xds serve` (secured): ADS (state of
 //! the world, then incremental) and SDS from the same port, over mutual TLS to the control
 //! plane. Envoy's ISTIO_MUTUAL cluster takes its certificate (`default`) and roots (`ROOTCA`)
-//! from the `sds-grpc` cluster, as an Istio sidecar's do; until SDS answers it stays warming
-//! and Envoy is not ready. It then calls a STRICT mesh server whose own certificate came from
+//! from the `sds-grpc` cluster, as an Istio sidecar's do (SDS state of the world with SotW ADS,
+//! incremental with incremental ADS); until SDS answers it stays warming and Envoy is not
+//! ready. It then calls a STRICT mesh server whose own certificate came from
 //! the same control plane's CA (the workload started with none): the mesh server sees Envoy's
 //! identity, and Envoy checks the server's (the ServiceEntry's `subjectAltNames`).
 //!
@@ -382,6 +383,17 @@ async fn envoy_configured_only_by_mesh_xds_serve_calls_and_is_called_by_mesh_wor
         assert!(
             sds_updates >= 2,
             "{api_type}: default and ROOTCA over SDS: {stats:?}"
+        );
+        // SDS speaks the node's ADS protocol: with DELTA_GRPC config sources the secrets above
+        // came over incremental SDS.
+        let clusters = envoy
+            .admin_get("/config_dump?resource=dynamic_active_clusters")
+            .await
+            .unwrap();
+        assert_eq!(
+            clusters.contains("\"DELTA_GRPC\""),
+            api_type == "DELTA_GRPC",
+            "{api_type}: the sds-grpc config sources' api_type"
         );
 
         // A mesh client calls the app behind Envoy's inbound listener over ISTIO_MUTUAL (new

@@ -19,7 +19,7 @@ use super::sds::{SECRET_TYPE, Secrets};
 use crate::node;
 use crate::translate::{
     INBOUND_PREFIX, IngressNode, NodeKind, XdsResources, api_listener_for, inbound_listener_for,
-    ingress_resources, to_resources, type_url,
+    ingress_resources, sds_over_delta, to_resources, type_url,
 };
 
 /// Types in the order pushes go out: secrets, then clusters and endpoints before the listeners
@@ -46,6 +46,8 @@ pub(super) struct View {
     ctx: BuildContext,
     /// Where an Envoy node's inbound (Sidecar ingress) listeners go.
     ingress_node: IngressNode,
+    /// Whether the node speaks incremental ADS: its SDS config sources are incremental too.
+    incremental: bool,
     /// The snapshot last built for this node.
     pub(super) snapshot: Arc<Snapshot>,
     resources: XdsResources,
@@ -58,7 +60,7 @@ pub(super) struct View {
 
 impl View {
     /// An empty view for `node`; [`rebuild`](Self::rebuild) fills it.
-    pub(super) fn new(node: &Node, settings: &MeshSettings, peer: &str) -> Self {
+    pub(super) fn new(node: &Node, settings: &MeshSettings, peer: &str, incremental: bool) -> Self {
         let kind = if node::is_proxyless(node) {
             NodeKind::ProxylessGrpc
         } else {
@@ -71,6 +73,7 @@ impl View {
             kind,
             ctx,
             ingress_node: node::ingress_node(node),
+            incremental,
             snapshot: Arc::new(Snapshot::empty()),
             resources: XdsResources::default(),
             built: false,
@@ -142,6 +145,9 @@ impl View {
                 self.resources = to_resources(&snapshot, self.kind);
                 if self.kind == NodeKind::Envoy {
                     self.add_ingress(&snapshot);
+                    if self.incremental {
+                        sds_over_delta(&mut self.resources);
+                    }
                 }
                 self.snapshot = Arc::new(snapshot);
                 true

@@ -33,6 +33,7 @@ mod meta;
 pub(crate) mod proto;
 mod rbac;
 mod route;
+mod sds_api;
 mod tls;
 mod upstream_options;
 
@@ -44,6 +45,7 @@ pub use inbound::{INBOUND_PREFIX, InboundListener, inbound_listener_for, not_ser
 pub use ingress::{IngressNode, IngressResources, ingress_resources};
 pub use listener::{DecodedListener, ListenerRole, decode_listener};
 pub use route::{DecodedRouteConfiguration, decode_route_configuration};
+pub use sds_api::sds_over_delta;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
