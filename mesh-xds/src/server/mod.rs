@@ -152,6 +152,7 @@ impl XdsServer {
                     .await?;
             }
             Some(security) => {
+                tokio::spawn(security.tokens.clone().watch(self.inner.stop.subscribe()));
                 let config = Arc::new(tls::server_config(&security.ca)?);
                 let incoming = ReceiverStream(tls::incoming(listener, config));
                 server
