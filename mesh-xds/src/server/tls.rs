@@ -19,7 +19,7 @@ use rustls_pki_types::UnixTime;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -176,15 +176,25 @@ impl ResolvesServerCert for ServerCert {
 }
 
 /// Accepts TCP connections on `listener` and yields them once their TLS handshake is done
-/// (each handshake on its own task, bounded in time); stops when the receiver is dropped.
+/// (each handshake on its own task, bounded in time, at most `max_pending` at once: the next
+/// connection is accepted when one finishes); stops when the receiver is dropped.
 pub(super) fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    max_pending: usize,
 ) -> mpsc::Receiver<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let pending = Arc::new(Semaphore::new(max_pending));
     tokio::spawn(async move {
         loop {
+            let permit = tokio::select! {
+                _ = tx.closed() => return,
+                permit = pending.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return, // never closed
+                },
+            };
             let accepted = tokio::select! {
                 _ = tx.closed() => return,
                 accepted = listener.accept() => accepted,
@@ -200,7 +210,9 @@ pub(super) fn incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                let io = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(permit);
+                let io = match handshake {
                     Ok(Ok(io)) => io,
                     Ok(Err(error)) => {
                         tracing::info!(%remote, %error, "control-plane TLS handshake refused");
