@@ -360,6 +360,25 @@ fn modes_binds_and_endpoints_follow_istiod() {
     assert!(r.skipped[0].contains("intercepted"), "{:?}", r.skipped);
 }
 
+/// An ISTIO_MUTUAL service of shop on port 8080.
+const PAYMENT: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: payment, namespace: shop}
+spec:
+  hosts: [payment.shop.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: payment, namespace: shop}
+spec:
+  host: payment.shop.svc.cluster.local
+  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
+";
+
 /// Every SDS config source to `sds-grpc` (ISTIO_MUTUAL clusters, inbound listeners), as an
 /// encoded TLS context names it: the `api_type`s found.
 fn sds_api_types(r: &mesh_xds::translate::XdsResources) -> Vec<i32> {
@@ -422,23 +441,7 @@ fn sds_api_types(r: &mesh_xds::translate::XdsResources) -> Vec<i32> {
 #[test]
 fn sds_sources_follow_the_nodes_ads_protocol() {
     use envoy_types::pb::envoy::config::core::v3::api_config_source::ApiType;
-    let yaml = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: payment, namespace: shop}
-spec:
-  hosts: [payment.shop.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  endpoints: [{address: 127.0.0.1}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: payment, namespace: shop}
-spec:
-  host: payment.shop.svc.cluster.local
-  trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
-";
+    let yaml = PAYMENT;
     let ctx = mesh_core::BuildContext {
         workload: mesh_core::Workload::new("shop", "vm"),
         ..Default::default()
@@ -461,4 +464,25 @@ spec:
     assert_eq!(sotw, [ApiType::Grpc as i32; 4], "istiod's GRPC: {sotw:?}");
     mesh_xds::translate::sds_over_delta(&mut r);
     assert_eq!(sds_api_types(&r), [ApiType::DeltaGrpc as i32; 4]);
+}
+
+/// istiod's `buildSidecarOutboundListeners` with interception NONE: outbound listeners bind
+/// the loopback (`127.0.0.1_<port>`), leaving the node's own address to its inbound listeners.
+#[test]
+fn outbound_listeners_of_a_node_that_does_not_intercept_bind_the_loopback() {
+    let ctx = mesh_core::BuildContext {
+        workload: mesh_core::Workload::new("shop", "vm"),
+        ..Default::default()
+    };
+    let snapshot = mesh_core::istio::load_str("shop.yaml", PAYMENT, &ctx).unwrap();
+    let mut r = mesh_xds::translate::to_resources(&snapshot, mesh_xds::translate::NodeKind::Envoy);
+    assert_eq!(r.listeners[0].name, "0.0.0.0_8080");
+    mesh_xds::translate::bind_outbound_to_loopback(&mut r.listeners);
+    assert_eq!(r.listeners[0].name, "127.0.0.1_8080");
+    let Some(address::Address::SocketAddress(sa)) =
+        r.listeners[0].address.as_ref().unwrap().address.as_ref()
+    else {
+        panic!()
+    };
+    assert_eq!(sa.address, "127.0.0.1");
 }

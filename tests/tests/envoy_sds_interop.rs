@@ -356,7 +356,8 @@ async fn envoy_configured_only_by_mesh_xds_serve_calls_and_is_called_by_mesh_wor
             .await
             .unwrap_or_else(|e| panic!("{api_type}: Envoy never ready (clusters warming?): {e}"));
         let listener = envoy
-            .listener(&format!("0.0.0.0_{port}"))
+            // Not intercepted: istiod binds the outbound listener on the loopback.
+            .listener(&format!("127.0.0.1_{port}"))
             .await
             .unwrap_or_else(|e| panic!("{api_type}: {e}\n{}", envoy.log()));
         let target = SocketAddr::from(([127, 0, 0, 1], listener.port()));

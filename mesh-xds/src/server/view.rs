@@ -18,8 +18,9 @@ use super::XdsServer;
 use super::sds::{SECRET_TYPE, Secrets};
 use crate::node;
 use crate::translate::{
-    INBOUND_PREFIX, IngressNode, NodeKind, XdsResources, api_listener_for, inbound_listener_for,
-    ingress_resources, sds_over_delta, to_resources, type_url,
+    INBOUND_PREFIX, IngressNode, NodeKind, XdsResources, api_listener_for,
+    bind_outbound_to_loopback, inbound_listener_for, ingress_resources, sds_over_delta,
+    to_resources, type_url,
 };
 
 /// Types in the order pushes go out: secrets, then clusters and endpoints before the listeners
@@ -164,8 +165,12 @@ impl View {
     }
 
     /// Adds an Envoy node's inbound listeners and their clusters (the Sidecar's ingress
-    /// listeners), logging those left out.
+    /// listeners), logging those left out; a node that does not intercept gets its outbound
+    /// listeners on the loopback.
     fn add_ingress(&mut self, snapshot: &Snapshot) {
+        if !self.ingress_node.intercepted {
+            bind_outbound_to_loopback(&mut self.resources.listeners);
+        }
         let ingress = ingress_resources(&snapshot.inbound, self.ingress_node);
         for reason in &ingress.skipped {
             tracing::warn!(node = %self.id, %reason, "ingress listener left out");

@@ -25,7 +25,9 @@
 //!   ports.
 //!
 //! A listener that does not bind (captured by iptables) would be a chain of the virtual
-//! inbound listener, which `mesh xds serve` does not build: it is left out and reported.
+//! inbound listener, which `mesh xds serve` does not build: it is left out and reported. The
+//! outbound listeners of a node that does not intercept bind the loopback
+//! ([`bind_outbound_to_loopback`]), as istiod binds them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -125,6 +127,29 @@ pub fn ingress_resources(inbound: &InboundPolicy, node: IngressNode) -> IngressR
         out.clusters.push(app_cluster(l, &cluster, node));
     }
     out
+}
+
+/// Binds the outbound listeners of a node whose traffic is not intercepted on the loopback, as
+/// istiod does (`buildSidecarOutboundListeners`: with interception NONE, `bind.binds =
+/// actualLocalHosts`): `0.0.0.0_<port>` becomes `127.0.0.1_<port>` on `127.0.0.1`, so the
+/// application calls its services on localhost and the ports stay free on the node's own
+/// address for its inbound listeners. Call it before adding the inbound listeners.
+pub fn bind_outbound_to_loopback(listeners: &mut [Listener]) {
+    for l in listeners {
+        let Some(address::Address::SocketAddress(sa)) =
+            l.address.as_mut().and_then(|a| a.address.as_mut())
+        else {
+            continue;
+        };
+        let Some(port) = l.name.strip_prefix("0.0.0.0_") else {
+            continue;
+        };
+        if sa.address != "0.0.0.0" || l.api_listener.is_some() {
+            continue;
+        }
+        sa.address = Ipv4Addr::LOCALHOST.to_string();
+        l.name = format!("{}_{port}", Ipv4Addr::LOCALHOST);
+    }
 }
 
 /// istiod's `getSidecarInboundBindIPs`: the node's global unicast IP, else the wildcard.

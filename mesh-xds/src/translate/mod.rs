@@ -42,7 +42,7 @@ pub use cluster::{DecodedCluster, decode_cluster};
 pub use endpoints::{DecodedEndpoints, decode_load_assignment};
 pub use error::{ResourceKind, XdsError};
 pub use inbound::{INBOUND_PREFIX, InboundListener, inbound_listener_for, not_serving};
-pub use ingress::{IngressNode, IngressResources, ingress_resources};
+pub use ingress::{IngressNode, IngressResources, bind_outbound_to_loopback, ingress_resources};
 pub use listener::{DecodedListener, ListenerRole, decode_listener};
 pub use route::{DecodedRouteConfiguration, decode_route_configuration};
 pub use sds_api::sds_over_delta;
