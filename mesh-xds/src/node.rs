@@ -69,6 +69,21 @@ pub(crate) fn is_proxyless(node: &Node) -> bool {
         || node.user_agent_name.to_ascii_lowercase().contains("grpc")
 }
 
+/// Where an Envoy node's inbound listeners go: its IP (from Istio's node id) and whether its
+/// traffic is intercepted (metadata `INTERCEPTION_MODE`; istiod's default when unset is
+/// `REDIRECT`, pilot/pkg/model/context.go `GetInterceptionMode`).
+#[cfg(feature = "server")]
+pub(crate) fn ingress_node(node: &Node) -> crate::translate::IngressNode {
+    let mode = node
+        .metadata
+        .as_ref()
+        .and_then(|m| str_field(m, "INTERCEPTION_MODE"));
+    crate::translate::IngressNode {
+        ip: IstioNodeId::parse(&node.id).and_then(|id| id.ip.parse().ok()),
+        intercepted: mode != Some("NONE"),
+    }
+}
+
 /// The point of view a control plane builds `node`'s config from: namespace from the Istio
 /// node id (or `NAMESPACE` metadata), labels from `LABELS`, service account from
 /// `SERVICE_ACCOUNT`, name from `WORKLOAD_NAME`.

@@ -23,6 +23,7 @@ fn istio_grpc_agent_bootstrap() {
         b.servers,
         [XdsServerConfig {
             target: XdsTarget::Unix("/etc/istio/proxy/XDS".into()),
+            tls: None,
             server_features: vec!["xds_v3".into()],
         }]
     );
@@ -128,14 +129,17 @@ fn every_server_is_kept_the_primary_first() {
         [
             XdsServerConfig {
                 target: XdsTarget::Tcp("istiod.istio-system.svc:15010".into()),
+                tls: None,
                 server_features: vec!["xds_v3".into()],
             },
             XdsServerConfig {
                 target: XdsTarget::Unix("/etc/istio/proxy/XDS".into()),
+                tls: None,
                 server_features: vec![],
             },
             XdsServerConfig {
                 target: XdsTarget::Tcp("10.0.0.9:15010".into()),
+                tls: None,
                 server_features: vec!["ignore_resource_deletion".into()],
             },
         ]
@@ -239,5 +243,63 @@ async fn a_mesh_from_the_bootstrap_takes_its_identity_from_the_certificate_provi
     assert_eq!(
         identity.current().credentials().spiffe_id().to_string(),
         "spiffe://cluster.local/ns/echo-grpc/sa/default"
+    );
+}
+
+/// `channel_creds` as gRPC reads it (gRFC A27: the first supported type; gRFC A65: `tls` with
+/// its files): `google_default` is skipped for the next type, `tls` takes its files from its
+/// config and what it leaves out from the `default` certificate provider.
+#[test]
+fn channel_creds_choose_tls_or_plaintext() {
+    use mesh_xds::client::XdsTls;
+    let providers = r#""certificate_providers": {"default": {"plugin_name": "file_watcher", "config": {
+        "certificate_file": "/p/cert-chain.pem", "private_key_file": "/p/key.pem",
+        "ca_certificate_file": "/p/root-cert.pem"}}}"#;
+    let parse = |creds: &str| {
+        Bootstrap::parse(
+            Path::new("b.json"),
+            &format!(
+                r#"{{"xds_servers": [{{"server_uri": "cp:15012", "channel_creds": {creds}}}],
+                    "node": {{"id": "sidecar~10.0.0.1~a.shop~shop.svc.cluster.local",
+                              "metadata": {{"TRUST_DOMAIN": "example.org"}}}}, {providers}}}"#
+            ),
+        )
+        .map(|b| b.servers[0].tls.clone())
+    };
+    let from_providers =
+        XdsTls::new("/p/root-cert.pem", "example.org").identity("/p/cert-chain.pem", "/p/key.pem");
+    assert_eq!(
+        parse(r#"[{"type": "google_default"}, {"type": "tls"}]"#).unwrap(),
+        Some(from_providers.clone())
+    );
+    assert_eq!(
+        from_providers.server_names,
+        [
+            "istiod.istio-system.svc",
+            "spiffe://example.org/ns/istio-system/sa/istiod"
+        ]
+    );
+    assert_eq!(
+        parse(r#"[{"type": "tls", "config": {"ca_certificate_file": "/x/roots.pem"}}]"#).unwrap(),
+        Some(
+            XdsTls::new("/x/roots.pem", "example.org").identity("/p/cert-chain.pem", "/p/key.pem")
+        )
+    );
+    assert_eq!(
+        parse(r#"[{"type": "insecure"}, {"type": "tls"}]"#).unwrap(),
+        None
+    );
+    let err = parse(r#"[{"type": "google_default"}, {"type": "alts"}]"#).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            r#"xds_servers[0].channel_creds: none of ["google_default", "alts"] is supported"#
+        ),
+        "{err}"
+    );
+    let err = parse(r#"[{"type": "tls", "config": {"certificate_file": 7}}]"#).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("config.certificate_file: expected a string"),
+        "{err}"
     );
 }

@@ -691,3 +691,124 @@ async fn ads_serves_the_callers_secrets_too() {
         "spiffe://cluster.local/ns/default/sa/reviews"
     );
 }
+
+/// The token file is read again when it changes: a token added works, a token removed is
+/// refused, and an invalid edit leaves the last good tokens in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_file_is_read_again_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    CertificateAuthority::generate("cluster.local")
+        .unwrap()
+        .save(&ca_dir)
+        .unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    let token_file = dir.path().join("tokens");
+    write_atomic(&token_file, &format!("default/reviews {REVIEWS_TOKEN}\n"));
+    let security = ControlPlaneSecurity::load(&ca_dir)
+        .unwrap()
+        .tokens(Tokens::load(&token_file, "cluster.local").unwrap());
+    let server = XdsServer::new_secured(vec![config], MeshSettings::default(), security)
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let cp = ControlPlane {
+        addr,
+        ca: Arc::new(CertificateAuthority::load(&ca_dir).unwrap()),
+        roots: ca_dir.join(CertificateAuthority::ROOT_CERT),
+        _dir: dir,
+    };
+    let ask = |token: &'static str| {
+        let cp = &cp;
+        async move {
+            let (csr, _) = csr_for("spiffe://cluster.local/ns/default/sa/reviews");
+            create_certificate(token_channel(cp).await, Some(token), csr, 0).await
+        }
+    };
+    ask(REVIEWS_TOKEN).await.expect("the token of the file");
+    assert_eq!(
+        ask(RATINGS_TOKEN).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    // ratings gets a token, reviews loses its own.
+    write_atomic(&token_file, &format!("default/ratings {RATINGS_TOKEN}\n"));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ask(RATINGS_TOKEN).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new token never accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ask(REVIEWS_TOKEN).await.unwrap_err().code(),
+        Code::Unauthenticated,
+        "a removed token is refused"
+    );
+
+    // An invalid edit: the last good tokens stay (two polls later).
+    write_atomic(&token_file, "default/ratings short\n");
+    tokio::time::sleep(mesh_xds::server::auth::TOKEN_FILE_POLL * 3).await;
+    ask(RATINGS_TOKEN)
+        .await
+        .expect("the last good tokens after an invalid edit");
+}
+
+/// Handshakes in progress are capped: with the cap taken by clients that never say hello, the
+/// next client waits (its connection is not accepted yet); once they leave, it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_handshakes_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_dir = dir.path().join("ca");
+    CertificateAuthority::generate("cluster.local")
+        .unwrap()
+        .save(&ca_dir)
+        .unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).unwrap();
+    let tokens = Tokens::parse(
+        &format!("default/reviews {REVIEWS_TOKEN}\n"),
+        "cluster.local",
+    );
+    let security = ControlPlaneSecurity::load(&ca_dir)
+        .unwrap()
+        .tokens(tokens.unwrap())
+        .max_pending_handshakes(2);
+    let server = XdsServer::new_secured(vec![config], MeshSettings::default(), security)
+        .await
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(server.serve(listener, std::future::pending()));
+    let cp = ControlPlane {
+        addr,
+        ca: Arc::new(CertificateAuthority::load(&ca_dir).unwrap()),
+        roots: ca_dir.join(CertificateAuthority::ROOT_CERT),
+        _dir: dir,
+    };
+    let ask = || async {
+        let (csr, _) = csr_for("spiffe://cluster.local/ns/default/sa/reviews");
+        create_certificate(token_channel(&cp).await, Some(REVIEWS_TOKEN), csr, 0).await
+    };
+    ask().await.expect("served under the cap");
+
+    let silent = [
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+        tokio::net::TcpStream::connect(addr).await.unwrap(),
+    ];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), ask())
+            .await
+            .is_err(),
+        "the cap is taken: the next handshake waits"
+    );
+    drop(silent);
+    tokio::time::timeout(Duration::from_secs(10), ask())
+        .await
+        .expect("served once the silent clients left")
+        .expect("a certificate");
+}

@@ -56,6 +56,7 @@ pub(crate) struct Serve {
     #[arg(long, conflicts_with = "insecure_plaintext")]
     ca_dir: Option<PathBuf>,
     /// Bootstrap tokens for first certificates: lines of `<namespace>/<service-account> <token>`.
+    /// Read again when it changes (an invalid edit keeps the previous tokens).
     #[arg(long, requires = "ca_dir")]
     token_file: Option<PathBuf>,
     /// Lifetime of workload certificates whose request names none, in seconds.

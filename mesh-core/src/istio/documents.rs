@@ -28,6 +28,8 @@ pub(crate) enum Kind {
     VirtualService,
     PeerAuthentication,
     AuthorizationPolicy,
+    /// `networking.istio.io Sidecar` (its `ingress` listeners).
+    Sidecar,
     /// Kubernetes `v1 Service`.
     KubeService,
     /// Kubernetes `discovery.k8s.io EndpointSlice`.
@@ -51,6 +53,7 @@ impl Kind {
             Kind::VirtualService => "VirtualService",
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::Sidecar => "Sidecar",
             Kind::KubeService => "Service",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Endpoints => "Endpoints",
@@ -89,6 +92,7 @@ impl Kind {
                     "WorkloadEntry" => Kind::WorkloadEntry,
                     "DestinationRule" => Kind::DestinationRule,
                     "VirtualService" => Kind::VirtualService,
+                    "Sidecar" => Kind::Sidecar,
                     _ => return None,
                 })
             }

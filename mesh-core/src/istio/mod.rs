@@ -1,8 +1,8 @@
 //! Istio resources from YAML files, translated into a validated [`Snapshot`].
 //!
 //! mesh reads the Istio resources that shape a workload's traffic and security —
-//! `ServiceEntry`, `WorkloadEntry`, `DestinationRule`, `VirtualService` (`networking.istio.io`
-//! v1, v1beta1, v1alpha3) and `PeerAuthentication`, `AuthorizationPolicy`
+//! `ServiceEntry`, `WorkloadEntry`, `DestinationRule`, `VirtualService`, `Sidecar` (its
+//! `ingress` listeners; `networking.istio.io` v1, v1beta1, v1alpha3) and `PeerAuthentication`, `AuthorizationPolicy`
 //! (`security.istio.io` v1, v1beta1) — and builds the [`Snapshot`] a workload uses, from that
 //! workload's point of view ([`BuildContext`]), as istiod would build its proxy's config.
 //!
@@ -12,7 +12,7 @@
 //! malformed document never hides the others. `kind: List` documents (kubectl output) are read
 //! item by item; their field paths start with `items[i].`. Kubernetes `Service`,
 //! `EndpointSlice`, `Endpoints` and `Pod` documents declare services as istiod's Kubernetes
-//! registry does (see the `kube` module). Other kinds (Deployment, Gateway, Sidecar, …) are
+//! registry does (see the `kube` module). Other kinds (Deployment, Gateway, …) are
 //! skipped with a warning.
 //!
 //! # Validation

@@ -17,6 +17,7 @@
 mod authz;
 mod cluster;
 mod duration;
+mod ingress;
 mod matcher;
 mod route;
 mod service_account;
@@ -33,6 +34,7 @@ pub use cluster::{
 };
 pub use cluster::{Http2Keepalive, SlowStart, TcpKeepalive, TlsCredential};
 pub use duration::{DurationError, format_duration, parse_duration};
+pub use ingress::{CaptureMode, DefaultEndpoint, IngressListener};
 pub use matcher::{Regex, StringMatch};
 pub use route::{
     AbortStatus, FaultAbort, FaultDelay, FaultPolicy, HeaderMatch, HeaderMutation, Mirror, Percent,

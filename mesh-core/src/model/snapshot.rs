@@ -85,6 +85,10 @@ pub struct InboundPolicy {
     /// AuthorizationPolicies select workloads, not ports.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub port_authorization: BTreeMap<u16, Vec<AuthzPolicy>>,
+    /// The inbound ports a proxy opens for this workload (the `Sidecar` resource's `ingress`
+    /// listeners), in port order; empty when no Sidecar declares any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<super::ingress::IngressListener>,
 }
 
 impl InboundPolicy {

@@ -355,8 +355,8 @@ items:
   spec: {}
 ---
 ---
-apiVersion: networking.istio.io/v1
-kind: Sidecar
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
 metadata: {name: default, namespace: istio-system}
 ",
     );
@@ -373,7 +373,7 @@ metadata: {name: default, namespace: istio-system}
         [
             "test.yaml: doc 1 Deployment default/reviews: items[0]: apps/v1 Deployment is not read by mesh; skipped",
             "test.yaml: doc 1 Gateway default/gw: items[2]: networking.istio.io/v1beta1 Gateway is not read by mesh; skipped",
-            "test.yaml: doc 3 Sidecar istio-system/default: networking.istio.io/v1 Sidecar is not read by mesh; skipped",
+            "test.yaml: doc 3 EnvoyFilter istio-system/default: networking.istio.io/v1alpha3 EnvoyFilter is not read by mesh; skipped",
         ]
     );
     // Errors inside list items carry the item path.

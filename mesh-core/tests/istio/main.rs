@@ -9,6 +9,7 @@ mod kube;
 mod perf;
 mod routes;
 mod security;
+mod sidecar;
 mod traffic_fidelity;
 mod validation;
 

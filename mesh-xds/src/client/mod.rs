@@ -37,6 +37,7 @@ mod connect;
 mod probe;
 mod status;
 mod subscription;
+mod tls;
 mod worker;
 
 use std::sync::Arc;
@@ -48,6 +49,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use backoff::Backoff;
 pub use status::{ResourceState, ResourceStatus, ServerStatus, XdsStatus};
+pub use tls::XdsTls;
 
 use super::bootstrap::{Bootstrap, XdsTarget};
 
@@ -58,6 +60,9 @@ pub struct XdsClientConfig {
     /// (gRFC A71). Empty only when built so by hand: the client then never connects and
     /// retries with backoff.
     pub servers: Vec<XdsTarget>,
+    /// Per server, in the order of `servers`: TLS towards it (istiod's 15012, `mesh xds serve
+    /// --ca-dir`); missing entries and `None` are plaintext.
+    pub server_tls: Vec<Option<XdsTls>>,
     /// The node announced on the stream.
     pub node: Node,
     /// API listener names to subscribe to (`host:port` targets); empty subscribes to every
@@ -108,6 +113,7 @@ impl XdsClientConfig {
     pub fn from_bootstrap(bootstrap: &Bootstrap) -> Self {
         let servers = bootstrap.servers.iter().map(|s| s.target.clone()).collect();
         let mut config = Self::with_node(servers, bootstrap.node.clone());
+        config.server_tls = bootstrap.servers.iter().map(|s| s.tls.clone()).collect();
         config.ignore_resource_deletion = bootstrap
             .servers
             .iter()
@@ -126,6 +132,7 @@ impl XdsClientConfig {
     fn with_node(servers: Vec<XdsTarget>, node: Node) -> Self {
         Self {
             servers,
+            server_tls: Vec::new(),
             node,
             listeners: Vec::new(),
             server_listeners: Vec::new(),
@@ -152,6 +159,26 @@ impl XdsClientConfig {
         let name = super::bootstrap::listener_name(&self.server_listener_template, addr);
         self.server_listeners.push(name);
         self
+    }
+
+    /// Connects to the servers configured so far over `tls` (the primary's: use
+    /// [`XdsClientConfig::fallback_tls`] for a fallback of its own).
+    pub fn tls(mut self, tls: XdsTls) -> Self {
+        self.server_tls = vec![Some(tls); self.servers.len()];
+        self
+    }
+
+    /// Appends a fallback control plane reached over `tls`.
+    pub fn fallback_tls(mut self, server: XdsTarget, tls: XdsTls) -> Self {
+        self.server_tls.resize(self.servers.len(), None);
+        self.servers.push(server);
+        self.server_tls.push(Some(tls));
+        self
+    }
+
+    /// TLS towards server `index`, if any.
+    pub(crate) fn tls_for(&self, index: usize) -> Option<&XdsTls> {
+        self.server_tls.get(index).and_then(Option::as_ref)
     }
 
     /// Appends a fallback control plane, tried after the primary and the fallbacks before it

@@ -32,6 +32,7 @@ pub(super) type Probe = Pin<Box<dyn Future<Output = Result<Box<Probed>, String>>
 /// again later rather than waited on forever).
 pub(super) fn probe(
     target: Option<XdsTarget>,
+    tls: Option<super::tls::XdsTls>,
     requests: Vec<DiscoveryRequest>,
     delay: Duration,
     connect_timeout: Duration,
@@ -44,7 +45,7 @@ pub(super) fn probe(
             .iter()
             .map(|r| (r.type_url.clone(), r.resource_names.clone()))
             .collect();
-        let channel = connect::connect(&target, connect_timeout)
+        let channel = connect::connect(&target, tls.as_ref(), connect_timeout)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let (tx, mut responses) = open_stream(channel, requests).await?;

@@ -65,6 +65,9 @@ pub struct XdsStatus {
     pub connect_attempts: u64,
     /// The error of the last NACK sent.
     pub last_nack: Option<String>,
+    /// Why the last connection or stream to a control plane failed (e.g. the control plane's
+    /// certificate refused, or the server refusing this node), until the next one fails.
+    pub last_error: Option<String>,
     /// Every subscribed resource.
     pub resources: Vec<ResourceStatus>,
 }

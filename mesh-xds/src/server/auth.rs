@@ -7,7 +7,9 @@
 //! and its `SERVICE_ACCOUNT` metadata, when set, the identity's service account; otherwise
 //! `PERMISSION_DENIED`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::{Value, value::Kind};
@@ -25,32 +27,49 @@ pub const MIN_TOKEN_LEN: usize = 16;
 ///
 /// File format: one `<namespace>/<service-account> <token>` per line; blank lines and lines
 /// starting with `#` are skipped. A token is at least [`MIN_TOKEN_LEN`] characters.
+///
+/// Clones share one set: tokens [`load`](Self::load)ed from a file are read again when the
+/// file changes ([`TOKEN_FILE_POLL`], while a secured [`XdsServer`](super::XdsServer) serves),
+/// so adding a workload or revoking a token needs no restart; an invalid edit is logged and
+/// the last good set stays in force.
 #[derive(Clone, Default)]
 pub struct Tokens {
-    entries: Vec<(String, SpiffeId)>,
+    entries: Arc<RwLock<Vec<(String, SpiffeId)>>>,
+    /// The file and trust domain they were loaded from, to read again.
+    source: Option<Arc<(PathBuf, String)>>,
 }
+
+/// How often a token file is checked for changes.
+pub const TOKEN_FILE_POLL: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the tokens themselves.
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         f.debug_list()
-            .entries(self.entries.iter().map(|(_, id)| id.as_str()))
+            .entries(entries.iter().map(|(_, id)| id.as_str()))
             .finish()
     }
 }
 
 impl Tokens {
-    /// Reads a token file for identities of `trust_domain`.
+    /// Reads a token file for identities of `trust_domain` (read again when it changes).
     pub fn load(path: impl AsRef<Path>, trust_domain: &str) -> Result<Self, SecurityError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| SecurityError::Tokens {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        Self::parse(&text, trust_domain).map_err(|message| SecurityError::Tokens {
+        let (_, mut tokens) = Self::read(path, trust_domain)?;
+        tokens.source = Some(Arc::new((path.to_owned(), trust_domain.to_owned())));
+        Ok(tokens)
+    }
+
+    /// The file's text and its tokens.
+    fn read(path: &Path, trust_domain: &str) -> Result<(String, Self), SecurityError> {
+        let error = |message: String| SecurityError::Tokens {
             path: path.to_owned(),
             message,
-        })
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        let tokens = Self::parse(&text, trust_domain).map_err(error)?;
+        Ok((text, tokens))
     }
 
     /// Parses the token file's text; the error names the line.
@@ -81,18 +100,66 @@ impl Tokens {
             }
             entries.push((token.to_owned(), id));
         }
-        Ok(Self { entries })
+        Ok(Self {
+            entries: Arc::new(RwLock::new(entries)),
+            source: None,
+        })
+    }
+
+    /// How many identities have a token.
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether no token is accepted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The identity `token` is bound to (compared in constant time per entry).
-    fn identity_of(&self, token: &str) -> Option<&SpiffeId> {
+    fn identity_of(&self, token: &str) -> Option<SpiffeId> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let mut found = None;
-        for (t, id) in &self.entries {
+        for (t, id) in entries.iter() {
             if constant_time_eq(t.as_bytes(), token.as_bytes()) {
-                found = Some(id);
+                found = Some(id.clone());
             }
         }
         found
+    }
+
+    /// Reads the token file again every [`TOKEN_FILE_POLL`] until `stop` is set, replacing the
+    /// set when its text changed and is valid. Returns at once for tokens not from a file.
+    pub(super) async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(source) = self.source.clone() else {
+            return;
+        };
+        let (path, trust_domain) = (&source.0, source.1.as_str());
+        let mut last = std::fs::read_to_string(path).ok();
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                () = tokio::time::sleep(TOKEN_FILE_POLL) => {}
+            }
+            let text = std::fs::read_to_string(path).ok();
+            if text == last {
+                continue;
+            }
+            last = text;
+            match Self::read(path, trust_domain) {
+                Ok((_, fresh)) => {
+                    let entries = std::mem::take(
+                        &mut *fresh.entries.write().unwrap_or_else(|p| p.into_inner()),
+                    );
+                    let count = entries.len();
+                    *self.entries.write().unwrap_or_else(|p| p.into_inner()) = entries;
+                    tracing::info!(path = %path.display(), identities = count, "token file reloaded");
+                }
+                Err(error) => {
+                    tracing::error!(%error, "token file invalid; the previous tokens stay in force");
+                }
+            }
+        }
     }
 }
 
@@ -143,7 +210,7 @@ pub(super) fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "));
     match bearer.and_then(|t| tokens.identity_of(t.trim())) {
         Some(id) => Ok(Caller {
-            id: id.clone(),
+            id,
             proof: Proof::Token,
         }),
         None if bearer.is_some() => Err(tonic::Status::unauthenticated(

@@ -44,6 +44,7 @@ pub(super) struct DeltaStream {
 
 impl Protocol for DeltaStream {
     type Request = DeltaDiscoveryRequest;
+    const INCREMENTAL: bool = true;
     type Response = DeltaDiscoveryResponse;
 
     fn node(r: &DeltaDiscoveryRequest) -> Option<&Node> {

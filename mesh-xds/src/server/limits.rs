@@ -53,3 +53,8 @@ pub(super) fn too_many_names(type_url: &str, names: usize) -> tonic::Status {
         "{names} resource names subscribed for {type_url}; at most {MAX_RESOURCE_NAMES} are served per stream"
     ))
 }
+
+/// TLS handshakes in progress at once on a secured control plane's port (each bounded by a
+/// 10 s timeout); connections beyond wait in the kernel's accept queue, so silent or slow
+/// clients cannot make the server hold unbounded handshake state.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;

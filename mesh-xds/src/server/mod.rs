@@ -152,8 +152,13 @@ impl XdsServer {
                     .await?;
             }
             Some(security) => {
+                tokio::spawn(security.tokens.clone().watch(self.inner.stop.subscribe()));
                 let config = Arc::new(tls::server_config(&security.ca)?);
-                let incoming = ReceiverStream(tls::incoming(listener, config));
+                let incoming = ReceiverStream(tls::incoming(
+                    listener,
+                    config,
+                    security.max_pending_handshakes,
+                ));
                 server
                     .add_service(self.service())
                     .add_service(ca::CaService::new(&security))

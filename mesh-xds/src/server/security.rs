@@ -57,6 +57,7 @@ pub struct ControlPlaneSecurity {
     pub(super) tokens: Tokens,
     pub(super) default_ttl: Duration,
     pub(super) max_ttl: Duration,
+    pub(super) max_pending_handshakes: usize,
 }
 
 impl ControlPlaneSecurity {
@@ -67,6 +68,7 @@ impl ControlPlaneSecurity {
             tokens: Tokens::default(),
             default_ttl: DEFAULT_CERT_TTL,
             max_ttl: DEFAULT_MAX_CERT_TTL,
+            max_pending_handshakes: super::limits::MAX_PENDING_HANDSHAKES,
         }
     }
 
@@ -95,6 +97,14 @@ impl ControlPlaneSecurity {
         self.default_ttl = default;
         self.max_ttl = max;
         Ok(self)
+    }
+
+    /// Caps the TLS handshakes in progress at once (at least 1; default
+    /// [`MAX_PENDING_HANDSHAKES`](super::limits::MAX_PENDING_HANDSHAKES)); connections beyond
+    /// wait to be accepted.
+    pub fn max_pending_handshakes(mut self, max: usize) -> Self {
+        self.max_pending_handshakes = max.max(1);
+        self
     }
 
     /// The CA.

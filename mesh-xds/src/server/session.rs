@@ -31,6 +31,7 @@ impl Session {
     pub(super) async fn first_view<R>(
         &self,
         node: Option<&Node>,
+        incremental: bool,
         tx: &mpsc::Sender<Result<R, tonic::Status>>,
     ) -> Option<View> {
         let Some(node) = node else {
@@ -56,7 +57,7 @@ impl Session {
                 }
             },
         };
-        let mut view = View::new(node, &self.settings, &self.peer);
+        let mut view = View::new(node, &self.settings, &self.peer, incremental);
         if let (Some(caller), Some(security)) = (&self.caller, self.server.security()) {
             view = view.with_secrets(super::sds::Secrets::new(caller.clone(), security.clone()));
         }
@@ -72,6 +73,8 @@ pub(super) trait Protocol: Default + Send + 'static {
     type Request: Message + Default + Send + 'static;
     /// Its response message.
     type Response: Send + 'static;
+    /// Whether it is incremental xDS (the node's SDS config sources then are too).
+    const INCREMENTAL: bool;
 
     /// The node a request carries (the first must).
     fn node(r: &Self::Request) -> Option<&Node>;
@@ -159,7 +162,7 @@ pub(super) async fn run<P: Protocol>(
             }
             Wake::Request(Ok(Some(r))) => {
                 if view.is_none() {
-                    view = session.first_view(P::node(&r), &tx).await;
+                    view = session.first_view(P::node(&r), P::INCREMENTAL, &tx).await;
                 }
                 let Some(v) = view.as_ref() else { return };
                 let Some(type_url) = PUSH_ORDER.into_iter().find(|t| *t == P::type_url(&r)) else {

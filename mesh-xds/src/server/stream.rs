@@ -25,6 +25,7 @@ pub(super) struct AdsStream {
 
 impl Protocol for AdsStream {
     type Request = DiscoveryRequest;
+    const INCREMENTAL: bool = false;
     type Response = DiscoveryResponse;
 
     fn node(r: &DiscoveryRequest) -> Option<&Node> {

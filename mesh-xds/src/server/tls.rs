@@ -1,5 +1,6 @@
 //! The control-plane port over TLS, as istiod's 15012: the server shows a certificate its own CA
-//! issued (`spiffe://<td>/ns/istio-system/sa/istiod`, re-issued at half its life), and asks for
+//! issued (`spiffe://<td>/ns/istio-system/sa/istiod`, and istiod's DNS name
+//! `istiod.istio-system.svc` for clients that verify a host name, re-issued at half its life), and asks for
 //! a client certificate without requiring one. A client that shows one must chain to the mesh
 //! roots (rustls's webpki verifier refuses the handshake otherwise); its SPIFFE ID is then the
 //! connection's identity. A client that shows none (a workload's first certificate request)
@@ -18,7 +19,7 @@ use rustls_pki_types::UnixTime;
 use rustls_pki_types::pem::PemObject;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -147,7 +148,10 @@ impl ServerCert {
 fn issue(ca: &CertificateAuthority) -> Result<(Arc<CertifiedKey>, SystemTime), SecurityError> {
     let id = server_identity(ca.trust_domain()).map_err(|e| SecurityError::Tls(e.to_string()))?;
     let issued = ca
-        .issue_with(&mesh_core::identity::IssueOptions::new(id, SERVER_CERT_TTL))
+        .issue_with(
+            &mesh_core::identity::IssueOptions::new(id, SERVER_CERT_TTL)
+                .dns_names([crate::ISTIOD_DNS_NAME]),
+        )
         .map_err(|e| SecurityError::Tls(e.to_string()))?;
     let credentials = issued
         .credentials(UnixTime::now())
@@ -172,15 +176,25 @@ impl ResolvesServerCert for ServerCert {
 }
 
 /// Accepts TCP connections on `listener` and yields them once their TLS handshake is done
-/// (each handshake on its own task, bounded in time); stops when the receiver is dropped.
+/// (each handshake on its own task, bounded in time, at most `max_pending` at once: the next
+/// connection is accepted when one finishes); stops when the receiver is dropped.
 pub(super) fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
+    max_pending: usize,
 ) -> mpsc::Receiver<Result<TlsConn, std::io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let pending = Arc::new(Semaphore::new(max_pending));
     tokio::spawn(async move {
         loop {
+            let permit = tokio::select! {
+                _ = tx.closed() => return,
+                permit = pending.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return, // never closed
+                },
+            };
             let accepted = tokio::select! {
                 _ = tx.closed() => return,
                 accepted = listener.accept() => accepted,
@@ -196,7 +210,9 @@ pub(super) fn incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                let io = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                drop(permit);
+                let io = match handshake {
                     Ok(Ok(io)) => io,
                     Ok(Err(error)) => {
                         tracing::info!(%remote, %error, "control-plane TLS handshake refused");

@@ -18,8 +18,9 @@ use super::XdsServer;
 use super::sds::{SECRET_TYPE, Secrets};
 use crate::node;
 use crate::translate::{
-    INBOUND_PREFIX, NodeKind, XdsResources, api_listener_for, inbound_listener_for, to_resources,
-    type_url,
+    INBOUND_PREFIX, IngressNode, NodeKind, XdsResources, api_listener_for,
+    bind_outbound_to_loopback, inbound_listener_for, ingress_resources, sds_over_delta,
+    to_resources, type_url,
 };
 
 /// Types in the order pushes go out: secrets, then clusters and endpoints before the listeners
@@ -44,6 +45,10 @@ pub(super) struct View {
     pub(super) id: String,
     kind: NodeKind,
     ctx: BuildContext,
+    /// Where an Envoy node's inbound (Sidecar ingress) listeners go.
+    ingress_node: IngressNode,
+    /// Whether the node speaks incremental ADS: its SDS config sources are incremental too.
+    incremental: bool,
     /// The snapshot last built for this node.
     pub(super) snapshot: Arc<Snapshot>,
     resources: XdsResources,
@@ -56,7 +61,7 @@ pub(super) struct View {
 
 impl View {
     /// An empty view for `node`; [`rebuild`](Self::rebuild) fills it.
-    pub(super) fn new(node: &Node, settings: &MeshSettings, peer: &str) -> Self {
+    pub(super) fn new(node: &Node, settings: &MeshSettings, peer: &str, incremental: bool) -> Self {
         let kind = if node::is_proxyless(node) {
             NodeKind::ProxylessGrpc
         } else {
@@ -68,6 +73,8 @@ impl View {
             id: node.id.clone(),
             kind,
             ctx,
+            ingress_node: node::ingress_node(node),
+            incremental,
             snapshot: Arc::new(Snapshot::empty()),
             resources: XdsResources::default(),
             built: false,
@@ -137,6 +144,12 @@ impl View {
             Ok(Ok(snapshot)) => {
                 self.built = true;
                 self.resources = to_resources(&snapshot, self.kind);
+                if self.kind == NodeKind::Envoy {
+                    self.add_ingress(&snapshot);
+                    if self.incremental {
+                        sds_over_delta(&mut self.resources);
+                    }
+                }
                 self.snapshot = Arc::new(snapshot);
                 true
             }
@@ -149,6 +162,21 @@ impl View {
                 false
             }
         }
+    }
+
+    /// Adds an Envoy node's inbound listeners and their clusters (the Sidecar's ingress
+    /// listeners), logging those left out; a node that does not intercept gets its outbound
+    /// listeners on the loopback.
+    fn add_ingress(&mut self, snapshot: &Snapshot) {
+        if !self.ingress_node.intercepted {
+            bind_outbound_to_loopback(&mut self.resources.listeners);
+        }
+        let ingress = ingress_resources(&snapshot.inbound, self.ingress_node);
+        for reason in &ingress.skipped {
+            tracing::warn!(node = %self.id, %reason, "ingress listener left out");
+        }
+        self.resources.listeners.extend(ingress.listeners);
+        self.resources.clusters.extend(ingress.clusters);
     }
 
     /// The resources of `type_url` that `names` asks for, by name and encoded: every resource

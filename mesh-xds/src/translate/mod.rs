@@ -8,7 +8,8 @@
 //! - model → xDS: [`to_resources`] produces what istiod would send, for an Envoy sidecar or a
 //!   proxyless gRPC client ([`NodeKind`]); [`api_listener_for`] and [`inbound_listener_for`] the
 //!   listeners a proxyless client names (its targets, and its server side: the port's mutual-TLS
-//!   mode as filter chains, its AuthorizationPolicies as RBAC filters).
+//!   mode as filter chains, its AuthorizationPolicies as RBAC filters); [`ingress_resources`]
+//!   an Envoy sidecar's inbound listeners from the `Sidecar` resource's `ingress` listeners.
 //!
 //! Fields of a resource that mesh does not implement are reported as warning diagnostics (field
 //! number and message type), never silently dropped. Whatever the model holds that xDS has no
@@ -26,11 +27,13 @@ mod cluster;
 mod endpoints;
 mod error;
 mod inbound;
+mod ingress;
 mod listener;
 mod meta;
 pub(crate) mod proto;
 mod rbac;
 mod route;
+mod sds_api;
 mod tls;
 mod upstream_options;
 
@@ -39,8 +42,10 @@ pub use cluster::{DecodedCluster, decode_cluster};
 pub use endpoints::{DecodedEndpoints, decode_load_assignment};
 pub use error::{ResourceKind, XdsError};
 pub use inbound::{INBOUND_PREFIX, InboundListener, inbound_listener_for, not_serving};
+pub use ingress::{IngressNode, IngressResources, bind_outbound_to_loopback, ingress_resources};
 pub use listener::{DecodedListener, ListenerRole, decode_listener};
 pub use route::{DecodedRouteConfiguration, decode_route_configuration};
+pub use sds_api::sds_over_delta;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster as XdsCluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;

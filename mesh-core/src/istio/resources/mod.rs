@@ -7,6 +7,7 @@ mod authorization_policy;
 mod destination_rule;
 mod peer_authentication;
 mod service_entry;
+mod sidecar;
 mod virtual_service;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ pub(crate) use authorization_policy::*;
 pub(crate) use destination_rule::*;
 pub(crate) use peer_authentication::*;
 pub(crate) use service_entry::*;
+pub(crate) use sidecar::*;
 pub(crate) use virtual_service::*;
 
 /// `selector` / `workloadSelector`: labels a workload must carry.

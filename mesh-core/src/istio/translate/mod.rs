@@ -13,6 +13,7 @@ mod order;
 mod peer_authn;
 mod routes;
 pub(super) mod services;
+mod sidecar;
 mod traffic_policy;
 mod virtual_service;
 
@@ -62,6 +63,7 @@ struct Decoded {
     virtual_services: Vec<Item<r::VirtualServiceSpec>>,
     peer_authentications: Vec<Item<r::PeerAuthenticationSpec>>,
     authorization_policies: Vec<Item<r::AuthorizationPolicySpec>>,
+    sidecars: Vec<Item<r::SidecarSpec>>,
     kube: super::kube::Objects,
     /// Kubernetes Secrets, kept as read: only `credentials` looks inside.
     secrets: Vec<Item<serde_json::Value>>,
@@ -106,6 +108,7 @@ fn decode_all(raw: Vec<RawResource>, diags: &mut Diagnostics) -> Decoded {
             Kind::VirtualService => push(res, diags, &mut d.virtual_services),
             Kind::PeerAuthentication => push(res, diags, &mut d.peer_authentications),
             Kind::AuthorizationPolicy => push(res, diags, &mut d.authorization_policies),
+            Kind::Sidecar => push(res, diags, &mut d.sidecars),
             Kind::KubeService | Kind::EndpointSlice | Kind::Endpoints | Kind::Pod | Kind::Node => {
                 super::kube::push(res, diags, &mut d.kube);
             }
@@ -148,10 +151,12 @@ pub(crate) fn build(raw: Vec<RawResource>, ctx: &BuildContext, diags: &mut Diagn
     );
     let clusters = clusters::build_clusters(&services, &rules, ctx, diags);
     let routes = routes::build_routes(&services, &vss, ctx);
+    let ingress = sidecar::resolve(&d.sidecars, ctx, diags);
     let inbound = InboundPolicy {
         peer_authentication: peer_authn::resolve(&d.peer_authentications, ctx, diags),
         authorization: authz::translate(&d.authorization_policies, ctx, diags),
         port_authorization: Default::default(),
+        ingress,
     };
     Built {
         routes,

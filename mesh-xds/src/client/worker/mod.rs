@@ -124,6 +124,8 @@ impl Worker {
             } else {
                 (0, backoff.next_delay())
             };
+            let error = end.error.clone();
+            self.status.send_modify(|s| s.last_error = Some(error));
             tracing::warn!(
                 server = %self.target_name(end.server),
                 error = %end.error,
@@ -202,6 +204,7 @@ impl Worker {
     fn probe(&self, delay: Duration) -> Probe {
         probe::probe(
             self.config.servers.first().cloned(),
+            self.config.tls_for(0).cloned(),
             self.subscription_requests(0),
             delay,
             self.config.connect_timeout,
@@ -230,7 +233,8 @@ impl Worker {
             return end(server, false, "no control plane configured".into());
         };
         self.count_attempt(server);
-        let channel = match connect::connect(&target, self.config.connect_timeout).await {
+        let tls = self.config.tls_for(server);
+        let channel = match connect::connect(&target, tls, self.config.connect_timeout).await {
             Ok(c) => c,
             Err(e) => return end(server, false, format!("connect: {e}")),
         };
@@ -244,7 +248,20 @@ impl Worker {
         let requests = self.subscription_requests(server);
         let (mut tx, mut responses) = match open_stream(channel, requests).await {
             Ok(s) => s,
-            Err(error) => return end(server, false, error),
+            Err(error) => {
+                // TLS 1.3: the server judges the client certificate after the client's
+                // handshake is done, so a refusal shows as a closed connection.
+                let mutual = self
+                    .config
+                    .tls_for(server)
+                    .is_some_and(|t| t.identity.is_some());
+                let hint = if mutual && error.contains("connection closed") {
+                    " (the control plane closed the connection: does it trust this workload's certificate?)"
+                } else {
+                    ""
+                };
+                return end(server, false, format!("{error}{hint}"));
+            }
         };
         self.use_stream(server);
         self.publish_status();
