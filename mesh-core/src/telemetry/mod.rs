@@ -2,6 +2,7 @@
 //!
 //! - [`ResponseFlag`]: Envoy's response flags.
 //! - [`names`]: Istio's standard metric names, labels and histogram buckets.
+//! - [`grpc_status_name`] / [`grpc_status_code`]: gRPC status codes by name.
 //! - [`RequestRecord`]: the facts of one finished request, filled in by the client or server.
 //! - [`request_labels`]: the bounded label set of a request ([`RequestLabels`]).
 //! - [`LabelKey`]: the facts those labels are computed from, to look cached labels up by record.
@@ -14,6 +15,7 @@
 mod details;
 mod flags;
 mod grpc_frames;
+mod grpc_status;
 mod label_key;
 mod labels;
 pub mod names;
@@ -27,6 +29,7 @@ mod tests;
 pub use details::RequestDetails;
 pub use flags::ResponseFlag;
 pub use grpc_frames::GrpcFrameCounter;
+pub use grpc_status::{grpc_status_code, grpc_status_name};
 pub use label_key::LabelKey;
 pub use labels::{
     MAX_NAME_LEN, MAX_PRINCIPAL_LEN, RequestLabels, bounded_name, bounded_str, request_labels,

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use mesh_core::telemetry::{RequestProtocol, RequestRecord};
+use mesh_core::telemetry::{RequestProtocol, RequestRecord, grpc_status_code, grpc_status_name};
 use serde::{Deserialize, Serialize};
 
 /// What a request ended with, as a response-code breakdown counts it.
@@ -66,33 +66,12 @@ impl ResponseCode {
     }
 }
 
-/// gRPC status names, by code.
-const GRPC_NAMES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 impl fmt::Display for ResponseCode {
     /// HTTP codes as numbers (`403`), gRPC statuses by name (`PERMISSION_DENIED`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Http(c) => write!(f, "{c}"),
-            Self::Grpc(s) => f.write_str(GRPC_NAMES.get(usize::from(*s)).unwrap_or(&"UNKNOWN")),
+            Self::Grpc(s) => f.write_str(grpc_status_name(u16::from(*s)).unwrap_or("UNKNOWN")),
         }
     }
 }
@@ -101,8 +80,8 @@ impl FromStr for ResponseCode {
     type Err = ();
 
     fn from_str(s: &str) -> Result<Self, ()> {
-        if let Some(i) = GRPC_NAMES.iter().position(|n| *n == s) {
-            return u8::try_from(i).map(Self::Grpc).map_err(|_| ());
+        if let Some(code) = grpc_status_code(s) {
+            return u8::try_from(code).map(Self::Grpc).map_err(|_| ());
         }
         s.parse().map(Self::Http).map_err(|_| ())
     }

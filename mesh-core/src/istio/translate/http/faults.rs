@@ -123,31 +123,8 @@ pub(super) fn fault(
     (delay.is_some() || abort.is_some()).then_some(FaultPolicy { delay, abort })
 }
 
-/// gRPC status codes by name (and as numbers).
+/// gRPC status codes by name, in any case (and as numbers).
 fn grpc_code(name: &str) -> Option<u16> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    let upper = name.to_ascii_uppercase();
-    NAMES
-        .iter()
-        .position(|n| *n == upper)
-        .and_then(|i| u16::try_from(i).ok())
+    crate::telemetry::grpc_status_code(&name.to_ascii_uppercase())
         .or_else(|| name.parse::<u16>().ok().filter(|&c| c <= 16))
 }
