@@ -26,7 +26,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
 
 use crate::error::BenchError;
-use crate::proto::greeter_client::GreeterClient;
+use mesh_benches::e2e::greeter::proto::greeter_client::GreeterClient;
 
 /// A channel's error, as text. (A concrete type: with a boxed error, the compiler cannot prove
 /// the generated client's futures `Send`, rust-lang/rust#64552.)

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 use crate::client::Client;
-use crate::proto::HelloRequest;
+use mesh_benches::e2e::greeter::proto::HelloRequest;
 
 /// A call that has not answered after this long is counted as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

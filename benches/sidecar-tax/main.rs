@@ -30,10 +30,8 @@
 mod client;
 mod envoy;
 mod error;
-mod greeter;
 mod load;
 mod procfs;
-mod proto;
 mod report;
 mod server;
 mod setup;

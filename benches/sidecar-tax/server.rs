@@ -22,8 +22,8 @@ use tonic::service::Routes;
 use tower::ServiceExt as _;
 
 use crate::error::BenchError;
-use crate::greeter::routes;
 use crate::setup::{GREETER_SA, MESH_SERVER_HTTP_YAML, MESH_SERVER_YAML, NAMESPACE};
+use mesh_benches::e2e::greeter::routes;
 
 /// How a server role serves the greeter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -34,11 +34,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 #![allow(missing_docs, unreachable_pub)]
 
-#[path = "../sidecar-tax/greeter.rs"]
-mod greeter;
-#[path = "../sidecar-tax/proto.rs"]
-mod proto;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -50,6 +45,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use mesh_benches::e2e::greeter::{self, proto};
 use mesh_core::identity::{CertificateAuthority, ExpectedIdentities, TlsIdentity};
 use mesh_core::{BuildContext, Mesh, Workload, istio};
 use mesh_tower::client::MeshClient;
