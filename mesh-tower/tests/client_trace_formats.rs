@@ -2,7 +2,7 @@
 //! with, as Envoy's tracers write only their own (OpenTelemetry: `traceparent`/`tracestate`,
 //! `source/extensions/tracers/opentelemetry/tracer.cc` `Span::injectContext`; Zipkin: `x-b3-*`,
 //! `source/extensions/tracers/zipkin/zipkin_core_types.cc` `Span::injectContext`); a trace the
-//! call starts (no tracing installed in this test) goes out in both. Real axum backend on
+//! call starts goes out in the formats `OTEL_PROPAGATORS` names (W3C by default). Real axum backend on
 //! 127.0.0.1 reporting the trace headers it received.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
@@ -118,14 +118,30 @@ async fn calls_go_on_in_the_formats_that_arrived() {
             "x-request-id"
         ]
     );
+}
 
-    // In B3 the caller's `b3` is replaced. A call outside any handler starts a trace: with no
-    // tracing installed, in both formats (no parent, no sampling decision yet), with a new
-    // request id.
+/// A call outside any handler starts a trace. It goes out in the formats `OTEL_PROPAGATORS`
+/// names, W3C by default (the OpenTelemetry SDK environment specification's default
+/// `tracecontext`; unset here), or in those the application sets: with B3 added, the ids are
+/// the same in both. No parent, no sampling decision yet, a new request id. (The only test of
+/// this binary that starts traces, so the process-wide setting changes under no other test.)
+#[tokio::test]
+async fn a_trace_mesh_starts_goes_out_in_the_configured_formats() {
+    assert_eq!(std::env::var("OTEL_PROPAGATORS").ok(), None);
+    let client = client().await;
+    let names = |seen: &[(String, String)]| -> Vec<String> {
+        seen.iter().map(|(n, _)| n.clone()).collect()
+    };
+    // The caller's own `b3` is not in mesh's format: left as it is.
     let seen = call(&client).await;
-    let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names(&seen), ["b3", "traceparent", "x-request-id"]);
+    assert_eq!(trace::Formats::for_new_trace(), trace::Formats::W3C);
+
+    trace::set_new_trace_formats(trace::Formats::BOTH);
+    // In B3 the caller's `b3` is replaced.
+    let seen = call(&client).await;
     assert_eq!(
-        names,
+        names(&seen),
         ["traceparent", "x-b3-spanid", "x-b3-traceid", "x-request-id"]
     );
     let value = |name: &str| seen.iter().find(|(n, _)| n == name).unwrap().1.clone();
@@ -133,4 +149,7 @@ async fn calls_go_on_in_the_formats_that_arrived() {
     assert_eq!(&traceparent[3..35], value("x-b3-traceid"));
     assert_eq!(&traceparent[36..52], value("x-b3-spanid"));
     assert_eq!(value("x-request-id").len(), 36);
+
+    trace::set_new_trace_formats(trace::Formats::NONE);
+    assert_eq!(names(&call(&client).await), ["b3", "x-request-id"]);
 }

@@ -231,13 +231,17 @@ impl EndpointPool {
         self.settings.http2 || request.version() == http::Version::HTTP_2
     }
 
-    async fn send_h2(&self, request: Request<UpstreamBody>) -> Result<Response<Incoming>, Unsent> {
+    async fn send_h2(
+        &self,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, Unsent> {
         let conn = match self.h2_conn().await {
             Ok(conn) => conn,
             Err(error) => return Err(Unsent::before_sending(error, request)),
         };
         let limit = self.settings.max_requests_per_connection;
         let n = conn.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        crate::trace::index_trace_names(request.headers_mut(), n);
         if limit != 0 && n >= limit {
             // This is the connection's last request; the next one opens a new connection.
             let current = Some(conn.clone());

@@ -7,15 +7,17 @@
 //! (`source/extensions/tracers/zipkin/zipkin_core_types.cc`, `Span::injectContext`), each
 //! reading its own format (`span_context_extractor.cc`). mesh has no single tracer per listener,
 //! so it keeps what the caller's tracer speaks: the formats that arrived go on ([`Formats`]);
-//! a trace mesh starts goes out in the configured provider's format (OpenTelemetry: W3C), and in
-//! both when no tracing is configured, so a W3C or a Zipkin tracer downstream sees it.
+//! a trace mesh starts goes out in the formats `OTEL_PROPAGATORS` names, W3C by default
+//! ([`Formats::for_new_trace`]).
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use rand::Rng;
 use std::ops::Range;
 
 use super::b3;
+use super::formats::Formats;
 use super::header_bytes;
+use super::hpack;
 use super::ids::{SpanId, TraceId, hex_pair};
 use super::request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID_NAME, write_uuid_v4};
 use super::w3c;
@@ -37,43 +39,6 @@ pub struct TraceContext {
     pub formats: Formats,
 }
 
-/// The propagation formats a trace context travels in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Formats {
-    /// W3C Trace Context: `traceparent` and `tracestate`.
-    pub w3c: bool,
-    /// Zipkin B3, written as the multi-header form (`x-b3-*`), as Envoy's Zipkin tracer writes it.
-    pub b3: bool,
-}
-
-impl Formats {
-    /// Both formats.
-    pub const BOTH: Self = Self {
-        w3c: true,
-        b3: true,
-    };
-    /// W3C Trace Context only (the OpenTelemetry tracer's).
-    pub const W3C: Self = Self {
-        w3c: true,
-        b3: false,
-    };
-    /// B3 only (the Zipkin tracer's).
-    pub const B3: Self = Self {
-        w3c: false,
-        b3: true,
-    };
-
-    /// The formats of a trace mesh starts: the configured provider's (mesh exports over OTLP, so
-    /// W3C when tracing is installed), else both, so either kind of tracer downstream joins it.
-    pub fn for_new_trace(tracing_installed: bool) -> Self {
-        if tracing_installed {
-            Self::W3C
-        } else {
-            Self::BOTH
-        }
-    }
-}
-
 impl TraceContext {
     /// A new trace: random ids, no parent, no sampling decision; written in the formats of a
     /// trace mesh starts ([`Formats::for_new_trace`]).
@@ -84,7 +49,7 @@ impl TraceContext {
             parent_span_id: None,
             sampled: None,
             tracestate: None,
-            formats: Formats::for_new_trace(super::export::installed().is_some()),
+            formats: Formats::for_new_trace(),
         }
     }
 
@@ -188,7 +153,12 @@ impl TraceContext {
         };
         let request_id = request_id.and_then(|id| buf.request_id(id));
         let shared = header_bytes::share(buf.as_ref());
-        let value = |range: Range<usize>| HeaderValue::from_maybe_shared(shared.slice(range)).ok();
+        // Sent as HPACK never-indexed literals: see `hpack`.
+        let value = |range: Range<usize>| {
+            HeaderValue::from_maybe_shared(shared.slice(range))
+                .ok()
+                .map(hpack::never_indexed)
+        };
         let mut set = |name: HeaderName, value: Option<HeaderValue>| match value {
             Some(v) => {
                 headers.insert(name, v);

@@ -4,8 +4,8 @@
 //! share (`Bytes`). Taking them as slices of one chunk per thread makes that an allocation per
 //! chunk, not per call: a chunk whose slices are all gone is reused in place, and one still
 //! referenced is left to its holders and replaced. What holds a slice is bounded: a request's
-//! headers until HPACK encodes them, and an HPACK encoder's dynamic table until it evicts the
-//! entry (a few KiB per connection), so a chunk is never kept alive for long.
+//! headers until HPACK encodes them, and, for the few requests whose values HPACK may index
+//! (`super::hpack`), an encoder's dynamic table until it evicts the entry.
 
 use std::cell::RefCell;
 

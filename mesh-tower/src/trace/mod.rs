@@ -4,8 +4,8 @@
 //! gets an `x-request-id` ([`ensure_request_id`]), the trace context of an incoming request is
 //! read from W3C `traceparent`/`tracestate` or Zipkin B3 headers ([`TraceContext::extract`];
 //! invalid input starts a new trace), and each outgoing call carries a child span of it in the
-//! format(s) it arrived in, or for a trace mesh starts in the configured provider's (both when
-//! none is) ([`Formats`], [`TraceContext::inject`]). The server makes the context current for the handler's
+//! format(s) it arrived in, or for a trace mesh starts in those `OTEL_PROPAGATORS` names (W3C by
+//! default) ([`Formats`], [`TraceContext::inject`]). The server makes the context current for the handler's
 //! duration ([`inbound`] + [`scope`]) and the client continues it ([`outbound`]), so the
 //! application's own tracer (reading the same headers) and `tracing` spans
 //! ([`RequestContext::span`]) line up.
@@ -34,7 +34,9 @@ pub mod b3;
 mod config;
 mod context;
 mod export;
+mod formats;
 mod header_bytes;
+mod hpack;
 mod ids;
 pub mod queue;
 mod request_id;
@@ -48,10 +50,12 @@ mod export_tests;
 mod tests;
 
 pub use config::{Protocol, TraceConfig, TraceConfigError};
-pub use context::{Formats, TraceContext};
+pub use context::TraceContext;
 pub use export::{
     TraceGuard, TraceInstallError, Tracing, install, install_from_env, install_with_exporter,
 };
+pub use formats::{Formats, set_new_trace_formats};
+pub(crate) use hpack::index_trace_names;
 pub use ids::{SpanId, TraceId};
 pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID, ensure_request_id, uuid_v4};
 pub(crate) use scope::outbound_trace;

@@ -377,18 +377,13 @@ async fn calls_carry_the_formats_that_arrived() {
 
     // An invalid context is not a format that arrived: mesh starts the trace.
     let (_, ctx) = call(&[("traceparent", "00-zz")]).await;
-    assert_eq!(
-        ctx.trace.formats,
-        Formats::for_new_trace(super::export::installed().is_some())
-    );
+    assert_eq!(ctx.trace.formats, Formats::for_new_trace());
 }
 
-/// A trace mesh starts goes out in the configured provider's format: mesh's is OpenTelemetry
-/// (W3C); with no tracing configured, in both, so W3C and Zipkin tracers downstream join it.
+/// A trace mesh starts is written in its formats (which `OTEL_PROPAGATORS` chooses: see
+/// `formats.rs` and `tests/client_trace_formats.rs`), with no parent and no sampling decision.
 #[test]
-fn a_new_trace_goes_out_in_the_providers_format() {
-    assert_eq!(Formats::for_new_trace(true), Formats::W3C);
-    assert_eq!(Formats::for_new_trace(false), Formats::BOTH);
+fn a_new_trace_is_written_in_its_formats() {
     let mut r = rng();
     let root = TraceContext {
         formats: Formats::BOTH,
