@@ -137,20 +137,24 @@ pub fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
 /// or `\`, no empty segment before the last, no `.` or `..` segment. Such a path is what
 /// [`remove_dot_segments`] would produce from itself.
 fn is_normal(path: &str) -> bool {
-    if !path
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
-    {
-        return false;
-    }
-    let mut segments = path.split('/').skip(1).peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        if segment == "." || segment == ".." || (segment.is_empty() && !last) {
+    // One pass over the bytes (this runs on every request): each `/` ends a segment, which
+    // must be neither empty nor a dot segment; the last (after the final `/`) may be empty.
+    let bytes = path.as_bytes();
+    let dot_or_empty = |segment: &[u8]| matches!(segment, b"" | b"." | b"..");
+    let mut start = 1;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if b == b'/' {
+            if bytes.get(start..i).is_none_or(dot_or_empty) {
+                return false;
+            }
+            start = i + 1;
+        } else if !b.is_ascii_graphic() || b == b'%' || b == b'\\' {
             return false;
         }
     }
-    true
+    bytes
+        .get(start..)
+        .is_some_and(|last| last != b"." && last != b"..")
 }
 
 /// Step 1–3: validate, decode once, and turn every `\` into `/`.
@@ -245,6 +249,37 @@ fn is_unreserved(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The single-pass `is_normal` decides as the definition it implements: printable ASCII,
+    /// no `%` or `\\`, no empty segment before the last, no `.` or `..` segment. Every path of
+    /// up to 7 characters over an alphabet that reaches each case.
+    #[test]
+    fn is_normal_matches_its_definition() {
+        fn by_definition(path: &str) -> bool {
+            path.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'%' && b != b'\\')
+                && {
+                    let segments: Vec<&str> = path.split('/').skip(1).collect();
+                    segments.iter().enumerate().all(|(i, s)| {
+                        *s != "." && *s != ".." && (!s.is_empty() || i + 1 == segments.len())
+                    })
+                }
+        }
+        let alphabet = ['/', '.', 'a', '%', '\\', ' '];
+        let mut paths = vec![String::from("/")];
+        for _ in 0..6 {
+            let longer: Vec<String> = paths
+                .iter()
+                .filter(|p| p.len() == paths.last().map_or(0, String::len))
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            paths.extend(longer);
+        }
+        assert!(paths.len() > 50_000);
+        for path in &paths {
+            assert_eq!(is_normal(path), by_definition(path), "{path:?}");
+        }
+    }
     use proptest::prelude::*;
 
     fn norm(raw: &str) -> String {

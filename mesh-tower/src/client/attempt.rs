@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::body::MeshBody;
 use super::classify::{Attempt, endpoint_failure, may_retry_after_sending, should_retry};
 use super::connect::ConnectError;
+use super::deadline::within;
 use super::kept_head::KeptHead;
 use super::pool::{EndpointPool, SendError, UpstreamBody};
 use super::prepare::{self, Target};
@@ -212,13 +213,10 @@ impl Inner {
         };
         let start = Instant::now();
         let in_flight = stats.start(start);
-        let send = pool.send(request);
-        let result = match policy.and_then(|p| p.per_try_timeout) {
-            Some(t) => match tokio::time::timeout(t, send).await {
-                Ok(r) => r.map_err(Some),
-                Err(_) => Err(None),
-            },
-            None => send.await.map_err(Some),
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let result = match within(per_try, pool.send(request)).await {
+            Some(r) => r.map_err(Some),
+            None => Err(None),
         };
         let mut unsent = None;
         let result = result.map_err(|failed| {

@@ -5,6 +5,7 @@ mod attempt;
 mod body;
 mod classify;
 mod connect;
+mod deadline;
 mod hash;
 mod kept_head;
 mod mirror;

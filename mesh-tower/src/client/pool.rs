@@ -260,8 +260,14 @@ impl EndpointPool {
         if let Some(conn) = self.live_h2() {
             return Ok(conn);
         }
+        // Boxed: opening a connection (TCP, TLS and HTTP/2 handshakes) is a large future that
+        // every call's future would otherwise carry, and copy, for the rare call that opens one.
+        Box::pin(self.open_h2()).await
+    }
+
+    /// Opens the HTTP/2 connection, unless another request did while this one waited.
+    async fn open_h2(&self) -> Result<Arc<H2Conn>, SendError> {
         let _connecting = self.h2_connecting.lock().await;
-        // Another request may have opened one while this one waited.
         if let Some(conn) = self.live_h2() {
             return Ok(conn);
         }
@@ -356,20 +362,9 @@ impl EndpointPool {
             if let Some(conn) = self.checkout_h1() {
                 return Ok((conn.sender, conn.requests, conn.peer, conn.opened));
             }
-            match self.open(false).await {
-                Ok((io, peer, permit)) => {
-                    let (sender, connection) = http1::Builder::new()
-                        .handshake(TokioIo::new(io))
-                        .await
-                        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-                        }
-                        drop(permit);
-                    });
-                    return Ok((sender, 0, peer, Instant::now()));
-                }
+            // Boxed, as for HTTP/2: a large future most calls never run.
+            match Box::pin(self.open_h1()).await {
+                Ok((sender, peer)) => return Ok((sender, 0, peer, Instant::now())),
                 Err(SendError::Overflow(overflow)) => {
                     if pending.is_none() {
                         pending = Some(self.breaker.try_pending()?);
@@ -381,6 +376,24 @@ impl EndpointPool {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A new HTTP/1.1 connection, its task spawned.
+    async fn open_h1(
+        &self,
+    ) -> Result<(http1::SendRequest<UpstreamBody>, Option<PeerIdentity>), SendError> {
+        let (io, peer, permit) = self.open(false).await?;
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+            }
+            drop(permit);
+        });
+        Ok((sender, peer))
     }
 
     fn checkout_h1(&self) -> Option<H1Conn> {

@@ -30,6 +30,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::body::MeshBody;
+use super::deadline::within;
 use super::hash;
 use super::passthrough;
 use super::plan::RoutePlan;
@@ -435,27 +436,29 @@ impl Inner {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let attempts = self.attempts(
-            &cluster,
-            route.retry.as_ref(),
-            parts,
-            target,
-            body,
-            request_hash.hash,
-            rng,
-        );
-        let (mut response, host) = match timeout {
-            Some(t) => match tokio::time::timeout(t, attempts).await {
-                Ok(r) => r,
-                Err(_) => (
-                    local(
-                        ResponseFlag::UpstreamRequestTimeout,
-                        "upstream request timeout",
-                    ),
-                    None,
+        // Made where it is awaited, so that the future is held once (see `deadline`).
+        let (mut response, host) = match within(
+            timeout,
+            self.attempts(
+                &cluster,
+                route.retry.as_ref(),
+                parts,
+                target,
+                body,
+                request_hash.hash,
+                rng,
+            ),
+        )
+        .await
+        {
+            Some(r) => r,
+            None => (
+                local(
+                    ResponseFlag::UpstreamRequestTimeout,
+                    "upstream request timeout",
                 ),
-            },
-            None => attempts.await,
+                None,
+            ),
         };
         plan.response_headers.apply(response.headers_mut());
         destination.response_headers.apply(response.headers_mut());
