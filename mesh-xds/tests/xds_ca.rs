@@ -34,23 +34,13 @@ use mesh_xds::translate::type_url;
 use prost::Message as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use support::control_plane::{ControlPlane, RATINGS_TOKEN, REVIEWS_TOKEN, tokens};
+use support::control_plane::{ControlPlane, INVENTORY, RATINGS_TOKEN, REVIEWS_TOKEN, tokens};
 use support::health::{assert_plaintext_refused, health, serve_health};
 use support::stream::{next, open};
 use support::write_atomic;
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
-
-const CONFIG: &str = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: inventory, namespace: default}
-spec:
-  hosts: [inventory.default.svc.cluster.local]
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
-";
 
 /// A secured control plane with tokens for default/reviews and default/ratings.
 async fn control_plane() -> ControlPlane {
@@ -59,7 +49,7 @@ async fn control_plane() -> ControlPlane {
 
 /// The same, minting certificates (SDS, requests without a lifetime) for `ttl`.
 async fn control_plane_with_ttl(ttl: Duration) -> ControlPlane {
-    ControlPlane::start(Some(CONFIG), |security, _| {
+    ControlPlane::start(Some(INVENTORY), |security, _| {
         security
             .tokens(tokens(&format!(
                 "# test tokens\ndefault/reviews {REVIEWS_TOKEN}\ndefault/ratings {RATINGS_TOKEN}\n"

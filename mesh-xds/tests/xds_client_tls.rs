@@ -20,20 +20,12 @@ use mesh_testing::tls::channel;
 use mesh_xds::bootstrap::XdsTarget;
 use mesh_xds::client::certs::{CertificateProvider, CertificateProviderConfig};
 use mesh_xds::client::{XdsClient, XdsClientConfig, XdsTls};
-use support::control_plane::{ControlPlane, REVIEWS_TOKEN, tokens};
+use support::control_plane::{ControlPlane, INVENTORY, REVIEWS_TOKEN, tokens};
 use support::health::{assert_plaintext_refused, health, serve_health};
 use tokio::net::TcpListener;
 
-const CONFIG: &str = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: inventory, namespace: default}
-spec:
-  hosts: [inventory.default.svc.cluster.local]
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
----
-apiVersion: security.istio.io/v1
+/// What the control plane serves besides [`INVENTORY`]: reviews is STRICT.
+const STRICT_REVIEWS: &str = "apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: reviews, namespace: default}
 spec:
@@ -42,7 +34,8 @@ spec:
 ";
 
 async fn control_plane() -> ControlPlane {
-    ControlPlane::start(Some(CONFIG), |security, _| {
+    let config = format!("{INVENTORY}---\n{STRICT_REVIEWS}");
+    ControlPlane::start(Some(&config), |security, _| {
         security.tokens(tokens(&format!("default/reviews {REVIEWS_TOKEN}\n")))
     })
     .await

@@ -15,6 +15,17 @@ pub const REVIEWS_TOKEN: &str = "reviews-token-0123456789abcdef";
 /// The bootstrap token of `default/ratings`.
 pub const RATINGS_TOKEN: &str = "ratings-token-0123456789abcdef";
 
+/// A config for a control plane to serve: the `inventory` ServiceEntry on port 8080.
+pub const INVENTORY: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: inventory, namespace: default}
+spec:
+  hosts: [inventory.default.svc.cluster.local]
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+";
+
 /// A plaintext control plane serving the config files of `dir`, until the test ends.
 pub async fn serve_dir(dir: &Path) -> SocketAddr {
     let server = XdsServer::new(vec![dir.to_owned()], MeshSettings::default())
