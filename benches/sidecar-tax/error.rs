@@ -1,36 +1,46 @@
-//! What can stop the benchmark.
+//! What can stop the benchmark: what can stop an arm ([`E2eError`], shared with the in-process
+//! benchmarks), a child process, or the report.
 
-/// A benchmark failure: setup, a child process, or a config.
+use mesh_benches::e2e::E2eError;
+
+/// A benchmark failure: an arm's setup or call, a child process, or the report.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    /// I/O (sockets, files, child processes).
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    /// The dev CA.
-    #[error("CA: {0}")]
-    Ca(#[from] mesh_core::identity::CaError),
-    /// Loading a workload identity.
-    #[error("credentials: {0}")]
-    Credentials(#[from] mesh_core::identity::CredentialsError),
-    /// Building a rustls config.
-    #[error("TLS config: {0}")]
-    Tls(#[from] mesh_core::identity::TlsConfigError),
-    /// An Istio config that did not load.
-    #[error("config: {0}")]
-    Config(String),
-    /// A gRPC channel that could not be set up.
-    #[error("channel: {0}")]
-    Channel(#[from] tonic::transport::Error),
-    /// The metrics recorder.
-    #[error("metrics recorder: {0}")]
-    Recorder(#[from] metrics_exporter_prometheus::BuildError),
+    /// An arm's setup or call: I/O, the dev CA, identities, TLS and Istio configs, channels,
+    /// the metrics recorder.
+    #[error(transparent)]
+    Arm(#[from] E2eError),
     /// A child process that did not start as expected.
     #[error("{0}")]
     Child(String),
-    /// A plain-HTTP arm's client or server.
-    #[error("http arm: {0}")]
-    Http(#[from] mesh_benches::e2e::E2eError),
     /// Writing the JSON report.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+/// `?` on the errors an arm's setup meets, through [`E2eError`]'s own conversions.
+macro_rules! through_e2e {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for BenchError {
+            fn from(e: $error) -> Self {
+                Self::Arm(E2eError::from(e))
+            }
+        })*
+    };
+}
+
+through_e2e!(
+    std::io::Error,
+    mesh_core::identity::CaError,
+    mesh_core::identity::CredentialsError,
+    mesh_core::identity::TlsConfigError,
+    tonic::transport::Error,
+    metrics_exporter_prometheus::BuildError,
+);
+
+impl BenchError {
+    /// An Istio config, mesh or identity that did not load.
+    pub fn config<E: std::fmt::Display>(e: E) -> Self {
+        Self::Arm(E2eError::Config(e.to_string()))
+    }
 }

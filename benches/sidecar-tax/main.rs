@@ -367,7 +367,7 @@ async fn set_up(id: ArmId, dir: &Path, args: &Args) -> Result<Arm, BenchError> {
 fn greeter_id() -> Result<SpiffeId, BenchError> {
     format!("spiffe://{TRUST_DOMAIN}/ns/{NAMESPACE}/sa/{GREETER_SA}")
         .parse()
-        .map_err(|e: mesh_core::identity::SpiffeIdError| BenchError::Config(e.to_string()))
+        .map_err(BenchError::config)
 }
 
 /// The client's mesh: the greeter service on `port`, as workload `bench/client`.
@@ -381,8 +381,7 @@ fn mesh_from_yaml(yaml: &str) -> Result<Mesh, BenchError> {
         workload: Workload::new(NAMESPACE, CLIENT_SA),
         ..Default::default()
     };
-    let snapshot = istio::load_str("client.yaml", yaml, &ctx)
-        .map_err(|e| BenchError::Config(e.to_string()))?;
+    let snapshot = istio::load_str("client.yaml", yaml, &ctx).map_err(BenchError::config)?;
     Ok(Mesh::from_snapshot(ctx, snapshot))
 }
 

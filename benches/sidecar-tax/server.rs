@@ -96,7 +96,7 @@ async fn server_mesh(dir: &Path, config: &str) -> Result<Mesh, BenchError> {
         .watch(false)
         .build()
         .await
-        .map_err(|e| BenchError::Config(e.to_string()))
+        .map_err(BenchError::config)
 }
 
 /// mesh's server options in every mesh arm: access log off (Istio's default).

@@ -15,16 +15,13 @@
 //! and the server's recording (all on this thread) reach it.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
-#[allow(dead_code)] // Shared helpers: this test needs the identities only.
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mesh_core::identity::CertificateAuthority;
 use mesh_core::{BuildContext, Mesh, Workload, istio};
+use mesh_testing::tls::identity;
 use mesh_tower::client::MeshClient;
-use support::tls::identity;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::pb::HealthCheckRequest;

@@ -2,11 +2,9 @@
 //! get answers, denied ones `PERMISSION_DENIED` without reaching the service.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use mesh_core::identity::CertificateAuthority;
 use mesh_core::{Mesh, Workload};
-use support::tls::{channel, identity};
+use mesh_testing::tls::{channel, identity};
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers: a panic is a failed test.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -15,15 +14,10 @@ use mesh_core::identity::{CertificateAuthority, PeerIdentity, TlsIdentity};
 use mesh_core::model::MtlsMode;
 use mesh_core::telemetry::ResponseFlag;
 use mesh_core::{BuildContext, Mesh, istio};
+use mesh_testing::tls::identity;
 use mesh_tower::client::{MeshClient, UpstreamPeer};
 use mesh_tower::tls::{TlsAcceptor, serve_connection};
-use rustls_pki_types::UnixTime;
 use tower::ServiceExt;
-
-fn identity(ca: &CertificateAuthority, ns: &str, sa: &str) -> TlsIdentity {
-    let issued = ca.issue(ns, sa, Duration::from_secs(3600)).unwrap();
-    TlsIdentity::new(issued.credentials(UnixTime::now()).unwrap()).unwrap()
-}
 
 /// A STRICT mTLS server answering with the caller's principal.
 async fn strict_server(identity: TlsIdentity) -> SocketAddr {

@@ -23,13 +23,8 @@ use mesh_core::{BuildContext, Mesh, istio};
 use mesh_tower::client::MeshClient;
 use mesh_tower::tls::{TlsAcceptor, TlsConnector, TlsError, serve_connection};
 use rustls_pki_types::UnixTime;
-use support::{sni, tcp_pair};
+use support::{identity, sni, tcp_pair};
 use tower::ServiceExt;
-
-fn identity(ca: &CertificateAuthority, ns: &str, sa: &str) -> TlsIdentity {
-    let issued = ca.issue(ns, sa, Duration::from_secs(3600)).unwrap();
-    TlsIdentity::new(issued.credentials(UnixTime::now()).unwrap()).unwrap()
-}
 
 async fn strict_server(identity: TlsIdentity) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

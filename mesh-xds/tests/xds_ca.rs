@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,43 +24,23 @@ use mesh_core::identity::{
     CertificateAuthority, Credentials, SpiffeId, external_client_config, spiffe_id_of,
 };
 use mesh_core::model::{TlsMode, UpstreamTls};
-use mesh_core::{Mesh, MeshSettings, Workload};
+use mesh_core::{Mesh, Workload};
+use mesh_testing::tls::{channel, identity, try_channel};
 use mesh_xds::ca_proto::{CREATE_CERTIFICATE, IstioCertificateRequest, IstioCertificateResponse};
 use mesh_xds::client::certs::{CertificateProvider, CertificateProviderConfig};
 use mesh_xds::server::auth::Tokens;
 use mesh_xds::server::sds::SECRET_TYPE;
-use mesh_xds::server::{ControlPlaneSecurity, XdsServer};
 use mesh_xds::translate::type_url;
 use prost::Message as _;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
-use support::tls::channel;
+use support::control_plane::{ControlPlane, INVENTORY, RATINGS_TOKEN, REVIEWS_TOKEN, tokens};
+use support::health::{assert_plaintext_refused, health, serve_health};
+use support::stream::{next, open};
 use support::write_atomic;
 use tokio::net::TcpListener;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
-
-const REVIEWS_TOKEN: &str = "reviews-token-0123456789abcdef";
-const RATINGS_TOKEN: &str = "ratings-token-0123456789abcdef";
-
-const CONFIG: &str = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: inventory, namespace: default}
-spec:
-  hosts: [inventory.default.svc.cluster.local]
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
-";
-
-struct ControlPlane {
-    addr: SocketAddr,
-    ca: Arc<CertificateAuthority>,
-    roots: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
 
 /// A secured control plane with tokens for default/reviews and default/ratings.
 async fn control_plane() -> ControlPlane {
@@ -70,39 +49,15 @@ async fn control_plane() -> ControlPlane {
 
 /// The same, minting certificates (SDS, requests without a lifetime) for `ttl`.
 async fn control_plane_with_ttl(ttl: Duration) -> ControlPlane {
-    let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    CertificateAuthority::generate("cluster.local")
-        .unwrap()
-        .save(&ca_dir)
-        .unwrap();
-    let config = dir.path().join("config");
-    std::fs::create_dir(&config).unwrap();
-    write_atomic(&config.join("mesh.yaml"), CONFIG);
-    let tokens = Tokens::parse(
-        &format!(
-            "# test tokens\ndefault/reviews {REVIEWS_TOKEN}\ndefault/ratings {RATINGS_TOKEN}\n"
-        ),
-        "cluster.local",
-    )
-    .unwrap();
-    let security = ControlPlaneSecurity::load(&ca_dir)
-        .unwrap()
-        .tokens(tokens)
-        .cert_ttl(ttl, Duration::from_secs(7200))
-        .unwrap();
-    let server = XdsServer::new_secured(vec![config], MeshSettings::default(), security)
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    ControlPlane {
-        addr,
-        ca: Arc::new(CertificateAuthority::load(&ca_dir).unwrap()),
-        roots: ca_dir.join(CertificateAuthority::ROOT_CERT),
-        _dir: dir,
-    }
+    ControlPlane::start(Some(INVENTORY), |security, _| {
+        security
+            .tokens(tokens(&format!(
+                "# test tokens\ndefault/reviews {REVIEWS_TOKEN}\ndefault/ratings {RATINGS_TOKEN}\n"
+            )))
+            .cert_ttl(ttl, Duration::from_secs(7200))
+            .unwrap()
+    })
+    .await
 }
 
 /// A channel over TLS that shows no client certificate (a workload before its first one),
@@ -282,28 +237,12 @@ async fn a_certificate_caller_renews_only_its_own_identity() {
 
     // A certificate from another CA does not even finish the handshake.
     let foreign = CertificateAuthority::generate("cluster.local").unwrap();
-    let endpoint = Endpoint::from_static("http://istiod.istio-system.svc");
-    let addr = cp.addr;
-    let connector =
-        mesh_tower::tls::TlsConnector::new(support::tls::identity(&foreign, "default", "reviews"));
-    let connected = endpoint
-        .connect_with_connector(tower::service_fn(move |_| {
-            let connector = connector.clone();
-            async move {
-                let tcp = tokio::net::TcpStream::connect(addr).await?;
-                let name = ServerName::try_from("istiod.istio-system.svc").unwrap();
-                let tls = connector
-                    .connect(
-                        tcp,
-                        name,
-                        &mesh_core::identity::ExpectedIdentities::any_in_trust_domain(),
-                    )
-                    .await
-                    .map_err(std::io::Error::other)?;
-                Ok::<_, std::io::Error>(TokioIo::new(tls.stream))
-            }
-        }))
-        .await;
+    let connected = try_channel(
+        identity(&foreign, "default", "reviews"),
+        cp.addr,
+        "istiod.istio-system.svc",
+    )
+    .await;
     assert!(
         connected.is_err(),
         "the foreign CA's client does not trust the control plane either"
@@ -344,9 +283,7 @@ async fn first_cds(
         type_url: type_url::CLUSTER.into(),
         ..Default::default()
     };
-    let mut request = tonic::Request::new(
-        futures_util::stream::iter([request]).chain(futures_util::stream::pending()),
-    );
+    let mut request = tonic::Request::new(open([request]));
     if let Some(token) = token {
         request
             .metadata_mut()
@@ -357,14 +294,9 @@ async fn first_cds(
         .stream_aggregated_resources(request)
         .await?
         .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
-        .await
-        .expect("an answer in time")?
-        .expect("a response");
+    let first = next(&mut responses).await?.expect("a response");
     Ok(first.resources.len())
 }
-
-use futures_util::StreamExt as _;
 
 /// istiod's `checkConnectionIdentity` (pilot/pkg/xds/auth.go): the node's namespace
 /// must be the authenticated identity's, and its SERVICE_ACCOUNT, when set, the identity's
@@ -427,15 +359,6 @@ spec:
   mtls: {mode: STRICT}
 ";
 
-async fn health(channel: Channel) -> Result<(), tonic::Status> {
-    HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .map(drop)
-}
-
 fn serial_of(dir: &Path) -> Vec<u8> {
     let pem = std::fs::read(dir.join("cert-chain.pem")).unwrap();
     let der = CertificateDer::from_pem_slice(&pem).unwrap();
@@ -471,26 +394,13 @@ async fn a_workload_without_a_certificate_gets_one_and_serves_strict() {
         .build()
         .await
         .unwrap();
-    let (reporter, service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        mesh_tonic::serve(&mesh, listener, tonic::service::Routes::new(service)).into_future(),
-    );
+    serve_health(&mesh, listener).await;
     health(channel(&cp.ca, addr, "default", "productpage").await)
         .await
         .expect("a mesh client is served over mutual TLS");
-    let plaintext = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await;
-    if let Ok(channel) = plaintext {
-        assert!(health(channel).await.is_err(), "STRICT: plaintext refused");
-    }
+    assert_plaintext_refused(addr).await;
 
     // Renewed at half of its 4 s life; wait for the renewal the provider reports, bounded.
     let mut renewals = provider.renewals();
@@ -546,17 +456,11 @@ async fn sds_serves_the_callers_certificate_and_the_roots() {
     let mut client =
         SecretDiscoveryServiceClient::new(channel(&cp.ca, cp.addr, "default", "reviews").await);
     let mut responses = client
-        .stream_secrets(
-            futures_util::stream::iter([request]).chain(futures_util::stream::pending()),
-        )
+        .stream_secrets(open([request]))
         .await
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut responses).await.unwrap().unwrap();
     let secrets: Vec<Secret> = first.resources.iter().map(decode_secret).collect();
     let default = secrets.iter().find(|s| s.name == "default").unwrap();
     let credentials = svid_of(default, cp.ca.roots_pem());
@@ -571,25 +475,19 @@ async fn sds_serves_the_callers_certificate_and_the_roots() {
     assert_eq!(inline_text(vc.trusted_ca.as_ref()), cp.ca.roots_pem());
 
     // A token caller whose node claims another service account gets nothing.
-    let mut request = tonic::Request::new(
-        futures_util::stream::iter([DiscoveryRequest {
-            node: Some(node("default", Some("reviews"))),
-            type_url: SECRET_TYPE.into(),
-            resource_names: vec!["default".into()],
-            ..Default::default()
-        }])
-        .chain(futures_util::stream::pending()),
-    );
+    let mut request = tonic::Request::new(open([DiscoveryRequest {
+        node: Some(node("default", Some("reviews"))),
+        type_url: SECRET_TYPE.into(),
+        resource_names: vec!["default".into()],
+        ..Default::default()
+    }]));
     request.metadata_mut().insert(
         "authorization",
         format!("Bearer {RATINGS_TOKEN}").parse().unwrap(),
     );
     let mut client = SecretDiscoveryServiceClient::new(token_channel(&cp).await);
     let mut responses = client.stream_secrets(request).await.unwrap().into_inner();
-    let refused = tokio::time::timeout(Duration::from_secs(10), responses.message())
-        .await
-        .unwrap()
-        .unwrap_err();
+    let refused = next(&mut responses).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }
 
@@ -612,14 +510,7 @@ async fn delta_sds_pushes_a_new_certificate_before_expiry() {
     let mut client =
         SecretDiscoveryServiceClient::new(channel(&cp.ca, cp.addr, "default", "reviews").await);
     let mut responses = client.delta_secrets(requests).await.unwrap().into_inner();
-    let mut next = async || {
-        tokio::time::timeout(Duration::from_secs(10), responses.message())
-            .await
-            .expect("a push in time")
-            .unwrap()
-            .unwrap()
-    };
-    let first = next().await;
+    let first = next(&mut responses).await.unwrap().expect("a push");
     assert_eq!(first.resources.len(), 1);
     let first_version = first.resources[0].version.clone();
     let first_cert = svid_of(
@@ -633,7 +524,7 @@ async fn delta_sds_pushes_a_new_certificate_before_expiry() {
     })
     .await
     .unwrap();
-    let second = next().await;
+    let second = next(&mut responses).await.unwrap().expect("a push");
     assert_eq!(second.resources[0].name, "default");
     assert_ne!(second.resources[0].version, first_version);
     let second_cert = svid_of(
@@ -669,17 +560,11 @@ async fn ads_serves_the_callers_secrets_too() {
     let mut client =
         AggregatedDiscoveryServiceClient::new(channel(&cp.ca, cp.addr, "default", "reviews").await);
     let mut responses = client
-        .stream_aggregated_resources(
-            futures_util::stream::iter([request]).chain(futures_util::stream::pending()),
-        )
+        .stream_aggregated_resources(open([request]))
         .await
         .unwrap()
         .into_inner();
-    let first = tokio::time::timeout(Duration::from_secs(10), responses.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let first = next(&mut responses).await.unwrap().unwrap();
     assert_eq!(first.type_url, SECRET_TYPE);
     let secrets: Vec<Secret> = first.resources.iter().map(decode_secret).collect();
     let mut names: Vec<&str> = secrets.iter().map(|s| s.name.as_str()).collect();
@@ -696,31 +581,13 @@ async fn ads_serves_the_callers_secrets_too() {
 /// refused, and an invalid edit leaves the last good tokens in force.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_file_is_read_again_when_it_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    CertificateAuthority::generate("cluster.local")
-        .unwrap()
-        .save(&ca_dir)
-        .unwrap();
-    let config = dir.path().join("config");
-    std::fs::create_dir(&config).unwrap();
-    let token_file = dir.path().join("tokens");
-    write_atomic(&token_file, &format!("default/reviews {REVIEWS_TOKEN}\n"));
-    let security = ControlPlaneSecurity::load(&ca_dir)
-        .unwrap()
-        .tokens(Tokens::load(&token_file, "cluster.local").unwrap());
-    let server = XdsServer::new_secured(vec![config], MeshSettings::default(), security)
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    let cp = ControlPlane {
-        addr,
-        ca: Arc::new(CertificateAuthority::load(&ca_dir).unwrap()),
-        roots: ca_dir.join(CertificateAuthority::ROOT_CERT),
-        _dir: dir,
-    };
+    let cp = ControlPlane::start(None, |security, dir| {
+        let token_file = dir.join("tokens");
+        write_atomic(&token_file, &format!("default/reviews {REVIEWS_TOKEN}\n"));
+        security.tokens(Tokens::load(&token_file, "cluster.local").unwrap())
+    })
+    .await;
+    let token_file = cp.dir.path().join("tokens");
     let ask = |token: &'static str| {
         let cp = &cp;
         async move {
@@ -762,34 +629,13 @@ async fn the_token_file_is_read_again_when_it_changes() {
 /// next client waits (its connection is not accepted yet); once they leave, it is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_handshakes_are_capped() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    CertificateAuthority::generate("cluster.local")
-        .unwrap()
-        .save(&ca_dir)
-        .unwrap();
-    let config = dir.path().join("config");
-    std::fs::create_dir(&config).unwrap();
-    let tokens = Tokens::parse(
-        &format!("default/reviews {REVIEWS_TOKEN}\n"),
-        "cluster.local",
-    );
-    let security = ControlPlaneSecurity::load(&ca_dir)
-        .unwrap()
-        .tokens(tokens.unwrap())
-        .max_pending_handshakes(2);
-    let server = XdsServer::new_secured(vec![config], MeshSettings::default(), security)
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    let cp = ControlPlane {
-        addr,
-        ca: Arc::new(CertificateAuthority::load(&ca_dir).unwrap()),
-        roots: ca_dir.join(CertificateAuthority::ROOT_CERT),
-        _dir: dir,
-    };
+    let cp = ControlPlane::start(None, |security, _| {
+        security
+            .tokens(tokens(&format!("default/reviews {REVIEWS_TOKEN}\n")))
+            .max_pending_handshakes(2)
+    })
+    .await;
+    let addr = cp.addr;
     let ask = || async {
         let (csr, _) = csr_for("spiffe://cluster.local/ns/default/sa/reviews");
         create_certificate(token_channel(&cp).await, Some(REVIEWS_TOKEN), csr, 0).await

@@ -11,36 +11,21 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mesh_core::identity::{CertificateAuthority, SpiffeId};
 use mesh_core::model::MtlsMode;
-use mesh_core::{Mesh, MeshSettings, Workload};
+use mesh_core::{Mesh, Workload};
+use mesh_testing::tls::channel;
 use mesh_xds::bootstrap::XdsTarget;
 use mesh_xds::client::certs::{CertificateProvider, CertificateProviderConfig};
 use mesh_xds::client::{XdsClient, XdsClientConfig, XdsTls};
-use mesh_xds::server::auth::Tokens;
-use mesh_xds::server::{ControlPlaneSecurity, XdsServer};
-use support::tls::channel;
+use support::control_plane::{ControlPlane, INVENTORY, REVIEWS_TOKEN, tokens};
+use support::health::{assert_plaintext_refused, health, serve_health};
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
-const REVIEWS_TOKEN: &str = "reviews-token-0123456789abcdef";
-
-const CONFIG: &str = "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: inventory, namespace: default}
-spec:
-  hosts: [inventory.default.svc.cluster.local]
-  ports: [{number: 8080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 127.0.0.1}]
----
-apiVersion: security.istio.io/v1
+/// What the control plane serves besides [`INVENTORY`]: reviews is STRICT.
+const STRICT_REVIEWS: &str = "apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: reviews, namespace: default}
 spec:
@@ -48,55 +33,16 @@ spec:
   mtls: {mode: STRICT}
 ";
 
-struct ControlPlane {
-    addr: SocketAddr,
-    ca: CertificateAuthority,
-    roots: PathBuf,
-    dir: tempfile::TempDir,
-}
-
 async fn control_plane() -> ControlPlane {
-    let dir = tempfile::tempdir().unwrap();
-    let ca_dir = dir.path().join("ca");
-    CertificateAuthority::generate("cluster.local")
-        .unwrap()
-        .save(&ca_dir)
-        .unwrap();
-    let config = dir.path().join("config");
-    std::fs::create_dir(&config).unwrap();
-    std::fs::write(config.join("mesh.yaml"), CONFIG).unwrap();
-    let tokens = Tokens::parse(
-        &format!("default/reviews {REVIEWS_TOKEN}\n"),
-        "cluster.local",
-    );
-    let security = ControlPlaneSecurity::load(&ca_dir)
-        .unwrap()
-        .tokens(tokens.unwrap());
-    let server = XdsServer::new_secured(vec![config], MeshSettings::default(), security)
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    ControlPlane {
-        addr,
-        ca: CertificateAuthority::load(&ca_dir).unwrap(),
-        roots: ca_dir.join(CertificateAuthority::ROOT_CERT),
-        dir,
-    }
+    let config = format!("{INVENTORY}---\n{STRICT_REVIEWS}");
+    ControlPlane::start(Some(&config), |security, _| {
+        security.tokens(tokens(&format!("default/reviews {REVIEWS_TOKEN}\n")))
+    })
+    .await
 }
 
 fn reviews() -> Workload {
     Workload::new("default", "reviews").labels([("app", "reviews")])
-}
-
-async fn health(channel: Channel) -> Result<(), tonic::Status> {
-    HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .map(drop)
 }
 
 /// An xDS client of `reviews` over `tls`, on a mesh with the identity in `certs`.
@@ -169,24 +115,11 @@ async fn a_workload_with_no_certificate_gets_one_then_its_config_over_mutual_tls
         MtlsMode::Strict
     );
 
-    let (reporter, service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    tokio::spawn(
-        mesh_tonic::serve(&mesh, listener, tonic::service::Routes::new(service)).into_future(),
-    );
+    serve_health(&mesh, listener).await;
     health(channel(&cp.ca, addr, "default", "productpage").await)
         .await
         .expect("a mesh client is served over mutual TLS");
-    let plaintext = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await;
-    if let Ok(channel) = plaintext {
-        assert!(health(channel).await.is_err(), "STRICT: plaintext refused");
-    }
+    assert_plaintext_refused(addr).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,8 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
-use mesh_core::MeshSettings;
-use mesh_xds::server::XdsServer;
 use mesh_xds::translate::type_url;
+use support::control_plane::serve_dir;
 use support::{Backend, config, write_atomic};
 use tokio::sync::mpsc;
 
@@ -94,23 +93,13 @@ fn backends(ports: &[u16]) -> Vec<Backend> {
         .collect()
 }
 
-async fn start(dir: &std::path::Path) -> SocketAddr {
-    let server = XdsServer::new(vec![dir.to_owned()], MeshSettings::default())
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    addr
-}
-
 #[tokio::test]
 async fn only_what_changed_is_sent() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("inventory.yaml");
     let b = backends(&[9001, 9002]);
     write_atomic(&file, &config(&[&b[0], &b[1]], &[90, 10]));
-    let addr = start(dir.path()).await;
+    let addr = serve_dir(dir.path()).await;
 
     let mut c = Client::connect(addr).await;
     c.send(DeltaDiscoveryRequest {

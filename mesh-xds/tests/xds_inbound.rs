@@ -9,22 +9,19 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use mesh_core::identity::CertificateAuthority;
 use mesh_core::model::{AuthzAction, MtlsMode};
-use mesh_core::{Mesh, MeshSettings, Workload};
+use mesh_core::{Mesh, Workload};
+use mesh_testing::tls::{channel, identity};
 use mesh_xds::bootstrap::XdsTarget;
 use mesh_xds::client::{XdsClient, XdsClientConfig};
-use mesh_xds::server::XdsServer;
-use support::tls::{channel, identity};
+use support::control_plane::serve_dir;
+use support::health::{assert_plaintext_refused, health, serve_health};
 use support::write_atomic;
 use tokio::net::TcpListener;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 fn policy(principals: &[&str]) -> String {
     format!(
@@ -56,32 +53,13 @@ spec:
     )
 }
 
-async fn check(channel: Channel) -> Result<(), tonic::Status> {
-    HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .map(drop)
-}
-
-async fn start_xds(dir: &std::path::Path) -> SocketAddr {
-    let server = XdsServer::new(vec![dir.to_owned()], MeshSettings::default())
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_listener_sets_mtls_and_authorization_and_follows_edits() {
     let ca = CertificateAuthority::generate("cluster.local").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("security.yaml");
     write_atomic(&file, &policy(&["cluster.local/ns/foo/sa/sleep"]));
-    let xds = start_xds(dir.path()).await;
+    let xds = serve_dir(dir.path()).await;
 
     let workload = Workload::new("default", "reviews").labels([("app", "reviews")]);
     let mesh = Mesh::builder()
@@ -123,30 +101,18 @@ async fn inbound_listener_sets_mtls_and_authorization_and_follows_edits() {
         "the config dump shows the inbound listener"
     );
 
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
-    let routes = tonic::service::Routes::new(health);
-    tokio::spawn(mesh_tonic::serve(&mesh, listener, routes).into_future());
+    serve_health(&mesh, listener).await;
 
-    check(channel(&ca, addr, "foo", "sleep").await)
+    health(channel(&ca, addr, "foo", "sleep").await)
         .await
         .expect("the allowed principal is served");
-    let denied = check(channel(&ca, addr, "foo", "other").await)
+    let denied = health(channel(&ca, addr, "foo", "other").await)
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
 
     // STRICT: a plaintext caller gets no HTTP/2 connection.
-    let plaintext = Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await;
-    if let Ok(channel) = plaintext {
-        assert!(check(channel).await.is_err(), "plaintext refused");
-    }
+    assert_plaintext_refused(addr).await;
 
     // An edit of the policy reaches the server through the control plane.
     let mut changes = mesh.subscribe();
@@ -169,7 +135,7 @@ async fn inbound_listener_sets_mtls_and_authorization_and_follows_edits() {
     .await
     .expect("the edit is pushed")
     .unwrap();
-    check(channel(&ca, addr, "foo", "other").await)
+    health(channel(&ca, addr, "foo", "other").await)
         .await
         .expect("allowed after the edit");
 }
@@ -181,7 +147,7 @@ async fn a_missing_inbound_listener_fails_closed() {
         &dir.path().join("security.yaml"),
         &policy(&["cluster.local/ns/foo/sa/sleep"]),
     );
-    let xds = start_xds(dir.path()).await;
+    let xds = serve_dir(dir.path()).await;
     let workload = Workload::new("default", "reviews").labels([("app", "reviews")]);
     let mesh = Mesh::builder()
         .workload(workload.clone())
@@ -263,7 +229,7 @@ spec:
             port = addr.port()
         ),
     );
-    let xds = start_xds(dir.path()).await;
+    let xds = serve_dir(dir.path()).await;
     let target = XdsTarget::Tcp(xds.to_string());
 
     let server_workload = Workload::new("default", "reviews").labels([("app", "reviews")]);

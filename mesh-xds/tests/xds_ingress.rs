@@ -7,9 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic in a test is a failed test
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::{Node, address, socket_address::PortSpecifier};
@@ -27,15 +28,14 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use futures_util::StreamExt;
-use mesh_core::MeshSettings;
 use mesh_core::model::{
     CaptureMode, DefaultEndpoint, InboundPolicy, IngressListener, MtlsMode, PeerAuthnPolicy,
     Protocol,
 };
-use mesh_xds::server::XdsServer;
 use mesh_xds::translate::{IngressNode, ingress_resources, type_url};
 use prost::Message;
+use support::control_plane::serve_dir;
+use support::stream::{next, open};
 
 const PORT: u16 = 15080;
 
@@ -102,13 +102,7 @@ fn node(labels: &[(&str, &str)], interception: Option<&str>) -> Node {
 async fn server(yaml: &str) -> (SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("vm.yaml"), yaml).unwrap();
-    let server = XdsServer::new(vec![dir.path().to_owned()], MeshSettings::default())
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(server.serve(listener, std::future::pending()));
-    (addr, dir)
+    (serve_dir(dir.path()).await, dir)
 }
 
 /// The first state-of-the-world answer to a wildcard subscription of `type_url` as `node`.
@@ -122,17 +116,11 @@ async fn fetch<M: Message + Default>(addr: SocketAddr, node: Node, type_url: &st
         .await
         .unwrap();
     let mut responses = client
-        .stream_aggregated_resources(
-            futures_util::stream::iter([request]).chain(futures_util::stream::pending()),
-        )
+        .stream_aggregated_resources(open([request]))
         .await
         .unwrap()
         .into_inner();
-    let response = tokio::time::timeout(Duration::from_secs(10), responses.message())
-        .await
-        .expect("an answer in time")
-        .unwrap()
-        .unwrap();
+    let response = next(&mut responses).await.unwrap().unwrap();
     response
         .resources
         .iter()

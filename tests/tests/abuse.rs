@@ -21,10 +21,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing;
 use bytes::Bytes;
-use mesh_core::identity::{CertificateAuthority, TlsIdentity, system_clock};
+use mesh_core::identity::CertificateAuthority;
 use mesh_core::{Mesh, Workload};
+use mesh_testing::tls::identity;
 use mesh_tower::{ServeOptions, serve};
-use rustls_pki_types::UnixTime;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -63,19 +63,11 @@ fn rss() -> u64 {
     kb * 1024
 }
 
-fn identity(ca: &CertificateAuthority) -> TlsIdentity {
-    let issued = ca
-        .issue("default", "reviews", Duration::from_secs(3600))
-        .unwrap();
-    let creds = issued.credentials(UnixTime::now()).unwrap();
-    TlsIdentity::with_clock(Arc::new(creds), system_clock()).unwrap()
-}
-
 async fn target() -> Target {
     let ca = CertificateAuthority::generate("cluster.local").unwrap();
     let mesh = Mesh::builder()
         .workload(Workload::new("default", "reviews").labels([("app", "reviews")]))
-        .identity(identity(&ca))
+        .identity(identity(&ca, "default", "reviews"))
         .build()
         .await
         .unwrap();

@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,26 +14,16 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
-use mesh_core::identity::{CertificateAuthority, TlsIdentity, system_clock};
+use mesh_core::identity::CertificateAuthority;
 use mesh_core::{Mesh, Workload, istio};
+use mesh_testing::tls::identity;
 use mesh_tower::admin::AdminState;
 use mesh_tower::client::MeshClient;
 use mesh_tower::telemetry::Telemetry;
-use rustls_pki_types::UnixTime;
 use tower::ServiceExt;
 
 /// A `reviews` workload of `version`, served by `mesh_tower::serve` (plaintext), recording into
 /// `telemetry`.
-/// A workload certificate for `default/<account>` from `ca`: peer metadata (the workload and
-/// version on each edge) is only believed from a peer that proved its identity with mutual TLS.
-fn identity(ca: &CertificateAuthority, account: &str) -> TlsIdentity {
-    let issued = ca
-        .issue("default", account, Duration::from_secs(3600))
-        .unwrap();
-    let creds = issued.credentials(UnixTime::now()).unwrap();
-    TlsIdentity::with_clock(Arc::new(creds), system_clock()).unwrap()
-}
-
 async fn reviews(
     version: &'static str,
     telemetry: &Telemetry,
@@ -44,7 +33,9 @@ async fn reviews(
         .workload(
             Workload::new("default", "reviews").labels([("app", "reviews"), ("version", version)]),
         )
-        .identity(identity(ca, "reviews"))
+        // A workload certificate: peer metadata (the workload and version on each edge) is only
+        // believed from a peer that proved its identity with mutual TLS.
+        .identity(identity(ca, "default", "reviews"))
         .build()
         .await
         .unwrap();
@@ -148,7 +139,7 @@ async fn service_map_draws_the_traffic() {
             Workload::new("default", "productpage")
                 .labels([("app", "productpage"), ("version", "v1")]),
         )
-        .identity(identity(&ca, "productpage"))
+        .identity(identity(&ca, "default", "productpage"))
         .build()
         .await
         .unwrap();

@@ -1,5 +1,6 @@
 //! The gRPC call of the end-to-end arms: the generated `GreeterClient` over a tonic channel on
-//! rustls mutual TLS (A′), or over `MeshChannel` (B), behind one boxed channel type.
+//! h2c (A, C) or rustls mutual TLS (A′), or over `MeshChannel` (B), behind one boxed channel
+//! type.
 
 use std::net::SocketAddr;
 
@@ -40,6 +41,25 @@ fn origin() -> Result<Uri, E2eError> {
         .map_err(|e: http::uri::InvalidUri| E2eError::Config(e.to_string()))
 }
 
+/// A tonic endpoint for `addr` whose requests carry [`ORIGIN`](super::ORIGIN) (tonic's channel
+/// otherwise rewrites the authority to the address it connects to).
+fn endpoint(addr: SocketAddr) -> Result<Endpoint, E2eError> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .origin(origin()?)
+        .tcp_nodelay(true))
+}
+
+/// The generated client over `channel`.
+fn client(channel: tonic::transport::Channel) -> Result<GrpcClient, E2eError> {
+    let channel = BoxCloneSyncService::new(channel.map_err(|e| ChannelError(e.to_string())));
+    Ok(GreeterClient::with_origin(channel, origin()?))
+}
+
+/// One tonic channel over h2c (no TLS) to `addr`.
+pub async fn plain(addr: SocketAddr) -> Result<GrpcClient, E2eError> {
+    client(endpoint(addr)?.connect().await?)
+}
+
 /// One tonic channel over rustls mutual TLS to `addr`, presenting `identity` and expecting the
 /// server to be `server_id`.
 pub async fn bare(
@@ -49,9 +69,7 @@ pub async fn bare(
 ) -> Result<GrpcClient, E2eError> {
     let config = identity.client_config(&ExpectedIdentities::one_of([server_id]))?;
     let connector = tokio_rustls::TlsConnector::from(config);
-    let channel = Endpoint::from_shared(format!("http://{addr}"))?
-        .origin(origin()?)
-        .tcp_nodelay(true)
+    let channel = endpoint(addr)?
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let connector = connector.clone();
             async move {
@@ -64,8 +82,7 @@ pub async fn bare(
             }
         }))
         .await?;
-    let channel = BoxCloneSyncService::new(channel.map_err(|e| ChannelError(e.to_string())));
-    Ok(GreeterClient::with_origin(channel, origin()?))
+    client(channel)
 }
 
 /// The generated client over `MeshChannel` on `client`.

@@ -26,11 +26,9 @@ pub fn id(s: &str) -> SpiffeId {
     SpiffeId::parse(s).unwrap()
 }
 
-/// A good identity for `ns`/`sa` from `ca`.
-pub fn identity(ca: &CertificateAuthority, ns: &str, sa: &str) -> TlsIdentity {
-    let issued = ca.issue(ns, sa, HOUR).unwrap();
-    tls_identity(&issued, UnixTime::now())
-}
+/// A good identity for `ns`/`sa` from `ca` (an hour long).
+#[allow(unused_imports)] // as `dead_code` above: not every test needs every helper
+pub use mesh_testing::tls::identity;
 
 /// Loads `issued` as if it were `at` (so an expired or future leaf loads), but verifies peers
 /// with the real clock: the peer that holds a bad certificate without knowing it.

@@ -1,4 +1,6 @@
-//! Test backends (axum on 127.0.0.1), config files, and traffic loops for the xDS tests.
+//! Test backends (axum on 127.0.0.1), config files, and traffic loops for the xDS tests; the
+//! control planes (`control_plane`), the health service and its callers (`health`) and the
+//! discovery streams (`stream`) they share.
 
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 #![allow(dead_code)]
@@ -18,7 +20,9 @@ use mesh_core::Mesh;
 use mesh_tower::client::MeshClient;
 use tower::ServiceExt;
 
-pub mod tls;
+pub mod control_plane;
+pub mod health;
+pub mod stream;
 
 /// A backend answering its version.
 pub struct Backend {

@@ -1,3 +1,0 @@
-//! Helpers shared by the integration tests of mesh-tonic.
-
-pub mod tls;
