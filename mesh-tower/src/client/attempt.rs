@@ -51,8 +51,8 @@ pub(crate) struct AttemptEnd {
 }
 
 impl AttemptEnd {
-    pub(crate) fn finish(self) {
-        self.in_flight.finish(Instant::now());
+    pub(crate) fn finish(self, now: Instant) {
+        self.in_flight.finish(now);
         self.pool.release();
     }
 }
@@ -147,6 +147,7 @@ impl Inner {
                 .attempt(
                     cluster,
                     index,
+                    now,
                     Request::from_parts(parts, upstream_body),
                     policy,
                 )
@@ -191,13 +192,14 @@ impl Inner {
         }
     }
 
-    /// One attempt of `request` (its target set) on endpoint `index`. Returns how it ended
+    /// One attempt of `request` (its target set) on endpoint `index`, picked at `start`. Returns how it ended
     /// (for retry decisions) and the response to give the caller if it is the last, or the
     /// flag for a local reply.
     async fn attempt(
         &self,
         cluster: &Arc<ClusterRuntime>,
         index: usize,
+        start: Instant,
         request: Request<UpstreamBody>,
         policy: Option<&RetryPolicy>,
     ) -> AttemptResult {
@@ -211,7 +213,7 @@ impl Inner {
                 Some(request.into_parts().0),
             );
         };
-        let start = Instant::now();
+        // `start` is when the endpoint was picked, just before.
         let in_flight = stats.start(start);
         let per_try = policy.and_then(|p| p.per_try_timeout);
         let result = match within(per_try, pool.send(request)).await {

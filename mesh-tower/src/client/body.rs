@@ -7,6 +7,8 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use tokio::time::Instant;
+
 use super::attempt::AttemptEnd;
 use super::record::RecordEnd;
 use crate::telemetry::grpc_messages::ResponseMessages;
@@ -108,15 +110,24 @@ impl MeshBody {
         if let Some(mut messages) = self.messages.take() {
             messages.finish();
         }
+        if self.attempt.is_none() && self.record.is_none() {
+            return;
+        }
+        // One reading of the clock for both: the endpoint's latency and the call's duration
+        // end at the same moment.
+        let now = Instant::now();
         if let Some(attempt) = self.attempt.take() {
-            attempt.finish();
+            attempt.finish(now);
         }
         if let Some(record) = self.record.take() {
-            record.finish(EndOfStream {
-                outcome,
-                grpc_status,
-                bytes: self.bytes,
-            });
+            record.finish(
+                EndOfStream {
+                    outcome,
+                    grpc_status,
+                    bytes: self.bytes,
+                },
+                now,
+            );
         }
     }
 }

@@ -310,8 +310,9 @@ impl EndpointPool {
     fn live_h2(&self) -> Option<Arc<H2Conn>> {
         let guard = self.h2.load();
         let conn = guard.as_ref()?;
-        (!conn.sender.is_closed() && !self.too_old(conn.opened, Instant::now()))
-            .then(|| conn.clone())
+        let too_old = self.settings.max_connection_duration.is_some()
+            && self.too_old(conn.opened, Instant::now());
+        (!conn.sender.is_closed() && !too_old).then(|| conn.clone())
     }
 
     async fn send_h1(

@@ -276,7 +276,7 @@ pub(crate) struct RecordEnd {
 impl RecordEnd {
     /// Completes the record with how the body ended, and records it: through its cluster's
     /// handles for its labels, and in the access log if it is written.
-    pub(crate) fn finish(self, end: EndOfStream) {
+    pub(crate) fn finish(self, end: EndOfStream, now: Instant) {
         let RecordEnd {
             telemetry,
             mut key,
@@ -287,7 +287,6 @@ impl RecordEnd {
             local_principal,
             span,
         } = self;
-        let now = Instant::now();
         let duration = now.saturating_duration_since(started);
         let request_bytes = request_bytes.map_or(0, |b| b.read_bytes());
         if end.grpc_status.is_some() {

@@ -58,25 +58,46 @@ impl SpanId {
     }
 }
 
-/// Decodes lowercase hex into `out` (exactly `2 * out.len()` digits).
+/// Decodes lowercase hex into `out` (exactly `2 * out.len()` digits). Every incoming trace
+/// context is decoded, so this is a table lookup per digit with one check at the end.
 fn decode_hex(s: &str, out: &mut [u8]) -> Option<()> {
     let b = s.as_bytes();
     if b.len() != out.len() * 2 {
         return None;
     }
+    let mut invalid = 0;
     for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-        *o = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+        let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+        invalid |= hi | lo;
+        *o = (hi << 4) | (lo & 0x0f);
     }
-    Some(())
+    (invalid & INVALID == 0).then_some(())
 }
 
+/// The value of a lowercase hex digit, or `None`.
 pub(super) fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
+    let v = NIBBLE[usize::from(c)];
+    (v & INVALID == 0).then_some(v)
 }
+
+/// Marks a byte that is not a lowercase hex digit in [`NIBBLE`].
+const INVALID: u8 = 0x80;
+
+/// Each byte's value as a lowercase hex digit, or [`INVALID`].
+const NIBBLE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
@@ -105,5 +126,33 @@ impl fmt::Display for TraceId {
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_hex(f, &self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table decodes exactly the lowercase hex digits: every pair of bytes.
+    #[test]
+    fn decode_hex_takes_lowercase_hex_only() {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        for hi in 0..=u8::MAX {
+            assert_eq!(nibble(hi), digit(hi), "{hi}");
+            for lo in 0..=u8::MAX {
+                let mut out = [0u8; 1];
+                let want = digit(hi).zip(digit(lo)).map(|(h, l)| (h << 4) | l);
+                let got = std::str::from_utf8(&[hi, lo])
+                    .ok()
+                    .and_then(|s| decode_hex(s, &mut out).map(|()| out[0]));
+                if std::str::from_utf8(&[hi, lo]).is_ok() {
+                    assert_eq!(got, want, "{hi} {lo}");
+                }
+            }
+        }
     }
 }
