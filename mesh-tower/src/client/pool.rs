@@ -165,6 +165,21 @@ struct H1Conn {
     opened: Instant,
 }
 
+/// Runs an upstream connection's task until the connection ends, holding its circuit-breaker
+/// permit as long.
+fn drive(
+    connection: impl Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    permit: Permit,
+    protocol: &'static str,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, protocol, "upstream connection ended");
+        }
+        drop(permit);
+    });
+}
+
 /// Response extension: the verified identity of the upstream that answered, when the
 /// connection was mutual TLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,12 +304,7 @@ impl EndpointPool {
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
-            }
-            drop(permit);
-        });
+        drive(connection, permit, "HTTP/2");
         let conn = Arc::new(H2Conn {
             sender,
             requests: AtomicU32::new(0),
@@ -388,12 +398,7 @@ impl EndpointPool {
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-            }
-            drop(permit);
-        });
+        drive(connection, permit, "HTTP/1.1");
         Ok((sender, peer))
     }
 
