@@ -23,7 +23,11 @@ use mesh_core::model::{Cluster, Endpoint, Http2Keepalive, TcpKeepalive, Upstream
 use mesh_core::resilience::{CircuitBreaker, Overflow, Permit};
 use tokio::sync::Notify;
 
+use http::HeaderValue;
 use mesh_core::identity::PeerIdentity;
+use mesh_core::telemetry::PeerWorkload;
+
+use crate::telemetry::{PEER_METADATA, Telemetry};
 
 use super::connect::{ConnectError, Connected, Connector, Io};
 
@@ -148,6 +152,10 @@ pub(crate) struct EndpointPool {
     h1_idle: Mutex<Vec<H1Conn>>,
     /// Signalled when an HTTP/1.1 connection may have become free.
     released: Notify,
+    /// The last `x-envoy-peer-metadata` this endpoint answered with, and its workload: an
+    /// endpoint sends the same bytes on every response, so comparing them spares the cache's
+    /// hash of a few hundred bytes per call (the server keeps the same per connection).
+    peer_metadata: Mutex<Option<(HeaderValue, Option<Arc<PeerWorkload>>)>>,
 }
 
 struct H2Conn {
@@ -206,7 +214,34 @@ impl EndpointPool {
             h2_connecting: tokio::sync::Mutex::new(()),
             h1_idle: Mutex::new(Vec::new()),
             released: Notify::new(),
+            peer_metadata: Mutex::new(None),
         }
+    }
+
+    /// The workload this endpoint's response `headers` name in their peer metadata, decoded
+    /// through `telemetry`'s cache when it differs from the last value the endpoint sent.
+    pub(crate) fn peer_workload(
+        &self,
+        headers: &http::HeaderMap,
+        telemetry: &Telemetry,
+    ) -> Option<Arc<PeerWorkload>> {
+        let raw = headers.get(PEER_METADATA)?;
+        if let Some((last, workload)) = &*self.lock_peer_metadata()
+            && last.as_bytes() == raw.as_bytes()
+        {
+            return workload.clone();
+        }
+        let workload = telemetry.peer_workload_shared(headers);
+        *self.lock_peer_metadata() = Some((raw.clone(), workload.clone()));
+        workload
+    }
+
+    fn lock_peer_metadata(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(HeaderValue, Option<Arc<PeerWorkload>>)>> {
+        self.peer_metadata
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn settings(&self) -> &PoolSettings {
@@ -329,7 +364,13 @@ impl EndpointPool {
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
     ) -> Result<Response<Incoming>, Unsent> {
-        let (mut sender, requests, peer, opened) = match self.h1_conn().await {
+        // An idle connection is the fast path; opening one or waiting for one to be freed is a
+        // large future, boxed so that it does not size every call's future (as for HTTP/2).
+        let conn = match self.checkout_h1() {
+            Some(conn) => Ok((conn.sender, conn.requests, conn.peer, conn.opened)),
+            None => Box::pin(self.h1_conn()).await,
+        };
+        let (mut sender, requests, peer, opened) = match conn {
             Ok(conn) => conn,
             Err(error) => return Err(Unsent::before_sending(error, request)),
         };
@@ -373,8 +414,7 @@ impl EndpointPool {
             if let Some(conn) = self.checkout_h1() {
                 return Ok((conn.sender, conn.requests, conn.peer, conn.opened));
             }
-            // Boxed, as for HTTP/2: a large future most calls never run.
-            match Box::pin(self.open_h1()).await {
+            match self.open_h1().await {
                 Ok((sender, peer)) => return Ok((sender, 0, peer, Instant::now())),
                 Err(SendError::Overflow(overflow)) => {
                     if pending.is_none() {

@@ -14,7 +14,7 @@ use mesh_core::telemetry::{
 use tokio::time::Instant;
 
 use super::body::{BodyOutcome, EndOfStream, MeshBody};
-use super::pool::UpstreamPeer;
+use super::pool::{EndpointPool, UpstreamPeer};
 use super::runtime::ClusterRuntime;
 use super::send_body::RequestBytes;
 use crate::reply::ResponseDetails;
@@ -136,6 +136,13 @@ pub(crate) struct CallFacts {
 pub(crate) struct UpstreamHost {
     pub(crate) cluster: Arc<ClusterRuntime>,
     pub(crate) index: usize,
+}
+
+impl UpstreamHost {
+    /// The endpoint's connections.
+    fn pool(&self) -> Option<&EndpointPool> {
+        self.cluster.pools.get(self.index).map(AsRef::as_ref)
+    }
 }
 
 /// The destination workload of a record, as far as it labels it.
@@ -403,7 +410,10 @@ pub(crate) fn finish(
     // the configured endpoint stands.
     let destination = principal
         .as_ref()
-        .and_then(|_| telemetry.peer_workload_shared(response.headers()))
+        .and_then(|_| match host.as_ref().and_then(UpstreamHost::pool) {
+            Some(pool) => pool.peer_workload(response.headers(), telemetry),
+            None => telemetry.peer_workload_shared(response.headers()),
+        })
         .map(Destination::Peer)
         .or_else(|| host.clone().map(Destination::Endpoint))
         .unwrap_or(Destination::Unknown);
