@@ -71,7 +71,7 @@ pub fn current() -> Option<RequestContext> {
 /// request id for the call (an application's own background call is a trace of its own),
 /// keeping any `x-request-id` the application set. The trace headers are written in the
 /// context's [`formats`](TraceContext::formats): those the inbound request came with, or, for a
-/// new trace, the configured provider's.
+/// new trace, [`Formats::for_new_trace`](super::Formats::for_new_trace)'s.
 pub fn outbound(headers: &mut HeaderMap, rng: &mut impl Rng) -> RequestContext {
     let trace = outbound_trace(headers, rng);
     let request_id = CURRENT
