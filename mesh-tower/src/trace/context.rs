@@ -114,7 +114,7 @@ impl TraceContext {
     /// tracers leave the other tracers' headers.
     ///
     /// The values are formatted on the stack and each header value is a slice of one shared
-    /// buffer ([`header_bytes`]): no allocation per call.
+    /// buffer, carved from a per-thread chunk: no allocation per call.
     pub fn inject(&self, headers: &mut HeaderMap) {
         self.inject_with(headers, None);
     }

@@ -24,7 +24,7 @@ use super::queue::{Batching, QueueProcessor, SpanQueue};
 
 static TRACING: ArcSwapOption<Tracing> = ArcSwapOption::const_empty();
 
-/// The installed tracing of the process; see the [module docs](self).
+/// The installed tracing of the process; see the [`trace`](crate::trace) module docs.
 #[derive(Debug)]
 pub struct Tracing {
     pub(crate) config: TraceConfig,
