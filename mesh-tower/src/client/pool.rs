@@ -23,11 +23,10 @@ use mesh_core::model::{Cluster, Endpoint, Http2Keepalive, TcpKeepalive, Upstream
 use mesh_core::resilience::{CircuitBreaker, Overflow, Permit};
 use tokio::sync::Notify;
 
-use http::HeaderValue;
 use mesh_core::identity::PeerIdentity;
 use mesh_core::telemetry::PeerWorkload;
 
-use crate::telemetry::{PEER_METADATA, Telemetry};
+use crate::telemetry::{LastPeer, Telemetry};
 
 use super::connect::{ConnectError, Connected, Connector, Io};
 
@@ -155,7 +154,7 @@ pub(crate) struct EndpointPool {
     /// The last `x-envoy-peer-metadata` this endpoint answered with, and its workload: an
     /// endpoint sends the same bytes on every response, so comparing them spares the cache's
     /// hash of a few hundred bytes per call (the server keeps the same per connection).
-    peer_metadata: Mutex<Option<(HeaderValue, Option<Arc<PeerWorkload>>)>>,
+    peer_metadata: Mutex<LastPeer>,
 }
 
 struct H2Conn {
@@ -214,7 +213,7 @@ impl EndpointPool {
             h2_connecting: tokio::sync::Mutex::new(()),
             h1_idle: Mutex::new(Vec::new()),
             released: Notify::new(),
-            peer_metadata: Mutex::new(None),
+            peer_metadata: Mutex::default(),
         }
     }
 
@@ -225,23 +224,10 @@ impl EndpointPool {
         headers: &http::HeaderMap,
         telemetry: &Telemetry,
     ) -> Option<Arc<PeerWorkload>> {
-        let raw = headers.get(PEER_METADATA)?;
-        if let Some((last, workload)) = &*self.lock_peer_metadata()
-            && last.as_bytes() == raw.as_bytes()
-        {
-            return workload.clone();
-        }
-        let workload = telemetry.peer_workload_shared(headers);
-        *self.lock_peer_metadata() = Some((raw.clone(), workload.clone()));
-        workload
-    }
-
-    fn lock_peer_metadata(
-        &self,
-    ) -> std::sync::MutexGuard<'_, Option<(HeaderValue, Option<Arc<PeerWorkload>>)>> {
         self.peer_metadata
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .workload(headers, telemetry)
     }
 
     pub(crate) fn settings(&self) -> &PoolSettings {

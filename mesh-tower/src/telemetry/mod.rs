@@ -62,6 +62,7 @@ pub use health::{CodeClass, EdgeHealth, Health, ResponseCode};
 pub use istio_text::{
     flags_text, http_version_name, istio_text_line, note_request_headers, response_code_details,
 };
+pub(crate) use peer_cache::LastPeer;
 pub use peer_cache::{PEER_CACHE_CAPACITY, PeerMetadataCache};
 pub use prometheus::{install_prometheus, prometheus_builder};
 pub use request_metrics::{

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use mesh_core::telemetry::{PEER_METADATA_HEADER, PeerWorkload};
 
 use super::peer_workload;
@@ -69,5 +69,30 @@ impl PeerMetadataCache {
     /// Whether nothing is cached yet.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+/// The last `x-envoy-peer-metadata` value one peer sent (on a server connection, or from a
+/// client's endpoint) and the workload it named (`None`: refused). A peer sends the same bytes
+/// on every message, so comparing them spares the cache's hash of a few hundred bytes.
+#[derive(Debug, Default)]
+pub(crate) struct LastPeer(Option<(HeaderValue, Option<Arc<PeerWorkload>>)>);
+
+impl LastPeer {
+    /// The workload `headers` name: the last one when their value is the same, else decoded
+    /// through `telemetry`'s cache and remembered.
+    pub(crate) fn workload(
+        &mut self,
+        headers: &HeaderMap,
+        telemetry: &super::Telemetry,
+    ) -> Option<Arc<PeerWorkload>> {
+        let raw = headers.get(super::PEER_METADATA)?;
+        if let Some((last, workload)) = &self.0
+            && last.as_bytes() == raw.as_bytes()
+        {
+            return workload.clone();
+        }
+        let workload = telemetry.peer_workload_shared(headers);
+        self.0 = Some((raw.clone(), workload.clone()));
+        workload
     }
 }

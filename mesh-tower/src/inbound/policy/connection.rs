@@ -17,13 +17,13 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use mesh_core::Mesh;
 use mesh_core::identity::PeerIdentity;
 use mesh_core::telemetry::{PeerWorkload, RequestProtocol, RequestRecord, ResponseFlag};
 
 use crate::inbound::{LocalAddr, RemoteAddr};
-use crate::telemetry::{PEER_METADATA, RecordHandles, Telemetry};
+use crate::telemetry::{LastPeer, RecordHandles, Telemetry};
 
 /// Most (peer metadata, status) combinations whose telemetry a connection keeps; past it,
 /// further combinations are looked up per request, as without the cache.
@@ -47,8 +47,8 @@ pub(crate) struct Connection {
 
 #[derive(Debug, Default)]
 struct Cache {
-    /// The last `x-envoy-peer-metadata` value and the workload it named (`None`: refused).
-    metadata: Option<(HeaderValue, Option<Arc<PeerWorkload>>)>,
+    /// The last `x-envoy-peer-metadata` value and the workload it named.
+    metadata: LastPeer,
     resolved: Vec<(Key, RecordHandles)>,
     /// The gRPC message counters of requests by peer metadata (compared by identity).
     streams: Vec<(Option<Arc<PeerWorkload>>, StreamCounters)>,
@@ -128,15 +128,7 @@ impl Connection {
         headers: &HeaderMap,
         telemetry: &Telemetry,
     ) -> Option<Arc<PeerWorkload>> {
-        let raw = headers.get(PEER_METADATA)?;
-        if let Some((last, workload)) = &self.lock().metadata
-            && last.as_bytes() == raw.as_bytes()
-        {
-            return workload.clone();
-        }
-        let workload = telemetry.peer_workload_shared(headers);
-        self.lock().metadata = Some((raw.clone(), workload.clone()));
-        workload
+        self.lock().metadata.workload(headers, telemetry)
     }
 
     /// The telemetry handles of `key`'s records, resolved by `resolve` (a record with those
