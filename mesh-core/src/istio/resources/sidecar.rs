@@ -4,6 +4,7 @@ use serde::Deserialize;
 
 use super::super::decode::NotImplemented;
 use super::LabelSelector;
+use super::service_entry::ServicePort;
 
 /// `spec` of a Sidecar.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -21,22 +22,13 @@ pub(crate) struct SidecarSpec {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct IngressListenerSpec {
-    pub(crate) port: Option<SidecarPort>,
+    /// Istio's `SidecarPort`: the fields of a ServiceEntry port.
+    pub(crate) port: Option<ServicePort>,
     pub(crate) bind: Option<String>,
     pub(crate) capture_mode: Option<CaptureModeSetting>,
     pub(crate) default_endpoint: Option<String>,
     pub(crate) tls: NotImplemented,
     pub(crate) connection_pool: NotImplemented,
-}
-
-/// `ingress[].port` (Istio's `SidecarPort`).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct SidecarPort {
-    pub(crate) number: Option<u32>,
-    pub(crate) protocol: Option<String>,
-    pub(crate) name: Option<String>,
-    pub(crate) target_port: Option<u32>,
 }
 
 /// `captureMode`.
