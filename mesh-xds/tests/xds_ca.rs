@@ -27,7 +27,7 @@ use mesh_core::model::{TlsMode, UpstreamTls};
 use mesh_core::{Mesh, Workload};
 use mesh_testing::tls::{channel, identity, try_channel};
 use mesh_xds::ca_proto::{CREATE_CERTIFICATE, IstioCertificateRequest, IstioCertificateResponse};
-use mesh_xds::client::certs::{CertificateProvider, CertificateProviderConfig};
+use mesh_xds::client::certs::CertificateProvider;
 use mesh_xds::server::auth::Tokens;
 use mesh_xds::server::sds::SECRET_TYPE;
 use mesh_xds::translate::type_url;
@@ -374,13 +374,7 @@ async fn a_workload_without_a_certificate_gets_one_and_serves_strict() {
     let cp = control_plane().await;
     let work = tempfile::tempdir().unwrap();
     let certs = work.path().join("certs");
-    let mut config = CertificateProviderConfig::new(
-        cp.addr.to_string(),
-        &cp.roots,
-        &certs,
-        SpiffeId::istio("cluster.local", "default", "reviews").unwrap(),
-    );
-    config.token = Some(REVIEWS_TOKEN.into());
+    let mut config = cp.reviews_provider(&certs);
     config.ttl = Some(Duration::from_secs(4));
     let provider = CertificateProvider::start(config).await.unwrap();
     let first = serial_of(&certs);

@@ -13,12 +13,12 @@ mod support;
 
 use std::time::Duration;
 
-use mesh_core::identity::{CertificateAuthority, SpiffeId};
+use mesh_core::identity::CertificateAuthority;
 use mesh_core::model::MtlsMode;
 use mesh_core::{Mesh, Workload};
 use mesh_testing::tls::channel;
 use mesh_xds::bootstrap::XdsTarget;
-use mesh_xds::client::certs::{CertificateProvider, CertificateProviderConfig};
+use mesh_xds::client::certs::CertificateProvider;
 use mesh_xds::client::{XdsClient, XdsClientConfig, XdsTls};
 use support::control_plane::{ControlPlane, INVENTORY, REVIEWS_TOKEN, tokens};
 use support::health::{assert_plaintext_refused, health, serve_health};
@@ -78,13 +78,7 @@ async fn a_workload_with_no_certificate_gets_one_then_its_config_over_mutual_tls
 {
     let cp = control_plane().await;
     let certs = cp.dir.path().join("reviews");
-    let mut config = CertificateProviderConfig::new(
-        cp.addr.to_string(),
-        &cp.roots,
-        &certs,
-        SpiffeId::istio("cluster.local", "default", "reviews").unwrap(),
-    );
-    config.token = Some(REVIEWS_TOKEN.into());
+    let config = cp.reviews_provider(&certs);
     let provider = CertificateProvider::start(config).await.unwrap();
 
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -36,7 +36,8 @@ use super::proto::{self, duration_from, duration_to, pack, u32v, u64v, unpack};
 use super::tls;
 use super::upstream_options;
 
-const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+/// The key of the upstream HTTP options in a cluster's `typed_extension_protocol_options`.
+pub(crate) const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 /// A validated cluster, before its endpoints are known.
 #[derive(Clone, Debug, PartialEq)]

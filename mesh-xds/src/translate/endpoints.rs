@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, HealthStatus as XdsHealth, Locality as XdsLocality, Pipe, SocketAddress, address,
+    Address, HealthStatus as XdsHealth, Locality as XdsLocality, Pipe, address,
     socket_address::PortSpecifier,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
@@ -81,16 +81,9 @@ fn weight_sum(weights: impl Iterator<Item = u32>) -> u32 {
 }
 
 fn lb_endpoint(e: &Endpoint) -> LbEndpoint {
-    let socket = |address: String, port: u16| {
-        address::Address::SocketAddress(SocketAddress {
-            address,
-            port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
-            ..Default::default()
-        })
-    };
     let xds_address = match &e.address {
-        EndpointAddress::Socket(a) => socket(a.ip().to_string(), a.port()),
-        EndpointAddress::Dns { host, port } => socket(host.clone(), *port),
+        EndpointAddress::Socket(a) => proto::socket(a.ip().to_string(), a.port()),
+        EndpointAddress::Dns { host, port } => proto::socket(host.clone(), *port),
         EndpointAddress::Unix { path } => address::Address::Pipe(Pipe {
             path: path.clone(),
             mode: 0,

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, SocketAddress, TransportSocket, address, socket_address::PortSpecifier,
+    TransportSocket, address, socket_address::PortSpecifier,
     transport_socket::ConfigType as SocketConfig,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
@@ -51,7 +51,7 @@ use super::NodeKind;
 use super::error::{Scope, XdsError};
 use super::listener::{HCM, ROUTER, chain_hcm, report_unused};
 use super::meta;
-use super::proto::{as_str, list_value, pack, string_value, unpack};
+use super::proto::{as_str, list_value, pack, socket_address, string_value, unpack};
 use super::rbac;
 use super::tls::{TLS_SOCKET, identity_context, names_identity_certificate};
 
@@ -391,13 +391,7 @@ pub(crate) fn inbound_listener(
         .collect();
     Listener {
         name: name.to_owned(),
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: addr.ip().to_string(),
-                port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
-                ..Default::default()
-            })),
-        }),
+        address: Some(socket_address(addr.ip().to_string(), addr.port())),
         filter_chains,
         metadata: meta::metadata(vec![(
             meta::MESH,

@@ -34,8 +34,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, Http2ProtocolOptions, Pipe, SocketAddress, TrafficDirection, TransportSocket, address,
-    socket_address::PortSpecifier, transport_socket::ConfigType as SocketConfig,
+    Address, Http2ProtocolOptions, Pipe, TrafficDirection, TransportSocket, address,
+    transport_socket::ConfigType as SocketConfig,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
@@ -68,15 +68,14 @@ use envoy_types::pb::google::protobuf::BoolValue;
 use mesh_core::model::{CaptureMode, DefaultEndpoint, InboundPolicy, IngressListener, MtlsMode};
 
 use super::NodeKind;
+use super::cluster::HTTP_OPTIONS;
 use super::listener::{HCM, ROUTER};
-use super::proto::{duration_to, pack};
+use super::proto::{duration_to, pack, socket_address};
 use super::rbac;
 use super::tls::{TLS_SOCKET, identity_context};
 
 /// The TLS inspector listener filter (it reads the transport protocol chains match on).
 const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
-/// The key of the upstream HTTP options in a cluster's `typed_extension_protocol_options`.
-const HTTP_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// ALPN of istiod's inbound mutual-TLS HTTP chains (`ALPNDownstreamWithMxc`).
 const INBOUND_ALPN: [&str; 3] = ["istio-peer-exchange", "h2", "http/1.1"];
 
@@ -184,16 +183,6 @@ fn is_global_unicast(ip: IpAddr) -> bool {
     }
 }
 
-fn socket_address(ip: IpAddr, port: u16) -> Address {
-    Address {
-        address: Some(address::Address::SocketAddress(SocketAddress {
-            address: ip.to_string(),
-            port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
-            ..Default::default()
-        })),
-    }
-}
-
 fn listener(
     l: &IngressListener,
     cluster: &str,
@@ -227,7 +216,7 @@ fn listener(
     };
     Listener {
         name: name.clone(),
-        address: Some(socket_address(bind, l.port)),
+        address: Some(socket_address(bind.to_string(), l.port)),
         traffic_direction: TrafficDirection::Inbound as i32,
         listener_filters: vec![ListenerFilter {
             name: TLS_INSPECTOR.to_owned(),
@@ -319,13 +308,15 @@ fn app_address(endpoint: &DefaultEndpoint, node: IngressNode) -> Address {
         }
     };
     match endpoint {
-        DefaultEndpoint::Loopback { ipv6, port } => socket_address(loopback(*ipv6), *port),
+        DefaultEndpoint::Loopback { ipv6, port } => {
+            socket_address(loopback(*ipv6).to_string(), *port)
+        }
         DefaultEndpoint::InstanceIp { ipv6, port } => {
             let ip = node
                 .ip
                 .filter(|ip| ip.is_ipv6() == *ipv6)
                 .unwrap_or_else(|| loopback(*ipv6));
-            socket_address(ip, *port)
+            socket_address(ip.to_string(), *port)
         }
         DefaultEndpoint::Unix(path) => Address {
             address: Some(address::Address::Pipe(Pipe {

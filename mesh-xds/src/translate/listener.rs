@@ -4,9 +4,6 @@
 //! Envoy gets one listener per outbound port, `0.0.0.0_<port>`, bound on that port, as istiod's
 //! per-port outbound listeners.
 
-use envoy_types::pb::envoy::config::core::v3::{
-    Address, SocketAddress, address, socket_address::PortSpecifier,
-};
 use envoy_types::pb::envoy::config::listener::v3::{
     ApiListener, Filter, FilterChain, Listener, filter::ConfigType as FilterConfig,
 };
@@ -20,7 +17,7 @@ use mesh_core::config::Diagnostic;
 
 use super::error::{ResourceKind, Scope, XdsError};
 use super::inbound::{self, InboundListener};
-use super::proto::{pack, unpack};
+use super::proto::{pack, socket_address, unpack};
 use super::route::FAULT_FILTER;
 use super::tls::ads_source;
 
@@ -100,13 +97,7 @@ pub(crate) fn api_listener(name: &str, route_config_name: &str) -> Listener {
 pub(crate) fn port_listener(port: u16, route_config_name: &str) -> Listener {
     let name = format!("0.0.0.0_{port}");
     Listener {
-        address: Some(Address {
-            address: Some(address::Address::SocketAddress(SocketAddress {
-                address: "0.0.0.0".into(),
-                port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
-                ..Default::default()
-            })),
-        }),
+        address: Some(socket_address("0.0.0.0", port)),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: HCM.to_owned(),

@@ -1,11 +1,30 @@
-//! Small conversions between protobuf well-known types and std types, and the detection of
-//! fields we read past without implementing.
+//! Small conversions between protobuf well-known types and std types, Envoy's socket address,
+//! and the detection of fields we read past without implementing.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, SocketAddress, address, socket_address::PortSpecifier,
+};
 use envoy_types::pb::google::protobuf::{self as pb, value::Kind};
 use prost::{Message, Name};
+
+/// Envoy's socket address of `address` (an IP or a host name) and `port`.
+pub(crate) fn socket(address: impl Into<String>, port: u16) -> address::Address {
+    address::Address::SocketAddress(SocketAddress {
+        address: address.into(),
+        port_specifier: Some(PortSpecifier::PortValue(u32::from(port))),
+        ..Default::default()
+    })
+}
+
+/// [`socket`] as an `Address`.
+pub(crate) fn socket_address(address: impl Into<String>, port: u16) -> Address {
+    Address {
+        address: Some(socket(address, port)),
+    }
+}
 
 /// A protobuf duration as a std duration; `None` for negative or out-of-range values.
 pub(crate) fn duration_from(d: &pb::Duration) -> Option<Duration> {

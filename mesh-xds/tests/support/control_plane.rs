@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use mesh_core::MeshSettings;
-use mesh_core::identity::CertificateAuthority;
+use mesh_core::identity::{CertificateAuthority, SpiffeId};
+use mesh_xds::client::certs::CertificateProviderConfig;
 use mesh_xds::server::auth::Tokens;
 use mesh_xds::server::{ControlPlaneSecurity, XdsServer};
 use tokio::net::TcpListener;
@@ -87,5 +88,18 @@ impl ControlPlane {
             roots: ca_dir.join(CertificateAuthority::ROOT_CERT),
             dir,
         }
+    }
+
+    /// The certificate provider of `default/reviews`, asking this control plane with its
+    /// bootstrap token and keeping its files in `certs`.
+    pub fn reviews_provider(&self, certs: &Path) -> CertificateProviderConfig {
+        let mut config = CertificateProviderConfig::new(
+            self.addr.to_string(),
+            &self.roots,
+            certs,
+            SpiffeId::istio("cluster.local", "default", "reviews").unwrap(),
+        );
+        config.token = Some(REVIEWS_TOKEN.into());
+        config
     }
 }
