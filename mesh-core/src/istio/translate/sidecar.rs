@@ -166,14 +166,8 @@ fn listener(
     }
     let number = match port.number.map(u16::try_from) {
         Some(Ok(n)) if n > 0 => Some(n),
-        Some(_) => {
-            report.error(
-                &port_at.key("number"),
-                "port number must be in the range 1..65535",
-            );
-            None
-        }
-        None => {
+        // Missing, zero or past 65535.
+        _ => {
             report.error(
                 &port_at.key("number"),
                 "port number must be in the range 1..65535",
