@@ -89,10 +89,12 @@ fn top_once_prints_the_merged_table() {
 
 #[test]
 fn top_once_fails_when_no_admin_answers() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port bound but not listening: connections to it are refused for as long as `reserved`
+    // lives, and no other socket can take it. (A listener bound and dropped could hand its port
+    // to the admin server the other test of this binary starts at the same time.)
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = reserved.local_addr().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_mesh"))
         .args(["top", "--once", "--admin", &dead.to_string()])
         .output()

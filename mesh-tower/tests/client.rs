@@ -200,10 +200,11 @@ async fn retries_stop_at_the_budget() {
 
 #[tokio::test]
 async fn connect_failures_are_503_uf() {
-    // A port nothing listens on.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    // A port bound but not listening: refused while `reserved` lives, and no other socket can
+    // take it (a listener bound and dropped could hand its port to another test's server).
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = reserved.local_addr().unwrap().port();
     let dead = backends::Backend {
         addr: ([127, 0, 0, 1], port).into(),
         version: "v1".into(),

@@ -427,12 +427,11 @@ async fn graph_merges_peers_and_names_failures() {
         ga.record(&call(&front, &reviews, 200, 5), Instant::now());
         gb.record(&call(&reviews, &ratings, 500, 50), Instant::now());
     }
-    // A port nothing listens on.
-    let dead = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // A port bound but not listening: refused while `reserved` lives, and no other socket
+    // (the listener below) can take it.
+    let reserved = tokio::net::TcpSocket::new_v4().unwrap();
+    reserved.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = reserved.local_addr().unwrap();
     let b_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let b_addr = b_listener.local_addr().unwrap();
     let a_addr = start(
