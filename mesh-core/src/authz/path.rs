@@ -101,11 +101,18 @@ impl<'a> NormalizedPath<'a> {
 /// Normalises a request target in origin form (`/path?query`); see the module docs for exactly
 /// what is decoded, merged, removed and refused.
 pub fn normalize_path(raw: &str) -> Result<NormalizedPath<'_>, PathError> {
-    if let Some(at) = raw.find('#') {
-        return Err(PathError::Fragment(at));
-    }
-    let (path, query) = match raw.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
+    // One scan to the first `?` or `#` (this runs on every request), then the query's.
+    let (path, query) = match raw.bytes().position(|b| b == b'?' || b == b'#') {
+        Some(at) if raw.as_bytes().get(at) == Some(&b'#') => {
+            return Err(PathError::Fragment(at));
+        }
+        Some(at) => {
+            let query = raw.get(at + 1..).unwrap_or("");
+            if let Some(hash) = query.find('#') {
+                return Err(PathError::Fragment(at + 1 + hash));
+            }
+            (raw.get(..at).unwrap_or(raw), Some(query))
+        }
         None => (raw, None),
     };
     if !path.starts_with('/') {
@@ -362,6 +369,9 @@ mod tests {
             ("http://h/admin", NotOriginForm),
             ("/admin#frag", Fragment(6)),
             ("/a?b#c", Fragment(4)),
+            ("/a#b?c", Fragment(2)),
+            ("/a?b?c#d", Fragment(6)),
+            ("#", Fragment(0)),
             ("/a%", InvalidPercentEncoding(2)),
             ("/a%2", InvalidPercentEncoding(2)),
             ("/a%zz", InvalidPercentEncoding(2)),

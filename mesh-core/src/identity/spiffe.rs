@@ -42,6 +42,9 @@ pub struct SpiffeId {
     id: Arc<str>,
     /// Byte offset of the path's leading `/` in `id`.
     path_start: usize,
+    /// Byte offset of the `/sa/` of an Istio-shaped path (`/ns/<ns>/sa/<sa>`) in `id`: found
+    /// once, as authorization and telemetry read the namespace of every request's peer.
+    istio_sa: Option<usize>,
 }
 
 /// Why a string is not a SPIFFE ID; one variant per rule of the spec.
@@ -122,9 +125,11 @@ impl SpiffeId {
         };
         validate_trust_domain(trust_domain)?;
         validate_path(path)?;
+        let path_start = SCHEME.len() + trust_domain.len();
         Ok(Self {
             id: Arc::from(input),
-            path_start: SCHEME.len() + trust_domain.len(),
+            path_start,
+            istio_sa: istio_sa(path).map(|at| path_start + at),
         })
     }
 
@@ -171,17 +176,25 @@ impl SpiffeId {
     }
 
     fn istio_parts(&self) -> Option<(&str, &str)> {
-        let mut segments = self.path()[1..].split('/');
-        match (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) {
-            (Some("ns"), Some(ns), Some("sa"), Some(sa), None) => Some((ns, sa)),
-            _ => None,
-        }
+        let sa = self.istio_sa?;
+        let namespace = self.id.get(self.path_start + "/ns/".len()..sa)?;
+        let service_account = self.id.get(sa + "/sa/".len()..)?;
+        Some((namespace, service_account))
+    }
+}
+
+/// Where the `/sa/` of an Istio-shaped `path` (`/ns/<ns>/sa/<sa>`, exactly four segments) is.
+fn istio_sa(path: &str) -> Option<usize> {
+    let mut segments = path.strip_prefix('/')?.split('/');
+    match (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) {
+        (Some("ns"), Some(ns), Some("sa"), Some(_), None) => Some("/ns/".len() + ns.len()),
+        _ => None,
     }
 }
 
@@ -328,7 +341,14 @@ mod tests {
             SpiffeId::istio("cluster.local", "a/b", "c"),
             SpiffeId::parse("spiffe://cluster.local/ns/a/b/sa/c")
         );
+        // The parts are found once, at parse; a namespace named `sa` is still a namespace.
+        let id = SpiffeId::parse("spiffe://td/ns/sa/sa/x").unwrap();
+        assert_eq!(
+            (id.namespace(), id.service_account()),
+            (Some("sa"), Some("x"))
+        );
         for not_istio in [
+            "spiffe://td/ns/a/xx/b",
             "spiffe://td/ns/a/sa",
             "spiffe://td/ns/a/sa/b/c",
             "spiffe://td/x/a/sa/b",

@@ -37,7 +37,17 @@ impl GrpcFrameCounter {
                 data = &data[skip..];
                 continue;
             }
-            // A header byte: the flag (index 0) or one of the four length bytes.
+            // A whole header at once, the usual case.
+            if self.header_len == 0
+                && let [_flag, a, b, c, d, rest @ ..] = data
+            {
+                self.messages += 1;
+                self.remaining = u64::from(u32::from_be_bytes([*a, *b, *c, *d]));
+                data = rest;
+                continue;
+            }
+            // A header split across chunks, byte by byte: the flag (index 0) or one of the
+            // four length bytes.
             if self.header_len == 0 {
                 self.messages += 1;
             } else {

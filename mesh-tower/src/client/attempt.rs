@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
-use mesh_core::balance::{InFlight, PickContext};
+use mesh_core::balance::{EndpointStats, InFlight, PickContext};
 use mesh_core::model::RetryPolicy;
 use mesh_core::resilience::{Backoff, Outcome};
 use mesh_core::telemetry::ResponseFlag;
@@ -19,13 +19,13 @@ use super::classify::{Attempt, endpoint_failure, may_retry_after_sending, should
 use super::connect::ConnectError;
 use super::deadline::within;
 use super::kept_head::KeptHead;
-use super::pool::{EndpointPool, SendError, UpstreamBody};
+use super::pool::{EndpointPool, SendError, Unsent};
 use super::prepare::{self, Target};
 use super::record::UpstreamHost;
 use super::runtime::ClusterRuntime;
 use super::send_body::SendBody;
 use super::service::{BoxError, Inner};
-use crate::reply::{LocalReply, is_grpc};
+use crate::reply::LocalReply;
 use crate::tls::TlsError;
 
 /// Why an attempt gave no response: the flag, and the transport failure reason if known.
@@ -69,7 +69,8 @@ impl Inner {
     /// The attempts of one request: the first, then retries as the policy and budget allow.
     /// `head` is the request head without its target, which `target` gives; both are moved
     /// into the first attempt, and copied only when a retry may follow a request that went out
-    /// (a head that never went out comes back to be sent again).
+    /// (a head that never went out comes back to be sent again). `grpc`: whether mesh's own
+    /// replies take gRPC's form.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn attempts<B>(
         &self,
@@ -79,12 +80,12 @@ impl Inner {
         target: Target,
         mut body: SendBody<B>,
         hash: Option<u64>,
+        grpc: bool,
         rng: &mut SmallRng,
     ) -> (Response<MeshBody>, Option<UpstreamHost>)
     where
         B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static,
     {
-        let grpc = is_grpc(&head.headers);
         let local = |flag, message: &str| {
             (
                 LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc),
@@ -143,15 +144,33 @@ impl Inner {
                     "request already sent",
                 );
             };
-            let (attempt, result, unsent) = self
-                .attempt(
-                    cluster,
-                    index,
-                    now,
-                    Request::from_parts(parts, upstream_body),
-                    policy,
-                )
-                .await;
+            let request = Request::from_parts(parts, upstream_body);
+            // The exchange is awaited here, between the attempt's two synchronous steps: an
+            // `async fn` for the attempt would hold the exchange's future once more, and move
+            // it on every attempt.
+            let (attempt, result, unsent) = match endpoint(cluster, index) {
+                Some((stats, pool)) => {
+                    let in_flight = stats.start(now);
+                    let per_try = policy.and_then(|p| p.per_try_timeout);
+                    let sent = within(per_try, pool.send(request)).await;
+                    settle(
+                        cluster,
+                        index,
+                        now,
+                        Started {
+                            stats,
+                            pool,
+                            in_flight,
+                        },
+                        sent,
+                    )
+                }
+                None => (
+                    Attempt::ConnectFailure,
+                    Err((ResponseFlag::NoHealthyUpstream, None)),
+                    Some(request.into_parts().0),
+                ),
+            };
             head = unsent;
             let retryable =
                 policy.is_some_and(|p| should_retry(p, attempt)) && body.is_replayable();
@@ -191,121 +210,131 @@ impl Inner {
             }
         }
     }
+}
 
-    /// One attempt of `request` (its target set) on endpoint `index`, picked at `start`. Returns how it ended
-    /// (for retry decisions) and the response to give the caller if it is the last, or the
-    /// flag for a local reply.
-    async fn attempt(
-        &self,
-        cluster: &Arc<ClusterRuntime>,
-        index: usize,
-        start: Instant,
-        request: Request<UpstreamBody>,
-        policy: Option<&RetryPolicy>,
-    ) -> AttemptResult {
-        let (Some(stats), Some(pool)) = (
-            cluster.balancer.stats(index).cloned(),
-            cluster.pools.get(index).cloned(),
-        ) else {
-            return (
-                Attempt::ConnectFailure,
-                Err((ResponseFlag::NoHealthyUpstream, None)),
-                Some(request.into_parts().0),
-            );
-        };
-        // `start` is when the endpoint was picked, just before.
-        let in_flight = stats.start(start);
-        let per_try = policy.and_then(|p| p.per_try_timeout);
-        let result = match within(per_try, pool.send(request)).await {
-            Some(r) => r.map_err(Some),
-            None => Err(None),
-        };
-        let mut unsent = None;
-        let result = result.map_err(|failed| {
-            failed.map(|f| {
-                unsent = f.head;
-                f.error
-            })
-        });
-        let now = Instant::now();
-        let (attempt, outcome, reply) = match result {
-            Ok(response) => {
-                let attempt = Attempt::from_response(response.status(), response.headers());
-                let status = response.status().as_u16();
-                stats.observe_rtt(now.saturating_duration_since(start), now);
-                let end = AttemptEnd {
-                    in_flight,
-                    pool: pool.clone(),
-                };
-                let response = response.map(|incoming| {
-                    let mut body = MeshBody::upstream(incoming);
-                    body.on_end_attempt(end);
-                    body
-                });
-                let host = UpstreamHost {
-                    cluster: cluster.clone(),
-                    index,
-                };
-                (attempt, Outcome::Response(status), Ok((response, host)))
-            }
-            Err(error) => {
-                drop(in_flight);
-                let (attempt, flag) = match &error {
-                    None => (Attempt::PerTryTimeout, ResponseFlag::UpstreamRequestTimeout),
-                    Some(SendError::Connect(_)) => (
-                        Attempt::ConnectFailure,
-                        ResponseFlag::UpstreamConnectionFailure,
-                    ),
-                    Some(SendError::Refused(_)) => (
-                        Attempt::RefusedStream,
-                        ResponseFlag::UpstreamConnectionFailure,
-                    ),
-                    Some(SendError::Reset(_)) => {
-                        (Attempt::Reset, ResponseFlag::UpstreamConnectionTermination)
-                    }
-                    Some(SendError::Overflow(_)) => {
-                        (Attempt::ConnectFailure, ResponseFlag::UpstreamOverflow)
-                    }
-                };
-                // A TLS failure's reason goes into the local reply, as Envoy's `transport
-                // failure reason`; a refused certificate or identity is a configuration
-                // problem an operator must see, so it is logged as a warning.
-                let mut reason = None;
-                if let Some(e) = &error {
-                    match e {
-                        SendError::Connect(ConnectError::Tls { source, .. }) => {
-                            if matches!(source, TlsError::PeerCertificate(_)) {
-                                tracing::warn!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %source, "refused the upstream's certificate");
-                            } else {
-                                tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
-                            }
-                            reason = Some(source.to_string());
-                        }
-                        _ => {
+/// The statistics and the connections of endpoint `index` of `cluster`.
+fn endpoint(
+    cluster: &ClusterRuntime,
+    index: usize,
+) -> Option<(Arc<EndpointStats>, Arc<EndpointPool>)> {
+    Some((
+        cluster.balancer.stats(index).cloned()?,
+        cluster.pools.get(index).cloned()?,
+    ))
+}
+
+/// An attempt under way: its endpoint, and the endpoint's count of requests in flight.
+struct Started {
+    stats: Arc<EndpointStats>,
+    pool: Arc<EndpointPool>,
+    in_flight: InFlight,
+}
+
+/// How the attempt on endpoint `index`, picked at `start`, ended (for retry decisions): the
+/// response to give the caller if it is the last, or the flag for a local reply; and the
+/// request's head if it never went out. `sent` is the exchange's result, `None` when the
+/// per-try timeout cut it off. Feeds outlier detection and the endpoint's latency.
+fn settle(
+    cluster: &Arc<ClusterRuntime>,
+    index: usize,
+    start: Instant,
+    started: Started,
+    sent: Option<Result<Response<hyper::body::Incoming>, Unsent>>,
+) -> AttemptResult {
+    let Started {
+        stats,
+        pool,
+        in_flight,
+    } = started;
+    let result = match sent {
+        Some(r) => r.map_err(Some),
+        None => Err(None),
+    };
+    let mut unsent = None;
+    let result = result.map_err(|failed| {
+        failed.map(|f| {
+            unsent = f.head;
+            f.error
+        })
+    });
+    let now = Instant::now();
+    let (attempt, outcome, reply) = match result {
+        Ok(response) => {
+            let attempt = Attempt::from_response(response.status(), response.headers());
+            let status = response.status().as_u16();
+            stats.observe_rtt(now.saturating_duration_since(start), now);
+            let end = AttemptEnd {
+                in_flight,
+                pool: pool.clone(),
+            };
+            let response = response.map(|incoming| {
+                let mut body = MeshBody::upstream(incoming);
+                body.on_end_attempt(end);
+                body
+            });
+            let host = UpstreamHost {
+                cluster: cluster.clone(),
+                index,
+            };
+            (attempt, Outcome::Response(status), Ok((response, host)))
+        }
+        Err(error) => {
+            drop(in_flight);
+            let (attempt, flag) = match &error {
+                None => (Attempt::PerTryTimeout, ResponseFlag::UpstreamRequestTimeout),
+                Some(SendError::Connect(_)) => (
+                    Attempt::ConnectFailure,
+                    ResponseFlag::UpstreamConnectionFailure,
+                ),
+                Some(SendError::Refused(_)) => (
+                    Attempt::RefusedStream,
+                    ResponseFlag::UpstreamConnectionFailure,
+                ),
+                Some(SendError::Reset(_)) => {
+                    (Attempt::Reset, ResponseFlag::UpstreamConnectionTermination)
+                }
+                Some(SendError::Overflow(_)) => {
+                    (Attempt::ConnectFailure, ResponseFlag::UpstreamOverflow)
+                }
+            };
+            // A TLS failure's reason goes into the local reply, as Envoy's `transport
+            // failure reason`; a refused certificate or identity is a configuration
+            // problem an operator must see, so it is logged as a warning.
+            let mut reason = None;
+            if let Some(e) = &error {
+                match e {
+                    SendError::Connect(ConnectError::Tls { source, .. }) => {
+                        if matches!(source, TlsError::PeerCertificate(_)) {
+                            tracing::warn!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %source, "refused the upstream's certificate");
+                        } else {
                             tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
                         }
+                        reason = Some(source.to_string());
+                    }
+                    _ => {
+                        tracing::debug!(cluster = %cluster.cluster.name, endpoint = %stats.address(), error = %e, "attempt failed");
                     }
                 }
-                let outcome = match error {
-                    Some(SendError::Overflow(_)) => None,
-                    _ => Some(Outcome::LocalFailure),
-                };
-                match outcome {
-                    Some(o) => (attempt, o, Err((flag, reason))),
-                    None => return (attempt, Err((flag, reason)), unsent),
-                }
             }
-        };
-        if let Some(outlier) = &cluster.outlier {
-            let _ = endpoint_failure(attempt);
-            if let Some(ejection) = outlier.report(&stats, outcome, now) {
-                tracing::warn!(cluster = %cluster.cluster.name, endpoint = %ejection.address, reason = ?ejection.reason,
-                    duration = ?ejection.duration, "endpoint ejected");
-                metrics::counter!("mesh_outlier_ejections_total", "cluster" => cluster.cluster.name.to_string()).increment(1);
+            let outcome = match error {
+                Some(SendError::Overflow(_)) => None,
+                _ => Some(Outcome::LocalFailure),
+            };
+            match outcome {
+                Some(o) => (attempt, o, Err((flag, reason))),
+                None => return (attempt, Err((flag, reason)), unsent),
             }
         }
-        (attempt, reply, unsent)
+    };
+    if let Some(outlier) = &cluster.outlier {
+        let _ = endpoint_failure(attempt);
+        if let Some(ejection) = outlier.report(&stats, outcome, now) {
+            tracing::warn!(cluster = %cluster.cluster.name, endpoint = %ejection.address, reason = ?ejection.reason,
+                duration = ?ejection.duration, "endpoint ejected");
+            metrics::counter!("mesh_outlier_ejections_total", "cluster" => cluster.cluster.name.to_string()).increment(1);
+        }
     }
+    (attempt, reply, unsent)
 }
 
 /// Picks an endpoint, avoiding the one the previous attempt used when another is available

@@ -15,6 +15,7 @@ mod pool;
 mod prepare;
 mod record;
 mod replay;
+mod route;
 mod runtime;
 mod send_body;
 mod service;

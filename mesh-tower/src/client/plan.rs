@@ -18,7 +18,7 @@ use super::runtime::ClusterRuntime;
 
 /// Header operations with names and values parsed. Invalid names or values (which validation
 /// should have refused) are left out, as `prepare::apply_headers` skipped them.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct HeaderOps {
     remove: Box<[HeaderName]>,
     set: Box<[(HeaderName, HeaderValue)]>,
@@ -59,6 +59,7 @@ impl HeaderOps {
 }
 
 /// One destination of a route.
+#[derive(Clone)]
 pub(crate) struct DestinationPlan {
     /// The cluster's runtime; `None` if the snapshot has no such cluster (503 UH).
     pub(crate) cluster: Option<Arc<ClusterRuntime>>,
@@ -66,7 +67,8 @@ pub(crate) struct DestinationPlan {
     pub(crate) response_headers: HeaderOps,
 }
 
-/// What one route needs per call.
+/// What one route needs per call (the default: nothing to edit, no destination).
+#[derive(Clone, Default)]
 pub(crate) struct RoutePlan {
     pub(crate) request_headers: HeaderOps,
     pub(crate) response_headers: HeaderOps,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
@@ -251,14 +252,17 @@ impl EndpointPool {
     /// requires it or the request is HTTP/2 (gRPC on a port declared HTTP), else HTTP/1.1.
     /// A request that never went out (no connection, or hyper gave it back) is returned with
     /// the error ([`Unsent::head`]), so a retry can send its head again without a copy.
-    pub(crate) async fn send(
+    ///
+    /// Not an `async fn`: one would hold the request and the chosen protocol's future once
+    /// more, and move that future on every call.
+    pub(crate) fn send(
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, Unsent> {
+    ) -> impl Future<Output = Result<Response<Incoming>, Unsent>> + Send + '_ {
         if self.uses_http2(&request) {
-            self.send_h2(request).await
+            Either::Left(self.send_h2(request))
         } else {
-            self.send_h1(request).await
+            Either::Right(self.send_h1(request))
         }
     }
 

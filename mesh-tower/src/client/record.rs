@@ -262,20 +262,20 @@ impl RecordCache {
 /// Where a call went, for the record's destination service and cluster.
 enum Upstream {
     Cluster(Arc<ClusterRuntime>),
-    Named(mesh_core::model::ServiceKey, mesh_core::model::ClusterName),
+    /// Boxed: only the blackhole's calls have one, and every call's record carries this.
+    Named(Box<(mesh_core::model::ServiceKey, mesh_core::model::ClusterName)>),
     None,
 }
 
 /// A call's record, waiting in its response body for the end of the response.
 pub(crate) struct RecordEnd {
-    telemetry: Telemetry,
+    /// The client's telemetry and identity (shared: a record is one pointer to them).
+    reporting: Arc<Reporting>,
     key: Key,
     upstream: Upstream,
     started: Instant,
     request_bytes: Option<RequestBytes>,
     logged: Option<Box<RequestRecord>>,
-    /// Our SPIFFE id, the record's `source_principal` when the call was mutual TLS.
-    local_principal: Option<Arc<str>>,
     /// The call's span, when traced: ended with the record.
     span: Option<crate::trace::span::SpanStart>,
 }
@@ -285,15 +285,16 @@ impl RecordEnd {
     /// handles for its labels, and in the access log if it is written.
     pub(crate) fn finish(self, end: EndOfStream, now: Instant) {
         let RecordEnd {
-            telemetry,
+            reporting,
             mut key,
             upstream,
             started,
             request_bytes,
             logged,
-            local_principal,
             span,
         } = self;
+        let telemetry = &reporting.telemetry;
+        let local_principal = &reporting.local_principal;
         let duration = now.saturating_duration_since(started);
         let request_bytes = request_bytes.map_or(0, |b| b.read_bytes());
         if end.grpc_status.is_some() {
@@ -345,7 +346,8 @@ fn describe(
             record.destination_service = Some(c.cluster.service.clone());
             record.upstream_cluster = Some(c.cluster.name.clone());
         }
-        Upstream::Named(service, name) => {
+        Upstream::Named(named) => {
+            let (service, name) = &**named;
             record.destination_service = Some(service.clone());
             record.upstream_cluster = Some(name.clone());
         }
@@ -379,7 +381,7 @@ fn describe(
 /// answered, if one did. Strips the peer's
 /// metadata headers from the response, as Envoy does.
 pub(crate) fn finish(
-    reporting: &Reporting,
+    reporting: &Arc<Reporting>,
     start: Started,
     started: Instant,
     facts: CallFacts,
@@ -390,7 +392,7 @@ pub(crate) fn finish(
     let telemetry = &reporting.telemetry;
     let upstream = match (facts.cluster, facts.named) {
         (Some(c), _) => Upstream::Cluster(c),
-        (None, Some((service, name))) => Upstream::Named(service, name),
+        (None, Some(named)) => Upstream::Named(Box::new(named)),
         (None, None) => Upstream::None,
     };
     let mut flags = Vec::new();
@@ -460,13 +462,12 @@ pub(crate) fn finish(
             .count_messages(ResponseMessages::new(call));
     }
     response.body_mut().on_end_record(RecordEnd {
-        telemetry: telemetry.clone(),
+        reporting: reporting.clone(),
         key,
         upstream,
         started,
         request_bytes: facts.request_bytes,
         logged,
-        local_principal: reporting.local_principal.clone(),
         span,
     });
 }

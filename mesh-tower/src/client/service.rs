@@ -15,41 +15,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body::Body;
 use http_body_util::BodyExt;
 use mesh_core::Mesh;
-use mesh_core::OutboundTrafficPolicy;
-use mesh_core::balance::{ClientLocality, WeightedPick};
-use mesh_core::model::{AbortStatus, ClusterName, RouteAction};
-use mesh_core::routing::{self, NoRoute, RequestHeaders, RequestInfo};
+use mesh_core::balance::ClientLocality;
+use mesh_core::identity::IdentitySource;
 use mesh_core::telemetry::ResponseFlag;
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use super::body::MeshBody;
 use super::deadline::within;
-use super::hash;
-use super::passthrough;
-use super::plan::RoutePlan;
-use super::prepare::{self, Target};
-use super::record::{self, CallFacts, Reporting, UpstreamHost};
+use super::prepare::Target;
+use super::record::{self, CallFacts, Reporting};
+use super::route::{self, Prepared, Selected};
 use super::runtime::Runtimes;
-use super::send_body::SendBody;
-use crate::reply::{LocalReply, is_grpc};
+use crate::reply::is_grpc;
 use crate::telemetry::grpc_messages::{self, RequestMessages};
 use crate::telemetry::{AccessLogMode, Telemetry};
 use crate::tls::TlsConnector;
 use crate::trace;
-use mesh_core::identity::IdentitySource;
-
-/// Request bodies up to this size are kept so the request can be retried or mirrored (Envoy's
-/// default per-request buffer limit is of the same order).
-const REPLAY_LIMIT: usize = 64 * 1024;
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Headers a call usually gains on its way out: `traceparent`, `x-request-id`, the two peer
+/// metadata headers, and hyper's `content-length`.
+const ADDED_HEADERS: usize = 5;
 
 /// The outbound client: a cloneable tower `Service` for `http::Request`s of any body type, routed
 /// and balanced by the mesh config.
@@ -71,11 +64,11 @@ pub struct MeshClient {
 }
 
 pub(super) struct Inner {
-    mesh: Mesh,
+    pub(super) mesh: Mesh,
     /// What `useSourceIp` hashes: this workload (every call comes from it).
-    source_key: Vec<u8>,
-    runtimes: Runtimes,
-    reporting: Reporting,
+    pub(super) source_key: Vec<u8>,
+    pub(super) runtimes: Runtimes,
+    reporting: Arc<Reporting>,
     seed: u64,
     requests: AtomicU64,
 }
@@ -187,7 +180,7 @@ impl MeshClientBuilder {
             inner: Arc::new(Inner {
                 source_key: format!("{}/{}", ctx.workload.namespace, ctx.workload.name)
                     .into_bytes(),
-                reporting,
+                reporting: Arc::new(reporting),
                 runtimes: Runtimes::new(locality, tls),
                 mesh: self.mesh,
                 seed: self.seed.unwrap_or_else(rand::random),
@@ -211,17 +204,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let inner = self.inner.clone();
-        Box::pin(async move { Ok(inner.call(request).await) })
-    }
-}
-
-/// Header lookup over an `http::HeaderMap` for route matching.
-struct Headers<'a>(&'a http::HeaderMap);
-
-impl RequestHeaders for Headers<'_> {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.0.get(name).and_then(|v| v.to_str().ok())
+        // The call's own future, boxed as it is made: an `async` block around it would hold
+        // it once more and move it again on its first poll.
+        Box::pin(self.inner.clone().call(request))
     }
 }
 
@@ -231,13 +216,16 @@ impl Inner {
         SmallRng::seed_from_u64(self.seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15))
     }
 
-    async fn call<B>(&self, request: Request<B>) -> Response<MeshBody>
+    async fn call<B>(self: Arc<Self>, request: Request<B>) -> Result<Response<MeshBody>, Infallible>
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError>,
     {
         let mut rng = self.rng();
         let (mut parts, body) = request.into_parts();
+        // Room for what mesh and hyper add (the trace context, `x-request-id`, the peer
+        // metadata pair, `content-length`): the map grows once, not once per header.
+        let _ = parts.headers.try_reserve(ADDED_HEADERS);
         let mut trace = trace::outbound_trace(&mut parts.headers, &mut rng);
         let span = trace::span::start_client_trace(&mut trace, &mut parts.headers, &mut rng);
         self.reporting.add_metadata(&mut parts.headers);
@@ -254,14 +242,68 @@ impl Inner {
         );
         let started = Instant::now();
         let messages = grpc_messages::outbound(start.is_grpc());
-        let body = RequestMessages::new(body, messages.clone());
+        let body = RequestMessages::new(body, messages.clone()).map_err(Into::into);
         let mut facts = CallFacts {
             messages,
             ..CallFacts::default()
         };
-        let (mut response, host) = self
-            .route_and_send(parts, body, target, &mut rng, &mut facts)
-            .await;
+        // Whether mesh's own replies take gRPC's form.
+        let grpc = is_grpc(&parts.headers);
+
+        // Routing is synchronous and the attempts are awaited here, in this one future: each
+        // `async fn` between the call and its attempts would hold the attempts' future once
+        // more and move it on every call (`route.rs`).
+        let snapshot = self.mesh.snapshot();
+        let runtime;
+        let prepared = match self.select(&snapshot, &parts, target, grpc, &mut rng, &mut facts) {
+            Selected::Reply(reply) => Err(reply),
+            Selected::PassThrough(target) => {
+                self.pass_through(parts, body, target, grpc, &mut facts)
+            }
+            Selected::Forward(forward) => {
+                if let Some(delay) = forward.delay {
+                    tokio::time::sleep(delay).await;
+                }
+                match forward.abort {
+                    Some(status) => Err(route::fault_abort(status, grpc)),
+                    None => {
+                        runtime = self.runtimes.get(&snapshot);
+                        self.prepare(
+                            &snapshot, &runtime, forward, parts, body, grpc, &mut rng, &mut facts,
+                        )
+                    }
+                }
+            }
+        };
+        let (mut response, host) = match prepared {
+            Err(reply) => (reply, None),
+            Ok(Prepared {
+                cluster,
+                retry,
+                timeout,
+                parts,
+                target,
+                body,
+                hash,
+                response: edits,
+            }) => {
+                let attempts =
+                    self.attempts(&cluster, retry, parts, target, body, hash, grpc, &mut rng);
+                let (mut response, host) = match within(timeout, attempts).await {
+                    Some(r) => r,
+                    None => (
+                        route::local(
+                            ResponseFlag::UpstreamRequestTimeout,
+                            "upstream request timeout",
+                            grpc,
+                        ),
+                        None,
+                    ),
+                };
+                edits.apply(&mut response);
+                (response, host)
+            }
+        };
         record::finish(
             &self.reporting,
             start,
@@ -271,263 +313,6 @@ impl Inner {
             &mut response,
             span,
         );
-        response
+        Ok(response)
     }
-
-    /// Routes and sends the request of `parts` (its target taken out, see [`Target::take`])
-    /// and `body`; returns the response and the endpoint that sent it, if one did.
-    async fn route_and_send<B>(
-        &self,
-        mut parts: Parts,
-        body: B,
-        target: Option<Target>,
-        rng: &mut SmallRng,
-        facts: &mut CallFacts,
-    ) -> (Response<MeshBody>, Option<UpstreamHost>)
-    where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let grpc = is_grpc(&parts.headers);
-        let local = |flag, message: &str| {
-            LocalReply::for_flag(flag, message).into_response::<MeshBody>(grpc)
-        };
-
-        let Some(target) = target else {
-            return (
-                local(ResponseFlag::NoRoute, "request has no authority"),
-                None,
-            );
-        };
-        let snapshot = self.mesh.snapshot();
-        let info = RequestInfo {
-            method: parts.method.as_str(),
-            authority: target.authority.as_str(),
-            path_and_query: target.path_and_query.as_str(),
-            port: target.port,
-            headers: &Headers(&parts.headers),
-        };
-        let selected = match routing::select(&snapshot, &info) {
-            Ok(s) => s,
-            Err(e @ NoRoute::NoMatchingRoute { .. }) => {
-                return (local(ResponseFlag::NoRoute, &e.to_string()), None);
-            }
-            // A host no resource declares: Istio's outboundTrafficPolicy.
-            Err(_) => {
-                return match self.mesh.context().settings.outbound_traffic_policy {
-                    OutboundTrafficPolicy::RegistryOnly => {
-                        facts.named = Some((
-                            passthrough::service(passthrough::BLACKHOLE, target.port),
-                            ClusterName::new(passthrough::BLACKHOLE),
-                        ));
-                        (direct(502, None), None)
-                    }
-                    OutboundTrafficPolicy::AllowAny => {
-                        self.pass_through(parts, body, target, rng, facts).await
-                    }
-                };
-            }
-        };
-        let route = selected.route;
-        let destinations = match &route.action {
-            RouteAction::Forward(d) => d,
-            RouteAction::DirectResponse { status, body } => {
-                return (direct(*status, body.as_deref()), None);
-            }
-            RouteAction::Redirect {
-                path,
-                authority: to,
-                status,
-            } => {
-                let response = redirect(
-                    *status,
-                    to.as_deref().unwrap_or(target.authority.as_str()),
-                    path.as_deref().unwrap_or(target.path_and_query.as_str()),
-                );
-                return (response, None);
-            }
-        };
-
-        // Faults come first, as Envoy's fault filter runs before the router.
-        if let Some(fault) = &route.fault {
-            if let Some(delay) = &fault.delay
-                && delay.percentage.hit(rng.random_range(0..1_000_000))
-            {
-                tokio::time::sleep(delay.fixed_delay).await;
-            }
-            if let Some(abort) = &fault.abort
-                && abort.percentage.hit(rng.random_range(0..1_000_000))
-            {
-                return (fault_abort(&abort.status, grpc), None);
-            }
-        }
-
-        let Some(destination) = WeightedPick::new(destinations).pick(rng) else {
-            return (
-                local(ResponseFlag::NoHealthyUpstream, "route has no destination"),
-                None,
-            );
-        };
-        let runtime = self.runtimes.get(&snapshot);
-        // The route's plan, compiled with the snapshot's runtime (compiled here in the rare
-        // case the runtime was built from another snapshot of the same version).
-        let compiled;
-        let plan = match runtime.plan(&snapshot, route) {
-            Some(plan) => plan,
-            None => {
-                compiled = RoutePlan::compile(route, &runtime.clusters);
-                &compiled
-            }
-        };
-        let picked = destinations
-            .iter()
-            .position(|d| std::ptr::eq(d, destination))
-            .and_then(|i| plan.destinations.get(i));
-        let Some((destination, cluster)) = picked.and_then(|d| Some((d, d.cluster.clone()?)))
-        else {
-            return (
-                local(
-                    ResponseFlag::NoHealthyUpstream,
-                    "destination cluster not found",
-                ),
-                None,
-            );
-        };
-        facts.cluster = Some(cluster.clone());
-
-        plan.request_headers.apply(&mut parts.headers);
-        destination.request_headers.apply(&mut parts.headers);
-        let target = match &route.rewrite {
-            Some(rw) => {
-                let matched = route.matches.iter().find_map(|m| m.path.as_ref());
-                let (path, authority) = prepare::rewrite_target(
-                    target.path_and_query.as_str(),
-                    target.authority.as_str(),
-                    matched,
-                    rw,
-                );
-                target.rewritten(authority, path)
-            }
-            None => target,
-        };
-        // The body is kept for replay only if a retry or a mirror may send it again.
-        let body = SendBody::new(body.map_err(Into::into), plan.replay, REPLAY_LIMIT);
-        facts.request_bytes = body.byte_counter();
-
-        if body.is_kept() {
-            for (mirror, mirror_cluster) in route.mirrors.iter().zip(plan.mirrors.iter()) {
-                if mirror.percentage.hit(rng.random_range(0..1_000_000))
-                    && let Some(mirror_cluster) = mirror_cluster
-                    && let Some(copy) = body.mirror_body()
-                {
-                    self.mirror(mirror_cluster.clone(), &parts, copy, &target);
-                }
-            }
-        }
-
-        let request_hash = hash::request_hash(
-            &cluster.cluster.lb,
-            &parts.headers,
-            target.path_and_query.query(),
-            &self.source_key,
-            rng,
-        );
-        let timeout = match (route.timeout, prepare::grpc_timeout(&parts.headers)) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        // Made where it is awaited, so that the future is held once (see `deadline`).
-        let (mut response, host) = match within(
-            timeout,
-            self.attempts(
-                &cluster,
-                route.retry.as_ref(),
-                parts,
-                target,
-                body,
-                request_hash.hash,
-                rng,
-            ),
-        )
-        .await
-        {
-            Some(r) => r,
-            None => (
-                local(
-                    ResponseFlag::UpstreamRequestTimeout,
-                    "upstream request timeout",
-                ),
-                None,
-            ),
-        };
-        plan.response_headers.apply(response.headers_mut());
-        destination.response_headers.apply(response.headers_mut());
-        if let Some(cookie) = request_hash.set_cookie {
-            response
-                .headers_mut()
-                .append(http::header::SET_COOKIE, cookie);
-        }
-        (response, host)
-    }
-}
-
-impl Inner {
-    /// Sends the request to `PassthroughCluster`: plaintext to the host and port it names.
-    async fn pass_through<B>(
-        &self,
-        parts: Parts,
-        body: B,
-        target: Target,
-        rng: &mut SmallRng,
-        facts: &mut CallFacts,
-    ) -> (Response<MeshBody>, Option<UpstreamHost>)
-    where
-        B: Body<Data = Bytes> + Send + Unpin + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let grpc = is_grpc(&parts.headers);
-        let Some(cluster) = self
-            .runtimes
-            .passthrough(passthrough::host_of(target.authority.as_str()), target.port)
-        else {
-            let reply =
-                LocalReply::for_flag(ResponseFlag::NoHealthyUpstream, "no healthy upstream");
-            return (reply.into_response(grpc), None);
-        };
-        facts.cluster = Some(cluster.clone());
-        // Istio's allow_any route: the whole authority, no retries, no timeout.
-        let body = SendBody::new(body.map_err(Into::into), false, REPLAY_LIMIT);
-        facts.request_bytes = body.byte_counter();
-        self.attempts(&cluster, None, parts, target, body, None, rng)
-            .await
-    }
-}
-
-fn direct(status: u16, body: Option<&str>) -> Response<MeshBody> {
-    let mut response = Response::new(body.map_or_else(MeshBody::empty, |b| {
-        MeshBody::full(Bytes::from(b.to_owned()))
-    }));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    response
-}
-
-fn redirect(status: u16, authority: &str, path: &str) -> Response<MeshBody> {
-    let mut response = direct(status, None);
-    if let Ok(location) = http::HeaderValue::from_str(&format!("http://{authority}{path}")) {
-        response
-            .headers_mut()
-            .insert(http::header::LOCATION, location);
-    }
-    response
-}
-
-fn fault_abort(status: &AbortStatus, grpc: bool) -> Response<MeshBody> {
-    let reply = match *status {
-        AbortStatus::Http(code) => LocalReply::fault_abort(
-            Some(StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)),
-            None,
-        ),
-        AbortStatus::Grpc(code) => LocalReply::fault_abort(None, Some(code)),
-    };
-    reply.into_response(grpc)
 }

@@ -37,13 +37,32 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     fn execute(&self, fut: F) {
-        let task = IdleTimeout::new(fut, self.idle);
-        tokio::spawn(async move {
-            if task.await.is_err() {
-                metrics::counter!(STREAM_IDLE_TIMEOUTS).increment(1);
-                tracing::debug!(target: "mesh::inbound", "HTTP/2 stream reset: idle timeout");
-            }
+        // A named future rather than an `async` block around the timeout: the block would
+        // hold the stream's future once more and move it again on its first poll.
+        tokio::spawn(StreamTask {
+            inner: IdleTimeout::new(fut, self.idle),
         });
+    }
+}
+
+pin_project! {
+    /// A stream's task: the stream under [`IdleTimeout`], its timeouts counted and logged.
+    struct StreamTask<F> {
+        #[pin]
+        inner: IdleTimeout<F>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for StreamTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let ended = std::task::ready!(self.project().inner.poll(cx));
+        if ended.is_err() {
+            metrics::counter!(STREAM_IDLE_TIMEOUTS).increment(1);
+            tracing::debug!(target: "mesh::inbound", "HTTP/2 stream reset: idle timeout");
+        }
+        Poll::Ready(())
     }
 }
 

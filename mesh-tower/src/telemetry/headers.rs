@@ -41,6 +41,9 @@ pub fn grpc_status(headers: &HeaderMap) -> Option<i32> {
 /// Adds our `x-envoy-peer-metadata` and `x-envoy-peer-metadata-id` (the client to requests, the
 /// server to responses). Encode `metadata` once at start-up and pass the values here.
 pub fn insert_peer_metadata(headers: &mut HeaderMap, encoded: &HeaderValue, id: &HeaderValue) {
+    // Room for both at once: a map that is full grows once, not once per header. (If it
+    // cannot grow, neither insert can, and `insert` reports it.)
+    let _ = headers.try_reserve(2);
     headers.insert(PEER_METADATA, encoded.clone());
     headers.insert(PEER_METADATA_ID, id.clone());
 }

@@ -16,7 +16,9 @@ impl TraceId {
     /// A random, non-zero trace id.
     pub fn random(rng: &mut impl Rng) -> Self {
         loop {
-            let id: [u8; 16] = rng.random();
+            // `fill_bytes`, not `random::<[u8; 16]>()`: that draws each byte on its own.
+            let mut id = [0; 16];
+            rng.fill_bytes(&mut id);
             if id != [0; 16] {
                 return Self(id);
             }
@@ -40,7 +42,8 @@ impl SpanId {
     /// A random, non-zero span id.
     pub fn random(rng: &mut impl Rng) -> Self {
         loop {
-            let id: [u8; 8] = rng.random();
+            let mut id = [0; 8];
+            rng.fill_bytes(&mut id);
             if id != [0; 8] {
                 return Self(id);
             }

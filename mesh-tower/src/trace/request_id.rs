@@ -23,7 +23,9 @@ pub fn uuid_v4(rng: &mut impl Rng) -> String {
 /// Writes a random UUID v4 into `out` (`8-4-4-4-12` lowercase hex digits), with no allocation:
 /// an outgoing call's id goes straight into its header buffer.
 pub(crate) fn write_uuid_v4(rng: &mut dyn RngCore, out: &mut [u8; 36]) {
-    let mut b: [u8; 16] = rng.random();
+    // `fill_bytes`, not `random::<[u8; 16]>()`: that draws each byte on its own.
+    let mut b = [0; 16];
+    rng.fill_bytes(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let mut at = 0;

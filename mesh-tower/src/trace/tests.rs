@@ -253,7 +253,7 @@ async fn handler_scope_carries_the_context_to_outbound_calls() {
 /// Ids and request ids read exactly as per-byte `{:02x}` formatting writes them.
 #[test]
 fn hex_forms_match_per_byte_formatting() {
-    use rand::Rng;
+    use rand::RngCore;
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let mut r = rng();
     for _ in 0..1_000 {
@@ -269,7 +269,8 @@ fn hex_forms_match_per_byte_formatting() {
     let mut a = rng();
     let mut b = rng();
     for _ in 0..1_000 {
-        let mut bytes: [u8; 16] = b.random();
+        let mut bytes = [0u8; 16];
+        b.fill_bytes(&mut bytes);
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         let h = hex(&bytes);
