@@ -385,8 +385,9 @@ spec:
 
 /// `connectionPool.http.http2KeepAlive` (Envoy's `http2_protocol_options.connection_keepalive`,
 /// set by istiod's `applyConnectionPool`): a PING goes out after `interval`, and a connection
-/// whose PING is not answered within `timeout` is closed, failing what it carried. Without it,
-/// mesh's 30 s default leaves the call waiting.
+/// whose PING is not answered within `timeout` is closed, failing what it carried. Without it no
+/// PING goes out (istiod sets `connection_keepalive` from `http2KeepAlive` alone, and Envoy
+/// sends none without it), so the call waits.
 #[tokio::test]
 async fn http2_keepalive_closes_a_silent_connection() {
     let port = silent_h2_server().await;

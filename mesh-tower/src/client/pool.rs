@@ -116,13 +116,6 @@ pub(crate) struct PoolSettings {
     pub(crate) max_connection_duration: Option<Duration>,
 }
 
-/// mesh's HTTP/2 PING keep-alive when the rule sets none: a PING after 30 s of silence, and
-/// hyper's 20 s to answer it.
-const DEFAULT_H2_KEEPALIVE: Http2Keepalive = Http2Keepalive {
-    interval: Duration::from_secs(30),
-    timeout: Duration::from_secs(20),
-};
-
 impl PoolSettings {
     pub(crate) fn for_endpoint(cluster: &Cluster, endpoint: &Endpoint) -> Self {
         let pool = &cluster.connection_pool;
@@ -314,18 +307,20 @@ impl EndpointPool {
         // A connection past `maxConnectionDuration` takes no new streams; it closes once its
         // open streams end and the last handle to it is dropped (Envoy drains it likewise).
         let (io, peer, permit) = self.open(true).await?;
-        // `connectionPool.http.http2KeepAlive` (Envoy's `connection_keepalive`), else mesh's.
-        let keepalive = self
-            .settings
-            .http2_keepalive
-            .as_ref()
-            .unwrap_or(&DEFAULT_H2_KEEPALIVE);
-        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .keep_alive_interval(keepalive.interval)
-            .keep_alive_timeout(keepalive.timeout)
-            // Envoy PINGs configured connections whether or not streams are open.
-            .keep_alive_while_idle(self.settings.http2_keepalive.is_some())
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder.timer(hyper_util::rt::TokioTimer::new());
+        // PINGs only when `connectionPool.http.http2KeepAlive` asks for them: istiod sets
+        // Envoy's `connection_keepalive` from it alone (`applyConnectionPool`,
+        // pilot/pkg/networking/core/cluster_traffic_policy.go), and Envoy sends none without
+        // it. (hyper's keep-alive also reads the clock and resets a timer as data arrives.)
+        if let Some(keepalive) = &self.settings.http2_keepalive {
+            builder
+                .keep_alive_interval(keepalive.interval)
+                .keep_alive_timeout(keepalive.timeout)
+                // Envoy PINGs configured connections whether or not streams are open.
+                .keep_alive_while_idle(true);
+        }
+        let (sender, connection) = builder
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| ConnectError::Handshake(e.to_string()))?;

@@ -201,6 +201,9 @@ pub(super) async fn connection<A, B>(
     loop {
         let wake = closing.unwrap_or_else(|| next_check(&state, timeouts, Instant::now()));
         let close = tokio::select! {
+            // In this order, without drawing a random one per wake-up: the connection is
+            // polled on every one of them, the rest rarely complete.
+            biased;
             result = conn.as_mut() => {
                 if let Err(error) = result {
                     tracing::debug!(
