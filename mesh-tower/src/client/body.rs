@@ -182,10 +182,7 @@ impl Body for MeshBody {
                     }
                 }
                 if let Some(trailers) = frame.trailers_ref() {
-                    let grpc_status = trailers
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse().ok());
+                    let grpc_status = crate::telemetry::grpc_status(trailers);
                     this.finish(BodyOutcome::Complete, grpc_status);
                 } else if this.is_end_stream() {
                     this.finish(BodyOutcome::Complete, None);

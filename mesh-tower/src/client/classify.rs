@@ -25,8 +25,9 @@ pub(crate) enum Attempt {
 impl Attempt {
     /// Reads a response's retry-relevant parts.
     pub(crate) fn from_response(status: StatusCode, headers: &HeaderMap) -> Self {
+        // A `HeaderName`, not a `&str`: a string name is parsed on every lookup.
         let grpc = headers
-            .get("grpc-status")
+            .get(crate::telemetry::GRPC_STATUS)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok());
         Attempt::Response { status, grpc }

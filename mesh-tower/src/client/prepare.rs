@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::header::{HOST, HeaderValue};
+use http::header::{HOST, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Uri, Version};
@@ -110,7 +110,8 @@ pub(crate) fn set_target(parts: &mut Parts, target: Target, http2: bool) {
 
 /// The deadline a gRPC caller sent (`grpc-timeout: 100m`), per the gRPC over HTTP/2 spec.
 pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     if value.len() < 2 || value.len() > 9 {
         return None;
     }

@@ -12,7 +12,7 @@ use mesh_core::telemetry::{
 /// without parsing it first.
 pub(crate) const PEER_METADATA: HeaderName = HeaderName::from_static(PEER_METADATA_HEADER);
 const PEER_METADATA_ID: HeaderName = HeaderName::from_static(PEER_METADATA_ID_HEADER);
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+pub(crate) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// gRPC when `content-type` is `application/grpc` or `application/grpc+…`/`;…`.
 pub fn request_protocol(headers: &HeaderMap) -> RequestProtocol {

@@ -53,7 +53,7 @@ pub use graph::{
     EdgeHandle, GraphData, GraphEdge, GraphNode, GraphWindow, LATENCY_BUCKETS, NodeId, NodeKind,
     SERVICE_NODE_VERSION, ServiceGraph, quantile,
 };
-pub(crate) use headers::PEER_METADATA;
+pub(crate) use headers::{GRPC_STATUS, PEER_METADATA};
 pub use headers::{
     grpc_status, insert_peer_metadata, peer_metadata_headers, peer_workload, remove_peer_metadata,
     request_protocol,
