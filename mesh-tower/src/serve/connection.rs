@@ -32,6 +32,7 @@ use super::activity::ActivityIo;
 use super::conn_info::ConnInfo;
 use super::executor::StreamExecutor;
 use super::guard::Guard;
+use super::on_wake::OnWake;
 use super::options::{HeadersWithUnderscores, ServeOptions};
 use super::refusals::{Reason, Refusals};
 use super::registry::{ConnState, Registered};
@@ -200,9 +201,21 @@ pub(super) async fn connection<A, B>(
     }
     loop {
         let wake = closing.unwrap_or_else(|| next_check(&state, timeouts, Instant::now()));
-        let close = tokio::select! {
-            // In this order, without drawing a random one per wake-up: the connection is
-            // polled on every one of them, the rest rarely complete.
+        // The supervisor's events, polled only when one of them woke the task (`on_wake`):
+        // the connection wakes it for every frame.
+        let events = OnWake::new(async {
+            tokio::select! {
+                biased;
+                changed = drain.changed(), if !draining => {
+                    // A dropped sender is a drain too: the server is gone.
+                    let _ = changed;
+                    Event::Drain
+                }
+                () = state.close_requested(), if closing.is_none() => Event::Evicted,
+                () = tokio::time::sleep_until(wake) => Event::Timer,
+            }
+        });
+        let event = tokio::select! {
             biased;
             result = conn.as_mut() => {
                 if let Err(error) = result {
@@ -212,17 +225,18 @@ pub(super) async fn connection<A, B>(
                 }
                 return;
             }
-            changed = drain.changed(), if !draining => {
+            event = events => event,
+        };
+        let close = match event {
+            Event::Drain => {
                 draining = true;
-                // A dropped sender is a drain too: the server is gone.
-                let _ = changed;
                 if closing.is_none() {
                     conn.as_mut().graceful_shutdown();
                 }
                 continue;
             }
-            () = state.close_requested(), if closing.is_none() => Close::Evicted,
-            () = tokio::time::sleep_until(wake) => {
+            Event::Evicted => Close::Evicted,
+            Event::Timer => {
                 if closing.is_some() {
                     // The grace is over: drop it.
                     return;
@@ -238,6 +252,16 @@ pub(super) async fn connection<A, B>(
         conn.as_mut().graceful_shutdown();
         closing = Some(Instant::now() + timeouts.close_grace);
     }
+}
+
+/// What woke the supervisor.
+enum Event {
+    /// The server drains (or is gone).
+    Drain,
+    /// The accept loop evicted the connection.
+    Evicted,
+    /// The next check, or the end of the close grace.
+    Timer,
 }
 
 /// Why the server closes a connection itself.

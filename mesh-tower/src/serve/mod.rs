@@ -6,6 +6,7 @@ mod connection;
 mod connection_settings;
 mod executor;
 mod guard;
+mod on_wake;
 mod options;
 mod refusals;
 mod registry;
