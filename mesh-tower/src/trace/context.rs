@@ -239,8 +239,12 @@ impl HeaderBuf {
     }
 
     fn push_hex(&mut self, bytes: &[u8]) {
+        // Two stores per byte: a `push` of each pair was a `memcpy` call per byte.
         for b in bytes {
-            self.push(&hex_pair(*b));
+            if let Some([hi, lo]) = self.bytes.get_mut(self.len..self.len + 2) {
+                [*hi, *lo] = hex_pair(*b);
+                self.len += 2;
+            }
         }
     }
 

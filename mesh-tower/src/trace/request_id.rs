@@ -34,7 +34,9 @@ pub(crate) fn write_uuid_v4(rng: &mut dyn RngCore, out: &mut [u8; 36]) {
             out[at] = b'-';
             at += 1;
         }
-        out[at..at + 2].copy_from_slice(&super::ids::hex_pair(*x));
+        if let Some([hi, lo]) = out.get_mut(at..at + 2) {
+            [*hi, *lo] = super::ids::hex_pair(*x);
+        }
         at += 2;
     }
 }
