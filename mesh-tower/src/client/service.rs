@@ -1,4 +1,5 @@
-//! `MeshClient`: the outbound tower service (attempts in `attempt.rs`, mirroring in `mirror.rs`).
+//! `MeshClient`: the outbound tower service (routing in `route.rs`, attempts in `attempt.rs`,
+//! mirroring in `mirror.rs`).
 //!
 //! Every request: one atomic load of the snapshot, route selection, fault injection, a weighted
 //! cluster pick, then attempts (endpoint pick → breaker admission → pooled connection → per-try
