@@ -26,6 +26,7 @@ use mesh_core::telemetry::{
 };
 use rand::Rng as _;
 
+use super::code_counts::CodeCounts;
 use super::health::{EdgeHealth, ResponseCode, codes_by_name, codes_from_names};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -393,9 +394,8 @@ struct Window {
     buckets: [AtomicU64; LATENCY_BUCKETS],
     mtls: AtomicU64,
     grpc: AtomicU64,
-    /// Requests per response code: an edge sees few codes, and the lock is the window's own
-    /// (never process-wide).
-    codes: Mutex<BTreeMap<ResponseCode, u64>>,
+    /// Requests per response code, counted without a lock.
+    codes: CodeCounts,
 }
 
 /// The tag of a window being cleared.
@@ -456,10 +456,7 @@ impl Edge {
                 }
                 w.mtls.store(0, Ordering::Relaxed);
                 w.grpc.store(0, Ordering::Relaxed);
-                w.codes
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clear();
+                w.codes.clear();
                 w.tag.store(tag, Ordering::Release);
                 break;
             }
@@ -477,11 +474,7 @@ impl Edge {
         if facts.grpc {
             w.grpc.fetch_add(1, Ordering::Relaxed);
         }
-        *w.codes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(facts.code)
-            .or_insert(0) += 1;
+        w.codes.add(facts.code);
     }
 
     /// The counts of the windows from `oldest` on.
@@ -498,14 +491,7 @@ impl Edge {
             }
             c.mtls += w.mtls.load(Ordering::Relaxed);
             c.grpc += w.grpc.load(Ordering::Relaxed);
-            for (code, n) in w
-                .codes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .iter()
-            {
-                *c.codes.entry(*code).or_insert(0) += n;
-            }
+            w.codes.add_to(&mut c.codes);
         }
         c
     }

@@ -25,6 +25,7 @@
 //! (the admin endpoint, per scrape).
 
 mod access_log;
+mod code_counts;
 mod config_metrics;
 mod graph;
 pub(crate) mod grpc_messages;
