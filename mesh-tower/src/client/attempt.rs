@@ -157,7 +157,7 @@ impl Inner {
                         cluster,
                         index,
                         now,
-                        Started {
+                        Underway {
                             stats,
                             pool,
                             in_flight,
@@ -224,7 +224,7 @@ fn endpoint(
 }
 
 /// An attempt under way: its endpoint, and the endpoint's count of requests in flight.
-struct Started {
+struct Underway {
     stats: Arc<EndpointStats>,
     pool: Arc<EndpointPool>,
     in_flight: InFlight,
@@ -238,14 +238,14 @@ fn settle(
     cluster: &Arc<ClusterRuntime>,
     index: usize,
     start: Instant,
-    started: Started,
+    underway: Underway,
     sent: Option<Result<Response<hyper::body::Incoming>, Unsent>>,
 ) -> AttemptResult {
-    let Started {
+    let Underway {
         stats,
         pool,
         in_flight,
-    } = started;
+    } = underway;
     let result = match sent {
         Some(r) => r.map_err(Some),
         None => Err(None),

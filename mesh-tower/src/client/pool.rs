@@ -148,7 +148,7 @@ pub(crate) struct EndpointPool {
     /// The last `x-envoy-peer-metadata` this endpoint answered with, and its workload: an
     /// endpoint sends the same bytes on every response, so comparing them spares the cache's
     /// hash of a few hundred bytes per call (the server keeps the same per connection).
-    peer_metadata: Mutex<LastPeer>,
+    peer_metadata: LastPeer,
 }
 
 struct H2Conn {
@@ -207,7 +207,7 @@ impl EndpointPool {
             h2_connecting: tokio::sync::Mutex::new(()),
             h1_idle: Mutex::new(Vec::new()),
             released: Notify::new(),
-            peer_metadata: Mutex::default(),
+            peer_metadata: LastPeer::default(),
         }
     }
 
@@ -218,10 +218,7 @@ impl EndpointPool {
         headers: &http::HeaderMap,
         telemetry: &Telemetry,
     ) -> Option<Arc<PeerWorkload>> {
-        self.peer_metadata
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .workload(headers, telemetry)
+        self.peer_metadata.workload(headers, telemetry)
     }
 
     pub(crate) fn settings(&self) -> &PoolSettings {

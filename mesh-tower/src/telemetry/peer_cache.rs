@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use arc_swap::ArcSwapOption;
 use http::{HeaderMap, HeaderValue};
 use mesh_core::telemetry::{PEER_METADATA_HEADER, PeerWorkload};
 
@@ -71,28 +72,31 @@ impl PeerMetadataCache {
         self.len() == 0
     }
 }
+
 /// The last `x-envoy-peer-metadata` value one peer sent (on a server connection, or from a
 /// client's endpoint) and the workload it named (`None`: refused). A peer sends the same bytes
-/// on every message, so comparing them spares the cache's hash of a few hundred bytes.
+/// on every message, so comparing them spares the cache's hash of a few hundred bytes. Read
+/// without a lock: the requests of one endpoint share it.
 #[derive(Debug, Default)]
-pub(crate) struct LastPeer(Option<(HeaderValue, Option<Arc<PeerWorkload>>)>);
+pub(crate) struct LastPeer(ArcSwapOption<(HeaderValue, Option<Arc<PeerWorkload>>)>);
 
 impl LastPeer {
     /// The workload `headers` name: the last one when their value is the same, else decoded
     /// through `telemetry`'s cache and remembered.
     pub(crate) fn workload(
-        &mut self,
+        &self,
         headers: &HeaderMap,
         telemetry: &super::Telemetry,
     ) -> Option<Arc<PeerWorkload>> {
         let raw = headers.get(super::PEER_METADATA)?;
-        if let Some((last, workload)) = &self.0
+        if let Some((last, workload)) = self.0.load().as_deref()
             && last.as_bytes() == raw.as_bytes()
         {
             return workload.clone();
         }
         let workload = telemetry.peer_workload_shared(headers);
-        self.0 = Some((raw.clone(), workload.clone()));
+        self.0
+            .store(Some(Arc::new((raw.clone(), workload.clone()))));
         workload
     }
 }

@@ -42,13 +42,13 @@ pub(crate) struct Connection {
     destination_principal: Option<String>,
     /// The peer's address as records carry it.
     peer_address: Option<String>,
+    /// The last `x-envoy-peer-metadata` value and the workload it named.
+    metadata: LastPeer,
     cache: Mutex<Cache>,
 }
 
 #[derive(Debug, Default)]
 struct Cache {
-    /// The last `x-envoy-peer-metadata` value and the workload it named.
-    metadata: LastPeer,
     resolved: Vec<(Key, RecordHandles)>,
     /// The gRPC message counters of requests by peer metadata (compared by identity).
     streams: Vec<(Option<Arc<PeerWorkload>>, StreamCounters)>,
@@ -100,6 +100,7 @@ impl Connection {
             destination_principal: principal.filter(|_| mutual_tls),
             peer,
             peer_address: remote.map(|a| a.to_string()),
+            metadata: LastPeer::default(),
             cache: Mutex::default(),
         }
     }
@@ -128,7 +129,7 @@ impl Connection {
         headers: &HeaderMap,
         telemetry: &Telemetry,
     ) -> Option<Arc<PeerWorkload>> {
-        self.lock().metadata.workload(headers, telemetry)
+        self.metadata.workload(headers, telemetry)
     }
 
     /// The telemetry handles of `key`'s records, resolved by `resolve` (a record with those
